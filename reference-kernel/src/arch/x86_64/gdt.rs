@@ -1,0 +1,86 @@
+//! Global descriptor table and task-state segment of the bootstrap processor.
+//!
+//! Long mode ignores segment bases and limits for code and data, so the GDT holds the flat
+//! kernel/user code and data descriptors the `SYSCALL`/`SYSRET` convention will need, and the
+//! TSS, whose interrupt stack table gives the double-fault handler a known-good stack (so a
+//! kernel stack overflow is reported instead of escalating to a triple fault).
+//!
+//! Application processors get their own copies when SMP start-up arrives (a per-CPU structure);
+//! until then this is the one CPU's.
+
+use spin::Once;
+use x86_64::VirtAddr;
+use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+
+/// IST slot (1-based in the IDT, index 0 here) used by the double-fault handler.
+pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
+/// IST slot used by the NMI and machine-check handlers.
+pub const NMI_IST_INDEX: u16 = 1;
+
+const IST_STACK_SIZE: usize = 16 * 1024;
+
+#[repr(C, align(16))]
+struct IstStack([u8; IST_STACK_SIZE]);
+
+static mut DOUBLE_FAULT_STACK: IstStack = IstStack([0; IST_STACK_SIZE]);
+static mut NMI_STACK: IstStack = IstStack([0; IST_STACK_SIZE]);
+
+/// Selectors of the descriptors in the GDT.
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code, reason = "user segments are loaded by the SYSCALL path, which comes later")]
+pub struct Selectors {
+    /// 64-bit kernel code.
+    pub kernel_code: SegmentSelector,
+    /// Kernel data/stack.
+    pub kernel_data: SegmentSelector,
+    /// User data (placed before user code, as `SYSRET` requires).
+    pub user_data: SegmentSelector,
+    /// 64-bit user code.
+    pub user_code: SegmentSelector,
+    /// The task-state segment.
+    pub tss: SegmentSelector,
+}
+
+static TSS: Once<TaskStateSegment> = Once::new();
+static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
+
+/// Builds and loads the GDT and TSS, and reloads every segment register.
+pub fn init() {
+    let tss = TSS.call_once(|| {
+        let mut tss = TaskStateSegment::new();
+        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
+            VirtAddr::from_ptr(&raw const DOUBLE_FAULT_STACK) + IST_STACK_SIZE as u64;
+        tss.interrupt_stack_table[NMI_IST_INDEX as usize] =
+            VirtAddr::from_ptr(&raw const NMI_STACK) + IST_STACK_SIZE as u64;
+        tss
+    });
+    let (gdt, selectors) = GDT.call_once(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        let kernel_code = gdt.append(Descriptor::kernel_code_segment());
+        let kernel_data = gdt.append(Descriptor::kernel_data_segment());
+        let user_data = gdt.append(Descriptor::user_data_segment());
+        let user_code = gdt.append(Descriptor::user_code_segment());
+        let tss = gdt.append(Descriptor::tss_segment(tss));
+        let selectors = Selectors { kernel_code, kernel_data, user_data, user_code, tss };
+        (gdt, selectors)
+    });
+    gdt.load();
+    // SAFETY: the selectors index descriptors of the GDT just loaded, which lives in a `static`
+    // and so stays valid; the code/data descriptors are the flat 64-bit ones this kernel runs on,
+    // so reloading them does not change how any address is translated.
+    unsafe {
+        CS::set_reg(selectors.kernel_code);
+        SS::set_reg(selectors.kernel_data);
+        DS::set_reg(selectors.kernel_data);
+        ES::set_reg(selectors.kernel_data);
+        load_tss(selectors.tss);
+    }
+}
+
+/// The selectors of the loaded GDT (after [`init`]).
+pub fn selectors() -> Option<Selectors> {
+    GDT.get().map(|(_, s)| *s)
+}

@@ -1,0 +1,357 @@
+//! Interrupt descriptor table, entry stubs written in `global_asm!`, and the Rust dispatcher.
+//!
+//! Stable Rust has no `extern "x86-interrupt"`, so every one of the 256 vectors gets a 16-byte
+//! assembly stub that pushes a dummy error code (for vectors where the CPU pushes none) and the
+//! vector number, then jumps to a common routine that saves all general-purpose registers into an
+//! [`InterruptFrame`] and calls [`interrupt_dispatch`]. The dispatcher:
+//!
+//! - resumes after `#BP` (breakpoint), counting it;
+//! - counts vectors 32..=255 that nothing has claimed (spurious or unexpected), never fatal;
+//! - for a page fault inside a probe routine ([`super::probe`]) redirects to the probe's fixup;
+//! - for any other CPU exception prints its name, error code, RIP (and CR2 for page faults), then
+//!   hands control to the innermost recovery point ([`super::recover`]) if one is armed (a
+//!   kernel test or a `catch_fault` call), or ends the kernel with a failure status.
+//!
+//! Double faults run on their own IST stack, so a kernel stack overflow still gets reported.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use x86_64::VirtAddr;
+use x86_64::instructions::tables::lidt;
+use x86_64::registers::control::Cr2;
+use x86_64::structures::DescriptorTablePointer;
+
+use super::{gdt, probe, recover};
+
+/// Registers saved by the entry stubs, in stack order (lowest address first).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct InterruptFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// Vector number pushed by the stub.
+    pub vector: u64,
+    /// Error code pushed by the CPU, or 0 pushed by the stub.
+    pub error_code: u64,
+    // Pushed by the CPU:
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+/// Exception vectors.
+pub mod vector {
+    /// #DE
+    pub const DIVIDE_ERROR: u8 = 0;
+    /// #BP
+    pub const BREAKPOINT: u8 = 3;
+    /// #UD
+    pub const INVALID_OPCODE: u8 = 6;
+    /// #DF
+    pub const DOUBLE_FAULT: u8 = 8;
+    /// #PF
+    pub const PAGE_FAULT: u8 = 14;
+    /// NMI
+    pub const NMI: u8 = 2;
+    /// #MC
+    pub const MACHINE_CHECK: u8 = 18;
+}
+
+/// Name of a CPU exception vector (Intel SDM vol. 3, table 6-1).
+pub fn exception_name(vector: u8) -> &'static str {
+    match vector {
+        0 => "divide error (#DE)",
+        1 => "debug (#DB)",
+        2 => "non-maskable interrupt (NMI)",
+        3 => "breakpoint (#BP)",
+        4 => "overflow (#OF)",
+        5 => "BOUND range exceeded (#BR)",
+        6 => "invalid opcode (#UD)",
+        7 => "device not available (#NM)",
+        8 => "double fault (#DF)",
+        9 => "coprocessor segment overrun",
+        10 => "invalid TSS (#TS)",
+        11 => "segment not present (#NP)",
+        12 => "stack-segment fault (#SS)",
+        13 => "general protection (#GP)",
+        14 => "page fault (#PF)",
+        16 => "x87 floating-point error (#MF)",
+        17 => "alignment check (#AC)",
+        18 => "machine check (#MC)",
+        19 => "SIMD floating-point exception (#XM)",
+        20 => "virtualization exception (#VE)",
+        21 => "control protection (#CP)",
+        28 => "hypervisor injection (#HV)",
+        29 => "VMM communication (#VC)",
+        30 => "security exception (#SX)",
+        15 | 22..=27 | 31 => "reserved exception",
+        _ => "external interrupt",
+    }
+}
+
+static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
+static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
+static LAST_UNEXPECTED_VECTOR: AtomicU64 = AtomicU64::new(0);
+
+/// Number of `#BP` exceptions handled and resumed.
+pub fn breakpoint_count() -> u64 {
+    BREAKPOINTS.load(Ordering::Relaxed)
+}
+
+/// Number of interrupts on vectors 32..=255 that no handler claimed, and the last such vector.
+pub fn unexpected_interrupts() -> (u64, u8) {
+    (
+        UNEXPECTED.load(Ordering::Relaxed),
+        LAST_UNEXPECTED_VECTOR.load(Ordering::Relaxed) as u8,
+    )
+}
+
+/// What a fatal exception looked like; kept for the recovery point that catches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExceptionInfo {
+    /// Vector number (0..=31).
+    pub vector: u8,
+    /// Error code (0 when the exception has none).
+    pub error_code: u64,
+    /// Faulting instruction.
+    pub rip: u64,
+    /// CR2 at the time of the exception (meaningful for page faults).
+    pub cr2: u64,
+}
+
+impl core::fmt::Display for ExceptionInfo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} at rip={:#x}, error code={:#x}",
+            exception_name(self.vector),
+            self.rip,
+            self.error_code
+        )?;
+        if self.vector == vector::PAGE_FAULT {
+            write!(f, ", cr2={:#x} ({})", self.cr2, PageFaultCause(self.error_code))?;
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a page-fault error code.
+struct PageFaultCause(u64);
+
+impl core::fmt::Display for PageFaultCause {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let e = self.0;
+        let present = if e & 1 != 0 { "protection violation" } else { "not present" };
+        let access = if e & 0x10 != 0 {
+            "instruction fetch"
+        } else if e & 2 != 0 {
+            "write"
+        } else {
+            "read"
+        };
+        let mode = if e & 4 != 0 { "user" } else { "kernel" };
+        write!(f, "{present}, {access}, {mode} mode")?;
+        if e & 8 != 0 {
+            write!(f, ", reserved bit set")?;
+        }
+        Ok(())
+    }
+}
+
+/// Called by the common stub with the saved registers; may change them (the stub restores them
+/// with `iretq`).
+#[unsafe(no_mangle)]
+extern "C" fn interrupt_dispatch(frame: &mut InterruptFrame) {
+    let vector = frame.vector as u8;
+    match vector {
+        vector::BREAKPOINT => {
+            BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
+            log::debug!("breakpoint at {:#x}, resuming", frame.rip.wrapping_sub(1));
+        }
+        vector::PAGE_FAULT if probe::fixup(frame, Cr2::read_raw()) => {}
+        0..=31 => fatal_exception(frame),
+        _ => {
+            UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+            LAST_UNEXPECTED_VECTOR.store(u64::from(vector), Ordering::Relaxed);
+            log::warn!("unexpected interrupt on vector {vector} (counted, ignored)");
+        }
+    }
+}
+
+fn fatal_exception(frame: &InterruptFrame) {
+    let info = ExceptionInfo {
+        vector: frame.vector as u8,
+        error_code: frame.error_code,
+        rip: frame.rip,
+        cr2: if frame.vector == u64::from(vector::PAGE_FAULT) { Cr2::read_raw() } else { 0 },
+    };
+    crate::println!("CPU EXCEPTION: {info}");
+    crate::println!(
+        "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}",
+        frame.rax,
+        frame.rbx,
+        frame.rcx,
+        frame.rdx
+    );
+    crate::println!(
+        "  rsi={:#018x} rdi={:#018x} rbp={:#018x} rsp={:#018x}",
+        frame.rsi,
+        frame.rdi,
+        frame.rbp,
+        frame.rsp
+    );
+    crate::println!("  cs={:#x} ss={:#x} rflags={:#x}", frame.cs, frame.ss, frame.rflags);
+    if info.vector == vector::DOUBLE_FAULT {
+        crate::println!("  (double fault: the kernel stack may have overflowed)");
+    }
+    recover::abort(recover::Abort::Exception(info));
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct GateDescriptor {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    type_attr: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+impl GateDescriptor {
+    const MISSING: Self = Self {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        type_attr: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    };
+
+    /// A present interrupt gate (IF cleared on entry); `ist` is 0 or a 1-based IST slot.
+    fn interrupt_gate(handler: u64, selector: u16, ist: u8, dpl: u8) -> Self {
+        Self {
+            offset_low: handler as u16,
+            selector,
+            ist,
+            type_attr: 0x80 | (dpl << 5) | 0xE,
+            offset_mid: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            reserved: 0,
+        }
+    }
+}
+
+#[repr(C, align(16))]
+struct Idt([GateDescriptor; 256]);
+
+static mut IDT: Idt = Idt([GateDescriptor::MISSING; 256]);
+
+unsafe extern "C" {
+    /// First of 256 entry stubs, 16 bytes apart (defined in the `global_asm!` below).
+    static isr_stubs: [u8; 256 * 16];
+}
+
+/// Fills the IDT with the 256 stubs and loads it. Call once on each CPU after [`gdt::init`].
+pub fn init() {
+    let selector = gdt::selectors().expect("gdt::init runs before idt::init").kernel_code.0;
+    let base = (&raw const isr_stubs) as u64;
+    // SAFETY: only this function writes IDT, on the bootstrap processor before interrupts are
+    // enabled, so no other reference to it exists while it is filled.
+    let idt = unsafe { &mut *(&raw mut IDT) };
+    for (v, gate) in idt.0.iter_mut().enumerate() {
+        let ist = match v as u8 {
+            vector::DOUBLE_FAULT => gdt::DOUBLE_FAULT_IST_INDEX as u8 + 1,
+            vector::NMI | vector::MACHINE_CHECK => gdt::NMI_IST_INDEX as u8 + 1,
+            _ => 0,
+        };
+        // #BP may be raised with `int3` from user mode later; everything else is kernel-only.
+        let dpl = if v as u8 == vector::BREAKPOINT { 3 } else { 0 };
+        *gate = GateDescriptor::interrupt_gate(base + 16 * v as u64, selector, ist, dpl);
+    }
+    let pointer = DescriptorTablePointer {
+        limit: (core::mem::size_of::<Idt>() - 1) as u16,
+        base: VirtAddr::from_ptr(&raw const IDT),
+    };
+    // SAFETY: the table is a `static` (valid forever), fully initialised with gates that point at
+    // the stubs below, which save state and call `interrupt_dispatch` per the InterruptFrame layout.
+    unsafe { lidt(&pointer) };
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.isr, "ax"
+    .balign 16
+    .global isr_stubs
+isr_stubs:
+    .set isr_vec, 0
+    .rept 256
+    .balign 16
+    .if (isr_vec == 8) || (isr_vec == 10) || (isr_vec == 11) || (isr_vec == 12) || (isr_vec == 13) || (isr_vec == 14) || (isr_vec == 17) || (isr_vec == 21) || (isr_vec == 29) || (isr_vec == 30)
+    .else
+    push 0
+    .endif
+    push isr_vec
+    jmp isr_common
+    .set isr_vec, isr_vec + 1
+    .endr
+
+isr_common:
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    cld
+    mov rdi, rsp
+    mov rbx, rsp
+    and rsp, -16
+    call interrupt_dispatch
+    mov rsp, rbx
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
+"#
+);

@@ -1,0 +1,106 @@
+//! In-kernel test harness (stable Rust: a plain list, no `custom_test_frameworks`).
+//!
+//! Each test runs under a recovery point ([`recover::catch`]), so a test that panics or takes a
+//! CPU exception is reported as failed and the suite goes on. Every step prints one
+//! machine-readable line on the serial console, which xtask parses:
+//!
+//! ```text
+//! ktest plan <N>
+//! ktest start <name>
+//! ktest pass <name>
+//! ktest fail <name>: <reason>
+//! ktest summary <P> passed, <F> failed
+//! ```
+//!
+//! A test that hangs is caught by xtask's timeout, which names the last test started.
+//! `ktest.filter=<substring>` runs only matching tests; `ktest.inject=<fail|panic|fault|hang>`
+//! appends one deliberately broken test, `injected_<kind>`, which xtask uses to prove that the
+//! harness reports each kind of failure.
+
+mod tests;
+
+use crate::arch::x86_64::recover::{self, Abort};
+
+/// What a test is expected to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Return normally.
+    Pass,
+    /// Panic (the test passes only if it panics).
+    Panic,
+}
+
+/// One kernel test.
+pub struct KernelTest {
+    /// Unique name, printed in the result lines.
+    pub name: &'static str,
+    /// The test body; failing means panicking (`assert!`) or faulting.
+    pub run: fn(),
+    /// Expected outcome.
+    pub expect: Expect,
+}
+
+/// Runs the registered tests (and the injected one, if any) and prints the results.
+/// Returns true when every selected test passed.
+pub fn run_all(filter: Option<&str>, inject: Option<&str>) -> bool {
+    let injected = match inject {
+        None => None,
+        Some(kind) => match tests::injected(kind) {
+            Some(t) => Some(t),
+            None => {
+                crate::println!(
+                    "ktest: unknown ktest.inject={kind} (expected fail, panic, fault or hang)"
+                );
+                return false;
+            }
+        },
+    };
+    let selected = |t: &&KernelTest| filter.is_none_or(|f| t.name.contains(f));
+    let all = || tests::TESTS.iter().chain(injected).filter(selected);
+    let planned = all().count();
+    crate::println!("ktest plan {planned}");
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for test in all() {
+        crate::println!("ktest start {}", test.name);
+        let outcome = recover::catch(test.run);
+        let verdict = match (test.expect, outcome) {
+            (Expect::Pass, Ok(())) => Ok(()),
+            (Expect::Pass, Err(reason)) => Err(Failure::Aborted(reason)),
+            (Expect::Panic, Err(Abort::Panic(_))) => Ok(()),
+            (Expect::Panic, Err(reason)) => Err(Failure::Aborted(reason)),
+            (Expect::Panic, Ok(())) => Err(Failure::DidNotPanic),
+        };
+        match verdict {
+            Ok(()) => {
+                passed += 1;
+                crate::println!("ktest pass {}", test.name);
+            }
+            Err(reason) => {
+                failed += 1;
+                crate::println!("ktest fail {}: {reason}", test.name);
+            }
+        }
+    }
+    if planned == 0 {
+        crate::println!("ktest: no test matches ktest.filter={}", filter.unwrap_or(""));
+    }
+    crate::println!("ktest summary {passed} passed, {failed} failed");
+    failed == 0 && planned > 0
+}
+
+/// Why a test failed.
+enum Failure {
+    /// It panicked or faulted when it should have returned.
+    Aborted(Abort),
+    /// It was expected to panic and returned.
+    DidNotPanic,
+}
+
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Failure::Aborted(a) => write!(f, "{a}"),
+            Failure::DidNotPanic => write!(f, "expected a panic, but the test returned normally"),
+        }
+    }
+}

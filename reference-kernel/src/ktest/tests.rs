@@ -1,0 +1,247 @@
+//! The kernel's test list.
+//!
+//! Tests that need the real machine (exceptions, descriptor tables, the UART, the loader's boot
+//! information) live here; pure logic is tested on the host with `cargo test`.
+
+use reference_kernel::bootinfo::{BootInfo, BootProtocol, PhysMemory};
+
+use super::{Expect, KernelTest};
+use crate::arch::x86_64::idt::{self, vector};
+use crate::arch::x86_64::recover::{self, Abort};
+use crate::arch::x86_64::{boot, probe};
+use crate::kernel;
+
+/// Every registered test, in run order.
+pub static TESTS: &[KernelTest] = &[
+    test("boot_info_from_loader", boot_info_from_loader),
+    test("boot_info_rejects_malformed_multiboot2", boot_info_rejects_malformed_multiboot2),
+    test("kernel_linked_in_higher_half", kernel_linked_in_higher_half),
+    test("breakpoint_handled_and_resumed", breakpoint_handled_and_resumed),
+    test("page_fault_on_unmapped_address_caught", page_fault_on_unmapped_address_caught),
+    test("invalid_opcode_reported", invalid_opcode_reported),
+    test("divide_error_reported", divide_error_reported),
+    test("unexpected_vector_counted_not_fatal", unexpected_vector_counted_not_fatal),
+    test("vector_state_usable", vector_state_usable),
+    test("serial_loopback", serial_loopback),
+    KernelTest {
+        name: "deliberate_panic_is_caught",
+        run: deliberate_panic,
+        expect: Expect::Panic,
+    },
+];
+
+const fn test(name: &'static str, run: fn()) -> KernelTest {
+    KernelTest { name, run, expect: Expect::Pass }
+}
+
+/// Deliberately broken tests, one per failure kind xtask must detect.
+pub fn injected(kind: &str) -> Option<&'static KernelTest> {
+    static FAIL: KernelTest = test("injected_fail", || assert_eq!(1 + 1, 3, "injected failure"));
+    static PANIC: KernelTest = test("injected_panic", || panic!("injected panic"));
+    static FAULT: KernelTest = test("injected_fault", || {
+        // SAFETY: deliberately unsound in spirit: the address is unmapped, the read faults and
+        // the harness must report the page fault. No memory is accessed.
+        let _ = unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) };
+    });
+    static HANG: KernelTest = test("injected_hang", || {
+        loop {
+            core::hint::spin_loop();
+        }
+    });
+    match kind {
+        "fail" => Some(&FAIL),
+        "panic" => Some(&PANIC),
+        "fault" => Some(&FAULT),
+        "hang" => Some(&HANG),
+        _ => None,
+    }
+}
+
+/// A canonical address that the boot page tables leave unmapped (PML4 slot 32).
+const UNMAPPED: u64 = 0x0000_1000_0000_0000;
+
+fn boot_info_from_loader() {
+    let info = kernel::boot_info();
+    assert!(info.usable_bytes() >= 16 << 20, "less than 16 MiB usable: {}", info.usable_bytes());
+    let map = info.memory_map();
+    assert!(!map.is_empty());
+    for pair in map.windows(2) {
+        assert!(pair[0].start + pair[0].len <= pair[1].start, "map unsorted or overlapping");
+    }
+    // The kernel image (loaded at 1 MiB) must be inside usable memory.
+    let kernel_phys = 0x10_0000;
+    assert!(
+        map.iter().any(|r| r.kind == reference_kernel::bootinfo::MemoryKind::Usable
+            && r.start <= kernel_phys
+            && kernel_phys < r.start + r.len),
+        "kernel load address not in a usable region"
+    );
+    assert!(info.cmdline().contains("mode=test"), "cmdline: {:?}", info.cmdline());
+    match info.protocol() {
+        BootProtocol::Pvh => {}
+        BootProtocol::Multiboot2 => assert!(info.bootloader_name().is_some()),
+    }
+}
+
+/// A byte buffer posing as physical memory at a fixed address.
+struct BufferMemory<'a> {
+    base: u64,
+    bytes: &'a [u8],
+}
+
+impl PhysMemory for BufferMemory<'_> {
+    fn read(&self, phys: u64, len: usize) -> Option<&[u8]> {
+        let off = usize::try_from(phys.checked_sub(self.base)?).ok()?;
+        self.bytes.get(off..off.checked_add(len)?)
+    }
+}
+
+/// Multiboot2 information: cmdline "x", a memory map of one 64 MiB usable entry, end tag.
+fn multiboot2_blob(buf: &mut [u8; 96]) -> usize {
+    let mut at = 8;
+    let put = |buf: &mut [u8; 96], at: &mut usize, v: u32| {
+        buf[*at..*at + 4].copy_from_slice(&v.to_le_bytes());
+        *at += 4;
+    };
+    // cmdline tag: type 1, size 10 ("x\0" after 8-byte header), padded to 16
+    put(buf, &mut at, 1);
+    put(buf, &mut at, 10);
+    buf[at] = b'x';
+    buf[at + 1] = 0;
+    at += 8;
+    // memory map tag: type 6, size 16 + 24, entry size 24, version 0
+    put(buf, &mut at, 6);
+    put(buf, &mut at, 40);
+    put(buf, &mut at, 24);
+    put(buf, &mut at, 0);
+    buf[at..at + 8].copy_from_slice(&0x10_0000u64.to_le_bytes());
+    buf[at + 8..at + 16].copy_from_slice(&(64u64 << 20).to_le_bytes());
+    buf[at + 16..at + 20].copy_from_slice(&1u32.to_le_bytes());
+    at += 24;
+    // end tag
+    put(buf, &mut at, 0);
+    put(buf, &mut at, 8);
+    let total = at as u32;
+    buf[0..4].copy_from_slice(&total.to_le_bytes());
+    at
+}
+
+fn boot_info_rejects_malformed_multiboot2() {
+    const MAGIC: u32 = 0x36d7_6289;
+    const BASE: u64 = 0x8000;
+    let mut buf = [0u8; 96];
+    let len = multiboot2_blob(&mut buf);
+    let mem = BufferMemory { base: BASE, bytes: &buf[..len] };
+    let info = BootInfo::from_multiboot2(MAGIC, BASE, &mem).expect("well-formed blob parses");
+    assert_eq!(info.cmdline(), "x");
+    assert_eq!(info.usable_bytes(), 64 << 20);
+
+    assert!(BootInfo::from_multiboot2(MAGIC ^ 1, BASE, &mem).is_err(), "bad magic accepted");
+    let short = BufferMemory { base: BASE, bytes: &buf[..len - 8] };
+    assert!(BootInfo::from_multiboot2(MAGIC, BASE, &short).is_err(), "truncated info accepted");
+    let mut bad = buf;
+    bad[12..16].copy_from_slice(&4u32.to_le_bytes()); // cmdline tag size below the header size
+    let mem = BufferMemory { base: BASE, bytes: &bad[..len] };
+    assert!(BootInfo::from_multiboot2(MAGIC, BASE, &mem).is_err(), "tag size 4 accepted");
+}
+
+fn kernel_linked_in_higher_half() {
+    let code = kernel_linked_in_higher_half as *const () as u64;
+    assert!(code >= boot::KERNEL_VMA, "code at {code:#x}");
+    let stack_var = 0u8;
+    assert!((&raw const stack_var) as u64 >= boot::KERNEL_VMA);
+}
+
+fn breakpoint_handled_and_resumed() {
+    let before = idt::breakpoint_count();
+    x86_64::instructions::interrupts::int3();
+    assert_eq!(idt::breakpoint_count(), before + 1);
+}
+
+fn page_fault_on_unmapped_address_caught() {
+    let fault = probe::read_u64(UNMAPPED + 0x123).expect_err("read of unmapped memory succeeded");
+    assert_eq!(fault.address, UNMAPPED + 0x123, "CR2");
+    // Error code: not present (bit 0 clear), read (bit 1 clear), supervisor (bit 2 clear).
+    assert_eq!(fault.error_code & 0x7, 0, "error code {:#x}", fault.error_code);
+    // A mapped address reads fine through the same path.
+    let x = 0x5eed_u64;
+    assert_eq!(probe::read_u64((&raw const x) as u64), Ok(0x5eed));
+}
+
+fn expect_exception(expected: u8, f: fn()) {
+    match recover::catch(f) {
+        Err(Abort::Exception(info)) => assert_eq!(info.vector, expected, "{info}"),
+        Err(other) => panic!("expected vector {expected}, got {other}"),
+        Ok(()) => panic!("expected vector {expected}, the code ran without an exception"),
+    }
+}
+
+fn invalid_opcode_reported() {
+    expect_exception(vector::INVALID_OPCODE, || {
+        // SAFETY: `ud2` raises #UD, which the recovery point catches; nothing else happens.
+        unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+    });
+}
+
+fn divide_error_reported() {
+    expect_exception(vector::DIVIDE_ERROR, || {
+        // SAFETY: dividing by a zero register raises #DE, caught by the recovery point.
+        unsafe {
+            core::arch::asm!(
+                "xor edx, edx", "mov eax, 1", "xor ecx, ecx", "div ecx",
+                out("eax") _, out("ecx") _, out("edx") _, options(nomem, nostack)
+            )
+        };
+    });
+}
+
+fn unexpected_vector_counted_not_fatal() {
+    let (before, _) = idt::unexpected_interrupts();
+    // SAFETY: vector 0xF1 has a gate (every vector does) whose handler counts and returns.
+    unsafe { core::arch::asm!("int 0xF1", options(nomem, nostack)) };
+    let (after, last) = idt::unexpected_interrupts();
+    assert_eq!(after, before + 1);
+    assert_eq!(last, 0xF1);
+}
+
+fn vector_state_usable() {
+    let state = kernel::vector_state();
+    assert!(state.sse);
+    let cr4 = x86_64::registers::control::Cr4::read();
+    assert!(cr4.contains(x86_64::registers::control::Cr4Flags::OSFXSR));
+    let mut out = [0u64; 2];
+    // SAFETY: SSE is enabled (checked above); the kernel is compiled without SSE so xmm0 holds
+    // nothing of the compiler's, and it is saved and restored around the use anyway.
+    unsafe {
+        core::arch::asm!(
+            "sub rsp, 16", "movdqu [rsp], xmm0",
+            "pcmpeqd xmm0, xmm0", "movdqu [{out}], xmm0",
+            "movdqu xmm0, [rsp]", "add rsp, 16",
+            out = in(reg) out.as_mut_ptr(),
+        )
+    };
+    assert_eq!(out, [u64::MAX; 2], "SSE instruction did not run");
+    if state.avx {
+        let mut wide = [0u64; 4];
+        // SAFETY: AVX state is enabled in XCR0 (state.avx); ymm0 is saved and restored.
+        unsafe {
+            core::arch::asm!(
+                "sub rsp, 32", "vmovdqu [rsp], ymm0",
+                "vpcmpeqd ymm0, ymm0, ymm0", "vmovdqu [{out}], ymm0",
+                "vmovdqu ymm0, [rsp]", "add rsp, 32",
+                out = in(reg) wide.as_mut_ptr(),
+            )
+        };
+        assert_eq!(wide, [u64::MAX; 4], "AVX instruction did not run");
+    }
+}
+
+fn serial_loopback() {
+    let data = b"Veridian\x00\xff\x55\xaa";
+    let echoed = crate::console::with_serial(|port| port.loopback_test(data));
+    assert_eq!(echoed, data.len(), "UART loopback returned {echoed} of {} bytes", data.len());
+}
+
+fn deliberate_panic() {
+    panic!("deliberate panic: the harness must catch it and count the test as passed");
+}

@@ -1,0 +1,211 @@
+//! The Veridian reference kernel: a bootable x86_64 kernel composed from the Veridian crates.
+//!
+//! Boot path: a PVH or Multiboot2 loader enters `arch::x86_64::boot` in 32-bit protected mode;
+//! the trampoline switches to long mode and calls [`kernel_entry`], which brings up the console,
+//! descriptor tables and vector state, parses the loader's boot information into one
+//! [`BootInfo`], prints the banner and runs the mode the command line asks for:
+//! `mode=run` (default) or `mode=test` (the in-kernel test suite, see `ktest`).
+//!
+//! The kernel only builds for `x86_64-unknown-none`; on any other target this file is a small
+//! program that says so.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+mod arch;
+#[cfg(target_os = "none")]
+mod console;
+#[cfg(target_os = "none")]
+mod drivers;
+#[cfg(target_os = "none")]
+mod ktest;
+
+#[cfg(target_os = "none")]
+mod kernel {
+    use reference_kernel::bootinfo::{BootInfo, BootProtocol, MemoryKind, PhysMemory};
+    use reference_kernel::cmdline::CmdLine;
+    use spin::Once;
+
+    use crate::arch::x86_64::{boot, cpu, gdt, idt, qemu, recover};
+
+    /// Version printed in the banner.
+    const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+    static BOOT_INFO: Once<BootInfo> = Once::new();
+    static VECTOR_STATE: Once<cpu::VectorState> = Once::new();
+
+    /// The boot information parsed at entry.
+    pub fn boot_info() -> &'static BootInfo {
+        BOOT_INFO.get().expect("boot information is parsed before anything asks for it")
+    }
+
+    /// The vector state enabled at entry.
+    pub fn vector_state() -> cpu::VectorState {
+        VECTOR_STATE.get().copied().unwrap_or_default()
+    }
+
+    /// Physical memory as the boot page tables map it: the first 2 GiB through the higher-half
+    /// window (never address 0 of the address space) and 2..4 GiB through the identity map.
+    pub struct EarlyPhysMemory;
+
+    impl EarlyPhysMemory {
+        const WINDOW: u64 = 2 << 30;
+        const IDENTITY_END: u64 = 4 << 30;
+    }
+
+    impl PhysMemory for EarlyPhysMemory {
+        fn read(&self, phys: u64, len: usize) -> Option<&[u8]> {
+            let end = phys.checked_add(len as u64)?;
+            let virt = if end <= Self::WINDOW {
+                phys + boot::KERNEL_VMA
+            } else if phys >= Self::WINDOW && end <= Self::IDENTITY_END {
+                phys
+            } else {
+                return None;
+            };
+            // SAFETY: [phys, end) lies inside a range the boot page tables map (checked above)
+            // at `virt`, which is never null. Boot structures are not written while the kernel
+            // reads them; the slice is only used for parsing during boot.
+            Some(unsafe { core::slice::from_raw_parts(virt as *const u8, len) })
+        }
+    }
+
+    /// Entered from the boot trampoline in long mode on the bootstrap processor's stack.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn kernel_entry(protocol: u32, info_phys: u32, magic: u32) -> ! {
+        crate::console::init();
+        crate::console::init_logger(log::LevelFilter::Info);
+        gdt::init();
+        idt::init();
+        crate::arch::x86_64::mask_legacy_pic();
+        let vectors = *VECTOR_STATE.call_once(cpu::enable_vector_state);
+
+        let parsed = match protocol {
+            boot::PROTOCOL_PVH => BootInfo::from_pvh(u64::from(info_phys), &EarlyPhysMemory),
+            boot::PROTOCOL_MULTIBOOT2 => {
+                BootInfo::from_multiboot2(magic, u64::from(info_phys), &EarlyPhysMemory)
+            }
+            other => {
+                crate::println!("KERNEL PANIC: unknown boot protocol {other} from the trampoline");
+                qemu::exit(qemu::ExitCode::Failure);
+            }
+        };
+        let info = match parsed {
+            Ok(info) => BOOT_INFO.call_once(|| info),
+            Err(e) => {
+                crate::println!(
+                    "KERNEL PANIC: boot information at {info_phys:#x} rejected: {e}"
+                );
+                qemu::exit(qemu::ExitCode::Failure);
+            }
+        };
+        let cmdline = CmdLine::new(info.cmdline());
+        if let Some(level) = cmdline.get("log") {
+            match crate::console::parse_level(level) {
+                Some(l) => log::set_max_level(l),
+                None => log::warn!("log={level}: unknown level (off|error|warn|info|debug|trace)"),
+            }
+        }
+
+        banner(info, vectors);
+
+        match cmdline.get("mode").unwrap_or("run") {
+            "run" => {
+                crate::println!("mode: run");
+                log::info!("nothing more to run yet; shutting down");
+                qemu::exit(qemu::ExitCode::Success);
+            }
+            "test" => {
+                crate::println!("mode: test");
+                let inject = cmdline.get("ktest.inject");
+                let ok = crate::ktest::run_all(cmdline.get("ktest.filter"), inject);
+                qemu::exit(if ok { qemu::ExitCode::Success } else { qemu::ExitCode::Failure });
+            }
+            other => {
+                crate::println!("KERNEL PANIC: mode={other}: unknown mode (expected run or test)");
+                qemu::exit(qemu::ExitCode::Failure);
+            }
+        }
+    }
+
+    fn banner(info: &BootInfo, vectors: cpu::VectorState) {
+        let protocol = match info.protocol() {
+            BootProtocol::Pvh => "PVH (QEMU -kernel)",
+            BootProtocol::Multiboot2 => "Multiboot2",
+        };
+        crate::println!("Veridian reference kernel v{VERSION} (boot: {protocol})");
+        if let Some(name) = info.bootloader_name() {
+            crate::println!("  loader:   {name}");
+        }
+        let summary = cpu::CpuSummary::read();
+        let (family, model, stepping) = summary.family_model_stepping;
+        crate::println!(
+            "  cpu:      {} \"{}\" family {family:#x} model {model:#x} stepping {stepping}",
+            summary.vendor(),
+            summary.brand()
+        );
+        crate::print!("  features:");
+        for f in summary.features() {
+            crate::print!(" {f}");
+        }
+        crate::println!();
+        crate::println!(
+            "  vector state: sse={} xsave={} avx={} avx512={}",
+            vectors.sse,
+            vectors.xsave,
+            vectors.avx,
+            vectors.avx512
+        );
+        let map = info.memory_map();
+        let usable = info.usable_bytes();
+        crate::println!(
+            "  memory:   {} regions, {} MiB usable ({usable:#x} bytes)",
+            map.len(),
+            usable >> 20
+        );
+        for r in map {
+            let kind = match r.kind {
+                MemoryKind::Usable => "usable",
+                MemoryKind::Reserved => "reserved",
+                MemoryKind::AcpiReclaimable => "ACPI reclaimable",
+                MemoryKind::AcpiNvs => "ACPI NVS",
+                MemoryKind::Bad => "bad",
+                MemoryKind::Other(_) => "other",
+            };
+            crate::println!("    [{:#012x}, {:#012x}) {kind}", r.start, r.start + r.len);
+        }
+        match info.rsdp() {
+            Some(rsdp) => crate::println!("  acpi:     RSDP at {rsdp:#x}"),
+            None => crate::println!("  acpi:     no RSDP from the loader"),
+        }
+        crate::println!("  cmdline:  \"{}\"", info.cmdline());
+    }
+
+    #[panic_handler]
+    fn panic(panic: &core::panic::PanicInfo<'_>) -> ! {
+        use core::fmt::Write;
+        let mut message = recover::Message::new();
+        match panic.location() {
+            Some(l) => {
+                let _ = write!(message, "{} at {}:{}", panic.message(), l.file(), l.line());
+            }
+            None => {
+                let _ = write!(message, "{}", panic.message());
+            }
+        }
+        if recover::armed() {
+            recover::abort(recover::Abort::Panic(message));
+        }
+        crate::console::force_write(format_args!("KERNEL PANIC: {}\n", message.as_str()));
+        qemu::exit(qemu::ExitCode::Failure)
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!(
+        "reference-kernel is a bare-metal kernel: build it for x86_64-unknown-none and boot it \
+         with `cargo xtask run`"
+    );
+    std::process::exit(2);
+}
