@@ -2,8 +2,21 @@
 //!
 //! Everything here is plain Rust with no hardware access, so it is tested on the host
 //! (`cargo test -p reference-kernel`) as well as used by the kernel image in `main.rs`.
+//!
+//! * [`bootinfo`]: validated parsing of the PVH and Multiboot2 boot information into a
+//!   [`BootInfo`].
+//! * [`cmdline`]: key/value and flag lookup in the kernel command line ([`CmdLine`]).
 
 #![no_std]
 
 #[cfg(test)]
 extern crate std;
+
+pub mod bootinfo;
+pub mod cmdline;
+
+pub use bootinfo::{
+    BootInfo, BootInfoError, BootProtocol, MAX_CMDLINE, MAX_MEMORY_REGIONS, MAX_MODULES,
+    MemoryKind, MemoryRegion, Module, PhysMemory,
+};
+pub use cmdline::CmdLine;

@@ -170,7 +170,7 @@ mod kernel {
                 MemoryKind::AcpiReclaimable => "ACPI reclaimable",
                 MemoryKind::AcpiNvs => "ACPI NVS",
                 MemoryKind::Bad => "bad",
-                MemoryKind::Other(_) => "other",
+                MemoryKind::Other(_) => "other type",
             };
             crate::println!("    [{:#012x}, {:#012x}) {kind}", r.start, r.start + r.len);
         }

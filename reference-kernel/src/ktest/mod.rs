@@ -89,6 +89,7 @@ pub fn run_all(filter: Option<&str>, inject: Option<&str>) -> bool {
 }
 
 /// Why a test failed.
+#[allow(clippy::large_enum_variant, reason = "one per test, never stored")]
 enum Failure {
     /// It panicked or faulted when it should have returned.
     Aborted(Abort),

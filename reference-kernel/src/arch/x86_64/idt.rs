@@ -274,9 +274,10 @@ unsafe extern "C" {
 pub fn init() {
     let selector = gdt::selectors().expect("gdt::init runs before idt::init").kernel_code.0;
     let base = (&raw const isr_stubs) as u64;
+    let idt = &raw mut IDT;
     // SAFETY: only this function writes IDT, on the bootstrap processor before interrupts are
     // enabled, so no other reference to it exists while it is filled.
-    let idt = unsafe { &mut *(&raw mut IDT) };
+    let idt = unsafe { &mut *idt };
     for (v, gate) in idt.0.iter_mut().enumerate() {
         let ist = match v as u8 {
             vector::DOUBLE_FAULT => gdt::DOUBLE_FAULT_IST_INDEX as u8 + 1,

@@ -25,7 +25,11 @@ const MAX_DEPTH: usize = 4;
 pub const MESSAGE_CAPACITY: usize = 256;
 
 /// Why a function run under [`catch`] did not return.
+///
+/// The panic message is carried inline (there may be no heap); an `Abort` is produced at most
+/// once per recovery, so its size does not matter.
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant, reason = "no heap to box into; produced once per recovery")]
 pub enum Abort {
     /// It panicked; the formatted message and location.
     Panic(Message),
@@ -125,8 +129,9 @@ static mut RECOVERY: RecoveryStack =
 /// Only the bootstrap processor arms recovery points, with interrupts disabled, and the
 /// returned reference must not be held across a call that may re-enter this module.
 unsafe fn recovery() -> &'static mut RecoveryStack {
+    let stack = &raw mut RECOVERY;
     // SAFETY: by the caller's contract there is no concurrent or overlapping access.
-    unsafe { &mut *(&raw mut RECOVERY) }
+    unsafe { &mut *stack }
 }
 
 unsafe extern "C" {
@@ -151,6 +156,7 @@ extern "C" fn call_closure<F: FnOnce()>(arg: *mut u8) {
 /// Must be called with interrupts disabled. See the module documentation for what is lost when
 /// `f` is aborted (its destructors do not run). Returns `Err(Abort::Panic)` with a message saying
 /// so when recovery points are nested deeper than the supported depth.
+#[allow(clippy::result_large_err, reason = "see `Abort`: no heap, produced once per recovery")]
 pub fn catch<F: FnOnce()>(f: F) -> Result<(), Abort> {
     // SAFETY: the recovery stack is only touched by this CPU with interrupts off (documented
     // precondition); the reference is not held across the call of `f`.
