@@ -36,7 +36,9 @@ mod kernel {
 
     /// The boot information parsed at entry.
     pub fn boot_info() -> &'static BootInfo {
-        BOOT_INFO.get().expect("boot information is parsed before anything asks for it")
+        BOOT_INFO
+            .get()
+            .expect("boot information is parsed before anything asks for it")
     }
 
     /// The vector state enabled at entry.
@@ -93,9 +95,7 @@ mod kernel {
         let info = match parsed {
             Ok(info) => BOOT_INFO.call_once(|| info),
             Err(e) => {
-                crate::println!(
-                    "KERNEL PANIC: boot information at {info_phys:#x} rejected: {e}"
-                );
+                crate::println!("KERNEL PANIC: boot information at {info_phys:#x} rejected: {e}");
                 qemu::exit(qemu::ExitCode::Failure);
             }
         };
@@ -119,7 +119,11 @@ mod kernel {
                 crate::println!("mode: test");
                 let inject = cmdline.get("ktest.inject");
                 let ok = crate::ktest::run_all(cmdline.get("ktest.filter"), inject);
-                qemu::exit(if ok { qemu::ExitCode::Success } else { qemu::ExitCode::Failure });
+                qemu::exit(if ok {
+                    qemu::ExitCode::Success
+                } else {
+                    qemu::ExitCode::Failure
+                });
             }
             other => {
                 crate::println!("KERNEL PANIC: mode={other}: unknown mode (expected run or test)");

@@ -182,7 +182,7 @@ pub(crate) fn parse<M: PhysMemory>(
                 let (Some(entry_size), Some(entries)) = (u32_at(data, 0), data.get(8..)) else {
                     return Err(truncated(what, TAG_HEADER + 8));
                 };
-                if entry_size < 24 || entry_size % 8 != 0 {
+                if entry_size < 24 || !entry_size.is_multiple_of(8) {
                     return Err(BootInfoError::BadEntrySize { entry_size });
                 }
                 for (index, entry) in entries.chunks_exact(entry_size as usize).enumerate() {

@@ -82,7 +82,10 @@ pub fn run_all(filter: Option<&str>, inject: Option<&str>) -> bool {
         }
     }
     if planned == 0 {
-        crate::println!("ktest: no test matches ktest.filter={}", filter.unwrap_or(""));
+        crate::println!(
+            "ktest: no test matches ktest.filter={}",
+            filter.unwrap_or("")
+        );
     }
     crate::println!("ktest summary {passed} passed, {failed} failed");
     failed == 0 && planned > 0

@@ -14,13 +14,25 @@ use crate::kernel;
 /// Every registered test, in run order.
 pub static TESTS: &[KernelTest] = &[
     test("boot_info_from_loader", boot_info_from_loader),
-    test("boot_info_rejects_malformed_multiboot2", boot_info_rejects_malformed_multiboot2),
+    test(
+        "boot_info_rejects_malformed_multiboot2",
+        boot_info_rejects_malformed_multiboot2,
+    ),
     test("kernel_linked_in_higher_half", kernel_linked_in_higher_half),
-    test("breakpoint_handled_and_resumed", breakpoint_handled_and_resumed),
-    test("page_fault_on_unmapped_address_caught", page_fault_on_unmapped_address_caught),
+    test(
+        "breakpoint_handled_and_resumed",
+        breakpoint_handled_and_resumed,
+    ),
+    test(
+        "page_fault_on_unmapped_address_caught",
+        page_fault_on_unmapped_address_caught,
+    ),
     test("invalid_opcode_reported", invalid_opcode_reported),
     test("divide_error_reported", divide_error_reported),
-    test("unexpected_vector_counted_not_fatal", unexpected_vector_counted_not_fatal),
+    test(
+        "unexpected_vector_counted_not_fatal",
+        unexpected_vector_counted_not_fatal,
+    ),
     test("vector_state_usable", vector_state_usable),
     test("serial_loopback", serial_loopback),
     KernelTest {
@@ -31,7 +43,11 @@ pub static TESTS: &[KernelTest] = &[
 ];
 
 const fn test(name: &'static str, run: fn()) -> KernelTest {
-    KernelTest { name, run, expect: Expect::Pass }
+    KernelTest {
+        name,
+        run,
+        expect: Expect::Pass,
+    }
 }
 
 /// Deliberately broken tests, one per failure kind xtask must detect.
@@ -62,21 +78,33 @@ const UNMAPPED: u64 = 0x0000_1000_0000_0000;
 
 fn boot_info_from_loader() {
     let info = kernel::boot_info();
-    assert!(info.usable_bytes() >= 16 << 20, "less than 16 MiB usable: {}", info.usable_bytes());
+    assert!(
+        info.usable_bytes() >= 16 << 20,
+        "less than 16 MiB usable: {}",
+        info.usable_bytes()
+    );
     let map = info.memory_map();
     assert!(!map.is_empty());
     for pair in map.windows(2) {
-        assert!(pair[0].start + pair[0].len <= pair[1].start, "map unsorted or overlapping");
+        assert!(
+            pair[0].start + pair[0].len <= pair[1].start,
+            "map unsorted or overlapping"
+        );
     }
     // The kernel image (loaded at 1 MiB) must be inside usable memory.
     let kernel_phys = 0x10_0000;
     assert!(
-        map.iter().any(|r| r.kind == reference_kernel::bootinfo::MemoryKind::Usable
-            && r.start <= kernel_phys
-            && kernel_phys < r.start + r.len),
+        map.iter()
+            .any(|r| r.kind == reference_kernel::bootinfo::MemoryKind::Usable
+                && r.start <= kernel_phys
+                && kernel_phys < r.start + r.len),
         "kernel load address not in a usable region"
     );
-    assert!(info.cmdline().contains("mode=test"), "cmdline: {:?}", info.cmdline());
+    assert!(
+        info.cmdline().contains("mode=test"),
+        "cmdline: {:?}",
+        info.cmdline()
+    );
     match info.protocol() {
         BootProtocol::Pvh => {}
         BootProtocol::Multiboot2 => assert!(info.bootloader_name().is_some()),
@@ -131,18 +159,36 @@ fn boot_info_rejects_malformed_multiboot2() {
     const BASE: u64 = 0x8000;
     let mut buf = [0u8; 96];
     let len = multiboot2_blob(&mut buf);
-    let mem = BufferMemory { base: BASE, bytes: &buf[..len] };
+    let mem = BufferMemory {
+        base: BASE,
+        bytes: &buf[..len],
+    };
     let info = BootInfo::from_multiboot2(MAGIC, BASE, &mem).expect("well-formed blob parses");
     assert_eq!(info.cmdline(), "x");
     assert_eq!(info.usable_bytes(), 64 << 20);
 
-    assert!(BootInfo::from_multiboot2(MAGIC ^ 1, BASE, &mem).is_err(), "bad magic accepted");
-    let short = BufferMemory { base: BASE, bytes: &buf[..len - 8] };
-    assert!(BootInfo::from_multiboot2(MAGIC, BASE, &short).is_err(), "truncated info accepted");
+    assert!(
+        BootInfo::from_multiboot2(MAGIC ^ 1, BASE, &mem).is_err(),
+        "bad magic accepted"
+    );
+    let short = BufferMemory {
+        base: BASE,
+        bytes: &buf[..len - 8],
+    };
+    assert!(
+        BootInfo::from_multiboot2(MAGIC, BASE, &short).is_err(),
+        "truncated info accepted"
+    );
     let mut bad = buf;
     bad[12..16].copy_from_slice(&4u32.to_le_bytes()); // cmdline tag size below the header size
-    let mem = BufferMemory { base: BASE, bytes: &bad[..len] };
-    assert!(BootInfo::from_multiboot2(MAGIC, BASE, &mem).is_err(), "tag size 4 accepted");
+    let mem = BufferMemory {
+        base: BASE,
+        bytes: &bad[..len],
+    };
+    assert!(
+        BootInfo::from_multiboot2(MAGIC, BASE, &mem).is_err(),
+        "tag size 4 accepted"
+    );
 }
 
 fn kernel_linked_in_higher_half() {
@@ -162,7 +208,12 @@ fn page_fault_on_unmapped_address_caught() {
     let fault = probe::read_u64(UNMAPPED + 0x123).expect_err("read of unmapped memory succeeded");
     assert_eq!(fault.address, UNMAPPED + 0x123, "CR2");
     // Error code: not present (bit 0 clear), read (bit 1 clear), supervisor (bit 2 clear).
-    assert_eq!(fault.error_code & 0x7, 0, "error code {:#x}", fault.error_code);
+    assert_eq!(
+        fault.error_code & 0x7,
+        0,
+        "error code {:#x}",
+        fault.error_code
+    );
     // A mapped address reads fine through the same path.
     let x = 0x5eed_u64;
     assert_eq!(probe::read_u64((&raw const x) as u64), Ok(0x5eed));
@@ -239,7 +290,12 @@ fn vector_state_usable() {
 fn serial_loopback() {
     let data = b"Veridian\x00\xff\x55\xaa";
     let echoed = crate::console::with_serial(|port| port.loopback_test(data));
-    assert_eq!(echoed, data.len(), "UART loopback returned {echoed} of {} bytes", data.len());
+    assert_eq!(
+        echoed,
+        data.len(),
+        "UART loopback returned {echoed} of {} bytes",
+        data.len()
+    );
 }
 
 fn deliberate_panic() {

@@ -28,7 +28,10 @@ pub struct VectorState {
 pub fn enable_vector_state() -> VectorState {
     let cpuid = CpuId::new();
     let features = cpuid.get_feature_info();
-    let mut state = VectorState { sse: true, ..VectorState::default() };
+    let mut state = VectorState {
+        sse: true,
+        ..VectorState::default()
+    };
 
     let mut cr0 = Cr0::read();
     cr0.remove(Cr0Flags::EMULATE_COPROCESSOR | Cr0Flags::TASK_SWITCHED);
@@ -128,8 +131,11 @@ impl CpuSummary {
             }
         };
         if let Some(f) = cpuid.get_feature_info() {
-            s.family_model_stepping =
-                (u32::from(f.family_id()), u32::from(f.model_id()), u32::from(f.stepping_id()));
+            s.family_model_stepping = (
+                u32::from(f.family_id()),
+                u32::from(f.model_id()),
+                u32::from(f.stepping_id()),
+            );
             add(f.has_sse42(), "sse4.2");
             add(f.has_popcnt(), "popcnt");
             add(f.has_xsave(), "xsave");
@@ -149,7 +155,10 @@ impl CpuSummary {
             add(e.has_smep(), "smep");
             add(e.has_smap(), "smap");
             // FSRM is CPUID.(EAX=7,ECX=0):EDX[4]; raw-cpuid has no accessor for it.
-            add(core::arch::x86_64::__cpuid_count(7, 0).edx & (1 << 4) != 0, "fsrm");
+            add(
+                core::arch::x86_64::__cpuid_count(7, 0).edx & (1 << 4) != 0,
+                "fsrm",
+            );
         }
         if let Some(e) = cpuid.get_extended_processor_and_feature_identifiers() {
             add(e.has_1gib_pages(), "pdpe1gb");

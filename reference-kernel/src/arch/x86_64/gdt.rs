@@ -30,7 +30,10 @@ static mut NMI_STACK: IstStack = IstStack([0; IST_STACK_SIZE]);
 
 /// Selectors of the descriptors in the GDT.
 #[derive(Debug, Clone, Copy)]
-#[allow(dead_code, reason = "user segments are loaded by the SYSCALL path, which comes later")]
+#[allow(
+    dead_code,
+    reason = "user segments are loaded by the SYSCALL path, which comes later"
+)]
 pub struct Selectors {
     /// 64-bit kernel code.
     pub kernel_code: SegmentSelector,
@@ -64,7 +67,13 @@ pub fn init() {
         let user_data = gdt.append(Descriptor::user_data_segment());
         let user_code = gdt.append(Descriptor::user_code_segment());
         let tss = gdt.append(Descriptor::tss_segment(tss));
-        let selectors = Selectors { kernel_code, kernel_data, user_data, user_code, tss };
+        let selectors = Selectors {
+            kernel_code,
+            kernel_data,
+            user_data,
+            user_code,
+            tss,
+        };
         (gdt, selectors)
     });
     gdt.load();

@@ -145,7 +145,12 @@ impl core::fmt::Display for ExceptionInfo {
             self.error_code
         )?;
         if self.vector == vector::PAGE_FAULT {
-            write!(f, ", cr2={:#x} ({})", self.cr2, PageFaultCause(self.error_code))?;
+            write!(
+                f,
+                ", cr2={:#x} ({})",
+                self.cr2,
+                PageFaultCause(self.error_code)
+            )?;
         }
         Ok(())
     }
@@ -157,7 +162,11 @@ struct PageFaultCause(u64);
 impl core::fmt::Display for PageFaultCause {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let e = self.0;
-        let present = if e & 1 != 0 { "protection violation" } else { "not present" };
+        let present = if e & 1 != 0 {
+            "protection violation"
+        } else {
+            "not present"
+        };
         let access = if e & 0x10 != 0 {
             "instruction fetch"
         } else if e & 2 != 0 {
@@ -199,7 +208,11 @@ fn fatal_exception(frame: &InterruptFrame) {
         vector: frame.vector as u8,
         error_code: frame.error_code,
         rip: frame.rip,
-        cr2: if frame.vector == u64::from(vector::PAGE_FAULT) { Cr2::read_raw() } else { 0 },
+        cr2: if frame.vector == u64::from(vector::PAGE_FAULT) {
+            Cr2::read_raw()
+        } else {
+            0
+        },
     };
     crate::println!("CPU EXCEPTION: {info}");
     crate::println!(
@@ -216,7 +229,12 @@ fn fatal_exception(frame: &InterruptFrame) {
         frame.rbp,
         frame.rsp
     );
-    crate::println!("  cs={:#x} ss={:#x} rflags={:#x}", frame.cs, frame.ss, frame.rflags);
+    crate::println!(
+        "  cs={:#x} ss={:#x} rflags={:#x}",
+        frame.cs,
+        frame.ss,
+        frame.rflags
+    );
     if info.vector == vector::DOUBLE_FAULT {
         crate::println!("  (double fault: the kernel stack may have overflowed)");
     }
@@ -272,7 +290,10 @@ unsafe extern "C" {
 
 /// Fills the IDT with the 256 stubs and loads it. Call once on each CPU after [`gdt::init`].
 pub fn init() {
-    let selector = gdt::selectors().expect("gdt::init runs before idt::init").kernel_code.0;
+    let selector = gdt::selectors()
+        .expect("gdt::init runs before idt::init")
+        .kernel_code
+        .0;
     let base = (&raw const isr_stubs) as u64;
     let idt = &raw mut IDT;
     // SAFETY: only this function writes IDT, on the bootstrap processor before interrupts are

@@ -36,7 +36,10 @@ pub struct ProbeFault {
 pub fn read_u64(addr: u64) -> Result<u64, ProbeFault> {
     let canonical = ((addr as i64) << 16 >> 16) as u64 == addr;
     if !canonical {
-        return Err(ProbeFault { address: addr, error_code: u64::MAX });
+        return Err(ProbeFault {
+            address: addr,
+            error_code: u64::MAX,
+        });
     }
     LAST_FAULT_ADDR.store(0, Ordering::Relaxed);
     LAST_FAULT_ERROR.store(u64::MAX, Ordering::Relaxed);
@@ -47,7 +50,10 @@ pub fn read_u64(addr: u64) -> Result<u64, ProbeFault> {
     let value = unsafe { probe_read_u64(addr) };
     let error = LAST_FAULT_ERROR.load(Ordering::Relaxed);
     if error != u64::MAX {
-        Err(ProbeFault { address: LAST_FAULT_ADDR.load(Ordering::Relaxed), error_code: error })
+        Err(ProbeFault {
+            address: LAST_FAULT_ADDR.load(Ordering::Relaxed),
+            error_code: error,
+        })
     } else {
         Ok(value)
     }

@@ -29,7 +29,10 @@ pub const MESSAGE_CAPACITY: usize = 256;
 /// The panic message is carried inline (there may be no heap); an `Abort` is produced at most
 /// once per recovery, so its size does not matter.
 #[derive(Clone)]
-#[allow(clippy::large_enum_variant, reason = "no heap to box into; produced once per recovery")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "no heap to box into; produced once per recovery"
+)]
 pub enum Abort {
     /// It panicked; the formatted message and location.
     Panic(Message),
@@ -62,7 +65,10 @@ pub struct Message {
 impl Message {
     /// An empty message.
     pub const fn new() -> Self {
-        Self { buf: [0; MESSAGE_CAPACITY], len: 0 }
+        Self {
+            buf: [0; MESSAGE_CAPACITY],
+            len: 0,
+        }
     }
 
     /// The text written so far.
@@ -111,8 +117,16 @@ struct JumpBuffer {
     rip: u64,
 }
 
-const EMPTY_BUFFER: JumpBuffer =
-    JumpBuffer { rbx: 0, rbp: 0, r12: 0, r13: 0, r14: 0, r15: 0, rsp: 0, rip: 0 };
+const EMPTY_BUFFER: JumpBuffer = JumpBuffer {
+    rbx: 0,
+    rbp: 0,
+    r12: 0,
+    r13: 0,
+    r14: 0,
+    r15: 0,
+    rsp: 0,
+    rip: 0,
+};
 
 struct RecoveryStack {
     buffers: [JumpBuffer; MAX_DEPTH],
@@ -120,8 +134,11 @@ struct RecoveryStack {
     reason: Option<Abort>,
 }
 
-static mut RECOVERY: RecoveryStack =
-    RecoveryStack { buffers: [EMPTY_BUFFER; MAX_DEPTH], depth: 0, reason: None };
+static mut RECOVERY: RecoveryStack = RecoveryStack {
+    buffers: [EMPTY_BUFFER; MAX_DEPTH],
+    depth: 0,
+    reason: None,
+};
 
 /// Gives the recovery stack of the running CPU.
 ///
@@ -156,7 +173,10 @@ extern "C" fn call_closure<F: FnOnce()>(arg: *mut u8) {
 /// Must be called with interrupts disabled. See the module documentation for what is lost when
 /// `f` is aborted (its destructors do not run). Returns `Err(Abort::Panic)` with a message saying
 /// so when recovery points are nested deeper than the supported depth.
-#[allow(clippy::result_large_err, reason = "see `Abort`: no heap, produced once per recovery")]
+#[allow(
+    clippy::result_large_err,
+    reason = "see `Abort`: no heap, produced once per recovery"
+)]
 pub fn catch<F: FnOnce()>(f: F) -> Result<(), Abort> {
     // SAFETY: the recovery stack is only touched by this CPU with interrupts off (documented
     // precondition); the reference is not held across the call of `f`.
@@ -182,7 +202,10 @@ pub fn catch<F: FnOnce()>(f: F) -> Result<(), Abort> {
     if aborted == 0 {
         Ok(())
     } else {
-        Err(stack.reason.take().unwrap_or_else(|| Abort::Panic(Message::new())))
+        Err(stack
+            .reason
+            .take()
+            .unwrap_or_else(|| Abort::Panic(Message::new())))
     }
 }
 
