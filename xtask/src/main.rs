@@ -1,2 +1,307 @@
-//! xtask
-fn main() {}
+//! `cargo xtask`: builds, boots, images and tests the Veridian workspace.
+//!
+//! ```text
+//! cargo xtask run [--iso] [--uefi] [--entry N] [--timeout SECS] [--debug] [-- WORDS...]
+//! cargo xtask iso [--debug] [--entry N] [-- WORDS...]
+//! cargo xtask test
+//! ```
+//!
+//! See `xtask/README.md` and `cargo xtask --help`. This file parses the arguments and dispatches;
+//! each concern lives in its own module.
+
+mod cmd;
+mod error;
+mod interrupt;
+mod iso;
+mod kernel;
+mod kernel_log;
+mod qemu;
+mod run;
+mod test;
+mod tools;
+mod workspace;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use error::Error;
+use kernel::Profile;
+
+const USAGE: &str = "\
+Usage: cargo xtask <COMMAND> [OPTIONS]
+
+Commands:
+  run    Build the kernel (release) and boot it in QEMU (TCG), streaming its serial log.
+         Exits 0 when the kernel reports success, 124 on timeout, 130 on Ctrl-C, 1 otherwise.
+  iso    Build the kernel (release) and a GRUB ISO: target/veridian.iso
+         (menu entries: 0 \"Veridian\" mode=run, 1 \"Veridian tests\" mode=test).
+  test   Everything: tool checks, fmt, clippy, host tests, bare-metal builds, the kernel test
+         suite in QEMU (PVH), harness self-checks, and the suite again through GRUB.
+         Ends with the line `<N> passed, <M> failed`; exits 0 iff M is 0.
+  help   Print this help.
+
+Options for run:
+  --iso            Boot target/veridian.iso through GRUB (-cdrom) instead of -kernel (PVH).
+  --uefi           Boot the ISO through UEFI firmware (OVMF); implies --iso.
+  --entry N        With --iso: the GRUB entry to boot (0 = mode=run, 1 = mode=test). Default 0.
+  --timeout SECS   Kill QEMU after SECS seconds (default 60).
+  --debug          Use the debug kernel instead of the release one.
+  -- WORDS...      Extra kernel command-line words (default `mode=run`), e.g.
+                   `cargo xtask run -- mode=test ktest.filter=alloc`. With --iso they are
+                   appended to every GRUB entry's command line.
+
+Options for iso:
+  --debug          Use the debug kernel.
+  --entry N        The entry GRUB boots by default (default 0).
+  -- WORDS...      Extra words appended to every entry's kernel command line.
+
+Environment: the tools xtask needs (the x86_64-unknown-none target, QEMU, GRUB, xorriso, mtools,
+rustfmt, clippy) are checked first; missing packages are installed with apt-get when running as
+root on Debian/Ubuntu, otherwise the exact command to run is printed.
+";
+
+/// Default timeout of `run`.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Arguments of `run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunArgs {
+    /// Boot the GRUB ISO.
+    pub iso: bool,
+    /// Boot the ISO through UEFI.
+    pub uefi: bool,
+    /// The GRUB entry to boot.
+    pub entry: usize,
+    /// When to give up.
+    pub timeout: Duration,
+    /// The kernel's profile.
+    pub profile: Profile,
+    /// Extra kernel command-line words.
+    pub extra: Vec<String>,
+}
+
+/// A parsed command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Cmd {
+    Run(RunArgs),
+    Iso(iso::IsoOptions),
+    Test,
+    Help,
+}
+
+fn parse(args: &[String]) -> Result<Cmd, String> {
+    let Some((command, rest)) = args.split_first() else {
+        return Err("no command given".into());
+    };
+    let mut run = RunArgs {
+        iso: false,
+        uefi: false,
+        entry: 0,
+        timeout: RUN_TIMEOUT,
+        profile: Profile::Release,
+        extra: Vec::new(),
+    };
+    let mut entry_given = false;
+    let (options, extra) = match rest.iter().position(|arg| arg == "--") {
+        Some(pos) => (&rest[..pos], rest[pos + 1..].to_vec()),
+        None => (rest, Vec::new()),
+    };
+    run.extra = extra;
+
+    let mut options = options.iter();
+    while let Some(option) = options.next() {
+        // Accept both `--name value` and `--name=value`.
+        let (name, inline_value) = match option.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(value.to_owned())),
+            _ => (option.as_str(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            inline_value
+                .clone()
+                .or_else(|| options.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value ({what})"))
+        };
+        let allowed: &[&str] = match command.as_str() {
+            "run" => &["--iso", "--uefi", "--entry", "--timeout", "--debug"],
+            "iso" => &["--entry", "--debug"],
+            _ => &[],
+        };
+        match name {
+            "-h" | "--help" => return Ok(Cmd::Help),
+            _ if !allowed.contains(&name) => {
+                return Err(format!("unknown option `{option}` for `{command}`"));
+            }
+            "--iso" | "--uefi" | "--debug" if inline_value.is_some() => {
+                return Err(format!("{name} takes no value"));
+            }
+            "--iso" => run.iso = true,
+            "--uefi" => run.uefi = true,
+            "--debug" => run.profile = Profile::Debug,
+            "--entry" => {
+                let text = value("an entry number")?;
+                run.entry = text
+                    .parse()
+                    .ok()
+                    .filter(|entry| *entry < iso::ENTRIES.len())
+                    .ok_or_else(|| {
+                        format!(
+                            "--entry {text}: must be 0..={} (see --help)",
+                            iso::ENTRIES.len() - 1
+                        )
+                    })?;
+                entry_given = true;
+            }
+            "--timeout" => {
+                let text = value("seconds")?;
+                let secs: u64 = text.parse().ok().filter(|secs| *secs > 0).ok_or_else(|| {
+                    format!("--timeout {text}: expected a positive whole number of seconds")
+                })?;
+                run.timeout = Duration::from_secs(secs);
+            }
+            _ => unreachable!("every allowed option is handled"),
+        }
+    }
+
+    match command.as_str() {
+        "-h" | "--help" | "help" => Ok(Cmd::Help),
+        "run" => {
+            if entry_given && !(run.iso || run.uefi) {
+                return Err("--entry needs --iso".into());
+            }
+            Ok(Cmd::Run(run))
+        }
+        "iso" => Ok(Cmd::Iso(iso::IsoOptions {
+            profile: run.profile,
+            default_entry: run.entry,
+            extra_cmdline: run.extra,
+        })),
+        "test" if !run.extra.is_empty() => Err("`test` takes no arguments".into()),
+        "test" => Ok(Cmd::Test),
+        other => Err(format!("unknown command `{other}`")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match parse(&args) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("xtask: {message} (see `cargo xtask --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    interrupt::install();
+    let result = match command {
+        Cmd::Help => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run(args) => run::run(&args),
+        Cmd::Iso(options) => tools::ensure(tools::Needs {
+            iso: true,
+            ..tools::Needs::default()
+        })
+        .and_then(|()| iso::build(&options))
+        .map(|_| ExitCode::SUCCESS),
+        Cmd::Test => test::test(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Error::Interrupted) => {
+            eprintln!("xtask: interrupted (Ctrl-C)");
+            ExitCode::from(130)
+        }
+        Err(Error::Failed(message)) => {
+            eprintln!("xtask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(line: &str) -> Result<Cmd, String> {
+        let args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        parse(&args)
+    }
+
+    #[test]
+    fn run_defaults() {
+        let Ok(Cmd::Run(args)) = parse_str("run") else {
+            panic!("run parses")
+        };
+        assert_eq!(
+            args,
+            RunArgs {
+                iso: false,
+                uefi: false,
+                entry: 0,
+                timeout: RUN_TIMEOUT,
+                profile: Profile::Release,
+                extra: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn run_with_everything() {
+        let Ok(Cmd::Run(args)) =
+            parse_str("run --iso --uefi --entry 1 --timeout=5 --debug -- ktest.filter=a x=--y")
+        else {
+            panic!("run parses")
+        };
+        assert!(args.iso && args.uefi);
+        assert_eq!(args.entry, 1);
+        assert_eq!(args.timeout, Duration::from_secs(5));
+        assert_eq!(args.profile, Profile::Debug);
+        assert_eq!(args.extra, ["ktest.filter=a", "x=--y"]);
+    }
+
+    #[test]
+    fn iso_options() {
+        assert_eq!(
+            parse_str("iso --entry=1 -- foo"),
+            Ok(Cmd::Iso(iso::IsoOptions {
+                profile: Profile::Release,
+                default_entry: 1,
+                extra_cmdline: vec!["foo".into()],
+            }))
+        );
+    }
+
+    #[test]
+    fn help_everywhere() {
+        for line in [
+            "help",
+            "--help",
+            "-h",
+            "run --help",
+            "test -h",
+            "iso --debug --help",
+        ] {
+            assert_eq!(parse_str(line), Ok(Cmd::Help), "{line}");
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_rejected() {
+        for line in [
+            "",
+            "boot",
+            "run --frobnicate",
+            "run --timeout",
+            "run --iso=yes",
+            "run --timeout 0",
+            "run --timeout abc",
+            "run --entry 1",
+            "run --iso --entry 2",
+            "iso --iso",
+            "test --debug",
+            "test -- x",
+        ] {
+            assert!(parse_str(line).is_err(), "`{line}` should be rejected");
+        }
+    }
+}

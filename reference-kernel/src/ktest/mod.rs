@@ -77,7 +77,14 @@ pub fn run_all(filter: Option<&str>, inject: Option<&str>) -> bool {
             }
             Err(reason) => {
                 failed += 1;
-                crate::println!("ktest fail {}: {reason}", test.name);
+                // One line per result: multi-line messages (assert_eq!'s left/right) are joined.
+                let mut text = recover::Message::new();
+                let _ = core::fmt::Write::write_fmt(&mut text, format_args!("{reason}"));
+                crate::print!("ktest fail {}: ", test.name);
+                for (i, line) in text.as_str().lines().enumerate() {
+                    crate::print!("{}{}", if i > 0 { " | " } else { "" }, line.trim());
+                }
+                crate::println!();
             }
         }
     }

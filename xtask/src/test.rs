@@ -1,0 +1,452 @@
+//! `cargo xtask test`: every check the project has, counted.
+//!
+//! Each step prints `xtask: [PASS] <step>` or `xtask: [FAIL] <step>: <reason>` and the run goes on
+//! after a failure. Host unit tests and kernel tests count one each; every other step counts one.
+//! The last line is `<N> passed, <M> failed`; the exit status is 0 iff M is 0.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cmd;
+use crate::error::{Error, Result};
+use crate::iso::{self, IsoOptions};
+use crate::kernel::{self, Profile};
+use crate::kernel_log::Verdict;
+use crate::qemu::{self, Boot, Outcome};
+use crate::tools::{self, Needs};
+use crate::workspace::{COMPONENT_CRATES, KERNEL_PACKAGE, KERNEL_TARGET};
+
+/// Timeout for a whole kernel test-suite run.
+const SUITE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Timeout for the injected-hang self-check.
+const HANG_TIMEOUT: Duration = Duration::from_secs(8);
+/// The deliberately broken tests the kernel can inject (`ktest.inject=<kind>`).
+const INJECTED_KINDS: [&str; 4] = ["fail", "panic", "fault", "hang"];
+/// The GRUB entry that runs the test suite.
+const GRUB_TEST_ENTRY: usize = 1;
+
+/// Passed and failed counts.
+#[derive(Debug, Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+}
+
+impl Tally {
+    fn pass(&mut self, step: &str) {
+        println!("xtask: [PASS] {step}");
+        self.passed += 1;
+    }
+
+    fn fail(&mut self, step: &str, reason: &str) {
+        println!("xtask: [FAIL] {step}: {reason}");
+        self.failed += 1;
+    }
+
+    /// Counts a step by its result; only Ctrl-C stops the run.
+    fn step(&mut self, step: &str, result: Result<()>) -> Result<()> {
+        match result {
+            Ok(()) => self.pass(step),
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(Error::Failed(reason)) => self.fail(step, &reason),
+        }
+        Ok(())
+    }
+}
+
+/// Runs the `test` command.
+pub fn test() -> Result<ExitCode> {
+    let mut tally = Tally::default();
+
+    tally.step("tool checks", tools::ensure(Needs::ALL))?;
+    tally.step(
+        "cargo fmt --all --check",
+        cargo(&["fmt", "--all", "--check"]),
+    )?;
+    tally.step(
+        "clippy (host, workspace, all targets)",
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    for package in std::iter::once(KERNEL_PACKAGE).chain(COMPONENT_CRATES) {
+        tally.step(
+            &format!("clippy {package} ({KERNEL_TARGET})"),
+            cargo(&[
+                "clippy",
+                "-p",
+                package,
+                "--target",
+                KERNEL_TARGET,
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )?;
+    }
+    host_tests(&mut tally)?;
+    for package in COMPONENT_CRATES {
+        tally.step(
+            &format!("build {package} ({KERNEL_TARGET})"),
+            cargo(&["build", "-p", package, "--target", KERNEL_TARGET]),
+        )?;
+    }
+
+    let suite = "kernel test suite (QEMU, PVH -kernel)";
+    match kernel::build(Profile::Debug) {
+        Ok(elf) => {
+            kernel_suite(&mut tally, suite, &elf)?;
+            for kind in INJECTED_KINDS {
+                self_check(&mut tally, &elf, kind)?;
+            }
+        }
+        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Err(Error::Failed(reason)) => {
+            tally.fail(suite, &format!("the kernel did not build: {reason}"));
+            for kind in INJECTED_KINDS {
+                tally.fail(&self_check_name(kind), "no kernel to boot");
+            }
+        }
+    }
+    grub_suite(&mut tally)?;
+
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    Ok(if tally.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs `cargo <args>`; a non-zero exit is a failure.
+fn cargo(args: &[&str]) -> Result<()> {
+    let status = cmd::run(cmd::cargo().args(args))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Failed(cmd::describe_status(status)))
+    }
+}
+
+/// `cargo test --workspace` on the host, counting its tests.
+fn host_tests(tally: &mut Tally) -> Result<()> {
+    let step = "cargo test --workspace";
+    let (mut passed, mut failed) = (0, 0);
+    let status = cmd::run_lines(cmd::cargo().args(["test", "--workspace"]), |line| {
+        if let Some((p, f)) = parse_test_result(line) {
+            passed += p;
+            failed += f;
+        }
+    })?;
+    tally.passed += passed;
+    if status.success() && failed == 0 {
+        println!("xtask: [PASS] {step}: {passed} tests passed");
+    } else if failed > 0 {
+        tally.failed += failed;
+        println!("xtask: [FAIL] {step}: {failed} test(s) failed, {passed} passed");
+    } else {
+        tally.failed += 1;
+        println!(
+            "xtask: [FAIL] {step}: {} with no failed test reported (a build error?)",
+            cmd::describe_status(status)
+        );
+    }
+    Ok(())
+}
+
+/// Parses libtest's `test result: ok. X passed; Y failed; ...` line into (X, Y).
+fn parse_test_result(line: &str) -> Option<(usize, usize)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let (_, counts) = rest.split_once(". ")?;
+    let mut fields = counts.split(';').map(str::trim);
+    let passed = fields.next()?.strip_suffix(" passed")?.parse().ok()?;
+    let failed = fields.next()?.strip_suffix(" failed")?.parse().ok()?;
+    Some((passed, failed))
+}
+
+/// Prints the kernel tests of `verdict` one by one, then their counts.
+pub fn print_suite(verdict: &Verdict) {
+    for name in &verdict.passed {
+        println!("xtask: [PASS] ktest {name}");
+    }
+    for test in &verdict.failed {
+        println!("xtask: [FAIL] ktest {}: {}", test.name, test.reason);
+    }
+    println!(
+        "xtask: kernel tests: {} passed, {} failed",
+        verdict.passed.len(),
+        verdict.failed.len()
+    );
+}
+
+/// Why the suite failed, in one line, or `None` if it passed.
+pub fn suite_failure(verdict: &Verdict) -> Option<String> {
+    if verdict.ok() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if !verdict.failed.is_empty() {
+        let names: Vec<&str> = verdict.failed.iter().map(|t| t.name.as_str()).collect();
+        parts.push(format!(
+            "{} kernel test(s) failed: {}",
+            names.len(),
+            names.join(", ")
+        ));
+    }
+    parts.extend(verdict.problem_line());
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// Boots the test suite; `Err` only for Ctrl-C (other errors are returned as the reason).
+fn boot(boot: &Boot, timeout: Duration) -> Result<std::result::Result<Outcome, String>> {
+    match qemu::run(boot, timeout) {
+        Ok(outcome) => Ok(Ok(outcome)),
+        Err(Error::Interrupted) => Err(Error::Interrupted),
+        Err(Error::Failed(reason)) => Ok(Err(reason)),
+    }
+}
+
+/// Step 6: the kernel's own tests, one count each, plus one failure if the run is inconsistent.
+fn kernel_suite(tally: &mut Tally, step: &str, elf: &Path) -> Result<()> {
+    let kernel = Boot::Kernel {
+        elf: elf.to_path_buf(),
+        cmdline: "mode=test".into(),
+    };
+    let outcome = match boot(&kernel, SUITE_TIMEOUT)? {
+        Ok(outcome) => outcome,
+        Err(reason) => {
+            tally.fail(step, &reason);
+            return Ok(());
+        }
+    };
+    let verdict = outcome.log.judge(&outcome.exit());
+    print_suite(&verdict);
+    tally.passed += verdict.passed.len();
+    tally.failed += verdict.failed.len();
+    match verdict.problem_line() {
+        Some(problems) => tally.fail(step, &problems),
+        None => println!(
+            "xtask: {step}: {} passed, {} failed",
+            verdict.passed.len(),
+            verdict.failed.len()
+        ),
+    }
+    Ok(())
+}
+
+fn self_check_name(kind: &str) -> String {
+    format!("harness self-check: injected {kind} is detected")
+}
+
+/// Step 7: a deliberately broken test must make the run fail, and be the one blamed.
+fn self_check(tally: &mut Tally, elf: &Path, kind: &str) -> Result<()> {
+    let step = self_check_name(kind);
+    let hang = kind == "hang";
+    println!("xtask: {step} (a failure is expected below)");
+    let kernel = Boot::Kernel {
+        elf: elf.to_path_buf(),
+        cmdline: format!("mode=test ktest.filter=injected ktest.inject={kind}"),
+    };
+    let timeout = if hang { HANG_TIMEOUT } else { SUITE_TIMEOUT };
+    let outcome = match boot(&kernel, timeout)? {
+        Ok(outcome) => outcome,
+        Err(reason) => {
+            tally.fail(&step, &reason);
+            return Ok(());
+        }
+    };
+    let verdict = outcome.log.judge(&outcome.exit());
+    match judge_self_check(&verdict, outcome.timed_out(), kind) {
+        Ok(how) => tally.pass(&format!("{step} ({how})")),
+        Err(problem) => tally.fail(&step, &problem),
+    }
+    Ok(())
+}
+
+/// Whether a self-check run with test `injected_<kind>` was judged as it must be: a failure
+/// blaming exactly that test (for `hang`: the test running at the timeout; for the others: a
+/// failure reported without a timeout). `Ok` says how it was detected, `Err` what went wrong.
+fn judge_self_check(
+    verdict: &Verdict,
+    timed_out: bool,
+    kind: &str,
+) -> std::result::Result<String, String> {
+    let expected = format!("injected_{kind}");
+    let Some(how) = suite_failure(verdict) else {
+        return Err("the run was judged a success".into());
+    };
+    let blamed = verdict.blamed();
+    let problem = if kind == "hang" {
+        if !timed_out {
+            Some("the run did not time out".to_owned())
+        } else if verdict.unfinished.as_deref() != Some(expected.as_str()) || blamed.len() != 1 {
+            Some(format!(
+                "expected `{expected}` alone to be running at the timeout, but blamed [{}]",
+                blamed.join(", ")
+            ))
+        } else {
+            None
+        }
+    } else if timed_out {
+        Some("the run timed out instead of reporting the failure".to_owned())
+    } else if blamed != [expected.as_str()] {
+        Some(format!(
+            "blamed [{}] instead of `{expected}`",
+            blamed.join(", ")
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(how),
+        Some(problem) => Err(format!("{problem} (verdict: {how})")),
+    }
+}
+
+/// Step 8: the suite again, booted through GRUB from the BIOS ISO; one step.
+fn grub_suite(tally: &mut Tally) -> Result<()> {
+    let step = "kernel test suite through GRUB (BIOS, -cdrom)";
+    let options = IsoOptions {
+        profile: Profile::Debug,
+        default_entry: GRUB_TEST_ENTRY,
+        extra_cmdline: Vec::new(),
+    };
+    let iso = match iso::build(&options) {
+        Ok(iso) => iso,
+        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Err(Error::Failed(reason)) => {
+            tally.fail(step, &format!("no ISO: {reason}"));
+            return Ok(());
+        }
+    };
+    let cdrom = Boot::Cdrom { iso, uefi: false };
+    let outcome = match boot(&cdrom, SUITE_TIMEOUT)? {
+        Ok(outcome) => outcome,
+        Err(reason) => {
+            tally.fail(step, &reason);
+            return Ok(());
+        }
+    };
+    let verdict = outcome.log.judge(&outcome.exit());
+    match suite_failure(&verdict) {
+        None => tally.pass(&format!(
+            "{step}: {} kernel tests passed",
+            verdict.passed.len()
+        )),
+        Some(reason) => tally.fail(
+            step,
+            &format!("{reason} ({} kernel tests passed)", verdict.passed.len()),
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel_log::{Exit, KernelLog};
+
+    #[test]
+    fn libtest_result_lines_are_parsed() {
+        assert_eq!(
+            parse_test_result(
+                "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s"
+            ),
+            Some((12, 0))
+        );
+        assert_eq!(
+            parse_test_result("test result: FAILED. 3 passed; 2 failed; 0 ignored"),
+            Some((3, 2))
+        );
+        assert_eq!(parse_test_result("running 3 tests"), None);
+        assert_eq!(parse_test_result("test result: weird"), None);
+    }
+
+    fn verdict(lines: &[&str], exit: &Exit) -> Verdict {
+        let mut log = KernelLog::new();
+        for line in lines {
+            log.feed(line);
+        }
+        log.judge(exit)
+    }
+
+    const INJECTED_FAIL: [&str; 5] = [
+        "Veridian reference kernel",
+        "ktest plan 1",
+        "ktest start injected_fail",
+        "ktest fail injected_fail: deliberate",
+        "ktest summary 0 passed, 1 failed",
+    ];
+
+    #[test]
+    fn self_check_accepts_the_injected_failure() {
+        let v = verdict(&INJECTED_FAIL, &Exit::Failure);
+        assert_eq!(
+            judge_self_check(&v, false, "fail").as_deref(),
+            Ok("1 kernel test(s) failed: injected_fail")
+        );
+        // The wrong test blamed, or a timeout, is a harness failure.
+        assert!(judge_self_check(&v, false, "panic").is_err());
+        assert!(judge_self_check(&v, true, "fail").is_err());
+    }
+
+    #[test]
+    fn self_check_rejects_a_passing_run() {
+        let v = verdict(
+            &[
+                "Veridian reference kernel",
+                "ktest plan 1",
+                "ktest start injected_fail",
+                "ktest pass injected_fail",
+                "ktest summary 1 passed, 0 failed",
+            ],
+            &Exit::Success,
+        );
+        assert_eq!(
+            judge_self_check(&v, false, "fail"),
+            Err("the run was judged a success".into())
+        );
+    }
+
+    #[test]
+    fn self_check_for_hang_needs_a_timeout_in_that_test() {
+        let lines = [
+            "Veridian reference kernel",
+            "ktest plan 1",
+            "ktest start injected_hang",
+        ];
+        let timed_out = verdict(&lines, &Exit::Abnormal("timed out after 8 s".into()));
+        assert!(judge_self_check(&timed_out, true, "hang").is_ok());
+        assert!(judge_self_check(&timed_out, false, "hang").is_err());
+        let nothing_running = verdict(&lines[..2], &Exit::Abnormal("timed out after 8 s".into()));
+        assert!(judge_self_check(&nothing_running, true, "hang").is_err());
+    }
+
+    #[test]
+    fn suite_failure_lists_failed_tests_and_problems() {
+        let mut log = KernelLog::new();
+        for line in [
+            "Veridian reference kernel",
+            "ktest plan 2",
+            "ktest start a",
+            "ktest fail a: boom",
+            "ktest start b",
+        ] {
+            log.feed(line);
+        }
+        let verdict = log.judge(&Exit::Abnormal("timed out after 120 s".into()));
+        assert_eq!(
+            suite_failure(&verdict).as_deref(),
+            Some(
+                "1 kernel test(s) failed: a; timed out after 120 s while running test `b`; \
+                 no `ktest summary` line"
+            )
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! Where things are in the workspace, and what it is made of.
+
+use std::path::{Path, PathBuf};
+
+/// The bare-metal target that the kernel and the component crates are built for.
+pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
+
+/// The package name of the bootable kernel.
+pub const KERNEL_PACKAGE: &str = "reference-kernel";
+
+/// The `no_std` component crates, each of which must build for [`KERNEL_TARGET`].
+pub const COMPONENT_CRATES: [&str; 6] = [
+    "veridian-alloc",
+    "veridian-sync",
+    "veridian-sched",
+    "veridian-io",
+    "veridian-perf",
+    "veridian-simd",
+];
+
+/// The workspace root: the parent of this crate's directory.
+pub fn root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// The workspace's normal target directory, `<root>/target`.
+///
+/// Everything xtask builds goes here, whatever `CARGO_TARGET_DIR` says, so that the kernel
+/// image is always found at the same place.
+pub fn target_dir() -> PathBuf {
+    root().join("target")
+}
+
+/// Shows `path` relative to the workspace root when it is inside it (for messages).
+pub fn display(path: &Path) -> String {
+    let root = root();
+    path.strip_prefix(&root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
