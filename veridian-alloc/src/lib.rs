@@ -1,16 +1,43 @@
 //! # veridian-alloc
 //!
-//! Size-class kernel allocator: slabs for small and medium classes, a buddy allocator for large blocks and page frames, per-CPU magazines in front, 2 MiB / 1 GiB huge pages.
+//! A size-class allocator for kernels: per-CPU magazines in front of slabs, slabs and large
+//! blocks from a buddy allocator, the buddy allocator fed by the embedder's page source. The
+//! buddy allocator also stands alone as a physical page-frame allocator with 2 MiB and 1 GiB
+//! huge-page allocation.
 //!
-//! This crate is `#![no_std]` and builds alone for `x86_64-unknown-none`. What it needs from its
-//! environment enters through traits the embedder implements: a page-source trait (where slab and buddy memory comes from) and a CPU-guard trait (the current CPU index, with preemption held off while a per-CPU cache is touched). The `std` feature
-//! supplies hosted implementations (mmap-backed pages and a thread-local CPU index).
+//! - [`Heap`]: `GlobalAlloc` and `allocator_api2::alloc::Allocator` (for `&Heap`), per-class
+//!   statistics, realloc in place within a class. Out of memory is null / `AllocError`, never a
+//!   panic.
+//! - [`buddy::BuddyAllocator`], [`frame::FrameAllocator`]: binary buddy over memory regions;
+//!   the frame allocator returns physical addresses through the embedder's direct map.
+//! - [`env`]: the two embedder traits, [`PageSource`] and [`CpuLocal`].
+//! - [`hosted`] (feature `std`): `mmap` pages and per-thread slots, so the same code runs on Linux
+//!   (tests, benchmarks, or as a process's `#[global_allocator]`).
 //!
-//! **Status:** the crate is an empty shell in the workspace so that the build, the lints and the
-//! `no_std` check cover it from the first commit. Its contents are specified in the project's
-//! issue 3; nothing in it is usable yet, and nothing pretends to be.
+//! ```ignore
+//! use veridian_alloc::{Heap, hosted::{MmapPages, ThreadSlots}};
+//! #[global_allocator]
+//! static HEAP: Heap<MmapPages, ThreadSlots> = Heap::new(MmapPages, ThreadSlots);
+//! ```
+//!
+//! `#![no_std]`; builds for `x86_64-unknown-none`. See the crate README for the design and the
+//! measured results.
 
 #![no_std]
 
 #[cfg(feature = "std")]
 extern crate std;
+
+pub mod buddy;
+pub mod env;
+pub mod frame;
+mod heap;
+#[cfg(feature = "std")]
+pub mod hosted;
+pub mod size_class;
+mod slab;
+
+pub use env::{CpuLocal, PageSource, SingleCpu};
+pub use heap::{
+    CHUNK_SIZE, CHUNKS_KEPT, ClassStats, DEFAULT_CPUS, EMPTY_SLABS_KEPT, Heap, HeapStats,
+};

@@ -1,0 +1,2 @@
+//! Footprint.
+fn main() {}

@@ -1,0 +1,95 @@
+//! What the allocator needs from its environment: a source of memory and the current CPU.
+//!
+//! Both are traits the embedder implements (a kernel with its frame allocator and per-CPU data;
+//! the `std` feature supplies hosted versions in [`crate::hosted`]). Both are `unsafe` traits:
+//! a wrong implementation breaks memory safety, so each method says what it must guarantee.
+
+use core::ptr::NonNull;
+
+/// Where the heap gets memory from, in large chunks that its buddy allocator then manages.
+///
+/// # Safety
+/// Implementations must guarantee:
+/// - a chunk returned by [`PageSource::allocate_chunk`] is `len` bytes, aligned to `align`,
+///   readable and writable, and used by nothing else until it is given back with
+///   [`PageSource::release_chunk`];
+/// - both methods may be called from any CPU (the heap serialises its own calls under a lock,
+///   but not with other users of the source).
+pub unsafe trait PageSource {
+    /// Returns a chunk of exactly `len` bytes aligned to `align` (both powers of two, at least
+    /// the page size), or `None` when no memory is left. Must not panic.
+    fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>>;
+
+    /// Gives a chunk back.
+    ///
+    /// # Safety
+    /// `ptr` and `len` are exactly a chunk this source returned and not yet released, and no
+    /// reference into it is used afterwards.
+    unsafe fn release_chunk(&self, ptr: NonNull<u8>, len: usize);
+}
+
+/// The current CPU, and a guard that keeps the caller on it.
+///
+/// # Safety
+/// While a guard returned by [`CpuLocal::enter`] with slot `i` lives, no other execution
+/// context may hold a guard for slot `i`: not another CPU or thread, and not an interrupt
+/// handler on the same CPU (a kernel disables preemption, and interrupts too if interrupt
+/// handlers allocate). Slots must be `< max_slots()`, and `max_slots()` must never change.
+/// The heap relies on this to touch its per-CPU caches without atomic read-modify-write
+/// instructions.
+pub unsafe trait CpuLocal {
+    /// Held for the duration of one allocator operation; dropping it releases the slot.
+    type Guard;
+
+    /// Number of distinct slots `enter` can return.
+    fn max_slots(&self) -> usize;
+
+    /// Pins the caller to a slot, or returns `None` when no slot can be had (the heap then uses
+    /// a shared, locked slot: slower, still correct).
+    fn enter(&self) -> Option<(usize, Self::Guard)>;
+}
+
+/// A [`CpuLocal`] for single-CPU environments with no preemption and no allocation from
+/// interrupt handlers (early boot, simple embedded uses): always slot 0.
+#[derive(Debug)]
+pub struct SingleCpu {
+    _private: (),
+}
+
+impl SingleCpu {
+    /// The single slot.
+    ///
+    /// # Safety
+    /// The heap using it must only ever be entered from one execution context at a time: one
+    /// CPU, no threads, no allocation from interrupt handlers that can interrupt an allocation.
+    pub const unsafe fn new() -> Self {
+        Self { _private: () }
+    }
+}
+
+// SAFETY: `SingleCpu::new`'s contract (one execution context, no re-entry from interrupts)
+// means only one guard for slot 0 can exist at a time.
+unsafe impl CpuLocal for SingleCpu {
+    type Guard = ();
+
+    fn max_slots(&self) -> usize {
+        1
+    }
+
+    #[inline]
+    fn enter(&self) -> Option<(usize, ())> {
+        Some((0, ()))
+    }
+}
+
+// SAFETY: a shared reference forwards to the source itself, which upholds the contract.
+unsafe impl<T: PageSource + ?Sized> PageSource for &T {
+    fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        (**self).allocate_chunk(len, align)
+    }
+
+    unsafe fn release_chunk(&self, ptr: NonNull<u8>, len: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { (**self).release_chunk(ptr, len) }
+    }
+}

@@ -1,0 +1,930 @@
+//! The heap: per-CPU object caches in front of slabs, slabs and large blocks from a buddy
+//! allocator, the buddy allocator fed in chunks by the embedder's [`PageSource`].
+//!
+//! # Paths
+//!
+//! - **Allocation fast path** (size class known, slot's magazine non-empty): enter the CPU slot,
+//!   pop the magazine (a singly linked list of free objects), count. No atomic read-modify-write,
+//!   no lock, no slab header touched.
+//! - **Free fast path**: push onto the current slot's magazine, whichever CPU owns the object's
+//!   slab. Also no atomic RMW.
+//! - **Refill** (magazine empty): first take back objects other CPUs returned to this slot
+//!   (one atomic swap per class), then take a batch from the slot's partial slabs, then create a
+//!   slab from the buddy allocator (under the buddy lock).
+//! - **Flush** (magazine over capacity): keep the most recently freed half, and return the older
+//!   half to its slabs: objects of slabs this slot owns go back to the slab directly; objects
+//!   owned by other slots are chained per owner and pushed onto the owner's remote queue for that
+//!   class with one compare-and-swap per chain (the snmalloc/mimalloc idea: cross-CPU frees are
+//!   batched messages to the owner, never a global lock).
+//! - **Large** requests (> 8192 B or aligned to more than a page) go to the buddy allocator
+//!   under its lock, and fully free chunks are given back to the page source.
+//!
+//! # Slots
+//!
+//! A slot is the per-CPU state; [`CpuLocal::enter`] says which one the caller may use
+//! exclusively. When it returns `None` (or a slot beyond the heap's `CPUS`), the caller uses one
+//! extra shared slot under a spin lock: slower, same algorithm.
+//!
+//! # Empty slabs
+//!
+//! Each slot keeps at most [`EMPTY_SLABS_KEPT`] empty slabs per class (to absorb alloc/free
+//! oscillation at a slab boundary); past that, an empty slab goes back to the buddy allocator at
+//! once, and the buddy allocator returns a chunk to the page source when the whole chunk is free
+//! and more than [`CHUNKS_KEPT`] chunks are held.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
+use spin::Mutex;
+
+use crate::buddy::{BuddyAllocator, BuddyStats, PAGE_SIZE};
+use crate::env::{CpuLocal, PageSource};
+use crate::size_class::{CLASS_SIZES, NUM_CLASSES, class_for, objects_per_slab, slab_bytes};
+use crate::slab::{FreeObject, SlabHeader, slab_of};
+
+/// Empty slabs a slot keeps per class before returning them to the buddy allocator.
+pub const EMPTY_SLABS_KEPT: u32 = 1;
+
+/// Chunks the heap keeps even when they are entirely free.
+pub const CHUNKS_KEPT: usize = 1;
+
+/// Size (and alignment) of the chunks the heap asks its page source for, unless a large request
+/// needs a bigger one. 4 MiB: large enough that the per-chunk buddy metadata is noise, small
+/// enough to give memory back to the source in useful pieces.
+pub const CHUNK_SIZE: usize = 4 << 20;
+
+/// Default number of per-CPU slots.
+pub const DEFAULT_CPUS: usize = 64;
+
+/// Magazine capacity of a class: about 16 KiB of objects, at least 16 and at most 256 objects.
+/// Bigger magazines mean fewer refills and flushes; the bound keeps the memory a slot can hold
+/// idle to a few hundred KiB over all classes.
+const fn magazine_capacity(class: usize) -> u32 {
+    let by_bytes = 16 * 1024 / CLASS_SIZES[class];
+    let cap = if by_bytes < 16 {
+        16
+    } else if by_bytes > 256 {
+        256
+    } else {
+        by_bytes
+    };
+    cap as u32
+}
+
+/// Objects moved from slabs into a magazine per refill: half its capacity, but no more than a
+/// slab holds.
+const fn refill_batch(class: usize) -> u32 {
+    let half = magazine_capacity(class) / 2;
+    let per_slab = objects_per_slab(class) as u32;
+    if half < per_slab { half } else { per_slab }
+}
+
+/// Distinct owners a flush batches at once; objects for further owners are sent one by one.
+const FLUSH_OWNERS: usize = 8;
+
+/// Per-class state of one slot, touched only by the slot's guard holder.
+struct ClassCache {
+    /// Free objects ready to hand out (they count as in use in their slabs).
+    magazine: *mut FreeObject,
+    magazine_len: u32,
+    /// Slabs of this class owned by the slot that have objects available.
+    partial: *mut SlabHeader,
+    /// How many of the owned slabs are completely free.
+    empty_slabs: u32,
+}
+
+impl ClassCache {
+    const EMPTY: Self = Self {
+        magazine: ptr::null_mut(),
+        magazine_len: 0,
+        partial: ptr::null_mut(),
+        empty_slabs: 0,
+    };
+}
+
+/// Counters of one class in one slot. Only the slot's guard holder writes them (with a plain
+/// load and store, no read-modify-write); anyone may read them for statistics.
+struct ClassCounters {
+    allocs: AtomicU64,
+    hits: AtomicU64,
+    frees: AtomicU64,
+    slabs: AtomicU64,
+}
+
+impl ClassCounters {
+    const fn new() -> Self {
+        Self {
+            allocs: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+            slabs: AtomicU64::new(0),
+        }
+    }
+}
+
+#[inline]
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
+}
+
+/// One CPU's state.
+struct Slot {
+    local: UnsafeCell<[ClassCache; NUM_CLASSES]>,
+    /// Objects of slabs this slot owns, given back by other slots, per class.
+    remote: [AtomicPtr<FreeObject>; NUM_CLASSES],
+    counters: [ClassCounters; NUM_CLASSES],
+}
+
+impl Slot {
+    const fn new() -> Self {
+        Self {
+            local: UnsafeCell::new([ClassCache::EMPTY; NUM_CLASSES]),
+            remote: [const { AtomicPtr::new(ptr::null_mut()) }; NUM_CLASSES],
+            counters: [const { ClassCounters::new() }; NUM_CLASSES],
+        }
+    }
+}
+
+/// The buddy allocator and how many chunks it holds.
+struct Backing {
+    buddy: BuddyAllocator,
+    chunks: usize,
+}
+
+/// A size-class heap with per-CPU caches; see the module documentation.
+///
+/// `P` supplies memory, `C` says which CPU slot the caller may use, and `CPUS` is the number of
+/// per-CPU slots (callers whose slot is `>= CPUS` share one locked slot).
+pub struct Heap<P: PageSource, C: CpuLocal, const CPUS: usize = DEFAULT_CPUS> {
+    pages: P,
+    cpu: C,
+    slots: [CachePadded<Slot>; CPUS],
+    shared: CachePadded<Slot>,
+    shared_lock: Mutex<()>,
+    backing: Mutex<Backing>,
+    large_allocs: AtomicU64,
+    large_frees: AtomicU64,
+    large_live_bytes: AtomicUsize,
+    chunks_from_source: AtomicU64,
+    chunks_released: AtomicU64,
+    failed: AtomicU64,
+}
+
+// SAFETY: the per-slot `UnsafeCell`s are only accessed by the holder of that slot's `CpuLocal`
+// guard (whose contract makes it exclusive) or under `shared_lock` for the shared slot, or
+// through `&mut self`; slab headers are only touched by their owner slot's holder; everything
+// else is atomic or behind a `Mutex`. Raw pointers in the state point into memory the heap owns.
+unsafe impl<P: PageSource + Sync, C: CpuLocal + Sync, const CPUS: usize> Sync for Heap<P, C, CPUS> {}
+// SAFETY: as above; moving the heap moves ownership of all its memory with it.
+unsafe impl<P: PageSource + Send, C: CpuLocal + Send, const CPUS: usize> Send for Heap<P, C, CPUS> {}
+
+/// A slot the caller may use exclusively, with what keeps it so.
+struct Entered<'h, G> {
+    index: usize,
+    slot: &'h Slot,
+    _guard: Option<G>,
+    _lock: Option<spin::MutexGuard<'h, ()>>,
+}
+
+impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
+    /// A heap that takes memory from `pages` and CPU slots from `cpu`. `const`, so it can be a
+    /// `static` (`#[global_allocator]`).
+    pub const fn new(pages: P, cpu: C) -> Self {
+        Self {
+            pages,
+            cpu,
+            slots: [const { CachePadded::new(Slot::new()) }; CPUS],
+            shared: CachePadded::new(Slot::new()),
+            shared_lock: Mutex::new(()),
+            backing: Mutex::new(Backing {
+                buddy: BuddyAllocator::new(),
+                chunks: 0,
+            }),
+            large_allocs: AtomicU64::new(0),
+            large_frees: AtomicU64::new(0),
+            large_live_bytes: AtomicUsize::new(0),
+            chunks_from_source: AtomicU64::new(0),
+            chunks_released: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    fn enter(&self) -> Entered<'_, C::Guard> {
+        if let Some((index, guard)) = self.cpu.enter()
+            && index < CPUS
+        {
+            return Entered {
+                index,
+                slot: &self.slots[index],
+                _guard: Some(guard),
+                _lock: None,
+            };
+        }
+        Entered {
+            index: CPUS,
+            slot: &self.shared,
+            _guard: None,
+            _lock: Some(self.shared_lock.lock()),
+        }
+    }
+
+    fn slot(&self, index: usize) -> &Slot {
+        if index < CPUS {
+            &self.slots[index]
+        } else {
+            &self.shared
+        }
+    }
+
+    /// Allocates memory for `layout`; null when out of memory or when the layout cannot be
+    /// served (over 1 GiB). A zero-size layout gets a real, minimal allocation.
+    #[inline]
+    pub fn allocate(&self, layout: Layout) -> *mut u8 {
+        match class_for(layout.size(), layout.align()) {
+            Some(class) => self.allocate_small(class),
+            None => self.allocate_large(layout),
+        }
+    }
+
+    /// Frees memory from [`Heap::allocate`].
+    ///
+    /// # Safety
+    /// `ptr` was returned by `allocate` (or `reallocate`) of this heap with this `layout` and is
+    /// not used afterwards.
+    #[inline]
+    pub unsafe fn deallocate(&self, ptr: *mut u8, layout: Layout) {
+        match class_for(layout.size(), layout.align()) {
+            // SAFETY: forwarded contract: `ptr` is a handed-out object of this class.
+            Some(class) => unsafe { self.free_small(ptr, class) },
+            // SAFETY: forwarded contract: `ptr` is a large block of this layout.
+            None => unsafe { self.free_large(ptr, layout) },
+        }
+    }
+
+    /// Resizes in place when the new size keeps the same size class (or the same buddy block),
+    /// otherwise allocates, copies and frees. Null (and the old block untouched) on failure.
+    ///
+    /// # Safety
+    /// As [`Heap::deallocate`] for `ptr` and `layout`; `new_size` rounded up to `layout.align()`
+    /// must not overflow `isize`.
+    pub unsafe fn reallocate(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return ptr::null_mut();
+        };
+        match (
+            class_for(layout.size(), layout.align()),
+            class_for(new_size, layout.align()),
+        ) {
+            (Some(a), Some(b)) if a == b => return ptr,
+            (None, None) => {
+                let old = BuddyAllocator::order_for(layout.size(), layout.align());
+                let new = BuddyAllocator::order_for(new_size, layout.align());
+                if old.is_some() && old == new {
+                    self.large_live_bytes.fetch_add(new_size, Ordering::Relaxed);
+                    self.large_live_bytes
+                        .fetch_sub(layout.size(), Ordering::Relaxed);
+                    return ptr;
+                }
+            }
+            _ => {}
+        }
+        let new = self.allocate(new_layout);
+        if !new.is_null() {
+            // SAFETY: both blocks are valid for min(old, new) bytes and distinct allocations.
+            unsafe { ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+            // SAFETY: forwarded contract.
+            unsafe { self.deallocate(ptr, layout) };
+        }
+        new
+    }
+
+    #[inline]
+    fn allocate_small(&self, class: usize) -> *mut u8 {
+        let entered = self.enter();
+        // SAFETY: `entered` proves exclusive use of the slot's local state.
+        let caches = unsafe { &mut *entered.slot.local.get() };
+        let cache = &mut caches[class];
+        let counters = &entered.slot.counters[class];
+        bump(&counters.allocs, 1);
+        let obj = cache.magazine;
+        if !obj.is_null() {
+            // SAFETY: magazine objects are free objects whose first word is the link.
+            cache.magazine = unsafe { (*obj).next };
+            cache.magazine_len -= 1;
+            bump(&counters.hits, 1);
+            return obj.cast();
+        }
+        // SAFETY: we hold the slot (`entered`).
+        match unsafe { self.refill(&entered, cache, class) } {
+            true => {
+                let obj = cache.magazine;
+                // SAFETY: refill left at least one object in the magazine.
+                cache.magazine = unsafe { (*obj).next };
+                cache.magazine_len -= 1;
+                obj.cast()
+            }
+            false => {
+                bump(&counters.allocs, u64::MAX); // undo: nothing was allocated
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                ptr::null_mut()
+            }
+        }
+    }
+
+    /// # Safety
+    /// `ptr` is a handed-out object of class `class` of this heap.
+    #[inline]
+    unsafe fn free_small(&self, ptr: *mut u8, class: usize) {
+        let entered = self.enter();
+        // SAFETY: `entered` proves exclusive use of the slot's local state.
+        let caches = unsafe { &mut *entered.slot.local.get() };
+        let cache = &mut caches[class];
+        bump(&entered.slot.counters[class].frees, 1);
+        let obj = ptr.cast::<FreeObject>();
+        // SAFETY: the caller gives the object up; its first word becomes the link.
+        unsafe { (*obj).next = cache.magazine };
+        cache.magazine = obj;
+        cache.magazine_len += 1;
+        if cache.magazine_len > magazine_capacity(class) {
+            // SAFETY: we hold the slot.
+            unsafe { self.flush(&entered, cache, class, magazine_capacity(class) / 2) };
+        }
+    }
+
+    /// Fills an empty magazine. Returns false when no memory can be had.
+    ///
+    /// # Safety
+    /// `entered` is held and `cache` is its slot's cache of `class`.
+    unsafe fn refill(
+        &self,
+        entered: &Entered<'_, C::Guard>,
+        cache: &mut ClassCache,
+        class: usize,
+    ) -> bool {
+        // 1. Objects other slots returned to us: they are already counted as in use in our slabs,
+        //    so they go straight into the magazine.
+        let returned = entered.slot.remote[class].swap(ptr::null_mut(), Ordering::Acquire);
+        if !returned.is_null() {
+            let mut n = 0;
+            let mut last = returned;
+            // SAFETY: the remote list is a chain of free objects pushed by other slots with
+            // Release; our Acquire swap took the whole chain.
+            unsafe {
+                n += 1;
+                while !(*last).next.is_null() {
+                    last = (*last).next;
+                    n += 1;
+                }
+                (*last).next = cache.magazine;
+            }
+            cache.magazine = returned;
+            cache.magazine_len += n;
+            if cache.magazine_len > magazine_capacity(class) {
+                let keep = magazine_capacity(class) / 2;
+                // SAFETY: we hold the slot.
+                unsafe { self.flush(entered, cache, class, keep) };
+            }
+            return true;
+        }
+        // 2. A partial slab, or 3. a new one.
+        loop {
+            let slab = cache.partial;
+            if slab.is_null() {
+                // SAFETY: we hold the slot.
+                match unsafe { self.new_slab(entered, cache, class) } {
+                    true => continue,
+                    false => return false,
+                }
+            }
+            // SAFETY: slabs on our partial list are live slabs we own.
+            let s = unsafe { &mut *slab };
+            if s.in_use == 0 {
+                cache.empty_slabs -= 1;
+            }
+            // SAFETY: we own the slab.
+            let n = unsafe { s.take(class, refill_batch(class), &mut cache.magazine) };
+            cache.magazine_len += n;
+            if !s.has_available() {
+                unlink_partial(cache, slab);
+            }
+            if n > 0 {
+                return true;
+            }
+        }
+    }
+
+    /// Creates a slab for `class` owned by the entered slot and puts it on the partial list.
+    ///
+    /// # Safety
+    /// As `refill`.
+    unsafe fn new_slab(
+        &self,
+        entered: &Entered<'_, C::Guard>,
+        cache: &mut ClassCache,
+        class: usize,
+    ) -> bool {
+        let bytes = slab_bytes(class);
+        let order = (bytes / PAGE_SIZE).trailing_zeros() as usize;
+        let Some(block) = self.buddy_allocate(order) else {
+            return false;
+        };
+        // SAFETY: a fresh buddy block of the slab's size, naturally aligned, ours alone.
+        let slab = unsafe { SlabHeader::init(block, class, entered.index as u32) };
+        link_partial(cache, slab);
+        cache.empty_slabs += 1;
+        bump(&entered.slot.counters[class].slabs, 1);
+        true
+    }
+
+    /// Returns the oldest objects of the magazine to their slabs, keeping the `keep` most
+    /// recently freed.
+    ///
+    /// # Safety
+    /// As `refill`.
+    unsafe fn flush(
+        &self,
+        entered: &Entered<'_, C::Guard>,
+        cache: &mut ClassCache,
+        class: usize,
+        keep: u32,
+    ) {
+        // Split the magazine after `keep` objects.
+        let mut rest = cache.magazine;
+        let mut prev: *mut FreeObject = ptr::null_mut();
+        for _ in 0..keep {
+            if rest.is_null() {
+                return;
+            }
+            prev = rest;
+            // SAFETY: magazine objects are linked free objects.
+            rest = unsafe { (*rest).next };
+        }
+        if prev.is_null() {
+            cache.magazine = ptr::null_mut();
+        } else {
+            // SAFETY: `prev` is a magazine object.
+            unsafe { (*prev).next = ptr::null_mut() };
+        }
+        cache.magazine_len = keep.min(cache.magazine_len);
+
+        // Chains for other owners: (owner, head, tail).
+        let mut chains: [(u32, *mut FreeObject, *mut FreeObject); FLUSH_OWNERS] =
+            [(0, ptr::null_mut(), ptr::null_mut()); FLUSH_OWNERS];
+        let mut nchains = 0;
+        let me = entered.index as u32;
+        while !rest.is_null() {
+            let obj = rest;
+            // SAFETY: as above.
+            rest = unsafe { (*obj).next };
+            // SAFETY: `obj` is a handed-out object of `class` (magazine objects are).
+            let owner = unsafe { SlabHeader::owner_of(obj.cast(), class) };
+            if owner == me {
+                // SAFETY: we own the slab.
+                unsafe { self.give_back_local(entered, cache, class, obj) };
+            } else if let Some(chain) = chains[..nchains].iter_mut().find(|c| c.0 == owner) {
+                // SAFETY: prepend `obj` to the chain; `obj` is ours to link.
+                unsafe { (*obj).next = chain.1 };
+                chain.1 = obj;
+            } else if nchains < FLUSH_OWNERS {
+                // SAFETY: as above.
+                unsafe { (*obj).next = ptr::null_mut() };
+                chains[nchains] = (owner, obj, obj);
+                nchains += 1;
+            } else {
+                // SAFETY: a one-object chain.
+                unsafe { (*obj).next = ptr::null_mut() };
+                // SAFETY: a chain of objects of `class` owned by `owner`.
+                unsafe { self.send_remote(owner, class, obj, obj) };
+            }
+        }
+        for &(owner, head, tail) in &chains[..nchains] {
+            // SAFETY: each chain holds objects of `class` owned by `owner`.
+            unsafe { self.send_remote(owner, class, head, tail) };
+        }
+    }
+
+    /// Pushes a chain of objects onto their owner's remote queue with one CAS loop.
+    ///
+    /// # Safety
+    /// `head..=tail` is a null-terminated chain of objects of `class` owned by slot `owner`,
+    /// given up by the caller.
+    unsafe fn send_remote(
+        &self,
+        owner: u32,
+        class: usize,
+        head: *mut FreeObject,
+        tail: *mut FreeObject,
+    ) {
+        let queue = &self.slot(owner as usize).remote[class];
+        let mut current = queue.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `tail` is ours until the CAS publishes the chain.
+            unsafe { (*tail).next = current };
+            match queue.compare_exchange_weak(current, head, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Gives an object back to its slab, owned by the entered slot.
+    ///
+    /// # Safety
+    /// We hold the slot; `obj` is a handed-out object of `class` in a slab this slot owns.
+    unsafe fn give_back_local(
+        &self,
+        entered: &Entered<'_, C::Guard>,
+        cache: &mut ClassCache,
+        class: usize,
+        obj: *mut FreeObject,
+    ) {
+        let slab = slab_of(obj.cast(), class);
+        // SAFETY: we own the live slab.
+        let s = unsafe { &mut *slab };
+        // SAFETY: forwarded contract.
+        unsafe { s.give_back(obj) };
+        if !s.on_partial {
+            link_partial(cache, slab);
+        }
+        if s.in_use == 0 {
+            if cache.empty_slabs >= EMPTY_SLABS_KEPT {
+                unlink_partial(cache, slab);
+                bump(&entered.slot.counters[class].slabs, u64::MAX);
+                let order = (slab_bytes(class) / PAGE_SIZE).trailing_zeros() as usize;
+                // SAFETY: the slab has no object in use, so the whole block is ours to free; it
+                // came from `buddy_allocate(order)`.
+                unsafe { self.buddy_free(NonNull::new_unchecked(SlabHeader::base(slab)), order) };
+            } else {
+                cache.empty_slabs += 1;
+            }
+        }
+    }
+
+    fn allocate_large(&self, layout: Layout) -> *mut u8 {
+        let Some(order) = BuddyAllocator::order_for(layout.size(), layout.align()) else {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return ptr::null_mut();
+        };
+        match self.buddy_allocate(order) {
+            Some(block) => {
+                self.large_allocs.fetch_add(1, Ordering::Relaxed);
+                self.large_live_bytes
+                    .fetch_add(layout.size(), Ordering::Relaxed);
+                block.as_ptr()
+            }
+            None => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                ptr::null_mut()
+            }
+        }
+    }
+
+    /// # Safety
+    /// `ptr` came from `allocate_large(layout)` of this heap.
+    unsafe fn free_large(&self, ptr: *mut u8, layout: Layout) {
+        let Some(order) = BuddyAllocator::order_for(layout.size(), layout.align()) else {
+            return; // no such block was ever handed out
+        };
+        self.large_frees.fetch_add(1, Ordering::Relaxed);
+        self.large_live_bytes
+            .fetch_sub(layout.size(), Ordering::Relaxed);
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: forwarded contract.
+            unsafe { self.buddy_free(p, order) };
+        }
+    }
+
+    /// A block from the buddy allocator, growing it from the page source when needed.
+    fn buddy_allocate(&self, order: usize) -> Option<NonNull<u8>> {
+        let mut backing = self.backing.lock();
+        if let Ok(block) = backing.buddy.allocate(order) {
+            return Some(block);
+        }
+        // A chunk of twice the block (at least CHUNK_SIZE), aligned to its size: after the buddy
+        // carves its metadata from the start, the upper half is still an aligned free block.
+        let block_bytes = PAGE_SIZE << order;
+        let len = CHUNK_SIZE.max(block_bytes.checked_mul(2)?);
+        let chunk = self.pages.allocate_chunk(len, len)?;
+        self.chunks_from_source.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the page source guarantees the chunk is ours, readable and writable, until we
+        // release it, which we only do after the buddy allocator gives it back.
+        match unsafe { backing.buddy.add_region(chunk.as_ptr() as usize, len) } {
+            Ok(_) => backing.chunks += 1,
+            Err(_) => {
+                // SAFETY: the chunk was just obtained and is not referenced anywhere.
+                unsafe { self.pages.release_chunk(chunk, len) };
+                self.chunks_released.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+        backing.buddy.allocate(order).ok()
+    }
+
+    /// # Safety
+    /// `block` came from `buddy_allocate(order)` and is no longer used.
+    unsafe fn buddy_free(&self, block: NonNull<u8>, order: usize) {
+        let mut backing = self.backing.lock();
+        // SAFETY: forwarded contract. A failure here means the caller broke it (double free or
+        // foreign pointer); the buddy allocator detects that without corrupting itself, and the
+        // block is then simply not freed.
+        let freed = unsafe { backing.buddy.deallocate(block, order) };
+        debug_assert!(
+            freed.is_ok(),
+            "heap: bad free of {block:p} (order {order}): {freed:?}"
+        );
+        while backing.chunks > CHUNKS_KEPT {
+            match backing.buddy.take_free_region() {
+                Some((start, len)) => {
+                    backing.chunks -= 1;
+                    // SAFETY: the buddy allocator no longer manages the range and nothing is
+                    // allocated in it; it is exactly a chunk we got from the page source.
+                    unsafe {
+                        self.pages
+                            .release_chunk(NonNull::new_unchecked(start as *mut u8), len)
+                    };
+                    self.chunks_released.fetch_add(1, Ordering::Relaxed);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Flushes the current slot's magazines and takes back objects other slots returned to it,
+    /// so that empty slabs (beyond the kept ones) and free chunks go back to the page source.
+    pub fn trim(&self) {
+        let entered = self.enter();
+        // SAFETY: `entered` proves exclusive use of the slot's local state.
+        let caches = unsafe { &mut *entered.slot.local.get() };
+        for (class, cache) in caches.iter_mut().enumerate() {
+            // SAFETY: we hold the slot.
+            unsafe { self.trim_class(&entered, cache, class) };
+        }
+    }
+
+    /// # Safety
+    /// We hold the slot; `cache` is its cache of `class`.
+    unsafe fn trim_class(
+        &self,
+        entered: &Entered<'_, C::Guard>,
+        cache: &mut ClassCache,
+        class: usize,
+    ) {
+        // Everything in the magazine goes back (ours to slabs, others' to their owners) ...
+        // SAFETY: we hold the slot.
+        unsafe { self.flush(entered, cache, class, 0) };
+        // ... and so does everything returned to us.
+        let mut returned = entered.slot.remote[class].swap(ptr::null_mut(), Ordering::Acquire);
+        while !returned.is_null() {
+            let obj = returned;
+            // SAFETY: a chain of objects of our slabs, taken whole by the swap.
+            returned = unsafe { (*obj).next };
+            // SAFETY: objects on our remote queue belong to slabs we own.
+            unsafe { self.give_back_local(entered, cache, class, obj) };
+        }
+    }
+
+    /// Returns every cached object to its slab and every empty slab to the buddy allocator, in
+    /// all slots, and free chunks beyond [`CHUNKS_KEPT`] to the page source. Needs exclusive
+    /// access (no allocation can be in flight), for instance at the end of a test or when a
+    /// subsystem that owned the heap shuts down.
+    pub fn reclaim_all(&mut self) {
+        // First pass: magazines out (objects of other owners land in their remote queues);
+        // second pass: remote queues in. Objects only move toward their owner, so two passes
+        // settle everything.
+        for _pass in 0..2 {
+            for index in 0..=CPUS {
+                let slot = self.slot(index);
+                let entered = Entered::<C::Guard> {
+                    index,
+                    slot,
+                    _guard: None,
+                    _lock: None,
+                };
+                // SAFETY: `&mut self` means no guard holder or lock holder exists: we may act as
+                // every slot in turn.
+                let caches = unsafe { &mut *slot.local.get() };
+                for (class, cache) in caches.iter_mut().enumerate() {
+                    // SAFETY: as above.
+                    unsafe { self.trim_class(&entered, cache, class) };
+                }
+            }
+        }
+        // Kept empty slabs go too.
+        for index in 0..=CPUS {
+            let slot = self.slot(index);
+            // SAFETY: exclusive access through `&mut self`.
+            let caches = unsafe { &mut *slot.local.get() };
+            for (class, cache) in caches.iter_mut().enumerate() {
+                let mut slab = cache.partial;
+                while !slab.is_null() {
+                    // SAFETY: a live slab on the slot's partial list.
+                    let (next, in_use) = unsafe { ((*slab).next, (*slab).in_use) };
+                    if in_use == 0 {
+                        unlink_partial(cache, slab);
+                        cache.empty_slabs -= 1;
+                        bump(&slot.counters[class].slabs, u64::MAX);
+                        let order = (slab_bytes(class) / PAGE_SIZE).trailing_zeros() as usize;
+                        // SAFETY: no object of the slab is in use; the block came from the buddy.
+                        unsafe {
+                            self.buddy_free(NonNull::new_unchecked(SlabHeader::base(slab)), order)
+                        };
+                    }
+                    slab = next;
+                }
+            }
+        }
+        let backing = self.backing.get_mut();
+        while let Some((start, len)) = backing.buddy.take_free_region() {
+            backing.chunks -= 1;
+            // SAFETY: the range is entirely free and no longer managed: a whole chunk of ours.
+            unsafe {
+                self.pages
+                    .release_chunk(NonNull::new_unchecked(start as *mut u8), len)
+            };
+            self.chunks_released.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A snapshot of the heap's statistics. Counters of other CPUs are read without stopping
+    /// them, so a snapshot taken during activity is approximate (each number is one that was
+    /// true recently); at rest it is exact.
+    pub fn stats(&self) -> HeapStats {
+        let mut classes = [ClassStats::default(); NUM_CLASSES];
+        for (class, stats) in classes.iter_mut().enumerate() {
+            stats.size = CLASS_SIZES[class];
+            stats.slab_bytes = slab_bytes(class);
+            let mut frees = 0u64;
+            for index in 0..=CPUS {
+                let c = &self.slot(index).counters[class];
+                stats.allocations = stats
+                    .allocations
+                    .wrapping_add(c.allocs.load(Ordering::Relaxed));
+                stats.cache_hits = stats
+                    .cache_hits
+                    .wrapping_add(c.hits.load(Ordering::Relaxed));
+                frees = frees.wrapping_add(c.frees.load(Ordering::Relaxed));
+                stats.slabs = stats.slabs.wrapping_add(c.slabs.load(Ordering::Relaxed));
+            }
+            stats.live_objects = stats.allocations.wrapping_sub(frees);
+        }
+        let backing = self.backing.lock();
+        HeapStats {
+            classes,
+            large_live: self
+                .large_allocs
+                .load(Ordering::Relaxed)
+                .wrapping_sub(self.large_frees.load(Ordering::Relaxed)),
+            large_live_bytes: self.large_live_bytes.load(Ordering::Relaxed),
+            chunks_held: backing.chunks,
+            chunks_from_source: self.chunks_from_source.load(Ordering::Relaxed),
+            chunks_released: self.chunks_released.load(Ordering::Relaxed),
+            failed_allocations: self.failed.load(Ordering::Relaxed),
+            buddy: backing.buddy.stats(),
+        }
+    }
+}
+
+fn link_partial(cache: &mut ClassCache, slab: *mut SlabHeader) {
+    // SAFETY: `slab` and the list's slabs are live slabs owned by the caller's slot.
+    unsafe {
+        (*slab).prev = ptr::null_mut();
+        (*slab).next = cache.partial;
+        if !cache.partial.is_null() {
+            (*cache.partial).prev = slab;
+        }
+        (*slab).on_partial = true;
+    }
+    cache.partial = slab;
+}
+
+fn unlink_partial(cache: &mut ClassCache, slab: *mut SlabHeader) {
+    // SAFETY: `slab` is on the caller's partial list; all slabs on it are live and owned.
+    unsafe {
+        let (prev, next) = ((*slab).prev, (*slab).next);
+        if prev.is_null() {
+            cache.partial = next;
+        } else {
+            (*prev).next = next;
+        }
+        if !next.is_null() {
+            (*next).prev = prev;
+        }
+        (*slab).prev = ptr::null_mut();
+        (*slab).next = ptr::null_mut();
+        (*slab).on_partial = false;
+    }
+}
+
+/// Statistics of one size class, summed over all slots.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ClassStats {
+    /// Object size of the class.
+    pub size: usize,
+    /// Size of each of its slabs.
+    pub slab_bytes: usize,
+    /// Objects handed out and not freed.
+    pub live_objects: u64,
+    /// Slabs held by all slots.
+    pub slabs: u64,
+    /// Allocations served.
+    pub allocations: u64,
+    /// Allocations served straight from a per-CPU magazine.
+    pub cache_hits: u64,
+}
+
+impl ClassStats {
+    /// Fraction of allocations served from the per-CPU cache (0 when there were none).
+    pub fn hit_rate(&self) -> f64 {
+        if self.allocations == 0 {
+            0.0
+        } else {
+            self.cache_hits as f64 / self.allocations as f64
+        }
+    }
+}
+
+/// A snapshot of [`Heap::stats`].
+#[derive(Debug, Clone, Copy)]
+pub struct HeapStats {
+    /// Per size class.
+    pub classes: [ClassStats; NUM_CLASSES],
+    /// Large blocks handed out and not freed.
+    pub large_live: u64,
+    /// Bytes requested by those large blocks.
+    pub large_live_bytes: usize,
+    /// Chunks currently held from the page source.
+    pub chunks_held: usize,
+    /// Chunks obtained from the page source so far.
+    pub chunks_from_source: u64,
+    /// Chunks given back to the page source so far.
+    pub chunks_released: u64,
+    /// Allocations that returned null.
+    pub failed_allocations: u64,
+    /// The buddy allocator's own statistics.
+    pub buddy: BuddyStats,
+}
+
+impl HeapStats {
+    /// Bytes of live small objects (class size, not requested size).
+    pub fn live_small_bytes(&self) -> u64 {
+        self.classes
+            .iter()
+            .map(|c| c.live_objects * c.size as u64)
+            .sum()
+    }
+}
+
+// SAFETY: `allocate` returns null or a block of at least `layout.size()` bytes aligned to
+// `layout.align()` that no other live allocation overlaps (size classes and buddy blocks are
+// disjoint, and an object is handed out only from a free list it was removed from);
+// `dealloc`/`realloc` forward their contracts.
+unsafe impl<P: PageSource, C: CpuLocal, const CPUS: usize> GlobalAlloc for Heap<P, C, CPUS> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.allocate(layout)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: GlobalAlloc's contract is ours.
+        unsafe { self.deallocate(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: GlobalAlloc's contract is ours.
+        unsafe { self.reallocate(ptr, layout, new_size) }
+    }
+}
+
+// SAFETY: blocks are valid until deallocated and do not move; zero-size requests get a dangling,
+// aligned pointer that `deallocate` ignores; `grow`/`shrink` use the provided defaults, built on
+// `allocate`/`deallocate`, which uphold the same guarantees as the `GlobalAlloc` impl.
+unsafe impl<P: PageSource, C: CpuLocal, const CPUS: usize> allocator_api2::alloc::Allocator
+    for &Heap<P, C, CPUS>
+{
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        if layout.size() == 0 {
+            // SAFETY: alignment is a non-zero power of two, so this pointer is non-null.
+            let dangling = unsafe { NonNull::new_unchecked(layout.align() as *mut u8) };
+            return Ok(NonNull::slice_from_raw_parts(dangling, 0));
+        }
+        let ptr = Heap::allocate(self, layout);
+        NonNull::new(ptr)
+            .map(|p| NonNull::slice_from_raw_parts(p, layout.size()))
+            .ok_or(allocator_api2::alloc::AllocError)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.size() != 0 {
+            // SAFETY: Allocator's contract: `ptr` was allocated by us with `layout`.
+            unsafe { Heap::deallocate(self, ptr.as_ptr(), layout) }
+        }
+    }
+}
