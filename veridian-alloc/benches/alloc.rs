@@ -32,7 +32,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group,
+    criterion_main,
+};
 use crossbeam_utils::CachePadded;
 use veridian_alloc::Heap;
 use veridian_alloc::hosted::{MmapPages, ThreadSlots};
@@ -170,7 +173,8 @@ fn talc() -> &'static Talc {
     T.get_or_init(|| {
         // SAFETY: the arena is a fresh mapping of ARENA_BYTES that nothing else uses, leaked for
         // the life of the process, as `Talc::claim` requires.
-        Box::leak(Box::new(Talc::new(unsafe { talc::source::Claim::new(arena(), ARENA_BYTES) })))
+        let source = unsafe { talc::source::Claim::new(arena(), ARENA_BYTES) };
+        Box::leak(Box::new(Talc::new(source)))
     })
 }
 
@@ -210,7 +214,11 @@ macro_rules! each_allocator {
 // ---------------------------------------------------------------------------------------------
 // alloc_free_pair
 
-fn pair_one<A: GlobalAlloc + Sync>(g: &mut BenchmarkGroup<'_, WallTime>, name: &'static str, a: &'static A) {
+fn pair_one<A: GlobalAlloc + Sync>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &'static str,
+    a: &'static A,
+) {
     for size in [16usize, 64, 256, 1024, 4096] {
         let l = layout(size);
         g.bench_with_input(BenchmarkId::new(name, size), &l, |b, &l| {
@@ -238,7 +246,11 @@ fn alloc_free_pair(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------------
 // batch_then_free
 
-fn batch_one<A: GlobalAlloc + Sync>(g: &mut BenchmarkGroup<'_, WallTime>, name: &'static str, a: &'static A) {
+fn batch_one<A: GlobalAlloc + Sync>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &'static str,
+    a: &'static A,
+) {
     let mut blocks: Vec<*mut u8> = vec![std::ptr::null_mut(); BATCH];
     for order in ["lifo", "random"] {
         g.bench_function(BenchmarkId::new(name, order), |b| {
@@ -300,7 +312,9 @@ fn backoff(spins: &mut u32) {
 impl Ring {
     fn new() -> Self {
         Self {
-            slots: (0..RING_CAPACITY).map(|_| UnsafeCell::new((0, 0))).collect(),
+            slots: (0..RING_CAPACITY)
+                .map(|_| UnsafeCell::new((0, 0)))
+                .collect(),
             head: CachePadded::new(AtomicUsize::new(0)),
             tail: CachePadded::new(AtomicUsize::new(0)),
         }
@@ -343,7 +357,11 @@ impl Ring {
 }
 
 /// One sample of `cross_thread`: `blocks` blocks from a producer to a consumer.
-fn cross_thread_run<A: GlobalAlloc + Sync>(name: &'static str, a: &'static A, blocks: u64) -> Duration {
+fn cross_thread_run<A: GlobalAlloc + Sync>(
+    name: &'static str,
+    a: &'static A,
+    blocks: u64,
+) -> Duration {
     let ring = Arc::new(Ring::new());
     let barrier = Arc::new(Barrier::new(2));
     let producer = {
@@ -383,7 +401,11 @@ fn cross_thread_run<A: GlobalAlloc + Sync>(name: &'static str, a: &'static A, bl
     end.duration_since(start)
 }
 
-fn cross_one<A: GlobalAlloc + Sync>(g: &mut BenchmarkGroup<'_, WallTime>, name: &'static str, a: &'static A) {
+fn cross_one<A: GlobalAlloc + Sync>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &'static str,
+    a: &'static A,
+) {
     g.bench_function(BenchmarkId::new(name, 2), |b| {
         b.iter_custom(|iters| cross_thread_run(name, a, iters * CROSS_BLOCKS));
     });
@@ -440,10 +462,16 @@ fn larson_run<A: GlobalAlloc + Sync>(name: &'static str, a: &'static A, ops: u64
             unsafe { a.dealloc(p as *mut u8, layout(size)) };
         }
     }
-    last_end.expect("workers ran").duration_since(first_start.expect("workers ran"))
+    last_end
+        .expect("workers ran")
+        .duration_since(first_start.expect("workers ran"))
 }
 
-fn larson_one<A: GlobalAlloc + Sync>(g: &mut BenchmarkGroup<'_, WallTime>, name: &'static str, a: &'static A) {
+fn larson_one<A: GlobalAlloc + Sync>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &'static str,
+    a: &'static A,
+) {
     g.bench_function(BenchmarkId::new(name, 2), |b| {
         b.iter_custom(|iters| larson_run(name, a, iters * LARSON_OPS));
     });

@@ -14,7 +14,10 @@
 //!   writes to that memory in two places only: the metadata it carves from the region's start,
 //!   and the first 16 bytes of each *free* block (the free-list links).
 //! - The contract of [`BuddyAllocator::deallocate`]: the caller frees only blocks it owns. What
-//!   can be detected without trusting allocated memory is detected (see below).
+//!   can be detected without trusting allocated memory is detected (see below); what cannot is
+//!   a free of a block that is allocated but belongs to someone else (e.g. the wrong order for
+//!   a block whose neighbour is allocated too), and writes to a block after it was freed (they
+//!   can corrupt its free-list links).
 //!
 //! # What it guarantees
 //!
@@ -56,8 +59,9 @@
 //! - **Metadata overhead.** The *free* bitmaps take `1 + 1/2 + 1/4 + ...` ≈ 2 bits per page and
 //!   the *free inside* bitmaps ≈ 1 bit per page: about **3 bits per 4 KiB page** (0.0092 % of the
 //!   region), plus at most one 64-bit word of rounding per bitmap, the total rounded up to whole
-//!   pages (the allocatable part must stay page-aligned). A 64 MiB region spends 2 pages
-//!   (8 KiB, 0.012 %); `tests/buddy.rs` measures it.
+//!   pages (the allocatable part must stay page-aligned). Measured in `tests/buddy.rs`: a 64 MiB
+//!   region spends 2 pages (8 KiB, 0.012 %), a 1 GiB region 25 pages (100 KiB, 3.1 bits per
+//!   page, 0.0095 %).
 
 use core::fmt;
 use core::ptr::{self, NonNull};
@@ -506,10 +510,10 @@ impl BuddyAllocator {
         }
     }
 
-    /// Adds `[start, start + len)`. The range is trimmed to [`PAGE_SIZE`] alignment; the
-    /// allocator carves its metadata (per-order bitmaps, about 3 bits per page, rounded up to
-    /// whole pages) from the start of the range and splits the rest into maximal naturally
-    /// aligned free blocks. Returns the bytes made allocatable.
+    /// Adds `[start, start + len)`. The range is trimmed to [`PAGE_SIZE`] alignment (and page 0,
+    /// the null page, is left out); the allocator carves its metadata (per-order bitmaps, about
+    /// 3 bits per page, rounded up to whole pages) from the start of the range and splits the
+    /// rest into maximal naturally aligned free blocks. Returns the bytes made allocatable.
     ///
     /// Errors, with nothing changed: [`BuddyError::RegionWraps`] if `start + len` overflows,
     /// [`BuddyError::RegionOverlaps`] if the range overlaps a region already added,
@@ -538,7 +542,12 @@ impl BuddyAllocator {
             return Err(BuddyError::TooManyRegions);
         }
         let too_small = BuddyError::RegionTooSmall { start, len };
-        let first_page = start.checked_next_multiple_of(PAGE_SIZE).ok_or(too_small)?;
+        // Page 0 is never used: its address is the null pointer, which can be neither written
+        // through nor returned (it matters for identity-mapped physical RAM from address 0).
+        let first_page = start
+            .checked_next_multiple_of(PAGE_SIZE)
+            .ok_or(too_small)?
+            .max(PAGE_SIZE);
         let end = limit & !(PAGE_SIZE - 1);
         if first_page >= end {
             return Err(too_small);
@@ -768,7 +777,7 @@ impl BuddyAllocator {
             self.region_count -= 1;
             self.total_bytes -= bytes;
             self.free_bytes -= bytes;
-            self.metadata_bytes -= region.base - region.start.next_multiple_of(PAGE_SIZE);
+            self.metadata_bytes -= region.base - region.meta.addr();
             return Some((region.start, region.len));
         }
         None

@@ -149,7 +149,7 @@ impl FrameAllocator {
     ///
     /// Errors: [`FrameError::OffsetMisaligned`] unless `phys_offset` is a multiple of 1 GiB.
     pub const fn new(phys_offset: usize) -> Result<Self, FrameError> {
-        if phys_offset % PHYS_OFFSET_ALIGN != 0 {
+        if !phys_offset.is_multiple_of(PHYS_OFFSET_ALIGN) {
             return Err(FrameError::OffsetMisaligned {
                 offset: phys_offset,
             });

@@ -109,7 +109,7 @@ impl ClassCache {
 /// load and store, no read-modify-write); anyone may read them for statistics.
 struct ClassCounters {
     allocs: AtomicU64,
-    hits: AtomicU64,
+    misses: AtomicU64,
     frees: AtomicU64,
     slabs: AtomicU64,
 }
@@ -118,7 +118,7 @@ impl ClassCounters {
     const fn new() -> Self {
         Self {
             allocs: AtomicU64::new(0),
-            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             frees: AtomicU64::new(0),
             slabs: AtomicU64::new(0),
         }
@@ -318,9 +318,10 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
             // SAFETY: magazine objects are free objects whose first word is the link.
             cache.magazine = unsafe { (*obj).next };
             cache.magazine_len -= 1;
-            bump(&counters.hits, 1);
             return obj.cast();
         }
+        // Counting the misses (rare) rather than the hits keeps a store off the fast path.
+        bump(&counters.misses, 1);
         // SAFETY: we hold the slot (`entered`).
         match unsafe { self.refill(&entered, cache, class) } {
             true => {
@@ -332,6 +333,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
             }
             false => {
                 bump(&counters.allocs, u64::MAX); // undo: nothing was allocated
+                bump(&counters.misses, u64::MAX);
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 ptr::null_mut()
             }
@@ -766,9 +768,9 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
                 stats.allocations = stats
                     .allocations
                     .wrapping_add(c.allocs.load(Ordering::Relaxed));
-                stats.cache_hits = stats
-                    .cache_hits
-                    .wrapping_add(c.hits.load(Ordering::Relaxed));
+                let allocs = c.allocs.load(Ordering::Relaxed);
+                let misses = c.misses.load(Ordering::Relaxed);
+                stats.cache_hits = stats.cache_hits.wrapping_add(allocs.wrapping_sub(misses));
                 frees = frees.wrapping_add(c.frees.load(Ordering::Relaxed));
                 stats.slabs = stats.slabs.wrapping_add(c.slabs.load(Ordering::Relaxed));
             }
@@ -926,5 +928,88 @@ unsafe impl<P: PageSource, C: CpuLocal, const CPUS: usize> allocator_api2::alloc
             // SAFETY: Allocator's contract: `ptr` was allocated by us with `layout`.
             unsafe { Heap::deallocate(self, ptr.as_ptr(), layout) }
         }
+    }
+}
+
+/// Small, fast unit tests: also the ones run under Miri (see the README), with the system
+/// allocator as the page source.
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use crate::hosted::{SystemPages, ThreadSlots};
+    use std::vec::Vec;
+
+    type SmallHeap = Heap<SystemPages, ThreadSlots, 2>;
+
+    fn layout(size: usize, align: usize) -> Layout {
+        Layout::from_size_align(size, align).unwrap()
+    }
+
+    #[test]
+    fn alloc_write_free_across_classes_and_large() {
+        let mut heap = SmallHeap::new(SystemPages, ThreadSlots);
+        let sizes = [1, 8, 24, 200, 300, 5000, 8192, 9000, 70_000];
+        let mut live = Vec::new();
+        for (i, &size) in sizes.iter().enumerate() {
+            let l = layout(size, 1 << (i % 7));
+            let p = heap.allocate(l);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % l.align(), 0);
+            // SAFETY: a fresh block of `size` bytes.
+            unsafe { ptr::write_bytes(p, i as u8, size) };
+            live.push((p, l, i as u8));
+        }
+        for (p, l, fill) in live {
+            // SAFETY: live blocks written above.
+            let bytes = unsafe { core::slice::from_raw_parts(p, l.size()) };
+            assert!(bytes.iter().all(|&b| b == fill));
+            // SAFETY: a live block of this layout.
+            unsafe { heap.deallocate(p, l) };
+        }
+        heap.reclaim_all();
+        let stats = heap.stats();
+        assert_eq!(stats.chunks_held, 0);
+        assert!(stats.classes.iter().all(|c| c.live_objects == 0 && c.slabs == 0));
+    }
+
+    #[test]
+    fn magazine_overflow_returns_objects_to_slabs() {
+        let mut heap = SmallHeap::new(SystemPages, ThreadSlots);
+        let l = layout(64, 8);
+        let n = 3 * magazine_capacity(class_for(64, 8).unwrap()) as usize;
+        let ptrs: Vec<_> = (0..n).map(|_| heap.allocate(l)).collect();
+        for &p in &ptrs {
+            // SAFETY: live blocks of this layout.
+            unsafe { heap.deallocate(p, l) };
+        }
+        assert_eq!(heap.stats().classes[class_for(64, 8).unwrap()].live_objects, 0);
+        heap.reclaim_all();
+        assert_eq!(heap.stats().chunks_held, 0);
+    }
+
+    #[test]
+    fn frees_from_another_thread_go_back_to_the_owner() {
+        let mut heap = SmallHeap::new(SystemPages, ThreadSlots);
+        let l = layout(32, 8);
+        let ptrs: Vec<usize> = (0..600).map(|_| heap.allocate(l) as usize).collect();
+        std::thread::scope(|s| {
+            let heap = &heap;
+            s.spawn(move || {
+                for p in ptrs {
+                    // SAFETY: live blocks handed over by the allocating thread.
+                    unsafe { heap.deallocate(p as *mut u8, l) };
+                }
+                heap.trim();
+            });
+        });
+        // The owner takes the returned objects back on its next refill.
+        let again: Vec<_> = (0..600).map(|_| heap.allocate(l)).collect();
+        for p in again {
+            // SAFETY: live blocks of this layout.
+            unsafe { heap.deallocate(p, l) };
+        }
+        heap.reclaim_all();
+        let stats = heap.stats();
+        assert_eq!(stats.chunks_held, 0, "{stats:?}");
     }
 }

@@ -61,7 +61,7 @@ impl SlabHeader {
     /// # Safety
     /// `block` is such a block, exclusively owned by the caller.
     pub(crate) unsafe fn init(block: NonNull<u8>, class: usize, owner: u32) -> *mut SlabHeader {
-        let header = header_of_base(block.as_ptr() as usize, class);
+        let header = header_of_base(block.as_ptr(), class);
         // SAFETY: the header lies in the last SLAB_HEADER_SIZE bytes of the block, which the
         // caller owns; it is 8-byte aligned (slab size and header size are multiples of 64).
         unsafe {
@@ -86,7 +86,7 @@ impl SlabHeader {
     pub(crate) fn base(this: *mut SlabHeader) -> *mut u8 {
         // SAFETY: reading `class` of a live header (written once at init).
         let class = unsafe { (*this).class } as usize;
-        (this as usize + SLAB_HEADER_SIZE - slab_bytes(class)) as *mut u8
+        this.cast::<u8>().wrapping_add(SLAB_HEADER_SIZE).wrapping_sub(slab_bytes(class))
     }
 
     /// Owner of the slab containing `obj` of class `class`.
@@ -132,10 +132,10 @@ impl SlabHeader {
             self.free_count -= 1;
             taken += 1;
         }
-        let base = Self::base(self) as usize;
+        let base = Self::base(self);
         let size = CLASS_SIZES[class];
         while taken < max && self.bump < self.capacity {
-            let obj = (base + self.bump as usize * size) as *mut FreeObject;
+            let obj = base.wrapping_add(self.bump as usize * size).cast::<FreeObject>();
             // SAFETY: object `bump` lies inside the slab, below the header, never handed out.
             unsafe { (*obj).next = *list };
             *list = obj;
@@ -161,12 +161,13 @@ impl SlabHeader {
     }
 }
 
-fn header_of_base(base: usize, class: usize) -> *mut SlabHeader {
-    (base + slab_bytes(class) - SLAB_HEADER_SIZE) as *mut SlabHeader
+fn header_of_base(base: *mut u8, class: usize) -> *mut SlabHeader {
+    base.wrapping_add(slab_bytes(class) - SLAB_HEADER_SIZE).cast()
 }
 
-/// Header of the slab containing `obj`, an object of class `class`.
+/// Header of the slab containing `obj`, an object of class `class`. Keeps `obj`'s provenance
+/// (the whole slab is one buddy block, so it covers the header).
 pub(crate) fn slab_of(obj: *mut u8, class: usize) -> *mut SlabHeader {
-    let base = obj as usize & !(slab_bytes(class) - 1);
-    header_of_base(base, class)
+    let mask = !(slab_bytes(class) - 1);
+    header_of_base(obj.map_addr(|a| a & mask), class)
 }

@@ -10,11 +10,14 @@ use veridian_alloc::hosted::MmapPages;
 
 /// `MmapPages` that records live chunks and refuses to exceed a byte limit.
 pub struct RecordingPages {
+    /// Live chunks: (start, len).
     pub chunks: Mutex<Vec<(usize, usize)>>,
+    /// Most bytes out at once.
     pub limit: usize,
 }
 
 impl RecordingPages {
+    /// A source that hands out at most `limit` bytes at once.
     pub const fn new(limit: usize) -> Self {
         Self {
             chunks: Mutex::new(Vec::new()),
@@ -22,6 +25,7 @@ impl RecordingPages {
         }
     }
 
+    /// Bytes currently handed out.
     pub fn live_bytes(&self) -> usize {
         self.chunks.lock().unwrap().iter().map(|c| c.1).sum()
     }
