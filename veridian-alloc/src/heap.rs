@@ -62,6 +62,16 @@ pub const DEFAULT_CPUS: usize = 64;
 /// Magazine capacity of a class: about 16 KiB of objects, at least 16 and at most 256 objects.
 /// Bigger magazines mean fewer refills and flushes; the bound keeps the memory a slot can hold
 /// idle to a few hundred KiB over all classes.
+const MAGAZINE_CAPACITY: [u32; NUM_CLASSES] = {
+    let mut caps = [0; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        caps[c] = magazine_capacity(c);
+        c += 1;
+    }
+    caps
+};
+
 const fn magazine_capacity(class: usize) -> u32 {
     let by_bytes = 16 * 1024 / CLASS_SIZES[class];
     let cap = if by_bytes < 16 {
@@ -77,7 +87,7 @@ const fn magazine_capacity(class: usize) -> u32 {
 /// Objects moved from slabs into a magazine per refill: half its capacity, but no more than a
 /// slab holds.
 const fn refill_batch(class: usize) -> u32 {
-    let half = magazine_capacity(class) / 2;
+    let half = MAGAZINE_CAPACITY[class] / 2;
     let per_slab = objects_per_slab(class) as u32;
     if half < per_slab { half } else { per_slab }
 }
@@ -184,12 +194,12 @@ unsafe impl<P: PageSource + Sync, C: CpuLocal + Sync, const CPUS: usize> Sync fo
 // SAFETY: as above; moving the heap moves ownership of all its memory with it.
 unsafe impl<P: PageSource + Send, C: CpuLocal + Send, const CPUS: usize> Send for Heap<P, C, CPUS> {}
 
-/// A slot the caller may use exclusively, with what keeps it so.
-struct Entered<'h, G> {
+/// A slot the caller may use exclusively: whoever holds one holds the slot's `CpuLocal` guard,
+/// or the shared slot's lock, or `&mut Heap`.
+#[derive(Clone, Copy)]
+struct Entered<'h> {
     index: usize,
     slot: &'h Slot,
-    _guard: Option<G>,
-    _lock: Option<spin::MutexGuard<'h, ()>>,
 }
 
 impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
@@ -215,24 +225,22 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
         }
     }
 
-    #[inline]
-    fn enter(&self) -> Entered<'_, C::Guard> {
-        if let Some((index, guard)) = self.cpu.enter()
+    /// Runs `f` on the caller's slot, holding its guard (or the shared slot's lock).
+    #[inline(always)]
+    fn with_slot<R>(&self, f: impl FnOnce(Entered<'_>) -> R) -> R {
+        if let Some((index, _guard)) = self.cpu.enter()
             && index < CPUS
         {
-            return Entered {
+            return f(Entered {
                 index,
                 slot: &self.slots[index],
-                _guard: Some(guard),
-                _lock: None,
-            };
+            });
         }
-        Entered {
+        let _lock = self.shared_lock.lock();
+        f(Entered {
             index: CPUS,
             slot: &self.shared,
-            _guard: None,
-            _lock: Some(self.shared_lock.lock()),
-        }
+        })
     }
 
     fn slot(&self, index: usize) -> &Slot {
@@ -307,36 +315,49 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
 
     #[inline]
     fn allocate_small(&self, class: usize) -> *mut u8 {
-        let entered = self.enter();
-        // SAFETY: `entered` proves exclusive use of the slot's local state.
-        let caches = unsafe { &mut *entered.slot.local.get() };
-        let cache = &mut caches[class];
-        let counters = &entered.slot.counters[class];
-        bump(&counters.allocs, 1);
-        let obj = cache.magazine;
-        if !obj.is_null() {
+        self.with_slot(|entered| {
+            // SAFETY: `entered` proves exclusive use of the slot's local state.
+            let cache = unsafe { &mut (*entered.slot.local.get())[class] };
+            bump(&entered.slot.counters[class].allocs, 1);
+            let obj = cache.magazine;
+            if obj.is_null() {
+                // SAFETY: we hold the slot, and `cache` is its cache of `class`.
+                return unsafe { self.allocate_slow(entered, cache, class) };
+            }
             // SAFETY: magazine objects are free objects whose first word is the link.
             cache.magazine = unsafe { (*obj).next };
             cache.magazine_len -= 1;
-            return obj.cast();
-        }
+            obj.cast()
+        })
+    }
+
+    /// The magazine is empty: refill it and allocate, or fail.
+    ///
+    /// # Safety
+    /// We hold the slot `entered`, and `cache` is its cache of `class`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn allocate_slow(
+        &self,
+        entered: Entered<'_>,
+        cache: &mut ClassCache,
+        class: usize,
+    ) -> *mut u8 {
+        let counters = &entered.slot.counters[class];
         // Counting the misses (rare) rather than the hits keeps a store off the fast path.
         bump(&counters.misses, 1);
-        // SAFETY: we hold the slot (`entered`).
-        match unsafe { self.refill(&entered, cache, class) } {
-            true => {
-                let obj = cache.magazine;
-                // SAFETY: refill left at least one object in the magazine.
-                cache.magazine = unsafe { (*obj).next };
-                cache.magazine_len -= 1;
-                obj.cast()
-            }
-            false => {
-                bump(&counters.allocs, u64::MAX); // undo: nothing was allocated
-                bump(&counters.misses, u64::MAX);
-                self.failed.fetch_add(1, Ordering::Relaxed);
-                ptr::null_mut()
-            }
+        // SAFETY: forwarded contract.
+        if unsafe { self.refill(entered, cache, class) } {
+            let obj = cache.magazine;
+            // SAFETY: refill left at least one object in the magazine.
+            cache.magazine = unsafe { (*obj).next };
+            cache.magazine_len -= 1;
+            obj.cast()
+        } else {
+            bump(&counters.allocs, u64::MAX); // undo: nothing was allocated
+            bump(&counters.misses, u64::MAX);
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            ptr::null_mut()
         }
     }
 
@@ -344,32 +365,36 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
     /// `ptr` is a handed-out object of class `class` of this heap.
     #[inline]
     unsafe fn free_small(&self, ptr: *mut u8, class: usize) {
-        let entered = self.enter();
-        // SAFETY: `entered` proves exclusive use of the slot's local state.
-        let caches = unsafe { &mut *entered.slot.local.get() };
-        let cache = &mut caches[class];
-        bump(&entered.slot.counters[class].frees, 1);
-        let obj = ptr.cast::<FreeObject>();
-        // SAFETY: the caller gives the object up; its first word becomes the link.
-        unsafe { (*obj).next = cache.magazine };
-        cache.magazine = obj;
-        cache.magazine_len += 1;
-        if cache.magazine_len > magazine_capacity(class) {
-            // SAFETY: we hold the slot.
-            unsafe { self.flush(&entered, cache, class, magazine_capacity(class) / 2) };
-        }
+        self.with_slot(|entered| {
+            // SAFETY: `entered` proves exclusive use of the slot's local state.
+            let cache = unsafe { &mut (*entered.slot.local.get())[class] };
+            bump(&entered.slot.counters[class].frees, 1);
+            let obj = ptr.cast::<FreeObject>();
+            // SAFETY: the caller gives the object up; its first word becomes the link.
+            unsafe { (*obj).next = cache.magazine };
+            cache.magazine = obj;
+            cache.magazine_len += 1;
+            if cache.magazine_len > MAGAZINE_CAPACITY[class] {
+                // SAFETY: we hold the slot.
+                unsafe { self.flush_cold(entered, cache, class) };
+            }
+        })
+    }
+
+    /// # Safety
+    /// As `flush`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn flush_cold(&self, entered: Entered<'_>, cache: &mut ClassCache, class: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { self.flush(entered, cache, class, MAGAZINE_CAPACITY[class] / 2) };
     }
 
     /// Fills an empty magazine. Returns false when no memory can be had.
     ///
     /// # Safety
     /// `entered` is held and `cache` is its slot's cache of `class`.
-    unsafe fn refill(
-        &self,
-        entered: &Entered<'_, C::Guard>,
-        cache: &mut ClassCache,
-        class: usize,
-    ) -> bool {
+    unsafe fn refill(&self, entered: Entered<'_>, cache: &mut ClassCache, class: usize) -> bool {
         // 1. Objects other slots returned to us: they are already counted as in use in our slabs,
         //    so they go straight into the magazine.
         let returned = entered.slot.remote[class].swap(ptr::null_mut(), Ordering::Acquire);
@@ -388,8 +413,8 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
             }
             cache.magazine = returned;
             cache.magazine_len += n;
-            if cache.magazine_len > magazine_capacity(class) {
-                let keep = magazine_capacity(class) / 2;
+            if cache.magazine_len > MAGAZINE_CAPACITY[class] {
+                let keep = MAGAZINE_CAPACITY[class] / 2;
                 // SAFETY: we hold the slot.
                 unsafe { self.flush(entered, cache, class, keep) };
             }
@@ -426,12 +451,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
     ///
     /// # Safety
     /// As `refill`.
-    unsafe fn new_slab(
-        &self,
-        entered: &Entered<'_, C::Guard>,
-        cache: &mut ClassCache,
-        class: usize,
-    ) -> bool {
+    unsafe fn new_slab(&self, entered: Entered<'_>, cache: &mut ClassCache, class: usize) -> bool {
         let bytes = slab_bytes(class);
         let order = (bytes / PAGE_SIZE).trailing_zeros() as usize;
         let Some(block) = self.buddy_allocate(order) else {
@@ -450,13 +470,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
     ///
     /// # Safety
     /// As `refill`.
-    unsafe fn flush(
-        &self,
-        entered: &Entered<'_, C::Guard>,
-        cache: &mut ClassCache,
-        class: usize,
-        keep: u32,
-    ) {
+    unsafe fn flush(&self, entered: Entered<'_>, cache: &mut ClassCache, class: usize, keep: u32) {
         // Split the magazine after `keep` objects.
         let mut rest = cache.magazine;
         let mut prev: *mut FreeObject = ptr::null_mut();
@@ -542,7 +556,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
     /// We hold the slot; `obj` is a handed-out object of `class` in a slab this slot owns.
     unsafe fn give_back_local(
         &self,
-        entered: &Entered<'_, C::Guard>,
+        entered: Entered<'_>,
         cache: &mut ClassCache,
         class: usize,
         obj: *mut FreeObject,
@@ -661,23 +675,19 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
     /// Flushes the current slot's magazines and takes back objects other slots returned to it,
     /// so that empty slabs (beyond the kept ones) and free chunks go back to the page source.
     pub fn trim(&self) {
-        let entered = self.enter();
-        // SAFETY: `entered` proves exclusive use of the slot's local state.
-        let caches = unsafe { &mut *entered.slot.local.get() };
-        for (class, cache) in caches.iter_mut().enumerate() {
-            // SAFETY: we hold the slot.
-            unsafe { self.trim_class(&entered, cache, class) };
-        }
+        self.with_slot(|entered| {
+            // SAFETY: `entered` proves exclusive use of the slot's local state.
+            let caches = unsafe { &mut *entered.slot.local.get() };
+            for (class, cache) in caches.iter_mut().enumerate() {
+                // SAFETY: we hold the slot.
+                unsafe { self.trim_class(entered, cache, class) };
+            }
+        })
     }
 
     /// # Safety
     /// We hold the slot; `cache` is its cache of `class`.
-    unsafe fn trim_class(
-        &self,
-        entered: &Entered<'_, C::Guard>,
-        cache: &mut ClassCache,
-        class: usize,
-    ) {
+    unsafe fn trim_class(&self, entered: Entered<'_>, cache: &mut ClassCache, class: usize) {
         // Everything in the magazine goes back (ours to slabs, others' to their owners) ...
         // SAFETY: we hold the slot.
         unsafe { self.flush(entered, cache, class, 0) };
@@ -703,18 +713,13 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
         for _pass in 0..2 {
             for index in 0..=CPUS {
                 let slot = self.slot(index);
-                let entered = Entered::<C::Guard> {
-                    index,
-                    slot,
-                    _guard: None,
-                    _lock: None,
-                };
+                let entered = Entered { index, slot };
                 // SAFETY: `&mut self` means no guard holder or lock holder exists: we may act as
                 // every slot in turn.
                 let caches = unsafe { &mut *slot.local.get() };
                 for (class, cache) in caches.iter_mut().enumerate() {
                     // SAFETY: as above.
-                    unsafe { self.trim_class(&entered, cache, class) };
+                    unsafe { self.trim_class(entered, cache, class) };
                 }
             }
         }
@@ -969,7 +974,12 @@ mod tests {
         heap.reclaim_all();
         let stats = heap.stats();
         assert_eq!(stats.chunks_held, 0);
-        assert!(stats.classes.iter().all(|c| c.live_objects == 0 && c.slabs == 0));
+        assert!(
+            stats
+                .classes
+                .iter()
+                .all(|c| c.live_objects == 0 && c.slabs == 0)
+        );
     }
 
     #[test]
@@ -982,7 +992,10 @@ mod tests {
             // SAFETY: live blocks of this layout.
             unsafe { heap.deallocate(p, l) };
         }
-        assert_eq!(heap.stats().classes[class_for(64, 8).unwrap()].live_objects, 0);
+        assert_eq!(
+            heap.stats().classes[class_for(64, 8).unwrap()].live_objects,
+            0
+        );
         heap.reclaim_all();
         assert_eq!(heap.stats().chunks_held, 0);
     }

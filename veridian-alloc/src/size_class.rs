@@ -88,6 +88,15 @@ static SMALL_LOOKUP: [u8; SMALL_LOOKUP_MAX / 8 + 1] = {
 /// or aligned to more than [`MAX_SLAB_ALIGN`]). `align` must be a power of two.
 #[inline]
 pub fn class_for(size: usize, align: usize) -> Option<usize> {
+    // Every class is a multiple of 8, so alignments up to 8 (nearly all requests) need no check.
+    if size <= SMALL_LOOKUP_MAX && align <= 8 {
+        return Some(SMALL_LOOKUP[size.div_ceil(8)] as usize);
+    }
+    class_for_slow(size, align)
+}
+
+#[cold]
+fn class_for_slow(size: usize, align: usize) -> Option<usize> {
     if size > MAX_SLAB_SIZE || align > MAX_SLAB_ALIGN {
         return None;
     }
@@ -97,8 +106,9 @@ pub fn class_for(size: usize, align: usize) -> Option<usize> {
         CLASS_SIZES.iter().position(|&c| c >= size)?
     };
     // A slab base is aligned to its slab size (>= 16 KiB) and objects sit at multiples of the
-    // class size, so an object is aligned to `align` exactly when the class size is a multiple.
-    while !CLASS_SIZES[class].is_multiple_of(align) {
+    // class size, so an object is aligned to `align` exactly when the class size is a multiple
+    // (`align` is a power of two).
+    while CLASS_SIZES[class] & (align - 1) != 0 {
         class += 1;
         if class == NUM_CLASSES {
             return None;

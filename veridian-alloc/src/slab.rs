@@ -86,7 +86,9 @@ impl SlabHeader {
     pub(crate) fn base(this: *mut SlabHeader) -> *mut u8 {
         // SAFETY: reading `class` of a live header (written once at init).
         let class = unsafe { (*this).class } as usize;
-        this.cast::<u8>().wrapping_add(SLAB_HEADER_SIZE).wrapping_sub(slab_bytes(class))
+        this.cast::<u8>()
+            .wrapping_add(SLAB_HEADER_SIZE)
+            .wrapping_sub(slab_bytes(class))
     }
 
     /// Owner of the slab containing `obj` of class `class`.
@@ -135,7 +137,9 @@ impl SlabHeader {
         let base = Self::base(self);
         let size = CLASS_SIZES[class];
         while taken < max && self.bump < self.capacity {
-            let obj = base.wrapping_add(self.bump as usize * size).cast::<FreeObject>();
+            let obj = base
+                .wrapping_add(self.bump as usize * size)
+                .cast::<FreeObject>();
             // SAFETY: object `bump` lies inside the slab, below the header, never handed out.
             unsafe { (*obj).next = *list };
             *list = obj;
@@ -162,7 +166,8 @@ impl SlabHeader {
 }
 
 fn header_of_base(base: *mut u8, class: usize) -> *mut SlabHeader {
-    base.wrapping_add(slab_bytes(class) - SLAB_HEADER_SIZE).cast()
+    base.wrapping_add(slab_bytes(class) - SLAB_HEADER_SIZE)
+        .cast()
 }
 
 /// Header of the slab containing `obj`, an object of class `class`. Keeps `obj`'s provenance
