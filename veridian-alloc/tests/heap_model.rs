@@ -293,7 +293,12 @@ fn stats_report_live_objects_slabs_and_hits() {
     let pages = RecordingPages::new(1 << 30);
     let mut heap: TestHeap<'_> = Heap::new(&pages, ThreadSlots);
     let layout = Layout::from_size_align(24, 8).unwrap(); // class 32
-    let ptrs: Vec<_> = (0..1000).map(|_| unsafe { heap.alloc(layout) }).collect();
+    let ptrs: Vec<_> = (0..1000)
+        .map(|_| {
+            // SAFETY: non-zero size.
+            unsafe { heap.alloc(layout) }
+        })
+        .collect();
     let s = heap.stats();
     let c = s.classes.iter().find(|c| c.size == 32).unwrap();
     assert_eq!(c.live_objects, 1000);
