@@ -143,20 +143,31 @@ fn bump(counter: &AtomicU64, by: u64) {
     );
 }
 
+/// One class of one CPU: the cache and its counters side by side, in one cache line, so the
+/// fast paths touch a single line.
+#[repr(C, align(64))]
+struct PerClass {
+    local: UnsafeCell<ClassCache>,
+    counters: ClassCounters,
+}
+
 /// One CPU's state.
 struct Slot {
-    local: UnsafeCell<[ClassCache; NUM_CLASSES]>,
+    classes: [PerClass; NUM_CLASSES],
     /// Objects of slabs this slot owns, given back by other slots, per class.
     remote: [AtomicPtr<FreeObject>; NUM_CLASSES],
-    counters: [ClassCounters; NUM_CLASSES],
 }
 
 impl Slot {
     const fn new() -> Self {
         Self {
-            local: UnsafeCell::new([ClassCache::EMPTY; NUM_CLASSES]),
+            classes: [const {
+                PerClass {
+                    local: UnsafeCell::new(ClassCache::EMPTY),
+                    counters: ClassCounters::new(),
+                }
+            }; NUM_CLASSES],
             remote: [const { AtomicPtr::new(ptr::null_mut()) }; NUM_CLASSES],
-            counters: [const { ClassCounters::new() }; NUM_CLASSES],
         }
     }
 }
@@ -317,8 +328,8 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
     fn allocate_small(&self, class: usize) -> *mut u8 {
         self.with_slot(|entered| {
             // SAFETY: `entered` proves exclusive use of the slot's local state.
-            let cache = unsafe { &mut (*entered.slot.local.get())[class] };
-            bump(&entered.slot.counters[class].allocs, 1);
+            let cache = unsafe { &mut *entered.slot.classes[class].local.get() };
+            bump(&entered.slot.classes[class].counters.allocs, 1);
             let obj = cache.magazine;
             if obj.is_null() {
                 // SAFETY: we hold the slot, and `cache` is its cache of `class`.
@@ -343,7 +354,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
         cache: &mut ClassCache,
         class: usize,
     ) -> *mut u8 {
-        let counters = &entered.slot.counters[class];
+        let counters = &entered.slot.classes[class].counters;
         // Counting the misses (rare) rather than the hits keeps a store off the fast path.
         bump(&counters.misses, 1);
         // SAFETY: forwarded contract.
@@ -367,8 +378,8 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
     unsafe fn free_small(&self, ptr: *mut u8, class: usize) {
         self.with_slot(|entered| {
             // SAFETY: `entered` proves exclusive use of the slot's local state.
-            let cache = unsafe { &mut (*entered.slot.local.get())[class] };
-            bump(&entered.slot.counters[class].frees, 1);
+            let cache = unsafe { &mut *entered.slot.classes[class].local.get() };
+            bump(&entered.slot.classes[class].counters.frees, 1);
             let obj = ptr.cast::<FreeObject>();
             // SAFETY: the caller gives the object up; its first word becomes the link.
             unsafe { (*obj).next = cache.magazine };
@@ -430,13 +441,14 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
                     false => return false,
                 }
             }
+            let base = SlabHeader::base(slab);
             // SAFETY: slabs on our partial list are live slabs we own.
             let s = unsafe { &mut *slab };
             if s.in_use == 0 {
                 cache.empty_slabs -= 1;
             }
-            // SAFETY: we own the slab.
-            let n = unsafe { s.take(class, refill_batch(class), &mut cache.magazine) };
+            // SAFETY: we own the slab; `base` comes from the slab's raw pointer.
+            let n = unsafe { s.take(base, class, refill_batch(class), &mut cache.magazine) };
             cache.magazine_len += n;
             if !s.has_available() {
                 unlink_partial(cache, slab);
@@ -461,7 +473,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
         let slab = unsafe { SlabHeader::init(block, class, entered.index as u32) };
         link_partial(cache, slab);
         cache.empty_slabs += 1;
-        bump(&entered.slot.counters[class].slabs, 1);
+        bump(&entered.slot.classes[class].counters.slabs, 1);
         true
     }
 
@@ -572,7 +584,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
         if s.in_use == 0 {
             if cache.empty_slabs >= EMPTY_SLABS_KEPT {
                 unlink_partial(cache, slab);
-                bump(&entered.slot.counters[class].slabs, u64::MAX);
+                bump(&entered.slot.classes[class].counters.slabs, u64::MAX);
                 let order = (slab_bytes(class) / PAGE_SIZE).trailing_zeros() as usize;
                 // SAFETY: the slab has no object in use, so the whole block is ours to free; it
                 // came from `buddy_allocate(order)`.
@@ -672,13 +684,15 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
         }
     }
 
-    /// Flushes the current slot's magazines and takes back objects other slots returned to it,
-    /// so that empty slabs (beyond the kept ones) and free chunks go back to the page source.
+    /// Gives memory back from the current slot: flushes its magazines, takes back objects other
+    /// slots returned to it, and returns every empty slab it owns (including the ones normally
+    /// kept to absorb oscillation) to the buddy allocator, which returns whole free chunks
+    /// beyond [`CHUNKS_KEPT`] to the page source.
     pub fn trim(&self) {
         self.with_slot(|entered| {
-            // SAFETY: `entered` proves exclusive use of the slot's local state.
-            let caches = unsafe { &mut *entered.slot.local.get() };
-            for (class, cache) in caches.iter_mut().enumerate() {
+            for class in 0..NUM_CLASSES {
+                // SAFETY: `entered` proves exclusive use of the slot's local state.
+                let cache = unsafe { &mut *entered.slot.classes[class].local.get() };
                 // SAFETY: we hold the slot.
                 unsafe { self.trim_class(entered, cache, class) };
             }
@@ -691,7 +705,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
         // Everything in the magazine goes back (ours to slabs, others' to their owners) ...
         // SAFETY: we hold the slot.
         unsafe { self.flush(entered, cache, class, 0) };
-        // ... and so does everything returned to us.
+        // ... and so does everything returned to us ...
         let mut returned = entered.slot.remote[class].swap(ptr::null_mut(), Ordering::Acquire);
         while !returned.is_null() {
             let obj = returned;
@@ -700,12 +714,27 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
             // SAFETY: objects on our remote queue belong to slabs we own.
             unsafe { self.give_back_local(entered, cache, class, obj) };
         }
+        // ... and every empty slab.
+        let mut slab = cache.partial;
+        while !slab.is_null() {
+            // SAFETY: a live slab on the slot's partial list.
+            let (next, in_use) = unsafe { ((*slab).next, (*slab).in_use) };
+            if in_use == 0 {
+                unlink_partial(cache, slab);
+                cache.empty_slabs -= 1;
+                bump(&entered.slot.classes[class].counters.slabs, u64::MAX);
+                let order = (slab_bytes(class) / PAGE_SIZE).trailing_zeros() as usize;
+                // SAFETY: no object of the slab is in use; the block came from the buddy.
+                unsafe { self.buddy_free(NonNull::new_unchecked(SlabHeader::base(slab)), order) };
+            }
+            slab = next;
+        }
     }
 
     /// Returns every cached object to its slab and every empty slab to the buddy allocator, in
-    /// all slots, and free chunks beyond [`CHUNKS_KEPT`] to the page source. Needs exclusive
-    /// access (no allocation can be in flight), for instance at the end of a test or when a
-    /// subsystem that owned the heap shuts down.
+    /// all slots, and every free chunk to the page source. Needs exclusive access (no
+    /// allocation can be in flight), for instance at the end of a test or when a subsystem that
+    /// owned the heap shuts down.
     pub fn reclaim_all(&mut self) {
         // First pass: magazines out (objects of other owners land in their remote queues);
         // second pass: remote queues in. Objects only move toward their owner, so two passes
@@ -714,36 +743,12 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
             for index in 0..=CPUS {
                 let slot = self.slot(index);
                 let entered = Entered { index, slot };
-                // SAFETY: `&mut self` means no guard holder or lock holder exists: we may act as
-                // every slot in turn.
-                let caches = unsafe { &mut *slot.local.get() };
-                for (class, cache) in caches.iter_mut().enumerate() {
+                for class in 0..NUM_CLASSES {
+                    // SAFETY: `&mut self` means no guard holder or lock holder exists: we may
+                    // act as every slot in turn.
+                    let cache = unsafe { &mut *slot.classes[class].local.get() };
                     // SAFETY: as above.
                     unsafe { self.trim_class(entered, cache, class) };
-                }
-            }
-        }
-        // Kept empty slabs go too.
-        for index in 0..=CPUS {
-            let slot = self.slot(index);
-            // SAFETY: exclusive access through `&mut self`.
-            let caches = unsafe { &mut *slot.local.get() };
-            for (class, cache) in caches.iter_mut().enumerate() {
-                let mut slab = cache.partial;
-                while !slab.is_null() {
-                    // SAFETY: a live slab on the slot's partial list.
-                    let (next, in_use) = unsafe { ((*slab).next, (*slab).in_use) };
-                    if in_use == 0 {
-                        unlink_partial(cache, slab);
-                        cache.empty_slabs -= 1;
-                        bump(&slot.counters[class].slabs, u64::MAX);
-                        let order = (slab_bytes(class) / PAGE_SIZE).trailing_zeros() as usize;
-                        // SAFETY: no object of the slab is in use; the block came from the buddy.
-                        unsafe {
-                            self.buddy_free(NonNull::new_unchecked(SlabHeader::base(slab)), order)
-                        };
-                    }
-                    slab = next;
                 }
             }
         }
@@ -769,7 +774,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
             stats.slab_bytes = slab_bytes(class);
             let mut frees = 0u64;
             for index in 0..=CPUS {
-                let c = &self.slot(index).counters[class];
+                let c = &self.slot(index).classes[class].counters;
                 stats.allocations = stats
                     .allocations
                     .wrapping_add(c.allocs.load(Ordering::Relaxed));

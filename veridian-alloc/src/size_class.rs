@@ -66,9 +66,9 @@ pub const fn objects_per_slab(class: usize) -> usize {
     (slab_bytes(class) - SLAB_HEADER_SIZE) / CLASS_SIZES[class]
 }
 
-/// Lookup table for sizes up to 1024 B, indexed by `(size + 7) / 8`: the smallest class that
-/// holds the size (alignment is checked separately).
-const SMALL_LOOKUP_MAX: usize = 1024;
+/// Lookup table for every slab size, indexed by `(size + 7) / 8` (1025 bytes): the smallest
+/// class that holds the size (alignment is checked separately).
+const SMALL_LOOKUP_MAX: usize = MAX_SLAB_SIZE;
 static SMALL_LOOKUP: [u8; SMALL_LOOKUP_MAX / 8 + 1] = {
     let mut table = [0u8; SMALL_LOOKUP_MAX / 8 + 1];
     let mut i = 0;

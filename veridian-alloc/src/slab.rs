@@ -115,9 +115,13 @@ impl SlabHeader {
     /// Hands out up to `max` objects, linking them onto `*list`; returns how many.
     ///
     /// # Safety
-    /// The caller is the owner's guard holder; `self` is a live slab of class `class`.
+    /// The caller is the owner's guard holder; `self` is a live slab of class `class` and `base`
+    /// is [`SlabHeader::base`] of a pointer to it that is valid for the whole slab (a reference
+    /// to the header only covers the header, so the caller computes `base` from its raw
+    /// pointer).
     pub(crate) unsafe fn take(
         &mut self,
+        base: *mut u8,
         class: usize,
         max: u32,
         list: &mut *mut FreeObject,
@@ -134,7 +138,6 @@ impl SlabHeader {
             self.free_count -= 1;
             taken += 1;
         }
-        let base = Self::base(self);
         let size = CLASS_SIZES[class];
         while taken < max && self.bump < self.capacity {
             let obj = base

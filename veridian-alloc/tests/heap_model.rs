@@ -318,3 +318,42 @@ fn stats_report_live_objects_slabs_and_hits() {
     heap.reclaim_all();
     assert_eq!(pages.live_bytes(), 0);
 }
+
+#[test]
+fn trim_after_random_free_all_gives_chunks_back() {
+    let pages = RecordingPages::new(1 << 30);
+    let heap: TestHeap<'_> = Heap::new(&pages, ThreadSlots);
+    let mut blocks: Vec<(*mut u8, Layout)> = (0..50_000usize)
+        .map(|i| {
+            let layout = Layout::from_size_align(16 + (i * 7919) % 497, 8).unwrap();
+            // SAFETY: non-zero size.
+            (unsafe { heap.alloc(layout) }, layout)
+        })
+        .collect();
+    let peak = heap.stats().chunks_held;
+    assert!(
+        peak >= 3,
+        "workload too small to mean anything: {peak} chunks"
+    );
+    // A fixed pseudo-random order.
+    let mut x = 12345u64;
+    for i in (1..blocks.len()).rev() {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        blocks.swap(i, (x >> 33) as usize % (i + 1));
+    }
+    for (p, layout) in blocks {
+        // SAFETY: live blocks of these layouts.
+        unsafe { heap.dealloc(p, layout) };
+    }
+    heap.trim();
+    let stats = heap.stats();
+    assert!(stats.classes.iter().all(|c| c.slabs == 0), "{stats:?}");
+    assert!(
+        stats.chunks_held <= veridian_alloc::CHUNKS_KEPT,
+        "{} chunks held after trim (peak {peak})",
+        stats.chunks_held
+    );
+    assert!(pages.live_bytes() <= veridian_alloc::CHUNKS_KEPT * veridian_alloc::CHUNK_SIZE);
+}
