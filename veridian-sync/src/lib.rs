@@ -1,16 +1,36 @@
 //! # veridian-sync
 //!
-//! Lock-free and locking synchronisation primitives for kernels: Treiber stack on crossbeam-epoch, bounded MPMC queue, SPSC ring, seqlock, sharded per-CPU counter, ticket and MCS locks with interrupt-safe variants.
+//! Synchronisation primitives for kernels, lock-free where it pays and model-checked with loom:
 //!
-//! This crate is `#![no_std]` and builds alone for `x86_64-unknown-none`. What it needs from its
-//! environment enters through traits the embedder implements: a CPU-index trait for sharded counters and an interrupt/preemption guard trait for interrupt-safe locks. The `std` feature
-//! supplies hosted implementations (a thread-local CPU index and a no-op interrupt guard).
+//! - [`stack::TreiberStack`]: lock-free stack on `crossbeam-epoch` with an explicit collector
+//!   handle (no thread-local default in `no_std`).
+//! - [`mpmc::ArrayQueue`]: bounded multi-producer multi-consumer queue (Vyukov sequence numbers).
+//! - [`spsc::SpscRing`]: single-producer single-consumer ring with batch push/pop.
+//! - [`seqlock::SeqLock`]: sequence lock for `Copy` data, sound in Rust's memory model.
+//! - [`counter::ShardedCounter`]: one cache-padded slot per CPU, `get()` sums.
+//! - [`lock`]: ticket and MCS locks (`lock_api` compatible) and interrupt-safe variants.
+//! - [`CachePadded`]: re-exported from `crossbeam-utils`.
 //!
-//! **Status:** the crate is an empty shell in the workspace so that the build, the lints and the
-//! `no_std` check cover it from the first commit. Its contents are specified in the project's
-//! issue 4; nothing in it is usable yet, and nothing pretends to be.
+//! What the primitives need from the environment (the CPU index, interrupt control) enters
+//! through the traits in [`env`]; the `std` feature supplies hosted versions in `hosted`.
+//! `#![no_std]`; builds for `x86_64-unknown-none`.
 
 #![no_std]
 
+extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
+
+pub mod counter;
+pub mod env;
+#[cfg(feature = "std")]
+pub mod hosted;
+pub mod lock;
+pub mod mpmc;
+mod primitives;
+pub mod seqlock;
+pub mod spsc;
+pub mod stack;
+
+pub use crossbeam_utils::CachePadded;
+pub use env::{CpuIndex, InterruptControl};
