@@ -2,7 +2,7 @@
 //! interrupts (or preemption).
 //!
 //! Both are traits the embedder implements; the `std` feature supplies hosted versions in
-//! [`crate::hosted`].
+//! `hosted`.
 
 /// The index of the CPU the caller runs on, for per-CPU sharding.
 ///
@@ -21,17 +21,24 @@ pub trait CpuIndex {
 /// # Safety
 /// After [`InterruptControl::disable`] returns, and until the matching
 /// [`InterruptControl::restore`], no interrupt handler (or, for a preemption-only
-/// implementation, no other task) may run on this CPU. `restore(state)` must bring back exactly
-/// the state `disable` found, so nested sections compose.
+/// implementation, no other task) may run on this CPU. `restore(state)` brings back exactly
+/// the state `disable` found, so sections restored innermost first compose.
+///
+/// Implementations must also stay memory-safe when sections are restored out of order
+/// (two interrupt-safe guards dropped in the order they were taken: safe code can do that). The
+/// result may then be the wrong interrupt state for a while (on too early, or off until the next
+/// restore), never undefined behaviour; a saved flag (`pushf`/`popf`) or a depth counter both
+/// qualify.
 pub unsafe trait InterruptControl {
     /// The state to restore (for example, whether interrupts were enabled).
     type State: Copy;
     /// Disables interrupts; returns the previous state.
     fn disable() -> Self::State;
-    /// Restores the state returned by the matching `disable`.
+    /// Restores the state returned by a `disable`.
     ///
     /// # Safety
-    /// `state` comes from the matching `disable` on this CPU, and sections are restored in LIFO
-    /// order.
+    /// `state` was returned by a `disable` on this CPU, and is restored once. Sections should be
+    /// restored innermost first (otherwise the interrupt state is wrong for a while; see the
+    /// trait's safety section, which keeps that memory-safe).
     unsafe fn restore(state: Self::State);
 }

@@ -24,10 +24,21 @@ static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 /// Cached `std::thread::available_parallelism()`; 0 until first computed.
 static HARDWARE_THREADS: AtomicUsize = AtomicUsize::new(0);
 
+/// A thread's slot: the counter value it was assigned, and that value reduced modulo the last
+/// `max_cpus` asked for (cached: a division costs more than the rest of an increment).
+#[derive(Clone, Copy)]
+struct Slot {
+    /// `usize::MAX` until assigned.
+    assigned: usize,
+    /// The `max_cpus` that `index` was reduced for; 0 for none yet.
+    reduced_for: usize,
+    index: usize,
+}
+
 std::thread_local! {
-    /// This thread's slot (a counter value, reduced modulo `max_cpus` on use); `None` until
-    /// assigned.
-    static SLOT: Cell<Option<usize>> = const { Cell::new(None) };
+    static SLOT: Cell<Slot> = const {
+        Cell::new(Slot { assigned: usize::MAX, reduced_for: 0, index: 0 })
+    };
 }
 
 /// A thread-local "CPU index": each thread gets a fixed slot `0..max_cpus()`, assigned
@@ -75,20 +86,34 @@ impl ThreadCpuIndex {
         }
     }
 
-    /// This thread's slot counter, assigned on first use.
-    fn slot() -> usize {
-        SLOT.with(|slot| {
-            slot.get().unwrap_or_else(|| {
-                // Relaxed: only uniqueness (RMW atomicity) matters, not ordering.
-                let assigned = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
-                slot.set(Some(assigned));
-                assigned
-            })
+    /// This thread's slot reduced modulo `max_cpus` (assigned on first use).
+    #[inline]
+    fn slot(max_cpus: usize) -> usize {
+        SLOT.with(|cell| {
+            let slot = cell.get();
+            if slot.reduced_for == max_cpus {
+                return slot.index;
+            }
+            let assigned = if slot.assigned == usize::MAX {
+                // Relaxed: only uniqueness (RMW atomicity) matters, not ordering. (Wrapping to
+                // `usize::MAX` would take 2^64 threads.)
+                NEXT_SLOT.fetch_add(1, Ordering::Relaxed)
+            } else {
+                slot.assigned
+            };
+            let index = assigned % max_cpus;
+            cell.set(Slot {
+                assigned,
+                reduced_for: max_cpus,
+                index,
+            });
+            index
         })
     }
 }
 
 impl CpuIndex for ThreadCpuIndex {
+    #[inline]
     fn max_cpus(&self) -> usize {
         if self.max_cpus == 0 {
             Self::hardware_threads()
@@ -97,8 +122,9 @@ impl CpuIndex for ThreadCpuIndex {
         }
     }
 
+    #[inline]
     fn current_cpu(&self) -> usize {
-        Self::slot() % self.max_cpus()
+        Self::slot(self.max_cpus())
     }
 }
 

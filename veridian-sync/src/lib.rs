@@ -12,7 +12,7 @@
 //! - [`CachePadded`]: re-exported from `crossbeam-utils`.
 //!
 //! What the primitives need from the environment (the CPU index, interrupt control) enters
-//! through the traits in [`env`]; the `std` feature supplies hosted versions in `hosted`.
+//! through the traits in [`mod@env`]; the `std` feature supplies hosted versions in `hosted`.
 //! `#![no_std]`; builds for `x86_64-unknown-none`.
 
 #![no_std]

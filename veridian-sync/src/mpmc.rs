@@ -103,7 +103,7 @@ impl<T> ArrayQueue<T> {
     /// at least 2; see the [module docs](self#capacity)).
     ///
     /// # Panics
-    /// If `capacity` is 0 or rounds to more than `usize::MAX / 2 + 1`.
+    /// If `capacity` is 0 or rounds to more than `isize::MAX` (memory runs out long before).
     pub fn new(capacity: usize) -> Self {
         Self::with_start(capacity, 0)
     }
@@ -112,12 +112,12 @@ impl<T> ArrayQueue<T> {
     /// `usize::MAX` to exercise counter wrap-around).
     fn with_start(capacity: usize, start: usize) -> Self {
         assert!(capacity > 0, "ArrayQueue capacity must be non-zero");
-        // Sequence differences are compared as `isize`, so the capacity must stay below half of
-        // the counter range; `checked_next_power_of_two` returning `None` means above it anyway.
+        // Sequence differences and lengths are handled as `isize`, so the capacity must fit in
+        // one; `checked_next_power_of_two` returning `None` means far above it anyway.
         let capacity = capacity
             .max(2)
             .checked_next_power_of_two()
-            .filter(|&c| c <= usize::MAX / 2 + 1)
+            .filter(|&c| c <= isize::MAX as usize)
             .expect("ArrayQueue capacity too large");
         let mask = capacity - 1;
         // Slot `j` starts empty, waiting for the first position `>= start` that maps to it:
@@ -247,13 +247,16 @@ impl<T> ArrayQueue<T> {
     pub fn len(&self) -> usize {
         loop {
             // Relaxed throughout: a statistic, not a synchronisation point. Re-reading `tail`
-            // makes sure `head` was read while `tail` had this value, so `head <= tail`.
+            // retries when a push claimed a position in between, so the pair is usually a
+            // consistent snapshot.
             let tail = self.tail.load(Ordering::Relaxed);
             let head = self.head.load(Ordering::Relaxed);
             if self.tail.load(Ordering::Relaxed) == tail {
-                // The clamp covers a `head` read that is older than the pushes that made room
-                // for `tail` (possible with relaxed loads).
-                return tail.wrapping_sub(head).min(self.capacity());
+                // Relaxed loads of two different counters are not ordered with each other, so
+                // `head` may be staler than `tail` (difference above the capacity) or, in the
+                // abstract memory model, newer (negative difference): clamp to `0..=capacity`.
+                let len = tail.wrapping_sub(head) as isize;
+                return len.clamp(0, self.capacity() as isize) as usize;
             }
         }
     }

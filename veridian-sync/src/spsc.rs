@@ -84,7 +84,7 @@ unsafe impl<T: Send> Sync for SpscRing<T> {}
 /// ```
 ///
 /// # Panics
-/// If `capacity` is 0 or rounds to more than `usize::MAX / 2 + 1`.
+/// If `capacity` is 0 or rounds to more than `isize::MAX` (memory runs out long before).
 pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     SpscRing::new(capacity).split()
 }
@@ -94,7 +94,7 @@ impl<T> SpscRing<T> {
     /// slot index is a mask and the counters may wrap.
     ///
     /// # Panics
-    /// If `capacity` is 0 or rounds to more than `usize::MAX / 2 + 1`.
+    /// If `capacity` is 0 or rounds to more than `isize::MAX` (memory runs out long before).
     pub fn new(capacity: usize) -> Self {
         Self::with_start(capacity, 0)
     }
@@ -104,7 +104,7 @@ impl<T> SpscRing<T> {
         assert!(capacity > 0, "SpscRing capacity must be non-zero");
         let capacity = capacity
             .checked_next_power_of_two()
-            .filter(|&c| c <= usize::MAX / 2 + 1)
+            .filter(|&c| c <= isize::MAX as usize)
             .expect("SpscRing capacity too large");
         Self {
             head: CachePadded::new(AtomicUsize::new(start)),

@@ -1,6 +1,8 @@
 //! Ticket, MCS and interrupt-safe locks: mutual exclusion under contention, `try_lock`
 //! semantics, FIFO order of the ticket lock, and the interrupt discipline of `IrqMutex` checked
 //! against a fake `InterruptControl`.
+// The real-thread tests; the loom models are in `loom_*.rs`.
+#![cfg(not(loom))]
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,8 +1,8 @@
 //! loom models of the bounded MPMC queue and the SPSC ring.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test -p veridian-sync --release --test loom_queues`.
-//! Models use a preemption bound of 3 unless `LOOM_MAX_PREEMPTIONS` is set (bound 4 takes
-//! minutes for the 2×2 model).
+//! Models use a preemption bound of 3 (2 for the 2×2 MPMC model, which takes minutes at 3)
+//! unless `LOOM_MAX_PREEMPTIONS` is set.
 //!
 //! What is checked, in every interleaving and weak-memory outcome loom models: values neither
 //! lost nor duplicated, FIFO order, full/empty answers consistent with what the other side has
@@ -62,12 +62,12 @@ impl std::fmt::Debug for Drops {
 
 /// Runs `f` under loom twice: with the main thread's part first (`main_yields == false`) and
 /// with the main thread yielding first (see "Two schedules per model").
-fn model(f: impl Fn(bool) + Sync + Send + 'static) {
+fn model(preemptions: usize, f: impl Fn(bool) + Sync + Send + 'static) {
     let f = std::sync::Arc::new(f);
     for main_yields in [false, true] {
         let mut builder = loom::model::Builder::new();
         if builder.preemption_bound.is_none() {
-            builder.preemption_bound = Some(3);
+            builder.preemption_bound = Some(preemptions);
         }
         let f = std::sync::Arc::clone(&f);
         builder.check(move || f(main_yields));
@@ -114,7 +114,7 @@ fn pop_tries(q: &ArrayQueue<Value>, tries: usize) -> Option<usize> {
 /// Every value is given back by `push` or popped exactly once, in FIFO order per producer.
 #[test]
 fn mpmc_two_producers_one_consumer_wrap() {
-    model(|main_yields| {
+    model(3, |main_yields| {
         let drops = Drops::default();
         let q = Arc::new(ArrayQueue::new(2));
         // Move the counters to position 1: the next pushes use slots 1, 0, 1.
@@ -159,7 +159,7 @@ fn mpmc_two_producers_one_consumer_wrap() {
 /// or the final drain). Leftovers are dropped by the queue.
 #[test]
 fn mpmc_two_by_two() {
-    model(|main_yields| {
+    model(2, |main_yields| {
         let drops = Drops::default();
         let q = Arc::new(ArrayQueue::new(2));
         q.push(drops.value(100)).unwrap();
@@ -208,7 +208,7 @@ fn mpmc_two_by_two() {
 /// and loom checks the drop's slot accesses against the pushes' writes.
 #[test]
 fn mpmc_drop_with_values_inside() {
-    model(|main_yields| {
+    model(3, |main_yields| {
         let drops = Drops::default();
         let q = Arc::new(ArrayQueue::new(2));
         let producer = {
@@ -232,7 +232,7 @@ fn mpmc_drop_with_values_inside() {
 /// by one: exactly `0..5` in order.
 #[test]
 fn spsc_single_ops_wrap() {
-    model(|main_yields| {
+    model(3, |main_yields| {
         let (mut tx, mut rx) = spsc::channel::<usize>(2);
         let producer = thread::spawn(move || {
             for i in 0..5 {
@@ -262,7 +262,7 @@ fn spsc_single_ops_wrap() {
 /// the consumer takes them with `pop_batch`/`pop_into`; order and count are exact.
 #[test]
 fn spsc_batch_ops_wrap() {
-    model(|main_yields| {
+    model(3, |main_yields| {
         let (mut tx, mut rx) = spsc::channel::<usize>(2);
         let producer = thread::spawn(move || {
             let mut next = 0;
@@ -309,7 +309,7 @@ fn spsc_batch_ops_wrap() {
 /// slot accesses.
 #[test]
 fn spsc_drop_handles_on_both_threads() {
-    model(|main_yields| {
+    model(3, |main_yields| {
         let drops = Drops::default();
         let (mut tx, mut rx) = spsc::channel::<Value>(2);
         let producer = {

@@ -5,8 +5,8 @@
 //! "What is checked") with crossbeam-epoch's reclamation running for real underneath.
 //!
 //! For the full model, where crossbeam-epoch's own atomics are modelled too and nodes are
-//! reclaimed while the other threads still run, add crossbeam's loom switch (preemption bound 1
-//! by default, about 20-30 s per model; bound 2 takes minutes):
+//! reclaimed while the other threads still run, add crossbeam's loom switch (then preemption
+//! bound 1 and one schedule by default, 30-55 s per model on a 2-core machine; see [`model`]):
 //! `RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test -p veridian-sync --release
 //! --features crossbeam-epoch/loom --test loom_stack`.
 //!
@@ -38,7 +38,7 @@
 //! location and then stores to it hides an earlier load by another thread: when the reader runs
 //! first, loom may never try the writer first. Every model therefore runs twice, once with the
 //! main thread's part first and once with the main thread yielding so the spawned threads run
-//! first (`main_yields`).
+//! first (`main_yields`); under `crossbeam_loom` only the second, for time.
 
 #![cfg(loom)]
 
@@ -84,14 +84,21 @@ fn defer_reclamation_to_end<T>(stack: &TreiberStack<T>) -> Option<crossbeam_epoc
 }
 
 /// Runs `f` under loom twice: with the main thread's part first (`main_yields == false`) and
-/// with the main thread yielding first (see "Two schedules per model").
+/// with the main thread yielding first (see "Two schedules per model"); only the second with
+/// `crossbeam_loom`.
 fn model(f: impl Fn(bool) + Sync + Send + 'static) {
     let f = std::sync::Arc::new(f);
-    for main_yields in [false, true] {
+    // With the collector modelled, every pin, unpin and collection adds loom operations: one
+    // schedule (spawned threads first) with preemption bound 1 keeps each model under a minute
+    // in release (both schedules take 50-90 s, bound 2 takes many minutes). Without
+    // `crossbeam_loom` the models are small: both schedules, no preemption bound.
+    let schedules: &[bool] = if cfg!(crossbeam_loom) {
+        &[true]
+    } else {
+        &[false, true]
+    };
+    for &main_yields in schedules {
         let mut builder = loom::model::Builder::new();
-        // Without `crossbeam_loom` the models are small enough to explore without a preemption
-        // bound. With the collector modelled, every pin, unpin and collection adds loom
-        // operations: bound 1 keeps each model near 20-30 s in release (bound 2 takes minutes).
         if builder.preemption_bound.is_none() && cfg!(crossbeam_loom) {
             builder.preemption_bound = Some(1);
         }

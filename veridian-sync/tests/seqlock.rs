@@ -3,6 +3,8 @@
 //!
 //! Sizes shrink under Miri (`cfg!(miri)`), which checks the same code for data races and
 //! uninitialised reads.
+// The real-thread tests; the loom models are in `loom_*.rs`.
+#![cfg(not(loom))]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};

@@ -15,7 +15,7 @@ use crate::kernel::{self, Profile};
 use crate::kernel_log::Verdict;
 use crate::qemu::{self, Boot, Outcome};
 use crate::tools::{self, Needs};
-use crate::workspace::{COMPONENT_CRATES, KERNEL_PACKAGE, KERNEL_TARGET};
+use crate::workspace::{self, COMPONENT_CRATES, KERNEL_PACKAGE, KERNEL_TARGET};
 
 /// Timeout for a whole kernel test-suite run.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -23,6 +23,11 @@ const SUITE_TIMEOUT: Duration = Duration::from_secs(120);
 const HANG_TIMEOUT: Duration = Duration::from_secs(8);
 /// The deliberately broken tests the kernel can inject (`ktest.inject=<kind>`).
 const INJECTED_KINDS: [&str; 4] = ["fail", "panic", "fault", "hang"];
+/// Crates with loom models, and the model test targets (`tests/<name>.rs`, `#![cfg(loom)]`).
+const LOOM_MODELS: &[(&str, &[&str])] = &[(
+    "veridian-sync",
+    &["loom_stack", "loom_queues", "loom_seqlock", "loom_locks"],
+)];
 /// The GRUB entry that runs the test suite.
 const GRUB_TEST_ENTRY: usize = 1;
 
@@ -91,6 +96,7 @@ pub fn test() -> Result<ExitCode> {
         )?;
     }
     host_tests(&mut tally)?;
+    loom_tests(&mut tally)?;
     for package in COMPONENT_CRATES {
         tally.step(
             &format!("build {package} ({KERNEL_TARGET})"),
@@ -136,9 +142,36 @@ fn cargo(args: &[&str]) -> Result<()> {
 
 /// `cargo test --workspace` on the host, counting its tests.
 fn host_tests(tally: &mut Tally) -> Result<()> {
-    let step = "cargo test --workspace";
+    counted_tests(
+        tally,
+        "cargo test --workspace",
+        cmd::cargo().args(["test", "--workspace"]),
+    )
+}
+
+/// The loom model checks: every `tests/loom_*.rs` of the crates that have them, built with
+/// `--cfg loom` in release mode (debug-mode loom is tens of times slower) in a target directory
+/// of their own, so the cfg change does not rebuild the normal one.
+fn loom_tests(tally: &mut Tally) -> Result<()> {
+    for (package, tests) in LOOM_MODELS {
+        let mut command = cmd::cargo();
+        command
+            .args(["test", "--release", "-p", package])
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", workspace::target_dir().join("loom"));
+        for test in *tests {
+            command.args(["--test", test]);
+        }
+        counted_tests(tally, &format!("loom models ({package})"), &mut command)?;
+    }
+    Ok(())
+}
+
+/// Runs a `cargo test` command, counting the tests it reports: each passed test counts one,
+/// each failed test one failure, and a failure with no failed test (a build error) one failure.
+fn counted_tests(tally: &mut Tally, step: &str, command: &mut std::process::Command) -> Result<()> {
     let (mut passed, mut failed) = (0, 0);
-    let status = cmd::run_lines(cmd::cargo().args(["test", "--workspace"]), |line| {
+    let status = cmd::run_lines(command, |line| {
         if let Some((p, f)) = parse_test_result(line) {
             passed += p;
             failed += f;

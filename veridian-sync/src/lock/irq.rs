@@ -17,13 +17,21 @@
 //! between `disable` and `restore`), and guards released in the reverse order of acquisition.
 //! Scoped guards do that; a program that drops two interrupt-safe guards out of order restores
 //! the outer section's state while the inner lock is still held (interrupts may come back on
-//! while a lock is held: a deadlock hazard if a handler takes that lock), and calls `restore`
-//! outside the LIFO order that [`InterruptControl::restore`] asks for. An `InterruptControl`
-//! implementation should therefore stay memory-safe under out-of-order restores (a counter of
-//! disable depth, or a saved flag as in `pushf`/`popf`, both do).
+//! while a lock is held: a deadlock hazard if a handler takes that lock). That is a logic error,
+//! not undefined behaviour: [`InterruptControl`]'s safety contract requires implementations to
+//! stay memory-safe under out-of-order restores.
 //!
 //! The guards are not `Send` (`GuardNoSend`): the state must be restored on the CPU (thread)
 //! that saved it.
+//!
+//! ```compile_fail
+//! use veridian_sync::hosted::NoInterrupts;
+//! use veridian_sync::lock::IrqTicketMutex;
+//!
+//! fn send_elsewhere<T: Send>(_: T) {}
+//! let shared = IrqTicketMutex::<NoInterrupts, u32>::new(0);
+//! send_elsewhere(shared.lock()); // error: the guard is not `Send`
+//! ```
 //!
 //! What it guarantees: everything `R` guarantees, plus: while the guard lives, no interrupt
 //! handler runs on the holder's CPU.
@@ -121,8 +129,8 @@ unsafe impl<R: RawMutex, I: InterruptControl> RawMutex for RawIrqLock<R, I> {
         // SAFETY: the caller holds the lock.
         unsafe { self.inner.unlock() };
         // SAFETY: `state` is what the holder's `disable` returned (guards are `!Send`, so this
-        // is the same CPU); nested sections are restored innermost first as scoped guards drop
-        // (see the module documentation for out-of-order drops).
+        // is the same CPU), restored once; out-of-order drops are memory-safe by the trait's
+        // contract (module documentation).
         unsafe { I::restore(state) };
     }
 

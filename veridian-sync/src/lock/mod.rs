@@ -17,10 +17,10 @@
 //! - `Irq*` variants: for any lock an interrupt handler also takes.
 //!
 //! Spinning uses `core::hint::spin_loop`, with a capped exponential [`Backoff`] after lost
-//! compare-exchanges; under the `std` feature a waiter that has spun for long (~1000 hints)
-//! yields its time slice between checks, because a hosted lock holder or next-in-line waiter may
-//! have been preempted by the OS (see [`Backoff`]'s module). None of these locks is reentrant;
-//! taking one twice on one CPU deadlocks.
+//! compare-exchanges; under the `std` feature a waiter that has spun for a while (64 hints, a
+//! few µs) yields its time slice between checks, because a hosted lock holder or next-in-line
+//! waiter may have been preempted by the OS (see [`Backoff`]'s module). None of these locks is
+//! reentrant; taking one twice on one CPU deadlocks.
 //!
 //! The `lock_api` implementations and the mutex aliases are absent under `cfg(loom)`
 //! (`lock_api` needs a `const` initialiser, which loom's atomics lack); the loom models use the
