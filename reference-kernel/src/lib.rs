@@ -6,6 +6,7 @@
 //! * [`bootinfo`]: validated parsing of the PVH and Multiboot2 boot information into a
 //!   [`BootInfo`].
 //! * [`cmdline`]: key/value and flag lookup in the kernel command line ([`CmdLine`]).
+//! * [`physmem`]: which physical pages the frame allocator may manage ([`physmem::plan_frames`]).
 
 #![no_std]
 
@@ -14,6 +15,7 @@ extern crate std;
 
 pub mod bootinfo;
 pub mod cmdline;
+pub mod physmem;
 
 pub use bootinfo::{
     BootInfo, BootInfoError, BootProtocol, MAX_CMDLINE, MAX_MEMORY_REGIONS, MAX_MODULES,

@@ -19,6 +19,11 @@ mod console;
 mod drivers;
 #[cfg(target_os = "none")]
 mod ktest;
+#[cfg(target_os = "none")]
+mod mm;
+
+#[cfg(target_os = "none")]
+extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod kernel {
@@ -99,6 +104,7 @@ mod kernel {
                 qemu::exit(qemu::ExitCode::Failure);
             }
         };
+        crate::mm::init(info);
         let cmdline = CmdLine::new(info.cmdline());
         if let Some(level) = cmdline.get("log") {
             match crate::console::parse_level(level) {
@@ -112,6 +118,7 @@ mod kernel {
         match cmdline.get("mode").unwrap_or("run") {
             "run" => {
                 crate::println!("mode: run");
+                demo_report();
                 log::info!("nothing more to run yet; shutting down");
                 qemu::exit(qemu::ExitCode::Success);
             }
@@ -128,6 +135,42 @@ mod kernel {
             other => {
                 crate::println!("KERNEL PANIC: mode={other}: unknown mode (expected run or test)");
                 qemu::exit(qemu::ExitCode::Failure);
+            }
+        }
+    }
+
+    /// A short allocation workload, then the heap's and frame allocator's statistics.
+    fn demo_report() {
+        use alloc::boxed::Box;
+        use alloc::vec::Vec;
+        let free_before = crate::mm::frames::free_bytes();
+        let boxes: Vec<Box<[u8]>> = (0..4096usize)
+            .map(|i| alloc::vec![i as u8; 8 << (i % 10)].into_boxed_slice())
+            .collect();
+        let bytes: usize = boxes.iter().map(|b| b.len()).sum();
+        let during = crate::mm::heap::stats();
+        drop(boxes);
+        crate::mm::heap::trim();
+        let after = crate::mm::heap::stats();
+        crate::println!(
+            "heap: demo held {} objects ({} KiB) in {} chunks; after free and trim: {} live, \
+             {} chunks held, frames free {} KiB (before {} KiB)",
+            during.classes.iter().map(|c| c.live_objects).sum::<u64>() + during.large_live,
+            bytes >> 10,
+            during.chunks_held,
+            after.classes.iter().map(|c| c.live_objects).sum::<u64>() + after.large_live,
+            after.chunks_held,
+            crate::mm::frames::free_bytes() >> 10,
+            free_before >> 10
+        );
+        for (i, class) in during.classes.iter().enumerate() {
+            if class.allocations > 0 {
+                crate::println!(
+                    "heap: class {i:2} size {:5}: {:6} allocs, hit rate {:.3}",
+                    class.size,
+                    class.allocations,
+                    class.hit_rate()
+                );
             }
         }
     }
@@ -178,6 +221,16 @@ mod kernel {
             };
             crate::println!("    [{:#012x}, {:#012x}) {kind}", r.start, r.start + r.len);
         }
+        let frames = crate::mm::frames::report();
+        crate::println!(
+            "  frames:   {} MiB managed in {} ranges ({} KiB reserved, {} MiB above 4 GiB not \
+             mapped yet, {} ranges refused)",
+            frames.managed_bytes >> 20,
+            frames.ranges,
+            frames.reserved_bytes >> 10,
+            frames.above_limit_bytes >> 20,
+            frames.refused_ranges
+        );
         match info.rsdp() {
             Some(rsdp) => crate::println!("  acpi:     RSDP at {rsdp:#x}"),
             None => crate::println!("  acpi:     no RSDP from the loader"),

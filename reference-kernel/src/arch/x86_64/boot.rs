@@ -28,6 +28,8 @@ pub const BSP_STACK_SIZE: usize = 64 * 1024;
 
 /// Virtual base of the kernel image: physical address + this = linked address.
 pub const KERNEL_VMA: u64 = 0xffff_ffff_8000_0000;
+/// Physical load address of the kernel image (`KERNEL_PHYS` in `linker.ld`).
+pub const KERNEL_PHYS: u64 = 0x10_0000;
 
 /// The bootstrap processor's stack (in `.bss`, so zeroed by the loader).
 #[repr(C, align(4096))]
