@@ -51,28 +51,17 @@ mod kernel {
         VECTOR_STATE.get().copied().unwrap_or_default()
     }
 
-    /// Physical memory as the boot page tables map it: the first 2 GiB through the higher-half
-    /// window (never address 0 of the address space) and 2..4 GiB through the identity map.
+    /// Physical memory through the kernel's direct map (`mm::paging`): the first 4 GiB from
+    /// `paging::init_early` on, all RAM once the kernel's own tables are loaded.
     pub struct EarlyPhysMemory;
-
-    impl EarlyPhysMemory {
-        const WINDOW: u64 = 2 << 30;
-        const IDENTITY_END: u64 = 4 << 30;
-    }
 
     impl PhysMemory for EarlyPhysMemory {
         fn read(&self, phys: u64, len: usize) -> Option<&[u8]> {
-            let end = phys.checked_add(len as u64)?;
-            let virt = if end <= Self::WINDOW {
-                phys + boot::KERNEL_VMA
-            } else if phys >= Self::WINDOW && end <= Self::IDENTITY_END {
-                phys
-            } else {
-                return None;
-            };
-            // SAFETY: [phys, end) lies inside a range the boot page tables map (checked above)
-            // at `virt`, which is never null. Boot structures are not written while the kernel
-            // reads them; the slice is only used for parsing during boot.
+            let virt = crate::mm::paging::phys_to_virt(phys, len as u64)?;
+            // SAFETY: the direct map covers [phys, phys + len) (checked by `phys_to_virt`) at
+            // `virt`, which is in the higher half and never null. Boot structures and firmware
+            // tables are not written while the kernel reads them; the slice is only used for
+            // parsing.
             Some(unsafe { core::slice::from_raw_parts(virt as *const u8, len) })
         }
     }
@@ -86,6 +75,7 @@ mod kernel {
         idt::init();
         crate::arch::x86_64::mask_legacy_pic();
         let vectors = *VECTOR_STATE.call_once(cpu::enable_vector_state);
+        crate::mm::paging::init_early();
 
         let parsed = match protocol {
             boot::PROTOCOL_PVH => BootInfo::from_pvh(u64::from(info_phys), &EarlyPhysMemory),
@@ -223,14 +213,37 @@ mod kernel {
         }
         let frames = crate::mm::frames::report();
         crate::println!(
-            "  frames:   {} MiB managed in {} ranges ({} KiB reserved, {} MiB above 4 GiB not \
-             mapped yet, {} ranges refused)",
+            "  frames:   {} MiB managed in {} ranges ({} KiB reserved, {} MiB beyond the direct \
+             map, {} ranges refused)",
             frames.managed_bytes >> 20,
             frames.ranges,
             frames.reserved_bytes >> 10,
             frames.above_limit_bytes >> 20,
             frames.refused_ranges
         );
+        match crate::mm::paging::report() {
+            Some(p) => {
+                crate::println!(
+                    "  paging:   direct map {} GiB at {:#x} in {} pages, kernel text/rodata/data \
+                     {}/{}/{} pages, {} table frames",
+                    p.direct_map_bytes >> 30,
+                    crate::mm::paging::PHYS_OFFSET,
+                    if p.direct_map_page == 1 << 30 {
+                        "1 GiB"
+                    } else {
+                        "2 MiB"
+                    },
+                    p.kernel_pages[0],
+                    p.kernel_pages[1],
+                    p.kernel_pages[2],
+                    p.table_frames
+                );
+                for g in crate::mm::paging::guard_pages() {
+                    crate::println!("    guard page {:#x} under the {} stack", g.page, g.stack);
+                }
+            }
+            None => crate::println!("  paging:   boot page tables (kernel tables not built)"),
+        }
         match info.rsdp() {
             Some(rsdp) => crate::println!("  acpi:     RSDP at {rsdp:#x}"),
             None => crate::println!("  acpi:     no RSDP from the loader"),

@@ -17,8 +17,9 @@ use veridian_alloc::env::{PageSource, SingleCpu};
 use veridian_alloc::{Heap, HeapStats};
 
 use super::frames;
+use super::paging::PHYS_OFFSET;
 
-/// Chunks for the heap, from the frame allocator through the identity map.
+/// Chunks for the heap, from the frame allocator through the direct map.
 pub struct FramePages;
 
 /// The block order that covers `len` bytes at alignment `align`.
@@ -27,7 +28,8 @@ fn order_of(len: usize, align: usize) -> Option<usize> {
 }
 
 // SAFETY: a chunk is a naturally aligned block of `PAGE_SIZE << order >= len` bytes (so aligned
-// to `align <= that size`) from the frame allocator, identity-mapped writable, and owned by the
+// to `align <= that size`) from the frame allocator, mapped writable by the direct map (the
+// allocator only holds RAM the direct map reaches), and owned by the
 // heap until released; the frame allocator's lock makes both methods callable from any CPU.
 unsafe impl PageSource for FramePages {
     fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
@@ -37,7 +39,7 @@ unsafe impl PageSource for FramePages {
             return None;
         }
         let phys = frames::allocate(order).ok()?;
-        NonNull::new(phys as usize as *mut u8)
+        NonNull::new((PHYS_OFFSET + phys) as usize as *mut u8)
     }
 
     unsafe fn release_chunk(&self, ptr: NonNull<u8>, len: usize) {
@@ -47,7 +49,7 @@ unsafe impl PageSource for FramePages {
         };
         // SAFETY: the heap gives back exactly a chunk `allocate_chunk` returned (the
         // `PageSource` contract), which is the block `frames::allocate(order)` gave.
-        if let Err(e) = unsafe { frames::free(ptr.as_ptr() as u64, order) } {
+        if let Err(e) = unsafe { frames::free(ptr.as_ptr() as u64 - PHYS_OFFSET, order) } {
             log::error!("heap: releasing chunk {ptr:p}: {e}");
         }
     }

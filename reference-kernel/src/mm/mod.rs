@@ -1,21 +1,29 @@
-//! Memory management: the physical page-frame allocator and the kernel heap.
+//! Memory management: page tables, the physical page-frame allocator and the kernel heap.
 //!
+//! - [`paging`]: the direct map of physical memory at [`paging::PHYS_OFFSET`], the kernel's own
+//!   page tables with per-section permissions and stack guard pages.
 //! - [`frames`]: the boot memory map, minus what is in use, handed to veridian-alloc's buddy
 //!   [`FrameAllocator`](veridian_alloc::frame::FrameAllocator).
 //! - [`heap`]: veridian-alloc's size-class [`Heap`](veridian_alloc::Heap) as the
 //!   `#[global_allocator]`, taking its chunks from the frame allocator.
 //!
-//! Addressing: until the kernel builds its own page tables, physical memory is reached through
-//! the boot page tables' identity map of the first 4 GiB, so the frame allocator's direct-map
-//! offset is 0 and RAM at or above 4 GiB is counted but not managed yet.
+//! Order at boot: [`paging::init_early`] (direct map of the first 4 GiB through the boot
+//! tables), then [`init`]: frames below 4 GiB, the kernel's page tables (built from those
+//! frames), then the frames above 4 GiB that the new direct map reaches.
 
 pub mod frames;
 pub mod heap;
+pub mod paging;
 
 use reference_kernel::BootInfo;
 
-/// Brings up the frame allocator and the heap from the boot memory map. Call once, on the
-/// bootstrap processor, before anything allocates.
+/// Brings up the frame allocator, the kernel's page tables and the heap's memory source. Call
+/// once, on the bootstrap processor, after [`paging::init_early`] and before anything allocates.
+/// A failure to build the page tables is reported and leaves the boot tables in place.
 pub fn init(info: &BootInfo) {
     frames::init(info);
+    match paging::init(info) {
+        Ok(report) => frames::add_high(info, report.direct_map_bytes),
+        Err(e) => log::error!("paging: kernel page tables not built, boot tables kept: {e}"),
+    }
 }

@@ -22,11 +22,22 @@ pub const NMI_IST_INDEX: u16 = 1;
 
 const IST_STACK_SIZE: usize = 16 * 1024;
 
-#[repr(C, align(16))]
+/// Page-aligned, so that its lowest page can be a guard page (see `mm::paging`).
+#[repr(C, align(4096))]
 struct IstStack([u8; IST_STACK_SIZE]);
 
 static mut DOUBLE_FAULT_STACK: IstStack = IstStack([0; IST_STACK_SIZE]);
 static mut NMI_STACK: IstStack = IstStack([0; IST_STACK_SIZE]);
+
+/// Lowest address of the double-fault IST stack (its guard page once paging is up).
+pub fn double_fault_stack_bottom() -> u64 {
+    (&raw const DOUBLE_FAULT_STACK) as u64
+}
+
+/// Lowest address of the NMI/machine-check IST stack (its guard page once paging is up).
+pub fn nmi_stack_bottom() -> u64 {
+    (&raw const NMI_STACK) as u64
+}
 
 /// Selectors of the descriptors in the GDT.
 #[derive(Debug, Clone, Copy)]

@@ -131,8 +131,11 @@ pub struct ExceptionInfo {
     pub error_code: u64,
     /// Faulting instruction.
     pub rip: u64,
-    /// CR2 at the time of the exception (meaningful for page faults).
+    /// CR2 at the time of the exception (meaningful for page faults and double faults).
     pub cr2: u64,
+    /// The stack whose guard page CR2 points into, for a page or double fault: a kernel stack
+    /// overflow.
+    pub stack_overflow: Option<&'static str>,
 }
 
 impl core::fmt::Display for ExceptionInfo {
@@ -150,6 +153,13 @@ impl core::fmt::Display for ExceptionInfo {
                 ", cr2={:#x} ({})",
                 self.cr2,
                 PageFaultCause(self.error_code)
+            )?;
+        }
+        if let Some(stack) = self.stack_overflow {
+            write!(
+                f,
+                ": kernel stack overflow ({stack} stack, guard page at cr2={:#x})",
+                self.cr2
             )?;
         }
         Ok(())
@@ -208,11 +218,22 @@ fn fatal_exception(frame: &InterruptFrame) {
         vector: frame.vector as u8,
         error_code: frame.error_code,
         rip: frame.rip,
-        cr2: if frame.vector == u64::from(vector::PAGE_FAULT) {
+        cr2: if matches!(
+            frame.vector as u8,
+            vector::PAGE_FAULT | vector::DOUBLE_FAULT
+        ) {
             Cr2::read_raw()
         } else {
             0
         },
+        stack_overflow: None,
+    };
+    let info = ExceptionInfo {
+        stack_overflow: matches!(info.vector, vector::PAGE_FAULT | vector::DOUBLE_FAULT)
+            .then(|| crate::mm::paging::guard_page_hit(info.cr2))
+            .flatten()
+            .map(|g| g.stack),
+        ..info
     };
     crate::println!("CPU EXCEPTION: {info}");
     crate::println!(
@@ -235,7 +256,7 @@ fn fatal_exception(frame: &InterruptFrame) {
         frame.ss,
         frame.rflags
     );
-    if info.vector == vector::DOUBLE_FAULT {
+    if info.vector == vector::DOUBLE_FAULT && info.stack_overflow.is_none() {
         crate::println!("  (double fault: the kernel stack may have overflowed)");
     }
     recover::abort(recover::Abort::Exception(info));
