@@ -31,7 +31,7 @@ mod kernel {
     use reference_kernel::cmdline::CmdLine;
     use spin::Once;
 
-    use crate::arch::x86_64::{boot, cpu, gdt, idt, qemu, recover};
+    use crate::arch::x86_64::{apic, boot, cpu, gdt, idt, qemu, recover};
 
     /// Version printed in the banner.
     const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -95,6 +95,9 @@ mod kernel {
             }
         };
         crate::mm::init(info);
+        let apic = apic::init();
+        // The tick handler and the console are interrupt-safe; nothing else is installed.
+        x86_64::instructions::interrupts::enable();
         let cmdline = CmdLine::new(info.cmdline());
         if let Some(level) = cmdline.get("log") {
             match crate::console::parse_level(level) {
@@ -104,6 +107,24 @@ mod kernel {
         }
 
         banner(info, vectors);
+        match apic {
+            Ok(a) => crate::println!(
+                "  apic:     id {} ({}), timer {} kHz (/16), TSC {} MHz, {} Hz tick ({})",
+                a.id,
+                match a.mode {
+                    apic::Mode::X2Apic => "x2APIC",
+                    apic::Mode::XApic(_) => "xAPIC",
+                },
+                a.timer_hz / 1000,
+                a.tsc_hz / 1_000_000,
+                apic::TICK_HZ,
+                match a.timer_mode {
+                    apic::TimerMode::TscDeadline => "TSC-deadline",
+                    apic::TimerMode::Periodic => "periodic",
+                }
+            ),
+            Err(e) => crate::println!("  apic:     not started: {e}"),
+        }
 
         match cmdline.get("mode").unwrap_or("run") {
             "run" => {

@@ -52,6 +52,8 @@ pub static TESTS: &[KernelTest] = &[
         paging_direct_map_matches_frames,
     ),
     test("stack_overflow_reported", stack_overflow_reported),
+    test("apic_timer_ticks", apic_timer_ticks),
+    test("spurious_vector_counted", spurious_vector_counted),
     KernelTest {
         name: "deliberate_panic_is_caught",
         run: deliberate_panic,
@@ -568,4 +570,42 @@ fn stack_overflow_reported() {
         Err(other) => panic!("expected a stack overflow, got {other}"),
         Ok(()) => panic!("unbounded recursion returned"),
     }
+}
+
+/// The local APIC timer interrupts: the tick count advances while the CPU halts.
+fn apic_timer_ticks() {
+    use crate::arch::x86_64::apic;
+    let info = apic::info().expect("local APIC started at boot");
+    assert!(info.timer_hz > 0 && info.tsc_hz > 0, "{info:?}");
+    assert!(
+        x86_64::instructions::interrupts::are_enabled(),
+        "interrupts are on after boot"
+    );
+    let start = apic::ticks();
+    // SAFETY: `rdtsc` has no side effects.
+    let tsc0 = unsafe { core::arch::x86_64::_rdtsc() };
+    // Five ticks are 50 ms; give up after 50 times that much TSC time (the TSC follows the host).
+    let budget = info.tsc_hz / apic::TICK_HZ * 5 * 50;
+    while apic::ticks() < start + 5 {
+        x86_64::instructions::hlt();
+        // SAFETY: as above.
+        let now = unsafe { core::arch::x86_64::_rdtsc() };
+        assert!(
+            now - tsc0 < budget,
+            "only {} ticks in {} TSC cycles",
+            apic::ticks() - start,
+            now - tsc0
+        );
+    }
+}
+
+/// The spurious-interrupt vector is counted, never fatal, and not counted as unexpected.
+fn spurious_vector_counted() {
+    use crate::arch::x86_64::apic;
+    let before = apic::spurious_count();
+    let (unexpected, _) = idt::unexpected_interrupts();
+    // SAFETY: a software interrupt to the spurious vector runs its handler, which only counts.
+    unsafe { core::arch::asm!("int 0xff") };
+    assert_eq!(apic::spurious_count(), before + 1);
+    assert_eq!(idt::unexpected_interrupts().0, unexpected);
 }

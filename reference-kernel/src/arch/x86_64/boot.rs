@@ -24,7 +24,7 @@ pub const PROTOCOL_PVH: u32 = 1;
 pub const PROTOCOL_MULTIBOOT2: u32 = 2;
 
 /// Size of the bootstrap processor's kernel stack.
-pub const BSP_STACK_SIZE: usize = 64 * 1024;
+pub const BSP_STACK_SIZE: usize = 256 * 1024;
 
 /// Virtual base of the kernel image: physical address + this = linked address.
 pub const KERNEL_VMA: u64 = 0xffff_ffff_8000_0000;

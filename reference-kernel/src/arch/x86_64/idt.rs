@@ -6,7 +6,8 @@
 //! [`InterruptFrame`] and calls [`interrupt_dispatch`]. The dispatcher:
 //!
 //! - resumes after `#BP` (breakpoint), counting it;
-//! - counts vectors 32..=255 that nothing has claimed (spurious or unexpected), never fatal;
+//! - calls the handler installed with [`set_handler`] for vectors 32..=255, and counts those that
+//!   nothing has claimed (unexpected), never fatal;
 //! - for a page fault inside a probe routine ([`super::probe`]) redirects to the probe's fixup;
 //! - for any other CPU exception prints its name, error code, RIP (and CR2 for page faults), then
 //!   hands control to the innermost recovery point ([`super::recover`]) if one is armed (a
@@ -14,7 +15,7 @@
 //!
 //! Double faults run on their own IST stack, so a kernel stack overflow still gets reported.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::VirtAddr;
 use x86_64::instructions::tables::lidt;
@@ -102,6 +103,53 @@ pub fn exception_name(vector: u8) -> &'static str {
         30 => "security exception (#SX)",
         15 | 22..=27 | 31 => "reserved exception",
         _ => "external interrupt",
+    }
+}
+
+/// Handlers of vectors 32..=255, as `fn(&mut InterruptFrame)` addresses (0: none).
+static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+
+/// An interrupt handler: runs with interrupts disabled, on the interrupted stack; must not
+/// block, allocate or take locks that non-interrupt code holds with interrupts enabled. It
+/// acknowledges its interrupt itself (EOI), if the source needs one.
+pub type Handler = fn(&mut InterruptFrame);
+
+/// Why [`set_handler`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandlerError {
+    /// Vectors 0..=31 are CPU exceptions, handled by the dispatcher itself.
+    Exception(u8),
+    /// Another handler already owns the vector.
+    Taken(u8),
+}
+
+impl core::fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Exception(v) => write!(f, "vector {v} is a CPU exception"),
+            Self::Taken(v) => write!(f, "vector {v} already has a handler"),
+        }
+    }
+}
+
+/// Installs `handler` for `vector` (32..=255), for every CPU.
+pub fn set_handler(vector: u8, handler: Handler) -> Result<(), HandlerError> {
+    if vector < 32 {
+        return Err(HandlerError::Exception(vector));
+    }
+    // Release: a CPU that sees the pointer sees the handler's code (it is static anyway).
+    HANDLERS[usize::from(vector)]
+        .compare_exchange(0, handler as usize, Ordering::Release, Ordering::Relaxed)
+        .map(|_| ())
+        .map_err(|_| HandlerError::Taken(vector))
+}
+
+/// The handler installed for `vector`, if any.
+fn handler(vector: u8) -> Option<Handler> {
+    match HANDLERS[usize::from(vector)].load(Ordering::Acquire) {
+        0 => None,
+        // SAFETY: non-zero values are only ever stored by `set_handler`, from a `Handler`.
+        f => Some(unsafe { core::mem::transmute::<usize, Handler>(f) }),
     }
 }
 
@@ -205,11 +253,14 @@ extern "C" fn interrupt_dispatch(frame: &mut InterruptFrame) {
         }
         vector::PAGE_FAULT if probe::fixup(frame, Cr2::read_raw()) => {}
         0..=31 => fatal_exception(frame),
-        _ => {
-            UNEXPECTED.fetch_add(1, Ordering::Relaxed);
-            LAST_UNEXPECTED_VECTOR.store(u64::from(vector), Ordering::Relaxed);
-            log::warn!("unexpected interrupt on vector {vector} (counted, ignored)");
-        }
+        _ => match handler(vector) {
+            Some(h) => h(frame),
+            None => {
+                UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+                LAST_UNEXPECTED_VECTOR.store(u64::from(vector), Ordering::Relaxed);
+                log::warn!("unexpected interrupt on vector {vector} (counted, ignored)");
+            }
+        },
     }
 }
 

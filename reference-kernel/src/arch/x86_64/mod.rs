@@ -3,6 +3,7 @@
 //! All of the kernel's hardware `unsafe` lives under `arch/` (and later `mm/`); the rest of the
 //! kernel calls the safe functions here.
 
+pub mod apic;
 pub mod boot;
 pub mod cpu;
 pub mod gdt;

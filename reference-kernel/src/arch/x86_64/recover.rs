@@ -143,8 +143,9 @@ static mut RECOVERY: RecoveryStack = RecoveryStack {
 /// Gives the recovery stack of the running CPU.
 ///
 /// # Safety
-/// Only the bootstrap processor arms recovery points, with interrupts disabled, and the
-/// returned reference must not be held across a call that may re-enter this module.
+/// Only the bootstrap processor uses recovery points, its bookkeeping runs with interrupts
+/// disabled (so no handler can abort into a half-armed point), and the returned reference must
+/// not be held across a call that may re-enter this module.
 unsafe fn recovery() -> &'static mut RecoveryStack {
     let stack = &raw mut RECOVERY;
     // SAFETY: by the caller's contract there is no concurrent or overlapping access.
@@ -159,34 +160,65 @@ unsafe extern "C" {
     fn recover_resume(buf: *const JumpBuffer) -> !;
 }
 
+/// The closure `catch` runs, and whether to run it with interrupts enabled.
+struct Call<F> {
+    f: Option<F>,
+    interrupts: bool,
+}
+
 extern "C" fn call_closure<F: FnOnce()>(arg: *mut u8) {
-    // SAFETY: `catch` passes a pointer to an `Option<F>` that lives in its frame for the
-    // duration of this call, and nothing else touches it meanwhile.
-    let slot = unsafe { &mut *(arg as *mut Option<F>) };
-    if let Some(f) = slot.take() {
+    // SAFETY: `catch` passes a pointer to a `Call<F>` that lives in its frame for the duration
+    // of this call, and nothing else touches it meanwhile.
+    let call = unsafe { &mut *(arg as *mut Call<F>) };
+    if let Some(f) = call.f.take() {
+        if call.interrupts {
+            x86_64::instructions::interrupts::enable();
+        }
         f();
+        x86_64::instructions::interrupts::disable();
     }
 }
 
 /// Runs `f`; returns `Err` with the reason if it panicked or took a fatal exception.
 ///
-/// Must be called with interrupts disabled. See the module documentation for what is lost when
-/// `f` is aborted (its destructors do not run). Returns `Err(Abort::Panic)` with a message saying
+/// Interrupts may be on: interrupt handlers never arm recovery points, so the recovery stack
+/// is still this CPU's alone, and an exception inside a handler aborts the handler together
+/// with `f` (handlers run on the interrupted stack). The interrupt flag is restored to its state
+/// at entry when `f` is aborted (exception handlers run with it clear). See the module
+/// documentation for what is lost when `f` is aborted (its destructors do not run). Returns `Err(Abort::Panic)` with a message saying
 /// so when recovery points are nested deeper than the supported depth.
 #[allow(
     clippy::result_large_err,
     reason = "see `Abort`: no heap, produced once per recovery"
 )]
 pub fn catch<F: FnOnce()>(f: F) -> Result<(), Abort> {
-    // SAFETY: the recovery stack is only touched by this CPU with interrupts off (documented
-    // precondition); the reference is not held across the call of `f`.
+    let interrupts_were_on = x86_64::instructions::interrupts::are_enabled();
+    x86_64::instructions::interrupts::disable();
+    let result = catch_with_interrupts_off(f, interrupts_were_on);
+    if interrupts_were_on {
+        x86_64::instructions::interrupts::enable();
+    }
+    result
+}
+
+/// [`catch`] with interrupts disabled; `f` runs with them enabled if `interrupts`.
+#[allow(
+    clippy::result_large_err,
+    reason = "see `Abort`: no heap, produced once per recovery"
+)]
+fn catch_with_interrupts_off<F: FnOnce()>(f: F, interrupts: bool) -> Result<(), Abort> {
+    // SAFETY: the recovery stack is only touched by this CPU, here with interrupts off; the
+    // reference is not held across the call of `f`.
     let depth = unsafe { recovery() }.depth;
     if depth == MAX_DEPTH {
         let mut m = Message::new();
         let _ = write!(m, "recovery points nested deeper than {MAX_DEPTH}");
         return Err(Abort::Panic(m));
     }
-    let mut slot = Some(f);
+    let mut slot = Call {
+        f: Some(f),
+        interrupts,
+    };
     // SAFETY: as above; we take a raw pointer to our buffer, which stays in the static.
     let buf = unsafe { &raw mut recovery().buffers[depth] };
     // SAFETY: as above.
@@ -194,7 +226,9 @@ pub fn catch<F: FnOnce()>(f: F) -> Result<(), Abort> {
     // SAFETY: `buf` points at a live JumpBuffer in a static; `call_closure::<F>` matches the
     // argument, a pointer to `slot`, which lives until `recover_call` returns. If `f` is aborted,
     // `recover_resume` restores exactly the callee-saved registers and stack pointer that
-    // `recover_call` saved on entry, so this frame continues as if the call returned 1.
+    // `recover_call` saved on entry, so this frame continues as if the call returned 1
+    // (with interrupts off: `abort` runs in exception context or after `call_closure`'s
+    // epilogue could not run, and `catch` restores the flag).
     let aborted = unsafe { recover_call(call_closure::<F>, (&raw mut slot).cast(), buf) };
     // SAFETY: as above.
     let stack = unsafe { recovery() };
@@ -218,6 +252,8 @@ pub fn armed() -> bool {
 /// Transfers control to the innermost recovery point with `reason`; if none is armed, reports
 /// the failure and ends the kernel.
 pub fn abort(reason: Abort) -> ! {
+    // A panic may abort with interrupts on; the recovery bookkeeping runs with them off.
+    x86_64::instructions::interrupts::disable();
     // SAFETY: see `recovery`; this runs on the CPU that armed the point, and the reference is
     // dropped before jumping.
     let stack = unsafe { recovery() };

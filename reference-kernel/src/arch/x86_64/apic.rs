@@ -1,0 +1,306 @@
+//! Local APIC (xAPIC through MMIO, x2APIC through MSRs when the CPU has it) and its timer,
+//! calibrated against the PIT.
+//!
+//! What it does:
+//! - [`init`] (bootstrap processor, interrupts off) enables the local APIC: x2APIC mode when
+//!   CPUID.1:ECX[21] says the CPU has it, otherwise xAPIC with the registers reached through the
+//!   direct map at the base in `IA32_APIC_BASE`; spurious-interrupt vector [`SPURIOUS_VECTOR`]
+//!   (counted, never acknowledged, as the SDM requires); task priority 0.
+//! - It calibrates the APIC timer (divide by 16) and the TSC against PIT channel 2 over
+//!   [`CALIBRATION_MS`] ms (the PIT's 1.193182 MHz crystal is the reference every PC has), then
+//!   starts a [`TICK_HZ`] Hz tick on vector [`TIMER_VECTOR`]: in TSC-deadline mode when
+//!   CPUID.1:ECX[24] says the CPU has it (each tick re-arms `IA32_TSC_DEADLINE`), otherwise in
+//!   periodic mode. The tick handler counts ticks and acknowledges (EOI); it allocates nothing
+//!   and takes no lock.
+//!
+//! What it relies on: the legacy PICs are masked (`mask_legacy_pic`), the IDT is loaded, the
+//! direct map covers the xAPIC page (it covers all of 0..4 GiB; MTRRs make that range
+//! uncacheable on real machines, so the write-back direct map is not a caching hazard).
+//! Under QEMU TCG without `-icount`, the PIT and the APIC timer both follow QEMU's virtual
+//! clock, so the calibration is consistent; the TSC follows the host.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::Once;
+use x86_64::instructions::port::Port;
+use x86_64::registers::model_specific::Msr;
+
+use super::idt::{self, InterruptFrame};
+
+/// The tick's vector.
+pub const TIMER_VECTOR: u8 = 0x20;
+/// The spurious-interrupt vector (low four bits set, as older APICs require).
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+/// Tick rate.
+pub const TICK_HZ: u64 = 100;
+/// Calibration window.
+pub const CALIBRATION_MS: u64 = 10;
+
+const IA32_APIC_BASE: u32 = 0x1b;
+const IA32_TSC_DEADLINE: u32 = 0x6e0;
+const APIC_BASE_ENABLE: u64 = 1 << 11;
+const APIC_BASE_X2APIC: u64 = 1 << 10;
+
+// Register offsets (xAPIC MMIO; x2APIC MSR = 0x800 + offset / 16).
+const REG_ID: u32 = 0x20;
+const REG_TPR: u32 = 0x80;
+const REG_EOI: u32 = 0xb0;
+const REG_SVR: u32 = 0xf0;
+const REG_LVT_TIMER: u32 = 0x320;
+const REG_TIMER_INITIAL: u32 = 0x380;
+const REG_TIMER_CURRENT: u32 = 0x390;
+const REG_TIMER_DIVIDE: u32 = 0x3e0;
+
+const LVT_MASKED: u32 = 1 << 16;
+const LVT_PERIODIC: u32 = 1 << 17;
+const LVT_TSC_DEADLINE: u32 = 2 << 17;
+/// Divide configuration 0b0011: divide by 16.
+const DIVIDE_BY_16: u32 = 0b0011;
+
+/// PIT input clock, Hz.
+const PIT_HZ: u64 = 1_193_182;
+
+/// How the local APIC is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Memory-mapped registers at this virtual address.
+    XApic(u64),
+    /// MSRs 0x800..
+    X2Apic,
+}
+
+/// How the tick is generated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerMode {
+    /// `IA32_TSC_DEADLINE` re-armed on every tick.
+    TscDeadline,
+    /// The APIC timer's periodic mode.
+    Periodic,
+}
+
+/// What [`init`] found and set up.
+#[derive(Clone, Copy, Debug)]
+pub struct ApicInfo {
+    /// Register access.
+    pub mode: Mode,
+    /// This CPU's APIC id.
+    pub id: u32,
+    /// APIC timer ticks per second at divide-by-16.
+    pub timer_hz: u64,
+    /// TSC ticks per second.
+    pub tsc_hz: u64,
+    /// How the tick is generated.
+    pub timer_mode: TimerMode,
+}
+
+/// Why [`init`] failed.
+#[derive(Clone, Copy, Debug)]
+pub enum ApicError {
+    /// CPUID.1:EDX[9] is clear.
+    NoApic,
+    /// The xAPIC page is outside the direct map.
+    Unmapped(u64),
+    /// The PIT calibration measured no APIC timer or TSC progress.
+    Calibration,
+    /// A vector was already taken.
+    Vector(idt::HandlerError),
+}
+
+impl core::fmt::Display for ApicError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoApic => write!(f, "the CPU reports no local APIC"),
+            Self::Unmapped(p) => write!(f, "xAPIC registers at {p:#x} are not in the direct map"),
+            Self::Calibration => write!(f, "PIT calibration saw no timer progress"),
+            Self::Vector(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+static INFO: Once<ApicInfo> = Once::new();
+static TICKS: AtomicU64 = AtomicU64::new(0);
+static SPURIOUS: AtomicU64 = AtomicU64::new(0);
+/// TSC ticks per timer tick, for TSC-deadline re-arming (0 in periodic mode).
+static TSC_PER_TICK: AtomicU64 = AtomicU64::new(0);
+
+fn read(mode: Mode, reg: u32) -> u32 {
+    match mode {
+        // SAFETY: `base` is the direct-map address of this CPU's xAPIC page (checked in
+        // `init`), and `reg` one of the architectural register offsets, 16-byte aligned.
+        Mode::XApic(base) => unsafe {
+            core::ptr::read_volatile((base + u64::from(reg)) as *const u32)
+        },
+        // SAFETY: x2APIC mode is enabled (checked in `init`) and 0x800 + reg/16 is the MSR of
+        // an architectural register; reading it has no side effect.
+        Mode::X2Apic => unsafe { Msr::new(0x800 + (reg >> 4)).read() as u32 },
+    }
+}
+
+fn write(mode: Mode, reg: u32, value: u32) {
+    match mode {
+        // SAFETY: as in `read`; the writes are to architectural registers with the values the
+        // SDM defines for them.
+        Mode::XApic(base) => unsafe {
+            core::ptr::write_volatile((base + u64::from(reg)) as *mut u32, value)
+        },
+        // SAFETY: as in `read`.
+        Mode::X2Apic => unsafe { Msr::new(0x800 + (reg >> 4)).write(u64::from(value)) },
+    }
+}
+
+fn rdtsc() -> u64 {
+    // SAFETY: `rdtsc` has no side effects; CR4.TSD is clear in ring 0 anyway.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Acknowledges the interrupt being handled.
+pub fn eoi() {
+    if let Some(info) = INFO.get() {
+        write(info.mode, REG_EOI, 0);
+    }
+}
+
+fn tick(_frame: &mut InterruptFrame) {
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    let per_tick = TSC_PER_TICK.load(Ordering::Relaxed);
+    if per_tick != 0 {
+        // SAFETY: TSC-deadline mode is on (per_tick is only set then); writing the deadline
+        // MSR arms the next tick.
+        unsafe { Msr::new(IA32_TSC_DEADLINE).write(rdtsc() + per_tick) };
+    }
+    eoi();
+}
+
+fn spurious(_frame: &mut InterruptFrame) {
+    // No EOI for spurious interrupts (SDM vol. 3, 11.9).
+    SPURIOUS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Ticks since the timer started.
+pub fn ticks() -> u64 {
+    TICKS.load(Ordering::Relaxed)
+}
+
+/// Spurious interrupts seen.
+pub fn spurious_count() -> u64 {
+    SPURIOUS.load(Ordering::Relaxed)
+}
+
+/// What [`init`] set up, if it ran and succeeded.
+pub fn info() -> Option<ApicInfo> {
+    INFO.get().copied()
+}
+
+/// Runs PIT channel 2 once for `ms` milliseconds (mode 0, gate from port 0x61) and returns the
+/// APIC timer and TSC progress over that window.
+fn calibrate(mode: Mode, ms: u64) -> (u64, u64) {
+    let count = (PIT_HZ * ms / 1000) as u16;
+    let mut ctrl = Port::<u8>::new(0x61);
+    let mut cmd = Port::<u8>::new(0x43);
+    let mut ch2 = Port::<u8>::new(0x42);
+    // SAFETY: ports 0x61 (gate/speaker), 0x43 (PIT command) and 0x42 (channel 2 data) are the
+    // PC's PIT; channel 2 drives only the speaker, which stays off (bit 1 clear), and nothing
+    // else in this kernel uses it.
+    unsafe {
+        let gate = ctrl.read();
+        ctrl.write((gate & !0b10) & !0b1); // gate low, speaker off
+        cmd.write(0b1011_0000); // channel 2, lobyte/hibyte, mode 0, binary
+        ch2.write(count as u8);
+        ch2.write((count >> 8) as u8);
+        write(mode, REG_TIMER_DIVIDE, DIVIDE_BY_16);
+        write(mode, REG_LVT_TIMER, LVT_MASKED);
+        write(mode, REG_TIMER_INITIAL, u32::MAX);
+        let tsc0 = rdtsc();
+        ctrl.write((gate & !0b10) | 0b1); // gate high: counting starts
+        // OUT2 (bit 5) goes high when the count reaches zero. Bound the wait so a missing PIT
+        // cannot hang the boot: 2^32 TSC ticks is over a second on any machine.
+        while ctrl.read() & 0x20 == 0 && rdtsc() - tsc0 < 1 << 32 {
+            core::hint::spin_loop();
+        }
+        let tsc1 = rdtsc();
+        let apic_left = read(mode, REG_TIMER_CURRENT);
+        write(mode, REG_TIMER_INITIAL, 0);
+        ctrl.write(gate & !0b1);
+        (u64::from(u32::MAX - apic_left), tsc1 - tsc0)
+    }
+}
+
+/// Enables this CPU's local APIC, calibrates its timer and starts the tick (see the module
+/// documentation). Bootstrap processor, interrupts disabled; call once.
+pub fn init() -> Result<ApicInfo, ApicError> {
+    if let Some(info) = INFO.get() {
+        return Ok(*info);
+    }
+    let cpuid = raw_cpuid::CpuId::new();
+    let features = cpuid.get_feature_info().ok_or(ApicError::NoApic)?;
+    if !features.has_apic() {
+        return Err(ApicError::NoApic);
+    }
+    let mut base_msr = Msr::new(IA32_APIC_BASE);
+    // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (checked above).
+    let base = unsafe { base_msr.read() };
+    let mode = if features.has_x2apic() {
+        // SAFETY: enabling x2APIC mode (both bits set) is the architectural way in from xAPIC
+        // mode; the CPU has x2APIC (checked).
+        unsafe { base_msr.write(base | APIC_BASE_ENABLE | APIC_BASE_X2APIC) };
+        Mode::X2Apic
+    } else {
+        let phys = base & 0x000f_ffff_ffff_f000;
+        let virt = crate::mm::paging::phys_to_virt(phys, 4096).ok_or(ApicError::Unmapped(phys))?;
+        // SAFETY: setting the global enable bit, keeping the base, enables the xAPIC.
+        unsafe { base_msr.write(base | APIC_BASE_ENABLE) };
+        Mode::XApic(virt)
+    };
+    idt::set_handler(SPURIOUS_VECTOR, spurious).map_err(ApicError::Vector)?;
+    idt::set_handler(TIMER_VECTOR, tick).map_err(ApicError::Vector)?;
+    write(mode, REG_TPR, 0);
+    write(mode, REG_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
+    let id = match mode {
+        Mode::X2Apic => read(mode, REG_ID),
+        Mode::XApic(_) => read(mode, REG_ID) >> 24,
+    };
+
+    let (apic_ticks, tsc_ticks) = calibrate(mode, CALIBRATION_MS);
+    if apic_ticks == 0 || tsc_ticks == 0 {
+        return Err(ApicError::Calibration);
+    }
+    let timer_hz = apic_ticks * 1000 / CALIBRATION_MS;
+    let tsc_hz = tsc_ticks * 1000 / CALIBRATION_MS;
+    let timer_mode = if features.has_tsc_deadline() {
+        TimerMode::TscDeadline
+    } else {
+        TimerMode::Periodic
+    };
+    let info = *INFO.call_once(|| ApicInfo {
+        mode,
+        id,
+        timer_hz,
+        tsc_hz,
+        timer_mode,
+    });
+    match timer_mode {
+        TimerMode::TscDeadline => {
+            let per_tick = (tsc_hz / TICK_HZ).max(1);
+            TSC_PER_TICK.store(per_tick, Ordering::Relaxed);
+            write(
+                mode,
+                REG_LVT_TIMER,
+                u32::from(TIMER_VECTOR) | LVT_TSC_DEADLINE,
+            );
+            // SDM 11.5.4.1: a write to the LVT must be ordered before the deadline write.
+            core::sync::atomic::fence(Ordering::SeqCst);
+            // SAFETY: TSC-deadline mode was just selected; arming the first deadline.
+            unsafe { Msr::new(IA32_TSC_DEADLINE).write(rdtsc() + per_tick) };
+        }
+        TimerMode::Periodic => {
+            write(mode, REG_TIMER_DIVIDE, DIVIDE_BY_16);
+            write(mode, REG_LVT_TIMER, u32::from(TIMER_VECTOR) | LVT_PERIODIC);
+            write(
+                mode,
+                REG_TIMER_INITIAL,
+                (timer_hz / TICK_HZ).clamp(1, u64::from(u32::MAX)) as u32,
+            );
+        }
+    }
+    Ok(info)
+}
