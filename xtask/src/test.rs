@@ -24,10 +24,13 @@ const HANG_TIMEOUT: Duration = Duration::from_secs(8);
 /// The deliberately broken tests the kernel can inject (`ktest.inject=<kind>`).
 const INJECTED_KINDS: [&str; 4] = ["fail", "panic", "fault", "hang"];
 /// Crates with loom models, and the model test targets (`tests/<name>.rs`, `#![cfg(loom)]`).
-const LOOM_MODELS: &[(&str, &[&str])] = &[(
-    "veridian-sync",
-    &["loom_stack", "loom_queues", "loom_seqlock", "loom_locks"],
-)];
+const LOOM_MODELS: &[(&str, &[&str])] = &[
+    (
+        "veridian-sync",
+        &["loom_stack", "loom_queues", "loom_seqlock", "loom_locks"],
+    ),
+    ("veridian-perf", &["loom_ring"]),
+];
 /// The GRUB entry that runs the test suite.
 const GRUB_TEST_ENTRY: usize = 1;
 

@@ -1,0 +1,116 @@
+//! The embedder seams: what this crate needs from its environment, as traits.
+//!
+//! A kernel implements these with its own machinery (CPUID and `rdmsr`/`wrmsr` with an exception
+//! fix-up, the CPU index from its per-CPU area, its page tables for the readability check); tests
+//! implement them with fakes (a table of CPUID answers, a map of MSRs); the `std` feature has
+//! hosted versions in `crate::hosted`. The reference clock used for TSC calibration is
+//! [`crate::clock::ReferenceClock`], next to the code that uses it.
+//!
+//! What each implementation must guarantee is written on the trait. Only [`AddressCheck`] is an
+//! `unsafe trait`: the frame-pointer walker dereferences every address it approves, so a wrong
+//! answer there breaks memory safety. MSR access is dangerous to *call*, not to implement, so its
+//! methods are `unsafe fn` and the PMU code states at each call why the MSR is one it may touch.
+
+use core::fmt;
+
+/// The four registers one `CPUID` query returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuidResult {
+    /// `EAX`.
+    pub eax: u32,
+    /// `EBX`.
+    pub ebx: u32,
+    /// `ECX`.
+    pub ecx: u32,
+    /// `EDX`.
+    pub edx: u32,
+}
+
+/// Executes `CPUID` (or answers as it would).
+///
+/// Implementations must answer for the CPU the caller runs on (on real hardware every CPU gives
+/// the same answers for the leaves this crate reads). Leaves above the maximum the CPU reports
+/// may return anything: the decoding code checks the maximum leaf (leaf `0` / `0x8000_0000`)
+/// before trusting a leaf, as the SDM requires.
+pub trait Cpuid {
+    /// Returns `CPUID(leaf, subleaf)`.
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult;
+}
+
+impl<T: Cpuid + ?Sized> Cpuid for &T {
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult {
+        (**self).cpuid(leaf, subleaf)
+    }
+}
+
+/// An MSR access or `RDPMC` that the back-end refused or that faulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsrError {
+    /// The MSR number (or, for `RDPMC`, the `ECX` value) that failed.
+    pub register: u32,
+}
+
+impl fmt::Display for MsrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "access to MSR/PMC {:#x} faulted or was refused",
+            self.register
+        )
+    }
+}
+
+/// Reads and writes model-specific registers and performance counters of the current CPU.
+///
+/// The PMU code ([`crate::pmu`]) only touches performance-monitoring MSRs whose existence CPUID
+/// reported (and, before using them, checks with a write/read-back probe that they hold what is
+/// written). All calls for one [`crate::pmu::Pmu`] must reach the same CPU: the embedder keeps
+/// the caller on one CPU (its CPU guard) or creates one `Pmu` per CPU.
+///
+/// An implementation that can recover from the `#GP` a missing MSR raises (an exception fix-up
+/// table, a hypervisor that reports errors) should return [`MsrError`] instead; the native
+/// back-end [`crate::arch::NativeMsr`] cannot and faults.
+pub trait MsrAccess {
+    /// Returns the value of MSR `msr`.
+    ///
+    /// # Safety
+    /// The MSR must exist on this CPU (or the implementation must turn the fault into
+    /// `Err`), and reading it must have no side effect the rest of the system relies on.
+    unsafe fn read_msr(&self, msr: u32) -> Result<u64, MsrError>;
+
+    /// Writes `value` to MSR `msr`.
+    ///
+    /// # Safety
+    /// As for [`MsrAccess::read_msr`], and the write must not break an invariant of the rest
+    /// of the system (for this crate: only performance-monitoring MSRs that nothing else is
+    /// using at the time).
+    unsafe fn write_msr(&self, msr: u32, value: u64) -> Result<(), MsrError>;
+
+    /// Executes `RDPMC` with `ECX = index` (Intel: bit 30 selects the fixed counters).
+    ///
+    /// # Safety
+    /// The counter must exist, and `RDPMC` must be permitted at the caller's privilege level
+    /// (`CR4.PCE` outside ring 0), or the implementation must turn the fault into `Err`.
+    unsafe fn read_pmc(&self, index: u32) -> Result<u64, MsrError>;
+}
+
+/// Tells whether memory may be read, for the frame-pointer walker.
+///
+/// # Safety
+/// When [`AddressCheck::is_readable`] returns `true` for `(addr, len)`, reading `len` bytes at
+/// `addr` must not fault and must not have side effects (no MMIO) for as long as the walk that
+/// asked lasts (in interrupt context: until the handler returns). Returning `false` is always
+/// safe; it only shortens the stack.
+pub unsafe trait AddressCheck {
+    /// Whether `len` bytes starting at `addr` are mapped and readable now.
+    fn is_readable(&self, addr: usize, len: usize) -> bool;
+}
+
+/// The index of the CPU the caller runs on, for samples and per-CPU data.
+///
+/// A stale answer (the caller migrated just after asking) only mislabels a sample; nothing in
+/// this crate relies on it for safety.
+pub trait CpuIndex {
+    /// The current CPU's index.
+    fn current_cpu(&self) -> u32;
+}
