@@ -1,16 +1,55 @@
 //! # veridian-sched
 //!
-//! Scheduling building blocks: NUMA topology with a distance matrix, CPU affinity sets, per-CPU run queues with nearest-first work stealing, load-based placement and the x86_64 context-switch routine.
+//! Scheduling building blocks for kernels:
 //!
-//! This crate is `#![no_std]` and builds alone for `x86_64-unknown-none`. What it needs from its
-//! environment enters through traits the embedder implements: the topology (built by hand or from ACPI SRAT/SLIT data the kernel parses) and a CPU-guard trait. The `std` feature
-//! supplies hosted implementations (green threads on mmap-allocated stacks with guard pages, so the context switch can be measured natively).
+//! - [`Topology`]: NUMA nodes, their CPUs, SMT siblings and the SLIT distance matrix, built by
+//!   hand ([`TopologyBuilder`]) or from SRAT/SLIT data the kernel parsed
+//!   ([`Topology::from_firmware`]), validated; [`Topology::nearby_cpus`] gives the steal order.
+//! - [`CpuSet`]: a fixed-capacity affinity mask ([`MAX_CPUS`] = 256 CPUs, 32 bytes).
+//! - [`deque`]: a bounded Chase–Lev work-stealing deque with the orderings of Lê et al. (2013),
+//!   model-checked with loom.
+//! - [`NumaScheduler`] (module [`sched`]): per-CPU run queues with three priority levels and
+//!   round robin within a level, a global injector for overflow, work stealing in
+//!   `nearby_cpus` order that never hands a CPU a task its affinity excludes, least-loaded
+//!   placement ([`NumaScheduler::assign_thread`]) with per-CPU and per-node load counters and a
+//!   memory-node hint.
+//! - [`arch::x86_64`]: the context switch (callee-saved registers and rsp, naked functions) and
+//!   the first frame of a new thread; the FP/SIMD contract is in that module.
 //!
-//! **Status:** the crate is an empty shell in the workspace so that the build, the lints and the
-//! `no_std` check cover it from the first commit. Its contents are specified in the project's
-//! issue 7; nothing in it is usable yet, and nothing pretends to be.
+//! What the crate needs from its environment enters through the traits in [`env`](mod@env): a
+//! [`CpuGuard`] that makes the caller the owner of one CPU's run queues, and a [`Clock`] for
+//! time slices. The `std` feature supplies hosted versions in `hosted` (exclusive CPU slots
+//! for OS threads, a monotonic clock) and green threads on mmap-allocated stacks with guard
+//! pages, so that the context switch can be tested and measured natively.
+//!
+//! `#![no_std]` with `alloc` (the scheduler's queues); [`Topology`], [`CpuSet`] and the context
+//! switch need no allocation. Builds for `x86_64-unknown-none`.
 
 #![no_std]
 
+extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
+
+pub mod arch;
+pub mod cpuset;
+pub mod deque;
+pub mod env;
+#[cfg(all(feature = "std", not(loom)))]
+pub mod hosted;
+mod primitives;
+#[cfg(not(loom))]
+pub mod sched;
+pub mod topology;
+
+pub use cpuset::{CpuOutOfRange, CpuSet, MAX_CPUS};
+pub use env::{Clock, CpuGuard, ManualClock};
+#[cfg(not(loom))]
+pub use sched::{
+    CpuStats, EnqueueError, LocalCpu, NumaScheduler, Placement, Priority, SchedConfig, SchedError,
+    Task,
+};
+pub use topology::{
+    CpuAffinity, CpuList, DistanceTable, MAX_NODES, Symmetry, Topology, TopologyBuilder,
+    TopologyError,
+};

@@ -30,6 +30,7 @@ const LOOM_MODELS: &[(&str, &[&str])] = &[
         &["loom_stack", "loom_queues", "loom_seqlock", "loom_locks"],
     ),
     ("veridian-perf", &["loom_ring"]),
+    ("veridian-sched", &["loom_deque"]),
 ];
 /// The GRUB entry that runs the test suite.
 const GRUB_TEST_ENTRY: usize = 1;

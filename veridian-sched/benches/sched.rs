@@ -1,0 +1,116 @@
+//! Criterion benchmarks: veridian-sched's deque and context switch against their usual peers,
+//! side by side in one run.
+//!
+//! Ids are `<group>/<implementation>/<threads>`:
+//!
+//! - `deque_push_pop/{veridian,crossbeam_deque}/1`: one push and one pop at the owner end
+//!   (LIFO) per iteration, on a deque holding [`BACKLOG`] elements (so pops never take the
+//!   contended last-element path). `crossbeam_deque` is `Worker::new_lifo`.
+//! - `deque_steal/{veridian,crossbeam_deque}/1`: one owner push and one steal from the top per
+//!   iteration, uncontended, same backlog: the cost of the thief's fences and CAS.
+//! - `context_switch/{veridian,corosensei}/1`: one resume of a green thread that immediately
+//!   suspends again, i.e. two switches per iteration (`Throughput::Elements(2)`: criterion's
+//!   elements/s is switches/s). `veridian` is `hosted::green` on `switch_stacks_fp` (saves
+//!   MXCSR and the x87 control word, as the ABI asks); `corosensei` is its default stack.
+//!
+//! The elements are `usize`s for both deques (ours stores words; crossbeam's stores `T` by
+//! value), so neither side allocates per element.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use veridian_sched::deque;
+
+/// Elements kept in a deque while measuring.
+const BACKLOG: usize = 64;
+/// Deque capacity (ours is bounded; crossbeam's grows, and never needs to here).
+const CAPACITY: usize = 1024;
+
+fn deque_push_pop(c: &mut Criterion) {
+    let mut g = c.benchmark_group("deque_push_pop");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(BenchmarkId::new("veridian", 1), |b| {
+        let (w, _s) = deque::new::<usize>(CAPACITY);
+        for i in 0..BACKLOG {
+            w.push(i).unwrap();
+        }
+        b.iter(|| {
+            let _ = w.push(black_box(7));
+            black_box(w.pop())
+        });
+    });
+    g.bench_function(BenchmarkId::new("crossbeam_deque", 1), |b| {
+        let w = crossbeam_deque::Worker::<usize>::new_lifo();
+        for i in 0..BACKLOG {
+            w.push(i);
+        }
+        b.iter(|| {
+            w.push(black_box(7));
+            black_box(w.pop())
+        });
+    });
+    g.finish();
+}
+
+fn deque_steal(c: &mut Criterion) {
+    let mut g = c.benchmark_group("deque_steal");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(BenchmarkId::new("veridian", 1), |b| {
+        let (w, s) = deque::new::<usize>(CAPACITY);
+        for i in 0..BACKLOG {
+            w.push(i).unwrap();
+        }
+        b.iter(|| {
+            let _ = w.push(black_box(7));
+            black_box(s.steal())
+        });
+    });
+    g.bench_function(BenchmarkId::new("crossbeam_deque", 1), |b| {
+        let w = crossbeam_deque::Worker::<usize>::new_lifo();
+        let s = w.stealer();
+        for i in 0..BACKLOG {
+            w.push(i);
+        }
+        b.iter(|| {
+            w.push(black_box(7));
+            black_box(s.steal())
+        });
+    });
+    g.finish();
+}
+
+fn context_switch(c: &mut Criterion) {
+    use corosensei::{Coroutine, CoroutineResult};
+    use veridian_sched::hosted::green::{GreenThread, Resumed};
+
+    let mut g = c.benchmark_group("context_switch");
+    g.throughput(Throughput::Elements(2));
+    g.bench_function(BenchmarkId::new("veridian", 1), |b| {
+        let mut t = GreenThread::new(64 * 1024, |y, mut v| {
+            loop {
+                v = y.suspend(v);
+            }
+        })
+        .unwrap();
+        b.iter(|| match t.resume(black_box(1)) {
+            Ok(Resumed::Yielded(v)) => v,
+            other => panic!("unexpected {other:?}"),
+        });
+    });
+    g.bench_function(BenchmarkId::new("corosensei", 1), |b| {
+        let mut co = Coroutine::new(|y, mut v: usize| {
+            loop {
+                v = y.suspend(v);
+            }
+        });
+        b.iter(|| match co.resume(black_box(1)) {
+            CoroutineResult::Yield(v) => v,
+            CoroutineResult::Return(()) => unreachable!(),
+        });
+        // The coroutine is suspended forever; corosensei unwinds it on drop.
+    });
+    g.finish();
+}
+
+criterion_group!(benches, deque_push_pop, deque_steal, context_switch);
+criterion_main!(benches);
