@@ -3,6 +3,8 @@
 //! Everything here is plain Rust with no hardware access, so it is tested on the host
 //! (`cargo test -p reference-kernel`) as well as used by the kernel image in `main.rs`.
 //!
+//! * [`acpi`]: validated parsing of the ACPI tables the kernel needs (RSDP, RSDT/XSDT, MADT,
+//!   SRAT, SLIT) into a [`acpi::Platform`]: CPUs, NUMA nodes, memory per node, distances.
 //! * [`bootinfo`]: validated parsing of the PVH and Multiboot2 boot information into a
 //!   [`BootInfo`].
 //! * [`cmdline`]: key/value and flag lookup in the kernel command line ([`CmdLine`]).
@@ -13,6 +15,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod acpi;
 pub mod bootinfo;
 pub mod cmdline;
 pub mod physmem;
