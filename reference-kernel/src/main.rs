@@ -31,7 +31,8 @@ mod kernel {
     use reference_kernel::cmdline::CmdLine;
     use spin::Once;
 
-    use crate::arch::x86_64::{apic, boot, cpu, gdt, idt, qemu, recover};
+    use crate::arch::x86_64::{apic, boot, cpu, gdt, idt, percpu, qemu, recover};
+    use reference_kernel::acpi::{AcpiError, AcpiTables, Platform, Rsdp, find_rsdp};
 
     /// Version printed in the banner.
     const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -66,9 +67,33 @@ mod kernel {
         }
     }
 
+    /// The machine's CPUs and NUMA layout from ACPI, or why the tables were rejected.
+    static PLATFORM: Once<Result<Platform, AcpiError>> = Once::new();
+    /// TSC at kernel entry.
+    static ENTRY_TSC: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+    /// The ACPI platform description, if the tables were accepted.
+    pub fn platform() -> Option<&'static Platform> {
+        PLATFORM.get().and_then(|p| p.as_ref().ok())
+    }
+
+    fn read_platform(info: &BootInfo) -> Result<Platform, AcpiError> {
+        let rsdp = match info.rsdp() {
+            Some(phys) => Rsdp::read(&EarlyPhysMemory, phys)?,
+            None => find_rsdp(&EarlyPhysMemory)?,
+        };
+        let tables = AcpiTables::from_rsdp(&EarlyPhysMemory, rsdp)?;
+        Platform::from_tables(&tables)
+    }
+
     /// Entered from the boot trampoline in long mode on the bootstrap processor's stack.
     #[unsafe(no_mangle)]
     pub extern "C" fn kernel_entry(protocol: u32, info_phys: u32, magic: u32) -> ! {
+        // SAFETY: `rdtsc` has no side effects.
+        ENTRY_TSC.store(
+            unsafe { core::arch::x86_64::_rdtsc() },
+            core::sync::atomic::Ordering::Relaxed,
+        );
         crate::console::init();
         crate::console::init_logger(log::LevelFilter::Info);
         gdt::init();
@@ -96,6 +121,23 @@ mod kernel {
         };
         crate::mm::init(info);
         let apic = apic::init();
+        let platform = PLATFORM.call_once(|| read_platform(info));
+        let bsp_apic_id = apic.as_ref().map_or(0, |a| a.id);
+        let bsp_node = platform
+            .as_ref()
+            .ok()
+            .and_then(|p| p.cpu_by_apic_id(bsp_apic_id))
+            .map_or(0, |c| c.node as u32);
+        percpu::install(alloc::boxed::Box::leak(alloc::boxed::Box::new(
+            percpu::PerCpu::new(0, bsp_apic_id, bsp_node),
+        )));
+        percpu::ONLINE.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
+        let smp = match (&apic, platform) {
+            (Ok(_), Ok(p)) => Some(crate::arch::x86_64::smp::start_aps(info, p)),
+            _ => None,
+        };
+        // SAFETY: `rdtsc` has no side effects.
+        let online_tsc = unsafe { core::arch::x86_64::_rdtsc() };
         // The tick handler and the console are interrupt-safe; nothing else is installed.
         x86_64::instructions::interrupts::enable();
         let cmdline = CmdLine::new(info.cmdline());
@@ -124,6 +166,48 @@ mod kernel {
                 }
             ),
             Err(e) => crate::println!("  apic:     not started: {e}"),
+        }
+        match platform {
+            Ok(p) => {
+                crate::println!("{p}");
+                if let Some(why) = p.numa_fallback() {
+                    crate::println!("  numa:     one node: {why}");
+                }
+                for node in 0..p.node_count() {
+                    let mut bytes: u64 = p.node_memory(node).map(|m| m.length).sum();
+                    if p.node_count() == 1 && bytes == 0 {
+                        bytes = info.usable_bytes();
+                    }
+                    crate::print!(
+                        "  node {node}:   {} CPUs, {} MiB, distances",
+                        p.cpus_on_node(node),
+                        bytes >> 20
+                    );
+                    for other in 0..p.node_count() {
+                        crate::print!(" {}", p.distance(node, other).unwrap_or(0));
+                    }
+                    crate::println!();
+                }
+            }
+            Err(e) => crate::println!("  acpi:     tables rejected, one CPU, one node: {e}"),
+        }
+        match smp {
+            Some(Ok(r)) => {
+                let ms = apic.as_ref().ok().map_or(0, |a| {
+                    (online_tsc - ENTRY_TSC.load(core::sync::atomic::Ordering::Relaxed))
+                        / (a.tsc_hz / 1000).max(1)
+                });
+                crate::println!(
+                    "  smp:      {} CPUs online ({} APs started, {} failed, {} over the limit), \
+                     {ms} ms from kernel entry (TSC)",
+                    percpu::online(),
+                    r.started,
+                    r.failed,
+                    r.skipped
+                );
+            }
+            Some(Err(e)) => crate::println!("  smp:      APs not started: {e}"),
+            None => crate::println!("  smp:      APs not started (no APIC or no ACPI tables)"),
         }
 
         match cmdline.get("mode").unwrap_or("run") {

@@ -1,7 +1,7 @@
 //! `cargo xtask`: builds, boots, images and tests the Veridian workspace.
 //!
 //! ```text
-//! cargo xtask run [--iso] [--uefi] [--entry N] [--timeout SECS] [--debug] [-- WORDS...]
+//! cargo xtask run [--iso] [--uefi] [--entry N] [--timeout SECS] [--debug] [--machine M] [-- WORDS...]
 //! cargo xtask iso [--debug] [--entry N] [-- WORDS...]
 //! cargo xtask test
 //! ```
@@ -46,6 +46,8 @@ Options for run:
   --entry N        With --iso: the GRUB entry to boot (0 = mode=run, 1 = mode=test). Default 0.
   --timeout SECS   Kill QEMU after SECS seconds (default 60).
   --debug          Use the debug kernel instead of the release one.
+  --machine M      numa (default: 4 CPUs on 2 NUMA nodes, 128 MiB each, distance 20),
+                   flat (4 CPUs, no NUMA options) or single (1 CPU).
   -- WORDS...      Extra kernel command-line words (default `mode=run`), e.g.
                    `cargo xtask run -- mode=test ktest.filter=alloc`. With --iso they are
                    appended to every GRUB entry's command line.
@@ -78,6 +80,8 @@ pub struct RunArgs {
     pub profile: Profile,
     /// Extra kernel command-line words.
     pub extra: Vec<String>,
+    /// The virtual machine's CPUs and NUMA layout.
+    pub machine: qemu::Machine,
 }
 
 /// A parsed command line.
@@ -100,6 +104,7 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
         timeout: RUN_TIMEOUT,
         profile: Profile::Release,
         extra: Vec::new(),
+        machine: qemu::Machine::Numa,
     };
     let mut entry_given = false;
     let (options, extra) = match rest.iter().position(|arg| arg == "--") {
@@ -122,7 +127,14 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
                 .ok_or_else(|| format!("{name} needs a value ({what})"))
         };
         let allowed: &[&str] = match command.as_str() {
-            "run" => &["--iso", "--uefi", "--entry", "--timeout", "--debug"],
+            "run" => &[
+                "--iso",
+                "--uefi",
+                "--entry",
+                "--timeout",
+                "--debug",
+                "--machine",
+            ],
             "iso" => &["--entry", "--debug"],
             _ => &[],
         };
@@ -150,6 +162,14 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
                         )
                     })?;
                 entry_given = true;
+            }
+            "--machine" => {
+                let text = value("numa, flat or single")?;
+                run.machine = qemu::Machine::ALL
+                    .iter()
+                    .find(|(name, _)| *name == text)
+                    .map(|&(_, m)| m)
+                    .ok_or_else(|| format!("--machine {text}: expected numa, flat or single"))?;
             }
             "--timeout" => {
                 let text = value("seconds")?;
@@ -241,6 +261,7 @@ mod tests {
                 timeout: RUN_TIMEOUT,
                 profile: Profile::Release,
                 extra: vec![],
+                machine: qemu::Machine::Numa,
             }
         );
     }

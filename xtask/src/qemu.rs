@@ -127,15 +127,58 @@ impl Outcome {
     }
 }
 
-/// The QEMU command line for `boot`.
-pub fn command(boot: &Boot) -> Command {
+/// The virtual machine's CPUs and NUMA layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// 4 CPUs on 2 NUMA nodes (CPUs 0-1 and 2-3, 128 MiB each, distance 20): the default.
+    Numa,
+    /// 4 CPUs, no NUMA options (one node).
+    Flat,
+    /// 1 CPU, no NUMA options.
+    Single,
+}
+
+impl Machine {
+    /// Every machine, for option parsing and help.
+    pub const ALL: [(&'static str, Machine); 3] = [
+        ("numa", Machine::Numa),
+        ("flat", Machine::Flat),
+        ("single", Machine::Single),
+    ];
+
+    /// QEMU's CPU, memory and NUMA options for this machine.
+    pub fn args(self) -> &'static [&'static str] {
+        match self {
+            Machine::Numa => &[
+                "-smp",
+                "4",
+                "-m",
+                "256M",
+                "-object",
+                "memory-backend-ram,id=mem0,size=128M",
+                "-object",
+                "memory-backend-ram,id=mem1,size=128M",
+                "-numa",
+                "node,nodeid=0,cpus=0-1,memdev=mem0",
+                "-numa",
+                "node,nodeid=1,cpus=2-3,memdev=mem1",
+                "-numa",
+                "dist,src=0,dst=1,val=20",
+            ],
+            Machine::Flat => &["-smp", "4", "-m", "256M"],
+            Machine::Single => &["-smp", "1", "-m", "256M"],
+        }
+    }
+}
+
+/// The QEMU command line for `boot` on `machine`.
+pub fn command(boot: &Boot, machine: Machine) -> Command {
     let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args([
-        "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "4", "-m", "256M",
-    ])
-    .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
-    .arg("-no-reboot")
-    .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    qemu.args(["-machine", "q35", "-accel", "tcg", "-cpu", "max"])
+        .args(machine.args())
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .arg("-no-reboot")
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     match boot {
         Boot::Kernel { elf, cmdline } => {
             qemu.arg("-kernel").arg(elf).arg("-append").arg(cmdline);
@@ -177,8 +220,8 @@ impl Drop for KillOnDrop {
 
 /// Boots `boot`, streams its output, and returns how it ended. Ctrl-C kills QEMU and returns
 /// [`Error::Interrupted`]; a timeout kills QEMU and returns an [`Outcome`] saying so.
-pub fn run(boot: &Boot, timeout: Duration) -> Result<Outcome> {
-    let mut qemu = command(boot);
+pub fn run(boot: &Boot, machine: Machine, timeout: Duration) -> Result<Outcome> {
+    let mut qemu = command(boot, machine);
     qemu.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -348,7 +391,7 @@ mod tests {
             cmdline: "mode=test ktest.filter=x".into(),
         };
         assert_eq!(
-            cmd::show(&command(&boot)),
+            cmd::show(&command(&boot, Machine::Flat)),
             "qemu-system-x86_64 -machine q35 -accel tcg -cpu max -smp 4 -m 256M -display none \
              -monitor none -serial stdio -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
              -kernel k.elf -append 'mode=test ktest.filter=x'"
@@ -357,7 +400,13 @@ mod tests {
             iso: "v.iso".into(),
             uefi: true,
         };
-        assert!(cmd::show(&command(&iso)).ends_with("-bios /usr/share/ovmf/OVMF.fd -cdrom v.iso"));
+        assert!(
+            cmd::show(&command(&iso, Machine::Numa))
+                .ends_with("-bios /usr/share/ovmf/OVMF.fd -cdrom v.iso")
+        );
+        assert!(cmd::show(&command(&iso, Machine::Numa)).contains(
+            "-numa node,nodeid=0,cpus=0-1,memdev=mem0 -numa node,nodeid=1,cpus=2-3,memdev=mem1"
+        ));
     }
 
     fn outcome(code: i32, stderr: &[&str]) -> Outcome {
@@ -411,7 +460,7 @@ mod tests {
             elf: "/nonexistent/xtask-test-kernel.elf".into(),
             cmdline: "mode=run".into(),
         };
-        let outcome = run(&boot, Duration::from_secs(30)).expect("QEMU starts");
+        let outcome = run(&boot, Machine::Flat, Duration::from_secs(30)).expect("QEMU starts");
         let reason = outcome.failure_reason().expect("a failure");
         assert!(
             reason.starts_with("QEMU failed (exit status 1)"),

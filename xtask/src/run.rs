@@ -46,7 +46,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         }
     };
 
-    let outcome = qemu::run(&boot, args.timeout)?;
+    let outcome = qemu::run(&boot, args.machine, args.timeout)?;
     let mut reason = outcome.failure_reason();
     if outcome.log.saw_tests() {
         // The kernel ran its test suite (`-- mode=test`, or the ISO's test entry): judge it too.

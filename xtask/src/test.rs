@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::iso::{self, IsoOptions};
 use crate::kernel::{self, Profile};
 use crate::kernel_log::Verdict;
-use crate::qemu::{self, Boot, Outcome};
+use crate::qemu::{self, Boot, Machine, Outcome};
 use crate::tools::{self, Needs};
 use crate::workspace::{self, COMPONENT_CRATES, KERNEL_PACKAGE, KERNEL_TARGET};
 
@@ -112,6 +112,8 @@ pub fn test() -> Result<ExitCode> {
     match kernel::build(Profile::Debug) {
         Ok(elf) => {
             kernel_suite(&mut tally, suite, &elf)?;
+            machine_suite(&mut tally, &elf, Machine::Single, "-smp 1")?;
+            machine_suite(&mut tally, &elf, Machine::Flat, "-smp 4, no NUMA options")?;
             for kind in INJECTED_KINDS {
                 self_check(&mut tally, &elf, kind)?;
             }
@@ -241,8 +243,12 @@ pub fn suite_failure(verdict: &Verdict) -> Option<String> {
 }
 
 /// Boots the test suite; `Err` only for Ctrl-C (other errors are returned as the reason).
-fn boot(boot: &Boot, timeout: Duration) -> Result<std::result::Result<Outcome, String>> {
-    match qemu::run(boot, timeout) {
+fn boot(
+    boot: &Boot,
+    machine: Machine,
+    timeout: Duration,
+) -> Result<std::result::Result<Outcome, String>> {
+    match qemu::run(boot, machine, timeout) {
         Ok(outcome) => Ok(Ok(outcome)),
         Err(Error::Interrupted) => Err(Error::Interrupted),
         Err(Error::Failed(reason)) => Ok(Err(reason)),
@@ -255,7 +261,7 @@ fn kernel_suite(tally: &mut Tally, step: &str, elf: &Path) -> Result<()> {
         elf: elf.to_path_buf(),
         cmdline: "mode=test".into(),
     };
-    let outcome = match boot(&kernel, SUITE_TIMEOUT)? {
+    let outcome = match boot(&kernel, Machine::Numa, SUITE_TIMEOUT)? {
         Ok(outcome) => outcome,
         Err(reason) => {
             tally.fail(step, &reason);
@@ -277,6 +283,31 @@ fn kernel_suite(tally: &mut Tally, step: &str, elf: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The kernel suite again on another machine shape: one step, passed when every test passed.
+fn machine_suite(tally: &mut Tally, elf: &Path, machine: Machine, what: &str) -> Result<()> {
+    let step = format!("kernel test suite (QEMU, PVH, {what})");
+    let kernel = Boot::Kernel {
+        elf: elf.to_path_buf(),
+        cmdline: "mode=test".into(),
+    };
+    let outcome = match boot(&kernel, machine, SUITE_TIMEOUT)? {
+        Ok(outcome) => outcome,
+        Err(reason) => {
+            tally.fail(&step, &reason);
+            return Ok(());
+        }
+    };
+    let verdict = outcome.log.judge(&outcome.exit());
+    match suite_failure(&verdict) {
+        None => tally.pass(&format!(
+            "{step}: {} kernel tests passed",
+            verdict.passed.len()
+        )),
+        Some(reason) => tally.fail(&step, &reason),
+    }
+    Ok(())
+}
+
 fn self_check_name(kind: &str) -> String {
     format!("harness self-check: injected {kind} is detected")
 }
@@ -291,7 +322,7 @@ fn self_check(tally: &mut Tally, elf: &Path, kind: &str) -> Result<()> {
         cmdline: format!("mode=test ktest.filter=injected ktest.inject={kind}"),
     };
     let timeout = if hang { HANG_TIMEOUT } else { SUITE_TIMEOUT };
-    let outcome = match boot(&kernel, timeout)? {
+    let outcome = match boot(&kernel, Machine::Numa, timeout)? {
         Ok(outcome) => outcome,
         Err(reason) => {
             tally.fail(&step, &reason);
@@ -363,7 +394,7 @@ fn grub_suite(tally: &mut Tally) -> Result<()> {
         }
     };
     let cdrom = Boot::Cdrom { iso, uefi: false };
-    let outcome = match boot(&cdrom, SUITE_TIMEOUT)? {
+    let outcome = match boot(&cdrom, Machine::Numa, SUITE_TIMEOUT)? {
         Ok(outcome) => outcome,
         Err(reason) => {
             tally.fail(step, &reason);

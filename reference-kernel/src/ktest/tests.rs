@@ -54,6 +54,7 @@ pub static TESTS: &[KernelTest] = &[
     test("stack_overflow_reported", stack_overflow_reported),
     test("apic_timer_ticks", apic_timer_ticks),
     test("spurious_vector_counted", spurious_vector_counted),
+    test("smp_all_cpus_online", smp_all_cpus_online),
     KernelTest {
         name: "deliberate_panic_is_caught",
         run: deliberate_panic,
@@ -608,4 +609,19 @@ fn spurious_vector_counted() {
     unsafe { core::arch::asm!("int 0xff") };
     assert_eq!(apic::spurious_count(), before + 1);
     assert_eq!(idt::unexpected_interrupts().0, unexpected);
+}
+
+/// Every enabled CPU in the MADT came online, each with its own per-CPU block, and the APs'
+/// timers tick.
+fn smp_all_cpus_online() {
+    use crate::arch::x86_64::percpu;
+    let platform = kernel::platform().expect("ACPI tables accepted");
+    let expected = platform.enabled_cpu_count().min(percpu::MAX_CPUS) as u32;
+    assert_eq!(percpu::online(), expected, "CPUs online vs MADT");
+    let me = percpu::current().expect("per-CPU data installed");
+    assert_eq!(me.index, 0, "tests run on the bootstrap processor");
+    let node = platform
+        .cpu_by_apic_id(me.apic_id)
+        .map_or(0, |c| c.node as u32);
+    assert_eq!(me.node, node, "BSP node");
 }

@@ -6,18 +6,20 @@
 //! [`Heap::trim`]. Out of memory is a null pointer, which `alloc`'s collections turn into
 //! `handle_alloc_error` (a panic in this kernel, reported like any other).
 //!
-//! CPU slots: the kernel runs on one CPU with interrupts disabled and no handler allocates, so
-//! the heap uses [`SingleCpu`] (slot 0, no atomics on the fast path). When application processors
-//! and preemption arrive, this becomes a per-CPU guard (preemption off, index from GS).
+//! CPU slots: [`KernelCpus`] gives each CPU its own slot (its per-CPU index, read through GS) and
+//! holds interrupts off for the length of one heap operation, so neither an interrupt handler
+//! nor a preemption (which needs the timer interrupt) can enter the same slot meanwhile. The
+//! fast path then needs no atomic instruction.
 
 use core::ptr::NonNull;
 
 use veridian_alloc::buddy::{BuddyAllocator, PAGE_SIZE};
-use veridian_alloc::env::{PageSource, SingleCpu};
+use veridian_alloc::env::{CpuLocal, PageSource};
 use veridian_alloc::{Heap, HeapStats};
 
 use super::frames;
 use super::paging::PHYS_OFFSET;
+use crate::arch::x86_64::percpu::{CpuGuard, MAX_CPUS};
 
 /// Chunks for the heap, from the frame allocator through the direct map.
 pub struct FramePages;
@@ -55,12 +57,29 @@ unsafe impl PageSource for FramePages {
     }
 }
 
+/// The heap's CPU slots: this CPU's index, interrupts off while a slot is in use.
+pub struct KernelCpus;
+
+// SAFETY: a guard disables interrupts on this CPU until dropped, so no interrupt handler and
+// no preemption (there is none without the timer interrupt) runs on this CPU meanwhile; the
+// index is this CPU's own (per-CPU data installed before the CPU first allocates; before that
+// only the bootstrap processor runs, with index 0), so no other CPU holds the same slot.
+unsafe impl CpuLocal for KernelCpus {
+    type Guard = CpuGuard;
+
+    fn max_slots(&self) -> usize {
+        MAX_CPUS
+    }
+
+    #[inline]
+    fn enter(&self) -> Option<(usize, CpuGuard)> {
+        Some(CpuGuard::enter())
+    }
+}
+
 /// The kernel's global allocator.
 #[global_allocator]
-pub static HEAP: Heap<FramePages, SingleCpu, 1> =
-    // SAFETY: one CPU, interrupts disabled, no allocation from interrupt handlers (module
-    // documentation): only one execution context ever enters slot 0 at a time.
-    Heap::new(FramePages, unsafe { SingleCpu::new() });
+pub static HEAP: Heap<FramePages, KernelCpus, MAX_CPUS> = Heap::new(FramePages, KernelCpus);
 
 /// The heap's statistics.
 pub fn stats() -> HeapStats {

@@ -354,8 +354,66 @@ pub fn report() -> Option<PagingReport> {
     REPORT.get().copied()
 }
 
+/// Start of the kernel-stack region (PML4 slot 510): stacks for APs and kernel threads, each in
+/// a [`STACK_STRIDE`]-byte slot whose lowest page is never mapped (its guard page).
+pub const STACK_REGION: u64 = 0xffff_ff00_0000_0000;
+/// Bytes of virtual space per kernel stack slot (guard page included).
+pub const STACK_STRIDE: u64 = 128 * 1024;
+/// Slots in the region handed out so far.
+static STACK_SLOTS: AtomicU64 = AtomicU64::new(0);
+/// Serialises changes to the active page tables.
+static TABLE_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Maps a kernel stack of `pages` 4 KiB pages (at most `STACK_STRIDE / 4096 - 1`) in the
+/// kernel-stack region, below an unmapped guard page; returns its top (16-byte aligned).
+/// The stack is never unmapped (threads that exit give their stacks to a free list in `task`).
+pub fn alloc_kernel_stack(pages: usize) -> Result<u64, PagingError> {
+    if pages == 0 || pages as u64 >= STACK_STRIDE / 4096 || REPORT.get().is_none() {
+        return Err(PagingError::OutOfFrames);
+    }
+    let _lock = TABLE_LOCK.lock();
+    let slot = STACK_SLOTS.load(Ordering::Relaxed);
+    if slot >= 512 * 1024 * 1024 * 1024 / STACK_STRIDE {
+        return Err(PagingError::OutOfFrames);
+    }
+    let guard = STACK_REGION + slot * STACK_STRIDE;
+    let (pml4_frame, _) = Cr3::read();
+    let pml4 = (PHYS_OFFSET + pml4_frame.start_address().as_u64()) as *mut PageTable;
+    // SAFETY: CR3 holds the kernel's PML4 (built by `init`, checked above), reached through the
+    // direct map; `TABLE_LOCK` makes this the only code changing the tables, and the frames the
+    // mapper walks are all page tables the direct map covers.
+    let mut table = unsafe { OffsetPageTable::new(&mut *pml4, VirtAddr::new(PHYS_OFFSET)) };
+    let mut alloc = TableFrames { allocated: 0 };
+    let flags = F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::GLOBAL;
+    for i in 1..=pages as u64 {
+        let virt = guard + i * 4096;
+        let phys = frames::allocate(0).map_err(|_| PagingError::OutOfFrames)?;
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
+        let frame = PhysFrame::containing_address(PhysAddr::new(phys));
+        // SAFETY: a fresh frame mapped at an address of the stack region that nothing maps yet
+        // (slots are handed out once); the TLB cannot hold the page (never mapped before).
+        unsafe {
+            table
+                .map_to_with_table_flags(page, frame, flags, F::PRESENT | F::WRITABLE, &mut alloc)
+                .map_err(|e| map_err(e, virt))?
+                .ignore();
+        }
+    }
+    STACK_SLOTS.store(slot + 1, Ordering::Release);
+    Ok(guard + (pages as u64 + 1) * 4096)
+}
+
 /// The guard page containing `addr`, if any (a fault there is a stack overflow).
 pub fn guard_page_hit(addr: u64) -> Option<GuardPage> {
+    if (STACK_REGION..STACK_REGION + STACK_SLOTS.load(Ordering::Acquire) * STACK_STRIDE)
+        .contains(&addr)
+        && (addr - STACK_REGION) % STACK_STRIDE < 4096
+    {
+        return Some(GuardPage {
+            stack: "kernel (AP or thread)",
+            page: addr & !0xfff,
+        });
+    }
     GUARDS
         .get()?
         .iter()

@@ -50,6 +50,13 @@ const REG_LVT_TIMER: u32 = 0x320;
 const REG_TIMER_INITIAL: u32 = 0x380;
 const REG_TIMER_CURRENT: u32 = 0x390;
 const REG_TIMER_DIVIDE: u32 = 0x3e0;
+const REG_ICR_LOW: u32 = 0x300;
+const REG_ICR_HIGH: u32 = 0x310;
+/// ICR delivery status (xAPIC): the IPI has not been accepted yet.
+const ICR_PENDING: u32 = 1 << 12;
+const ICR_INIT: u32 = 0b101 << 8;
+const ICR_STARTUP: u32 = 0b110 << 8;
+const ICR_ASSERT: u32 = 1 << 14;
 
 const LVT_MASKED: u32 = 1 << 16;
 const LVT_PERIODIC: u32 = 1 << 17;
@@ -162,6 +169,9 @@ pub fn eoi() {
 
 fn tick(_frame: &mut InterruptFrame) {
     TICKS.fetch_add(1, Ordering::Relaxed);
+    if let Some(cpu) = super::percpu::current() {
+        cpu.ticks.fetch_add(1, Ordering::Relaxed);
+    }
     let per_tick = TSC_PER_TICK.load(Ordering::Relaxed);
     if per_tick != 0 {
         // SAFETY: TSC-deadline mode is on (per_tick is only set then); writing the deadline
@@ -189,6 +199,91 @@ pub fn spurious_count() -> u64 {
 /// What [`init`] set up, if it ran and succeeded.
 pub fn info() -> Option<ApicInfo> {
     INFO.get().copied()
+}
+
+/// Sends an inter-processor interrupt with ICR low word `low` to APIC id `dest`, waiting
+/// (bounded) for the xAPIC to accept it.
+fn send_ipi(dest: u32, low: u32) {
+    let Some(info) = INFO.get() else {
+        return;
+    };
+    match info.mode {
+        Mode::X2Apic => {
+            // SAFETY: x2APIC mode is on; the ICR is one 64-bit MSR (0x830) with the
+            // destination in the high half, and writing it sends the IPI.
+            unsafe { Msr::new(0x830).write((u64::from(dest) << 32) | u64::from(low)) };
+        }
+        Mode::XApic(_) => {
+            write(info.mode, REG_ICR_HIGH, dest << 24);
+            write(info.mode, REG_ICR_LOW, low);
+            let t0 = rdtsc();
+            while read(info.mode, REG_ICR_LOW) & ICR_PENDING != 0 && rdtsc() - t0 < 1 << 30 {
+                core::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// Sends INIT (assert, edge) to APIC id `dest`.
+pub fn send_init(dest: u32) {
+    send_ipi(dest, ICR_INIT | ICR_ASSERT);
+}
+
+/// Sends STARTUP with `vector` (the trampoline's page number) to APIC id `dest`.
+pub fn send_startup(dest: u32, vector: u8) {
+    send_ipi(dest, ICR_STARTUP | ICR_ASSERT | u32::from(vector));
+}
+
+/// Enables an application processor's local APIC in the bootstrap processor's mode and starts
+/// its tick with the bootstrap processor's calibration (the timers of one machine share their
+/// clock).
+pub fn init_ap() -> Result<(), ApicError> {
+    let info = INFO.get().ok_or(ApicError::NoApic)?;
+    let mut base_msr = Msr::new(IA32_APIC_BASE);
+    // SAFETY: IA32_APIC_BASE exists (this CPU has an APIC: the firmware listed it in the MADT,
+    // and the bootstrap processor's checks passed on the same machine); setting the enable bit
+    // (and the x2APIC bit when the bootstrap processor uses x2APIC) keeps the base.
+    unsafe {
+        let base = base_msr.read();
+        let bits = match info.mode {
+            Mode::X2Apic => APIC_BASE_ENABLE | APIC_BASE_X2APIC,
+            Mode::XApic(_) => APIC_BASE_ENABLE,
+        };
+        base_msr.write(base | bits);
+    }
+    write(info.mode, REG_TPR, 0);
+    write(info.mode, REG_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
+    start_timer(info);
+    Ok(())
+}
+
+/// Starts this CPU's tick per `info`.
+fn start_timer(info: &ApicInfo) {
+    let mode = info.mode;
+    match info.timer_mode {
+        TimerMode::TscDeadline => {
+            let per_tick = (info.tsc_hz / TICK_HZ).max(1);
+            TSC_PER_TICK.store(per_tick, Ordering::Relaxed);
+            write(
+                mode,
+                REG_LVT_TIMER,
+                u32::from(TIMER_VECTOR) | LVT_TSC_DEADLINE,
+            );
+            // SDM 11.5.4.1: a write to the LVT must be ordered before the deadline write.
+            core::sync::atomic::fence(Ordering::SeqCst);
+            // SAFETY: TSC-deadline mode was just selected; arming the first deadline.
+            unsafe { Msr::new(IA32_TSC_DEADLINE).write(rdtsc() + per_tick) };
+        }
+        TimerMode::Periodic => {
+            write(mode, REG_TIMER_DIVIDE, DIVIDE_BY_16);
+            write(mode, REG_LVT_TIMER, u32::from(TIMER_VECTOR) | LVT_PERIODIC);
+            write(
+                mode,
+                REG_TIMER_INITIAL,
+                (info.timer_hz / TICK_HZ).clamp(1, u64::from(u32::MAX)) as u32,
+            );
+        }
+    }
 }
 
 /// Runs PIT channel 2 once for `ms` milliseconds (mode 0, gate from port 0x61) and returns the
@@ -278,29 +373,6 @@ pub fn init() -> Result<ApicInfo, ApicError> {
         tsc_hz,
         timer_mode,
     });
-    match timer_mode {
-        TimerMode::TscDeadline => {
-            let per_tick = (tsc_hz / TICK_HZ).max(1);
-            TSC_PER_TICK.store(per_tick, Ordering::Relaxed);
-            write(
-                mode,
-                REG_LVT_TIMER,
-                u32::from(TIMER_VECTOR) | LVT_TSC_DEADLINE,
-            );
-            // SDM 11.5.4.1: a write to the LVT must be ordered before the deadline write.
-            core::sync::atomic::fence(Ordering::SeqCst);
-            // SAFETY: TSC-deadline mode was just selected; arming the first deadline.
-            unsafe { Msr::new(IA32_TSC_DEADLINE).write(rdtsc() + per_tick) };
-        }
-        TimerMode::Periodic => {
-            write(mode, REG_TIMER_DIVIDE, DIVIDE_BY_16);
-            write(mode, REG_LVT_TIMER, u32::from(TIMER_VECTOR) | LVT_PERIODIC);
-            write(
-                mode,
-                REG_TIMER_INITIAL,
-                (timer_hz / TICK_HZ).clamp(1, u64::from(u32::MAX)) as u32,
-            );
-        }
-    }
+    start_timer(&info);
     Ok(info)
 }

@@ -100,6 +100,42 @@ pub fn init() {
     }
 }
 
+/// Builds and loads a GDT and TSS for an application processor, with IST stacks of its own
+/// (from the heap; never freed). The descriptors are appended in the same order as in
+/// [`init`], so [`selectors`] holds for every CPU.
+pub fn init_ap() {
+    use alloc::boxed::Box;
+    // SAFETY: an all-zero byte array is a valid `IstStack`.
+    let df: &'static mut IstStack =
+        Box::leak(unsafe { Box::<IstStack>::new_zeroed().assume_init() });
+    // SAFETY: as above.
+    let nmi: &'static mut IstStack =
+        Box::leak(unsafe { Box::<IstStack>::new_zeroed().assume_init() });
+    let mut tss = TaskStateSegment::new();
+    tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
+        VirtAddr::from_ptr(df) + IST_STACK_SIZE as u64;
+    tss.interrupt_stack_table[NMI_IST_INDEX as usize] =
+        VirtAddr::from_ptr(nmi) + IST_STACK_SIZE as u64;
+    let tss: &'static TaskStateSegment = Box::leak(Box::new(tss));
+    let mut gdt = GlobalDescriptorTable::new();
+    let kernel_code = gdt.append(Descriptor::kernel_code_segment());
+    let kernel_data = gdt.append(Descriptor::kernel_data_segment());
+    gdt.append(Descriptor::user_data_segment());
+    gdt.append(Descriptor::user_code_segment());
+    let tss_selector = gdt.append(Descriptor::tss_segment(tss));
+    let gdt: &'static GlobalDescriptorTable = Box::leak(Box::new(gdt));
+    gdt.load();
+    // SAFETY: as in `init`: the selectors index the GDT just loaded (leaked, so valid forever),
+    // flat 64-bit code/data, and a TSS used by this CPU alone.
+    unsafe {
+        CS::set_reg(kernel_code);
+        SS::set_reg(kernel_data);
+        DS::set_reg(kernel_data);
+        ES::set_reg(kernel_data);
+        load_tss(tss_selector);
+    }
+}
+
 /// The selectors of the loaded GDT (after [`init`]).
 pub fn selectors() -> Option<Selectors> {
     GDT.get().map(|(_, s)| *s)

@@ -381,12 +381,18 @@ pub fn init() {
         let dpl = if v as u8 == vector::BREAKPOINT { 3 } else { 0 };
         *gate = GateDescriptor::interrupt_gate(base + 16 * v as u64, selector, ist, dpl);
     }
+    load();
+}
+
+/// Loads the IDT built by [`init`] on this CPU (application processors share it).
+pub fn load() {
     let pointer = DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
         base: VirtAddr::from_ptr(&raw const IDT),
     };
-    // SAFETY: the table is a `static` (valid forever), fully initialised with gates that point at
-    // the stubs below, which save state and call `interrupt_dispatch` per the InterruptFrame layout.
+    // SAFETY: the table is a `static` (valid forever), filled by `init` on the bootstrap
+    // processor before any AP starts, with gates that point at the stubs below, which save state
+    // and call `interrupt_dispatch` per the InterruptFrame layout.
     unsafe { lidt(&pointer) };
 }
 

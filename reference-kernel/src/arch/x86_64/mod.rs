@@ -8,9 +8,11 @@ pub mod boot;
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
+pub mod percpu;
 pub mod probe;
 pub mod qemu;
 pub mod recover;
+pub mod smp;
 
 /// Halts the CPU forever with interrupts disabled.
 pub fn halt_forever() -> ! {

@@ -1,0 +1,120 @@
+//! Per-CPU data, reached through the GS segment base.
+//!
+//! What it does: every CPU owns one [`PerCpu`] block (the bootstrap processor's is a static, each
+//! application processor's comes from the heap and is never freed). [`install`] writes the
+//! block's address to `IA32_GS_BASE`; [`current`] reads `gs:[0]`, where the block stores its own
+//! address, so finding this CPU's data costs one load and needs no lock.
+//!
+//! What it relies on: the kernel never runs user code yet, so nothing executes `swapgs` and
+//! GS always holds the kernel's base; each CPU calls [`install`] once, before anything asks for
+//! [`current`] on it.
+//!
+//! What it guarantees: [`current`] returns the block of the CPU the caller runs on at the time
+//! of the call. A thread that can migrate must disable preemption (or interrupts) while it
+//! relies on that, which is what [`CpuGuard`] does.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use x86_64::registers::model_specific::GsBase;
+
+/// Most CPUs the kernel brings up.
+pub const MAX_CPUS: usize = 64;
+
+/// One CPU's data.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct PerCpu {
+    /// This block's own address (`gs:[0]`).
+    self_ptr: u64,
+    /// Dense CPU index, 0 for the bootstrap processor.
+    pub index: u32,
+    /// Local APIC id.
+    pub apic_id: u32,
+    /// NUMA node (0 without SRAT).
+    pub node: u32,
+    /// Timer ticks seen by this CPU.
+    pub ticks: AtomicU64,
+    /// Interrupt nesting depth (for statistics).
+    pub irq_depth: AtomicU32,
+}
+
+impl PerCpu {
+    /// A block for CPU `index` with APIC id `apic_id` on `node`.
+    pub const fn new(index: u32, apic_id: u32, node: u32) -> Self {
+        Self {
+            self_ptr: 0,
+            index,
+            apic_id,
+            node,
+            ticks: AtomicU64::new(0),
+            irq_depth: AtomicU32::new(0),
+        }
+    }
+}
+
+/// Points this CPU's GS base at `block`. Call once per CPU, early.
+pub fn install(block: &'static mut PerCpu) {
+    block.self_ptr = core::ptr::from_mut(block) as u64;
+    GsBase::write(x86_64::VirtAddr::new(block.self_ptr));
+}
+
+/// This CPU's block, or `None` before [`install`] ran on it.
+pub fn current() -> Option<&'static PerCpu> {
+    let ptr: u64;
+    if GsBase::read().as_u64() == 0 {
+        return None;
+    }
+    // SAFETY: GS points at an installed `PerCpu` (checked non-zero above; only `install`
+    // writes GS base), whose first field is its own address; the load has no side effects.
+    unsafe {
+        core::arch::asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, readonly, preserves_flags));
+    }
+    // SAFETY: the blocks are `'static` (a static or leaked) and only shared references are
+    // handed out after `install`; the fields others change are atomics.
+    Some(unsafe { &*(ptr as *const PerCpu) })
+}
+
+/// This CPU's index (0 before per-CPU data is installed: only the bootstrap processor runs
+/// then).
+pub fn cpu_index() -> usize {
+    current().map_or(0, |c| c.index as usize)
+}
+
+/// Keeps the caller on its CPU by disabling interrupts (there is no preemption without the
+/// timer interrupt); restores the previous interrupt state on drop.
+#[derive(Debug)]
+pub struct CpuGuard {
+    was_enabled: bool,
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+impl CpuGuard {
+    /// Disables interrupts and returns the guard with this CPU's index.
+    pub fn enter() -> (usize, Self) {
+        let was_enabled = x86_64::instructions::interrupts::are_enabled();
+        x86_64::instructions::interrupts::disable();
+        (
+            cpu_index(),
+            Self {
+                was_enabled,
+                _not_send: core::marker::PhantomData,
+            },
+        )
+    }
+}
+
+impl Drop for CpuGuard {
+    fn drop(&mut self) {
+        if self.was_enabled {
+            x86_64::instructions::interrupts::enable();
+        }
+    }
+}
+
+/// How many CPUs have installed per-CPU data (the bootstrap processor counts once set up).
+pub static ONLINE: AtomicU32 = AtomicU32::new(0);
+
+/// Number of CPUs online.
+pub fn online() -> u32 {
+    ONLINE.load(Ordering::Acquire)
+}
