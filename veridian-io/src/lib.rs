@@ -1,16 +1,44 @@
 //! # veridian-io
 //!
-//! Submission/completion rings in the io_uring style, batched operations, buffer pools and zero-copy buffer handles, behind a `Backend` trait.
+//! Submission/completion rings in the io_uring style, batched operations, buffer pools and
+//! zero-copy buffer handles, behind a [`Backend`] trait.
 //!
-//! This crate is `#![no_std]` and builds alone for `x86_64-unknown-none`. What it needs from its
-//! environment enters through traits the embedder implements: a `Backend` trait (the kernel drives virtio devices with it) and a page-source trait for DMA-able buffers. The `std` feature
-//! supplies hosted implementations (a Linux io_uring backend with a plain pread/pwrite fallback).
+//! | module | what it holds |
+//! |---|---|
+//! | [`ring`] | SPSC rings: [`ring::Producer`]/[`ring::Consumer`] (back-pressure when full), [`ring::OverflowProducer`] (completions never dropped) |
+//! | [`entry`] | [`Sqe`]/[`Cqe`], the entries the rings carry, and their flags |
+//! | [`error`] | [`IoError`]: errno values and this crate's own refusals |
+//! | [`pool`] | [`PageSource`] (the embedder's pages), [`BufferPool`], [`PoolBuf`] |
+//! | [`backend`] | the [`Backend`] trait |
+//! | [`batch`] | [`BatchedIo`]: typed [`Op`]s, one doorbell per batch, [`Completion`]s by user data |
+//! | [`loopback`] | [`LoopbackBackend`]: in-memory files, for tests (`no_std`) |
+//! | `hosted` (feature `std`) | Linux io_uring back-end, `pread`/`pwrite` fallback, splice `send_file` |
 //!
-//! **Status:** the crate is an empty shell in the workspace so that the build, the lints and the
-//! `no_std` check cover it from the first commit. Its contents are specified in the project's
-//! issue 8; nothing in it is usable yet, and nothing pretends to be.
+//! This crate is `#![no_std]` (with `alloc`) and builds alone for `x86_64-unknown-none`. What
+//! it needs from its environment enters through traits the embedder implements: [`Backend`]
+//! (the kernel drives virtio devices with it) and [`PageSource`] for DMA-able buffer memory.
 
 #![no_std]
 
+extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
+
+pub mod backend;
+pub mod batch;
+pub mod entry;
+pub mod error;
+pub mod loopback;
+pub mod pool;
+mod primitives;
+pub mod ring;
+
+#[cfg(feature = "std")]
+pub mod hosted;
+
+pub use backend::Backend;
+pub use batch::{BatchedIo, Completion, Fd, IoBuf, Op, Rejected};
+pub use entry::{Cqe, FsyncFlags, IoVec, Opcode, Sqe, SqeFlags};
+pub use error::IoError;
+pub use loopback::{CompletionOrder, LoopbackBackend};
+pub use pool::{BufferPool, HeapPages, PageSource, PoolBuf};

@@ -31,6 +31,7 @@ const LOOM_MODELS: &[(&str, &[&str])] = &[
     ),
     ("veridian-perf", &["loom_ring"]),
     ("veridian-sched", &["loom_deque"]),
+    ("veridian-io", &["loom_ring"]),
 ];
 /// The GRUB entry that runs the test suite.
 const GRUB_TEST_ENTRY: usize = 1;

@@ -1,0 +1,615 @@
+//! Single-producer/single-consumer rings: the submission ring (operations in, back-pressure when
+//! full) and the completion ring (results out, with an overflow list so no completion is ever
+//! dropped).
+//!
+//! # What it does
+//! [`Ring`] is a power-of-two array of slots with two free-running counters, io_uring's
+//! layout: `tail` (next position to write, advanced only by the producer) and `head` (next
+//! position to read, advanced only by the consumer). Position `p` lives in slot `p & mask`; the
+//! counters wrap around `usize::MAX` (harmless: the capacity divides `2^usize::BITS`), and
+//! `tail - head` is the number of entries. [`Ring::split`] hands out the two ends,
+//! [`Producer`] and [`Consumer`]. Neither is `Clone` and every operation takes `&mut self`, so
+//! the types guarantee one producer and one consumer; each end is `Send` and can move to the
+//! thread (or CPU, or interrupt handler) that drives it.
+//!
+//! - **Submission side: back-pressure.** [`Producer::push`] returns the entry in `Err` when the
+//!   ring is full; nothing is queued and nothing is lost.
+//! - **Completion side: overflow list.** A back-end cannot refuse a completion (the operation
+//!   has already happened), so [`OverflowProducer`] keeps what does not fit in a private FIFO
+//!   list (io_uring's `IORING_FEAT_NODROP` behaviour), counts it, advertises how many entries
+//!   wait there ([`Consumer::overflow_pending`]), and moves them into the ring, oldest first,
+//!   before any newer entry ([`OverflowProducer::flush`], also done by every push). Order is
+//!   preserved and nothing is ever dropped; the price is an allocation when the list grows.
+//!   [`BatchedIo`](crate::BatchedIo) additionally never has more operations in flight than the
+//!   completion ring holds, so with it the list stays empty.
+//!
+//! # What it relies on
+//! Atomics only. Each shared counter sits in its own [`CachePadded`] line, and each end keeps a
+//! private copy of the *other* end's counter, refreshed only when the copy says full (producer)
+//! or empty (consumer): in steady state an operation touches only its own line, and the other
+//! end's line crosses CPUs once per refresh instead of once per operation.
+//!
+//! # What it guarantees
+//! - FIFO and wait-free: every operation finishes in a bounded number of its own steps.
+//! - `Err`/`None`/a short batch mean full/empty at the moment of the check.
+//! - Batch operations ([`Producer::push_iter`], [`Consumer::pop_batch`]) publish a whole batch
+//!   with one `Release` store and at most one `Acquire` load; if the user's iterator or
+//!   callback panics, what was transferred before the panic is published (nothing lost or
+//!   duplicated).
+//! - Entries left in the ring when both ends are gone are dropped exactly once.
+//!
+//! # Memory orderings
+//! The producer writes a slot, then stores `tail` with `Release`; the consumer loads `tail`
+//! with `Acquire` before reading the slots below it: the slot write happens before the read.
+//! Symmetrically the consumer moves entries out, then stores `head` with `Release`; the
+//! producer loads `head` with `Acquire` before overwriting the slots below it: the read happens
+//! before the next lap's write. Each end reads its *own* counter from its private copy, never
+//! from the shared atomic, and nothing else needs ordering, so there is no `SeqCst` and no
+//! read-modify-write instruction anywhere in the ring.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use core::fmt;
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+
+use crossbeam_utils::CachePadded;
+
+use crate::error::IoError;
+use crate::primitives::{Arc, AtomicUsize, Ordering, UnsafeCell};
+
+/// The producer's shared line: its counter and the overflow hint.
+struct ProducerLine {
+    /// Next position to write; stored by the producer only.
+    tail: AtomicUsize,
+    /// Entries waiting in an [`OverflowProducer`]'s list (a hint for the consumer).
+    overflow: AtomicUsize,
+}
+
+/// The shared ring behind a [`Producer`]/[`Consumer`] pair. Create it, then
+/// [`split`](Self::split) it.
+pub struct Ring<T> {
+    /// Next position to read; stored by the consumer only.
+    head: CachePadded<AtomicUsize>,
+    /// The producer's counter and overflow hint.
+    producer: CachePadded<ProducerLine>,
+    /// `capacity` slots; slot `p & mask` holds an entry exactly when `head <= p < tail`.
+    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
+    /// `capacity - 1`.
+    mask: usize,
+}
+
+// SAFETY: each entry is written by the producer and moved out by the consumer; no `&T` is ever
+// shared between them, so the ring only sends `T`s between threads (`T: Send`).
+unsafe impl<T: Send> Send for Ring<T> {}
+// SAFETY: all shared access goes through the two ends, which admit one accessor per slot at a
+// time (the counter protocol in the module docs) and only move `T`s across threads.
+unsafe impl<T: Send> Sync for Ring<T> {}
+
+/// Largest capacity accepted: counters must be able to tell full from empty, and the slot
+/// array must be allocatable.
+const MAX_CAPACITY: usize = 1 << (usize::BITS - 2);
+
+/// Creates a ring of at least `capacity` entries (rounded up to a power of two) and returns its
+/// two ends.
+///
+/// ```
+/// let (mut tx, mut rx) = veridian_io::ring::channel(4).unwrap();
+/// tx.push(1).unwrap();
+/// assert_eq!(tx.push_iter([2, 3, 4, 5]), 3); // one slot was taken
+/// let mut got = Vec::new();
+/// assert_eq!(rx.pop_batch(usize::MAX, |v| got.push(v)), 4);
+/// assert_eq!(got, [1, 2, 3, 4]);
+/// ```
+///
+/// # Errors
+/// [`IoError::InvalidArgument`] if `capacity` is 0 or larger than `usize::MAX / 4 + 1`.
+pub fn channel<T>(capacity: usize) -> Result<(Producer<T>, Consumer<T>), IoError> {
+    Ok(Ring::new(capacity)?.split())
+}
+
+impl<T> Ring<T> {
+    /// Creates a ring of at least `capacity` entries, rounded up to a power of two so the slot
+    /// index is a mask and the counters may wrap.
+    ///
+    /// # Errors
+    /// [`IoError::InvalidArgument`] if `capacity` is 0 or larger than `usize::MAX / 4 + 1`.
+    pub fn new(capacity: usize) -> Result<Self, IoError> {
+        Self::with_start(capacity, 0)
+    }
+
+    /// [`new`](Self::new) with both counters starting at `start`, so tests can exercise the
+    /// counters' wrap-around past `usize::MAX` without pushing 2^64 entries.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn with_start(capacity: usize, start: usize) -> Result<Self, IoError> {
+        if capacity == 0 || capacity > MAX_CAPACITY {
+            return Err(IoError::InvalidArgument);
+        }
+        let capacity = capacity.next_power_of_two();
+        Ok(Self {
+            head: CachePadded::new(AtomicUsize::new(start)),
+            producer: CachePadded::new(ProducerLine {
+                tail: AtomicUsize::new(start),
+                overflow: AtomicUsize::new(0),
+            }),
+            slots: (0..capacity)
+                .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+                .collect(),
+            mask: capacity - 1,
+        })
+    }
+
+    /// The number of slots.
+    pub fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+
+    /// Splits the ring into its producer and consumer ends.
+    pub fn split(self) -> (Producer<T>, Consumer<T>) {
+        // Relaxed: we own the ring; nothing to synchronise with.
+        let start = self.head.load(Ordering::Relaxed);
+        let mask = self.mask;
+        let ring = Arc::new(self);
+        // The boxed slice does not move when the ring moves into the `Arc`; take its address
+        // from there, once, for both ends.
+        let slots = NonNull::from(&ring.slots[..]).cast::<UnsafeCell<MaybeUninit<T>>>();
+        (
+            Producer {
+                ring: Arc::clone(&ring),
+                tail: start,
+                cached_head: start,
+                mask,
+                slots,
+            },
+            Consumer {
+                ring,
+                head: start,
+                cached_tail: start,
+                mask,
+                slots,
+            },
+        )
+    }
+
+    /// The cell for `position`.
+    #[inline(always)]
+    fn slot(&self, position: usize) -> &UnsafeCell<MaybeUninit<T>> {
+        // SAFETY: `mask == slots.len() - 1`, so `position & mask < slots.len()`.
+        unsafe { self.slots.get_unchecked(position & self.mask) }
+    }
+}
+
+impl<T> Drop for Ring<T> {
+    fn drop(&mut self) {
+        // `&mut self`: both ends are gone (they hold the `Arc`), each having published its
+        // counter after its last operation. Relaxed: the `Arc` drop already synchronised us.
+        let mut position = self.head.load(Ordering::Relaxed);
+        let tail = self.producer.tail.load(Ordering::Relaxed);
+        while position != tail {
+            // SAFETY: positions `head..tail` were written and not read; each is dropped once.
+            unsafe { self.slot(position).with_mut(|p| (*p).assume_init_drop()) };
+            position = position.wrapping_add(1);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Ring<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ring")
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writing end of a [`Ring`] (for a submission ring: the side that queues operations).
+pub struct Producer<T> {
+    /// The shared ring.
+    ring: Arc<Ring<T>>,
+    /// Our counter (the ring's `tail` equals it between operations).
+    tail: usize,
+    /// The last `head` we loaded; the consumer's real `head` is at least this.
+    cached_head: usize,
+    /// Copy of the ring's mask (saves a dependent load).
+    mask: usize,
+    /// Copy of the ring's slot array address (saves two dependent loads per operation).
+    slots: NonNull<UnsafeCell<MaybeUninit<T>>>,
+}
+
+// SAFETY: the producer end only moves `T`s into the ring (`T: Send`); `slots` points into the
+// ring its `Arc` keeps alive, and the counter protocol keeps its accesses apart from the
+// consumer's.
+unsafe impl<T: Send> Send for Producer<T> {}
+
+impl<T> Producer<T> {
+    /// Free slots by the cached `head`, refreshed (one `Acquire` load) when that shows fewer
+    /// than `wanted`. The result may still be below `wanted`.
+    #[inline(always)]
+    fn free_slots(&mut self, wanted: usize) -> usize {
+        let capacity = self.mask + 1;
+        let free = capacity - self.tail.wrapping_sub(self.cached_head);
+        if free >= wanted {
+            return free;
+        }
+        // Acquire: pairs with the consumer's `Release` store of `head`, so its moves out of the
+        // slots below `head` happen before we overwrite them.
+        self.cached_head = self.ring.head.load(Ordering::Acquire);
+        capacity - self.tail.wrapping_sub(self.cached_head)
+    }
+
+    /// Writes `value` into the slot for `position`.
+    ///
+    /// # Safety
+    /// `position` is in `tail..cached_head + capacity` (free for the producer).
+    #[inline(always)]
+    unsafe fn write(&self, position: usize, value: T) {
+        // SAFETY: `slots` is the slot array our `Arc` keeps alive (its whole-slice provenance)
+        // and `position & mask` is inside it. The caller guarantees the slot is free: the
+        // consumer moved its previous entry out (ordered before us by the `Acquire` load of
+        // `head`) and will not read it until we publish a `tail` beyond `position`.
+        unsafe {
+            self.slots
+                .add(position & self.mask)
+                .as_ref()
+                .with_mut(|p| p.write(MaybeUninit::new(value)))
+        };
+    }
+
+    /// Appends `value`, or gives it back in `Err` when the ring is full (back-pressure).
+    #[inline]
+    pub fn push(&mut self, value: T) -> Result<(), T> {
+        if self.free_slots(1) == 0 {
+            return Err(value);
+        }
+        // SAFETY: `free_slots` found room at `tail`.
+        unsafe { self.write(self.tail, value) };
+        self.tail = self.tail.wrapping_add(1);
+        // Release: publishes the slot written above to the consumer's `Acquire` load.
+        self.ring.producer.tail.store(self.tail, Ordering::Release);
+        Ok(())
+    }
+
+    /// Moves entries from `values` into the ring until it is full or the iterator ends, and
+    /// returns how many were pushed. The iterator is never advanced beyond the free space (pass
+    /// `&mut iter` to keep the rest). One `Release` store publishes the whole batch.
+    pub fn push_iter<I: IntoIterator<Item = T>>(&mut self, values: I) -> usize {
+        let mut values = values.into_iter();
+        let free = self.free_slots(values.size_hint().0.max(1));
+        let start = self.tail;
+        let mut batch = PublishTail {
+            producer: self,
+            end: start,
+        };
+        for _ in 0..free {
+            let Some(value) = values.next() else { break };
+            // SAFETY: `end` stays below `tail + free`, inside the free space.
+            unsafe { batch.producer.write(batch.end, value) };
+            batch.end = batch.end.wrapping_add(1);
+        }
+        let end = batch.end;
+        drop(batch);
+        end.wrapping_sub(start)
+    }
+
+    /// Copies entries from the front of `values` until the ring is full; returns how many (the
+    /// first `n` of `values`). One `Release` store for the batch.
+    pub fn push_slice(&mut self, values: &[T]) -> usize
+    where
+        T: Clone,
+    {
+        self.push_iter(values.iter().cloned())
+    }
+
+    /// Free slots now (refreshes the cached `head` if it shows the ring less than empty).
+    pub fn free(&mut self) -> usize {
+        self.free_slots(self.mask + 1)
+    }
+
+    /// The number of slots.
+    pub fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+
+    /// Entries in the ring (exact for our own pushes; the consumer may have popped more).
+    pub fn len(&self) -> usize {
+        // Relaxed: a statistic; `head` only grows and never passes our `tail`.
+        self.tail
+            .wrapping_sub(self.ring.head.load(Ordering::Relaxed))
+            .min(self.capacity())
+    }
+
+    /// Whether the ring is empty (see [`len`](Self::len)).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the ring is full (see [`len`](Self::len)).
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+}
+
+/// Publishes the producer's batch (`tail = end`) when dropped: on success, and on a panic in
+/// the user's iterator or `clone`.
+struct PublishTail<'a, T> {
+    /// The producer whose batch this is.
+    producer: &'a mut Producer<T>,
+    /// One past the last slot written.
+    end: usize,
+}
+
+impl<T> Drop for PublishTail<'_, T> {
+    fn drop(&mut self) {
+        if self.end != self.producer.tail {
+            self.producer.tail = self.end;
+            // Release: publishes every slot written in the batch.
+            self.producer
+                .ring
+                .producer
+                .tail
+                .store(self.end, Ordering::Release);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Producer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The reading end of a [`Ring`] (for a completion ring: the side that collects results).
+pub struct Consumer<T> {
+    /// The shared ring.
+    ring: Arc<Ring<T>>,
+    /// Our counter (the ring's `head` equals it between operations).
+    head: usize,
+    /// The last `tail` we loaded; the producer's real `tail` is at least this.
+    cached_tail: usize,
+    /// Copy of the ring's mask.
+    mask: usize,
+    /// Copy of the ring's slot array address.
+    slots: NonNull<UnsafeCell<MaybeUninit<T>>>,
+}
+
+// SAFETY: the consumer end only moves `T`s out of the ring (`T: Send`); `slots` points into the
+// ring its `Arc` keeps alive, and the counter protocol keeps its accesses apart from the
+// producer's.
+unsafe impl<T: Send> Send for Consumer<T> {}
+
+impl<T> Consumer<T> {
+    /// Entries available by the cached `tail`, refreshed (one `Acquire` load) when that shows
+    /// fewer than `wanted`.
+    #[inline(always)]
+    fn available(&mut self, wanted: usize) -> usize {
+        let available = self.cached_tail.wrapping_sub(self.head);
+        if available >= wanted {
+            return available;
+        }
+        // Acquire: pairs with the producer's `Release` store of `tail`, so its writes of the
+        // slots below `tail` happen before our reads.
+        self.cached_tail = self.ring.producer.tail.load(Ordering::Acquire);
+        self.cached_tail.wrapping_sub(self.head)
+    }
+
+    /// Moves the entry out of the slot for `position`.
+    ///
+    /// # Safety
+    /// `position` is in `head..cached_tail` (published, not yet read), and the caller advances
+    /// past it so it is read once.
+    #[inline(always)]
+    unsafe fn read(&self, position: usize) -> T {
+        // SAFETY: `slots` is the slot array our `Arc` keeps alive and `position & mask` is
+        // inside it. The caller guarantees the slot was published (its write ordered before us
+        // by the `Acquire` load of `tail`) and not yet read; the producer will not touch it
+        // until we publish a `head` beyond it.
+        unsafe {
+            self.slots
+                .add(position & self.mask)
+                .as_ref()
+                .with(|p| p.read().assume_init())
+        }
+    }
+
+    /// Removes the oldest entry, or returns `None` when the ring is empty.
+    #[inline]
+    pub fn pop(&mut self) -> Option<T> {
+        if self.available(1) == 0 {
+            return None;
+        }
+        // SAFETY: `available` found a published entry at `head`; we advance past it below.
+        let value = unsafe { self.read(self.head) };
+        self.head = self.head.wrapping_add(1);
+        // Release: our move out of the slot happens before the producer reuses it.
+        self.ring.head.store(self.head, Ordering::Release);
+        Some(value)
+    }
+
+    /// Removes up to `max` entries, oldest first, handing each to `f`; returns how many.
+    ///
+    /// At most one `Acquire` load (only if the cached `tail` shows fewer than `max`) and one
+    /// `Release` store for the whole batch. If `f` panics, the entries handed out before and
+    /// including the one it panicked on count as removed.
+    pub fn pop_batch(&mut self, max: usize, mut f: impl FnMut(T)) -> usize {
+        let count = self.available(max).min(max);
+        let start = self.head;
+        let mut batch = PublishHead {
+            consumer: self,
+            end: start,
+        };
+        for _ in 0..count {
+            // SAFETY: `end` stays below `head + available`; it advances before `f` runs, so a
+            // panic in `f` never leaves a moved-out slot unpublished.
+            let value = unsafe { batch.consumer.read(batch.end) };
+            batch.end = batch.end.wrapping_add(1);
+            f(value);
+        }
+        drop(batch);
+        count
+    }
+
+    /// The number of slots.
+    pub fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+
+    /// Entries in the ring (at least this many; the producer may have pushed more since).
+    pub fn len(&self) -> usize {
+        // Relaxed: a statistic; `tail` never runs more than `capacity` ahead of our `head`.
+        self.ring
+            .producer
+            .tail
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.head)
+            .min(self.capacity())
+    }
+
+    /// Whether the ring is empty (see [`len`](Self::len)).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entries the producer holds in its overflow list because the ring was full (0 for a
+    /// plain [`Producer`]). They reach this end, in order, once there is room and the
+    /// producer flushes: a hint to drain the ring and let the producer run.
+    pub fn overflow_pending(&self) -> usize {
+        // Relaxed: a hint only; the entries themselves travel through the slots, ordered by
+        // the `tail`/`head` protocol.
+        self.ring.producer.overflow.load(Ordering::Relaxed)
+    }
+}
+
+/// Publishes the consumer's batch (`head = end`) when dropped: on success, and on a panic in
+/// the user's callback.
+struct PublishHead<'a, T> {
+    /// The consumer whose batch this is.
+    consumer: &'a mut Consumer<T>,
+    /// One past the last slot read.
+    end: usize,
+}
+
+impl<T> Drop for PublishHead<'_, T> {
+    fn drop(&mut self) {
+        if self.end != self.consumer.head {
+            self.consumer.head = self.end;
+            // Release: every move out of the batch's slots happens before the producer reuses
+            // them.
+            self.consumer.ring.head.store(self.end, Ordering::Release);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`OverflowProducer::push`] did with an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// The entry is in the ring.
+    Ring,
+    /// The ring was full (or older entries were still waiting): the entry went to the overflow
+    /// list and reaches the ring, in order, on a later push or [`flush`](OverflowProducer::flush).
+    Overflowed,
+}
+
+/// The writing end of a completion ring: a [`Producer`] that never refuses an entry.
+///
+/// What does not fit goes to a private FIFO list; every push and every
+/// [`flush`](Self::flush) first moves the list's oldest entries into the ring, so the consumer
+/// sees entries in push order. See the module docs for the policy.
+pub struct OverflowProducer<T> {
+    /// The ring end.
+    inner: Producer<T>,
+    /// Entries that did not fit, oldest first.
+    overflow: VecDeque<T>,
+    /// Entries that ever went to the list.
+    overflowed_total: u64,
+}
+
+impl<T> OverflowProducer<T> {
+    /// Wraps a ring's producer end.
+    pub fn new(inner: Producer<T>) -> Self {
+        Self {
+            inner,
+            overflow: VecDeque::new(),
+            overflowed_total: 0,
+        }
+    }
+
+    /// Appends `value` to the ring, or to the overflow list if the ring is full. Never drops.
+    #[inline]
+    pub fn push(&mut self, value: T) -> Pushed {
+        if self.overflow.is_empty() || self.flush() == 0 {
+            match self.inner.push(value) {
+                Ok(()) => return Pushed::Ring,
+                Err(value) => self.overflow.push_back(value),
+            }
+        } else {
+            self.overflow.push_back(value);
+        }
+        self.overflowed_total += 1;
+        self.publish_overflow();
+        Pushed::Overflowed
+    }
+
+    /// Moves as many overflowed entries into the ring as fit, oldest first; returns how many
+    /// are still waiting.
+    pub fn flush(&mut self) -> usize {
+        if !self.overflow.is_empty() {
+            let room = self.inner.free().min(self.overflow.len());
+            self.inner.push_iter(self.overflow.drain(..room));
+            self.publish_overflow();
+        }
+        self.overflow.len()
+    }
+
+    /// Tells the consumer how many entries wait in the list.
+    fn publish_overflow(&self) {
+        // Relaxed: a hint (see `Consumer::overflow_pending`).
+        self.inner
+            .ring
+            .producer
+            .overflow
+            .store(self.overflow.len(), Ordering::Relaxed);
+    }
+
+    /// Entries waiting in the overflow list.
+    pub fn overflow_pending(&self) -> usize {
+        self.overflow.len()
+    }
+
+    /// Entries that ever went to the overflow list (each reached or will reach the ring).
+    pub fn overflowed_total(&self) -> u64 {
+        self.overflowed_total
+    }
+
+    /// Free slots in the ring now.
+    pub fn free(&mut self) -> usize {
+        self.inner.free()
+    }
+
+    /// The number of slots of the ring.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+}
+
+impl<T> fmt::Debug for OverflowProducer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OverflowProducer")
+            .field("ring", &self.inner)
+            .field("overflow_pending", &self.overflow.len())
+            .field("overflowed_total", &self.overflowed_total)
+            .finish()
+    }
+}

@@ -1,0 +1,218 @@
+//! Ring tests: a proptest model against `VecDeque` (single, batch, full/empty edges, counter
+//! wrap-around), the completion ring's overflow list (never drops, keeps order), drop counting,
+//! and a two-thread stress run.
+
+#![cfg(not(loom))]
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use proptest::prelude::*;
+use veridian_io::IoError;
+use veridian_io::ring::{self, OverflowProducer, Pushed, Ring};
+
+#[derive(Debug, Clone)]
+enum Action {
+    Push,
+    PushIter(usize),
+    Pop,
+    PopBatch(usize),
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        Just(Action::Push),
+        (0usize..12).prop_map(Action::PushIter),
+        Just(Action::Pop),
+        (0usize..12).prop_map(Action::PopBatch),
+    ]
+}
+
+proptest! {
+    /// Every sequence of operations behaves like a bounded `VecDeque`, also when the counters
+    /// wrap around `usize::MAX` during the run.
+    #[test]
+    fn matches_vecdeque_model(
+        capacity in 1usize..9,
+        near_wrap in any::<bool>(),
+        actions in proptest::collection::vec(action(), 1..200),
+    ) {
+        let start = if near_wrap { usize::MAX - 20 } else { 0 };
+        let (mut tx, mut rx) = Ring::with_start(capacity, start).unwrap().split();
+        let cap = capacity.next_power_of_two();
+        prop_assert_eq!(tx.capacity(), cap);
+        let mut model: VecDeque<u32> = VecDeque::new();
+        let mut next = 0u32;
+        for a in actions {
+            match a {
+                Action::Push => {
+                    let r = tx.push(next);
+                    if model.len() < cap {
+                        prop_assert!(r.is_ok());
+                        model.push_back(next);
+                    } else {
+                        prop_assert_eq!(r, Err(next));
+                    }
+                    next += 1;
+                }
+                Action::PushIter(n) => {
+                    let mut it = next..next + n as u32;
+                    let pushed = tx.push_iter(&mut it);
+                    let expect = n.min(cap - model.len());
+                    prop_assert_eq!(pushed, expect);
+                    // The iterator is not advanced beyond what fitted.
+                    prop_assert_eq!(it.start, next + expect as u32);
+                    model.extend(next..next + expect as u32);
+                    next += expect as u32;
+                }
+                Action::Pop => prop_assert_eq!(rx.pop(), model.pop_front()),
+                Action::PopBatch(n) => {
+                    let mut got = Vec::new();
+                    let count = rx.pop_batch(n, |v| got.push(v));
+                    let expect: Vec<u32> = model.drain(..n.min(model.len())).collect();
+                    prop_assert_eq!(count, expect.len());
+                    prop_assert_eq!(got, expect);
+                }
+            }
+            prop_assert_eq!(tx.len(), model.len());
+            prop_assert_eq!(rx.len(), model.len());
+            prop_assert_eq!(tx.is_full(), model.len() == cap);
+            prop_assert_eq!(rx.is_empty(), model.is_empty());
+        }
+    }
+
+    /// The overflow producer never drops and keeps push order, whatever the interleaving.
+    #[test]
+    fn overflow_keeps_everything_in_order(
+        capacity in 1usize..5,
+        steps in proptest::collection::vec((0usize..10, 0usize..10), 1..60),
+    ) {
+        let (tx, mut rx) = ring::channel::<u32>(capacity).unwrap();
+        let mut tx = OverflowProducer::new(tx);
+        let mut next = 0u32;
+        let mut expected = 0u32;
+        let mut overflowed = 0u64;
+        for (pushes, pops) in steps {
+            for _ in 0..pushes {
+                if tx.push(next) == Pushed::Overflowed {
+                    overflowed += 1;
+                }
+                next += 1;
+            }
+            prop_assert_eq!(rx.overflow_pending(), tx.overflow_pending());
+            for _ in 0..pops {
+                match rx.pop() {
+                    Some(v) => {
+                        prop_assert_eq!(v, expected);
+                        expected += 1;
+                    }
+                    None => {
+                        tx.flush();
+                    }
+                }
+            }
+        }
+        while expected < next {
+            tx.flush();
+            rx.pop_batch(usize::MAX, |v| {
+                assert_eq!(v, expected);
+                expected += 1;
+            });
+        }
+        prop_assert_eq!(tx.overflow_pending(), 0);
+        prop_assert_eq!(rx.overflow_pending(), 0);
+        prop_assert_eq!(tx.overflowed_total(), overflowed);
+    }
+}
+
+#[test]
+fn bad_capacity_is_an_error() {
+    assert_eq!(Ring::<u8>::new(0).unwrap_err(), IoError::InvalidArgument);
+    assert_eq!(
+        Ring::<u8>::new(usize::MAX).unwrap_err(),
+        IoError::InvalidArgument
+    );
+    assert_eq!(Ring::<u8>::new(5).unwrap().capacity(), 8);
+}
+
+/// Counts drops.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn every_entry_dropped_exactly_once() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (mut tx, mut rx) = ring::channel(4).unwrap();
+    for _ in 0..3 {
+        assert!(tx.push(Counted(drops.clone())).is_ok());
+    }
+    drop(rx.pop()); // one dropped by us
+    assert_eq!(drops.load(Ordering::Relaxed), 1);
+    let overflow_drops = Arc::new(AtomicUsize::new(0));
+    {
+        let (otx, orx) = ring::channel(1).unwrap();
+        let mut otx = OverflowProducer::new(otx);
+        otx.push(Counted(overflow_drops.clone()));
+        otx.push(Counted(overflow_drops.clone()));
+        assert_eq!(orx.overflow_pending(), 1);
+    }
+    assert_eq!(overflow_drops.load(Ordering::Relaxed), 2);
+    drop(tx);
+    drop(rx); // two left in the ring
+    assert_eq!(drops.load(Ordering::Relaxed), 3);
+}
+
+#[test]
+fn panicking_callback_keeps_the_ring_consistent() {
+    let (mut tx, mut rx) = ring::channel(8).unwrap();
+    tx.push_iter(0..6u32);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rx.pop_batch(6, |v| assert!(v < 2, "stop"));
+    }));
+    assert!(r.is_err());
+    // 0, 1 and 2 (the one it panicked on) count as removed.
+    assert_eq!(rx.pop(), Some(3));
+    assert_eq!(rx.len(), 2);
+}
+
+/// One producer and one consumer thread, batches of varying size: every value arrives once,
+/// in order.
+#[test]
+fn two_threads_transfer_everything_in_order() {
+    const N: u64 = if cfg!(debug_assertions) {
+        200_000
+    } else {
+        2_000_000
+    };
+    let (mut tx, mut rx) = ring::channel::<u64>(64).unwrap();
+    let producer = std::thread::spawn(move || {
+        let mut next = 0u64;
+        while next < N {
+            let batch = 1 + (next % 7);
+            let end = (next + batch).min(N);
+            let pushed = tx.push_iter(next..end);
+            next += pushed as u64;
+            if pushed == 0 {
+                std::thread::yield_now();
+            }
+        }
+    });
+    let mut expected = 0u64;
+    while expected < N {
+        let got = rx.pop_batch(1 + (expected % 5) as usize, |v| {
+            assert_eq!(v, expected);
+            expected += 1;
+        });
+        if got == 0 {
+            std::thread::yield_now();
+        }
+    }
+    producer.join().unwrap();
+    assert_eq!(rx.pop(), None);
+}
