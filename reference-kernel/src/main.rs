@@ -21,6 +21,8 @@ mod drivers;
 mod ktest;
 #[cfg(target_os = "none")]
 mod mm;
+#[cfg(target_os = "none")]
+mod task;
 
 #[cfg(target_os = "none")]
 extern crate alloc;
@@ -138,6 +140,7 @@ mod kernel {
         };
         // SAFETY: `rdtsc` has no side effects.
         let online_tsc = unsafe { core::arch::x86_64::_rdtsc() };
+        let tasks = crate::task::init(platform.as_ref().ok());
         // The tick handler and the console are interrupt-safe; nothing else is installed.
         x86_64::instructions::interrupts::enable();
         let cmdline = CmdLine::new(info.cmdline());
@@ -208,6 +211,14 @@ mod kernel {
             }
             Some(Err(e)) => crate::println!("  smp:      APs not started: {e}"),
             None => crate::println!("  smp:      APs not started (no APIC or no ACPI tables)"),
+        }
+        match &tasks {
+            Ok(()) => crate::println!(
+                "  sched:    veridian-sched run queues on {} CPUs, {} ms slices",
+                percpu::online(),
+                crate::task::SLICE_TICKS * 1000 / apic::TICK_HZ
+            ),
+            Err(e) => crate::println!("  sched:    not started: {e}"),
         }
 
         match cmdline.get("mode").unwrap_or("run") {
@@ -368,6 +379,8 @@ mod kernel {
                 let _ = write!(message, "{}", panic.message());
             }
         }
+        // A panicking kernel thread is ended (its joiner sees the message); the kernel goes on.
+        crate::task::exit_panicked(message.as_str());
         if recover::armed() {
             recover::abort(recover::Abort::Panic(message));
         }

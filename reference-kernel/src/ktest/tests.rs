@@ -55,6 +55,19 @@ pub static TESTS: &[KernelTest] = &[
     test("apic_timer_ticks", apic_timer_ticks),
     test("spurious_vector_counted", spurious_vector_counted),
     test("smp_all_cpus_online", smp_all_cpus_online),
+    test("threads_run_exactly_once", threads_run_exactly_once),
+    test("threads_respect_affinity", threads_respect_affinity),
+    test("thread_preempted_by_timer", thread_preempted_by_timer),
+    test("thread_sleep_and_join", thread_sleep_and_join),
+    test("thread_panic_is_contained", thread_panic_is_contained),
+    test(
+        "thread_stack_overflow_reported",
+        thread_stack_overflow_reported,
+    ),
+    test(
+        "thread_vector_state_preserved",
+        thread_vector_state_preserved,
+    ),
     KernelTest {
         name: "deliberate_panic_is_caught",
         run: deliberate_panic,
@@ -520,7 +533,7 @@ fn paging_data_not_executable() {
         .get_extended_processor_and_feature_identifiers()
         .is_some_and(|f| f.has_execute_disable())
     {
-        crate::println!("ktest note: CPU has no NX; skipping the execute check");
+        crate::println!("note: CPU has no NX; skipping the execute check");
         return;
     }
     static mut RET: [u8; 16] = [0xc3; 16];
@@ -624,4 +637,253 @@ fn smp_all_cpus_online() {
         .cpu_by_apic_id(me.apic_id)
         .map_or(0, |c| c.node as u32);
     assert_eq!(me.node, node, "BSP node");
+}
+
+fn all_cpus() -> veridian_sched::CpuSet {
+    let n = crate::arch::x86_64::percpu::online() as usize;
+    veridian_sched::CpuSet::full(n).expect("online CPUs fit a CpuSet")
+}
+
+/// 1000 threads placed by the scheduler each run exactly once; placement uses every node; the
+/// load counters return to zero.
+fn threads_run_exactly_once() {
+    use alloc::sync::Arc;
+    use alloc::vec::Vec;
+    use core::sync::atomic::{AtomicU32, Ordering};
+    const N: usize = 1000;
+    let runs: Arc<Vec<AtomicU32>> = Arc::new((0..N).map(|_| AtomicU32::new(0)).collect());
+    let mut handles = Vec::with_capacity(N);
+    for i in 0..N {
+        let runs = runs.clone();
+        let h = crate::task::spawn(
+            "worker",
+            all_cpus(),
+            veridian_sched::Priority::Normal,
+            move || {
+                runs[i].fetch_add(1, Ordering::Relaxed);
+            },
+        )
+        .expect("spawn");
+        handles.push(h);
+    }
+    let mut cpus_used = 0u64;
+    for h in handles {
+        h.join().expect("worker ends normally");
+        cpus_used |= h.thread().ran_on();
+    }
+    assert!(
+        runs.iter().all(|r| r.load(Ordering::Relaxed) == 1),
+        "each thread ran once"
+    );
+    let sched = crate::task::scheduler().expect("scheduler");
+    let online = crate::arch::x86_64::percpu::online() as usize;
+    for cpu in 0..online {
+        assert_eq!(sched.cpu_load(cpu), 0, "load of CPU {cpu} back to zero");
+    }
+    if online > 1 {
+        assert!(
+            cpus_used.count_ones() > 1,
+            "threads ran on more than one CPU: {cpus_used:#b}"
+        );
+    }
+    let (mut local, mut remote) = (0, 0);
+    for cpu in 0..online {
+        let s = crate::task::stats(cpu).expect("stats");
+        local += s.steals_sibling + s.steals_same_node;
+        remote += s.steals_remote_node;
+    }
+    crate::println!("note: steals within a node {local}, across nodes {remote}");
+}
+
+/// Threads pinned to one CPU only ever run there, across many yields.
+fn threads_respect_affinity() {
+    use alloc::vec::Vec;
+    let online = crate::arch::x86_64::percpu::online() as usize;
+    let target = online - 1;
+    let mut handles = Vec::new();
+    for _ in 0..20 {
+        let h = crate::task::spawn(
+            "pinned",
+            veridian_sched::CpuSet::single(target).expect("cpu in range"),
+            veridian_sched::Priority::Normal,
+            || {
+                for _ in 0..20 {
+                    let here = crate::arch::x86_64::percpu::cpu_index();
+                    assert_eq!(here, crate::arch::x86_64::percpu::online() as usize - 1);
+                    crate::task::yield_now();
+                }
+            },
+        )
+        .expect("spawn");
+        handles.push(h);
+    }
+    for h in handles {
+        h.join().expect("pinned thread ends normally");
+        let mask = h.thread().ran_on();
+        assert_eq!(
+            mask,
+            1 << target,
+            "ran on {mask:#b}, pinned to CPU {target}"
+        );
+    }
+}
+
+/// A thread that spins forever does not keep another thread on the same CPU from running.
+fn thread_preempted_by_timer() {
+    use alloc::sync::Arc;
+    use core::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let ran = Arc::new(AtomicBool::new(false));
+    let cpu = veridian_sched::CpuSet::single(0).expect("cpu 0");
+    // The spinner starts the other thread itself, on its own CPU, then never yields: the other
+    // thread can only run if the timer takes the CPU away from the spinner.
+    let spinner = {
+        let (stop, ran) = (stop.clone(), ran.clone());
+        crate::task::spawn(
+            "spinner",
+            cpu,
+            veridian_sched::Priority::Normal,
+            move || {
+                let other =
+                    crate::task::spawn("other", cpu, veridian_sched::Priority::Normal, move || {
+                        ran.store(true, Ordering::Relaxed);
+                    })
+                    .expect("spawn");
+                while !stop.load(Ordering::Relaxed) {
+                    core::hint::spin_loop();
+                }
+                other.join().expect("other ends");
+            },
+        )
+        .expect("spawn")
+    };
+    let hz = crate::arch::x86_64::apic::info().expect("apic").tsc_hz;
+    // SAFETY: `rdtsc` has no side effects.
+    let t0 = unsafe { core::arch::x86_64::_rdtsc() };
+    crate::task::run_until(|| {
+        // SAFETY: as above.
+        let now = unsafe { core::arch::x86_64::_rdtsc() };
+        ran.load(Ordering::Relaxed) || now - t0 > hz * 20
+    });
+    let preempted = ran.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    spinner.join().expect("spinner ends");
+    assert!(preempted, "the second thread never ran: no preemption");
+    assert!(
+        spinner.thread().runs() >= 2,
+        "the spinner was switched out and back"
+    );
+}
+
+/// A thread sleeps, then ends; join waits for it; a thread joins another thread.
+fn thread_sleep_and_join() {
+    use alloc::sync::Arc;
+    use core::sync::atomic::{AtomicU64, Ordering};
+    let hz = crate::arch::x86_64::apic::info().expect("apic").tsc_hz;
+    let woke = Arc::new(AtomicU64::new(0));
+    // SAFETY: `rdtsc` has no side effects.
+    let t0 = unsafe { core::arch::x86_64::_rdtsc() };
+    let sleeper = {
+        let woke = woke.clone();
+        crate::task::spawn(
+            "sleeper",
+            all_cpus(),
+            veridian_sched::Priority::Normal,
+            move || {
+                crate::task::sleep_ms(30);
+                // SAFETY: as above.
+                woke.store(unsafe { core::arch::x86_64::_rdtsc() }, Ordering::Relaxed);
+            },
+        )
+        .expect("spawn")
+    };
+    let joiner = crate::task::spawn(
+        "joiner",
+        all_cpus(),
+        veridian_sched::Priority::Normal,
+        move || {
+            sleeper.join().expect("sleeper ends");
+        },
+    )
+    .expect("spawn");
+    joiner.join().expect("joiner ends");
+    let slept = woke.load(Ordering::Relaxed).saturating_sub(t0);
+    assert!(
+        slept >= hz / 1000 * 30,
+        "woke after {slept} TSC cycles, before 30 ms"
+    );
+}
+
+/// A panic in a kernel thread ends that thread, reported to its joiner; the kernel goes on.
+fn thread_panic_is_contained() {
+    let h = crate::task::spawn(
+        "panicker",
+        all_cpus(),
+        veridian_sched::Priority::Normal,
+        || {
+            panic!("deliberate thread panic");
+        },
+    )
+    .expect("spawn");
+    match h.join() {
+        Err(crate::task::ThreadError::Panicked(m)) => {
+            assert!(m.contains("deliberate thread panic"), "{m}")
+        }
+        other => panic!("expected a panic report, got {other:?}"),
+    }
+}
+
+/// Unbounded recursion in a thread hits its stack's guard page: the thread is killed with a
+/// stack-overflow report.
+fn thread_stack_overflow_reported() {
+    #[inline(never)]
+    fn recurse(depth: u64) -> u64 {
+        let mut buf = [depth; 32];
+        core::hint::black_box(&mut buf);
+        if depth == core::hint::black_box(u64::MAX) {
+            return 0;
+        }
+        recurse(depth + 1).wrapping_add(buf[3])
+    }
+    let h = crate::task::spawn(
+        "recursor",
+        all_cpus(),
+        veridian_sched::Priority::Normal,
+        || {
+            core::hint::black_box(recurse(0));
+        },
+    )
+    .expect("spawn");
+    match h.join() {
+        Err(crate::task::ThreadError::Faulted(m)) => {
+            assert!(m.contains("kernel stack overflow"), "{m}")
+        }
+        other => panic!("expected a stack-overflow report, got {other:?}"),
+    }
+}
+
+/// Two threads on one CPU each keep their own xmm0 across many switches (lazy XSAVE).
+fn thread_vector_state_preserved() {
+    use alloc::vec::Vec;
+    let cpu = veridian_sched::CpuSet::single(0).expect("cpu 0");
+    let mut handles = Vec::new();
+    for value in [0x1111_2222_3333_4444u64, 0x5555_6666_7777_8888] {
+        handles.push(
+            crate::task::spawn("vector", cpu, veridian_sched::Priority::Normal, move || {
+                // SAFETY: writes xmm0 (SSE is enabled at boot); nothing else uses it here.
+                unsafe { core::arch::asm!("movq xmm0, {}", in(reg) value) };
+                for _ in 0..50 {
+                    crate::task::yield_now();
+                    let seen: u64;
+                    // SAFETY: reads xmm0.
+                    unsafe { core::arch::asm!("movq {}, xmm0", out(reg) seen) };
+                    assert_eq!(seen, value, "xmm0 lost across a switch");
+                }
+            })
+            .expect("spawn"),
+        );
+    }
+    for h in handles {
+        h.join().expect("vector thread ends normally");
+    }
 }

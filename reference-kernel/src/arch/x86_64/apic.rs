@@ -178,7 +178,10 @@ fn tick(_frame: &mut InterruptFrame) {
         // MSR arms the next tick.
         unsafe { Msr::new(IA32_TSC_DEADLINE).write(rdtsc() + per_tick) };
     }
+    // Acknowledge before the scheduler runs: it may switch to another thread here, and this
+    // thread may resume on another CPU.
     eoi();
+    crate::task::on_tick();
 }
 
 fn spurious(_frame: &mut InterruptFrame) {

@@ -64,6 +64,8 @@ pub mod vector {
     pub const BREAKPOINT: u8 = 3;
     /// #UD
     pub const INVALID_OPCODE: u8 = 6;
+    /// #NM
+    pub const DEVICE_NOT_AVAILABLE: u8 = 7;
     /// #DF
     pub const DOUBLE_FAULT: u8 = 8;
     /// #PF
@@ -252,6 +254,7 @@ extern "C" fn interrupt_dispatch(frame: &mut InterruptFrame) {
             log::debug!("breakpoint at {:#x}, resuming", frame.rip.wrapping_sub(1));
         }
         vector::PAGE_FAULT if probe::fixup(frame, Cr2::read_raw()) => {}
+        vector::DEVICE_NOT_AVAILABLE if crate::task::fpu_trap() => {}
         0..=31 => fatal_exception(frame),
         _ => match handler(vector) {
             Some(h) => h(frame),
@@ -310,6 +313,9 @@ fn fatal_exception(frame: &InterruptFrame) {
     if info.vector == vector::DOUBLE_FAULT && info.stack_overflow.is_none() {
         crate::println!("  (double fault: the kernel stack may have overflowed)");
     }
+    // A fault in a kernel thread kills the thread, not the kernel (returns only if the CPU was
+    // not running a thread).
+    crate::task::exit_faulted(format_args!("{info}"));
     recover::abort(recover::Abort::Exception(info));
 }
 

@@ -13,7 +13,7 @@
 //! of the call. A thread that can migrate must disable preemption (or interrupts) while it
 //! relies on that, which is what [`CpuGuard`] does.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::registers::model_specific::GsBase;
 
@@ -36,6 +36,12 @@ pub struct PerCpu {
     pub ticks: AtomicU64,
     /// Interrupt nesting depth (for statistics).
     pub irq_depth: AtomicU32,
+    /// Saved stack pointer of this CPU's scheduler context (`task`), while a thread runs.
+    pub sched_rsp: AtomicUsize,
+    /// The thread running on this CPU (`task::Thread`, one strong reference), or null.
+    pub current: AtomicPtr<u8>,
+    /// Threads this CPU ran (picks), for the report.
+    pub switches: AtomicU64,
 }
 
 impl PerCpu {
@@ -48,14 +54,33 @@ impl PerCpu {
             node,
             ticks: AtomicU64::new(0),
             irq_depth: AtomicU32::new(0),
+            sched_rsp: AtomicUsize::new(0),
+            current: AtomicPtr::new(core::ptr::null_mut()),
+            switches: AtomicU64::new(0),
         }
     }
 }
 
-/// Points this CPU's GS base at `block`. Call once per CPU, early.
+/// Every installed block, by CPU index.
+static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+
+/// Points this CPU's GS base at `block` and registers it under its index. Call once per CPU,
+/// early. A block whose index is `MAX_CPUS` or more is installed but not registered.
 pub fn install(block: &'static mut PerCpu) {
     block.self_ptr = core::ptr::from_mut(block) as u64;
     GsBase::write(x86_64::VirtAddr::new(block.self_ptr));
+    if let Some(slot) = CPUS.get(block.index as usize) {
+        // Release: whoever finds the block sees its initialised fields.
+        slot.store(core::ptr::from_mut(block), Ordering::Release);
+    }
+}
+
+/// The block of CPU `index`, if that CPU is online.
+pub fn cpu(index: usize) -> Option<&'static PerCpu> {
+    let ptr = CPUS.get(index)?.load(Ordering::Acquire);
+    // SAFETY: non-null entries are installed `'static` blocks (see `install`).
+    (!ptr.is_null()).then(|| unsafe { &*ptr })
 }
 
 /// This CPU's block, or `None` before [`install`] ran on it.

@@ -281,6 +281,9 @@ extern "C" fn ap_entry(arg: u64) -> ! {
     }
     x86_64::instructions::interrupts::enable();
     loop {
+        if crate::task::scheduler().is_some() {
+            crate::task::ap_idle();
+        }
         x86_64::instructions::hlt();
     }
 }
