@@ -14,6 +14,8 @@
 #[cfg(target_os = "none")]
 mod arch;
 #[cfg(target_os = "none")]
+mod bench;
+#[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
 mod drivers;
@@ -225,8 +227,18 @@ mod kernel {
             "run" => {
                 crate::println!("mode: run");
                 demo_report();
+                demo_threads();
                 log::info!("nothing more to run yet; shutting down");
                 qemu::exit(qemu::ExitCode::Success);
+            }
+            "bench" => {
+                crate::println!("mode: bench");
+                let ok = crate::bench::run_all();
+                qemu::exit(if ok {
+                    qemu::ExitCode::Success
+                } else {
+                    qemu::ExitCode::Failure
+                });
             }
             "test" => {
                 crate::println!("mode: test");
@@ -279,6 +291,67 @@ mod kernel {
                 );
             }
         }
+    }
+
+    /// A short thread workload on every CPU, then the per-CPU counters.
+    fn demo_threads() {
+        use alloc::vec::Vec;
+        let online = percpu::online() as usize;
+        let Ok(all) = veridian_sched::CpuSet::full(online) else {
+            return;
+        };
+        let mut handles = Vec::new();
+        for i in 0..64u64 {
+            match crate::task::spawn("demo", all, veridian_sched::Priority::Normal, move || {
+                let mut v: Vec<Vec<u64>> = Vec::new();
+                for j in 0..200u64 {
+                    v.push((0..(i + j) % 64).collect());
+                    if j % 50 == 0 {
+                        crate::task::yield_now();
+                    }
+                }
+                core::hint::black_box(v);
+            }) {
+                Ok(h) => handles.push(h),
+                Err(e) => crate::println!("demo: spawn failed: {e}"),
+            }
+        }
+        let failed = handles.iter().filter(|h| h.join().is_err()).count();
+        crate::println!(
+            "threads: demo ran {} threads ({failed} failed) on {online} CPUs",
+            handles.len()
+        );
+        for cpu in 0..online {
+            let (Some(block), Some(s)) = (percpu::cpu(cpu), crate::task::stats(cpu)) else {
+                continue;
+            };
+            crate::println!(
+                "cpu {cpu} (node {}, apic {}): ticks {}, picks {}, steals sibling/node/remote \
+                 {}/{}/{}, from injector {}, exits {}",
+                block.node,
+                block.apic_id,
+                block.ticks.load(core::sync::atomic::Ordering::Relaxed),
+                s.picks,
+                s.steals_sibling,
+                s.steals_same_node,
+                s.steals_remote_node,
+                s.from_injector,
+                s.exits
+            );
+        }
+        let heap = crate::mm::heap::stats();
+        let (allocs, hits) = heap
+            .classes
+            .iter()
+            .fold((0, 0), |(a, h), c| (a + c.allocations, h + c.cache_hits));
+        crate::println!(
+            "heap: {allocs} small allocations, per-CPU cache hit rate {:.3}",
+            if allocs == 0 {
+                0.0
+            } else {
+                hits as f64 / allocs as f64
+            }
+        );
     }
 
     fn banner(info: &BootInfo, vectors: cpu::VectorState) {

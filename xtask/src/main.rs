@@ -9,6 +9,7 @@
 //! See `xtask/README.md` and `cargo xtask --help`. This file parses the arguments and dispatches;
 //! each concern lives in its own module.
 
+mod bench;
 mod cmd;
 mod error;
 mod interrupt;
@@ -35,6 +36,8 @@ Commands:
          Exits 0 when the kernel reports success, 124 on timeout, 130 on Ctrl-C, 1 otherwise.
   iso    Build the kernel (release) and a GRUB ISO: target/veridian.iso
          (menu entries: 0 \"Veridian\" mode=run, 1 \"Veridian tests\" mode=test).
+  bench  Build the kernel (release) and boot it with mode=bench under `-icount shift=0`: its
+         own benchmarks (heap, frames, scheduler yield) as deterministic instruction counts.
   test   Everything: tool checks, fmt, clippy, host tests, bare-metal builds, the kernel test
          suite in QEMU (PVH), harness self-checks, and the suite again through GRUB.
          Ends with the line `<N> passed, <M> failed`; exits 0 iff M is 0.
@@ -90,6 +93,7 @@ enum Cmd {
     Run(RunArgs),
     Iso(iso::IsoOptions),
     Test,
+    Bench,
     Help,
 }
 
@@ -197,6 +201,7 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
         })),
         "test" if !run.extra.is_empty() => Err("`test` takes no arguments".into()),
         "test" => Ok(Cmd::Test),
+        "bench" => Ok(Cmd::Bench),
         other => Err(format!("unknown command `{other}`")),
     }
 }
@@ -224,6 +229,7 @@ fn main() -> ExitCode {
         .and_then(|()| iso::build(&options))
         .map(|_| ExitCode::SUCCESS),
         Cmd::Test => test::test(),
+        Cmd::Bench => bench::bench(),
     };
     match result {
         Ok(code) => code,

@@ -69,6 +69,8 @@ pub struct Outcome {
     pub banner_after: Option<Duration>,
     /// The last lines QEMU itself printed on stderr.
     pub qemu_stderr: Vec<String>,
+    /// Every serial line, cleaned of control characters.
+    pub serial: Vec<String>,
 }
 
 impl Outcome {
@@ -171,12 +173,34 @@ impl Machine {
     }
 }
 
-/// The QEMU command line for `boot` on `machine`.
-pub fn command(boot: &Boot, machine: Machine) -> Command {
+/// The virtual machine: its shape, and whether the guest's TSC counts instructions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vm {
+    /// CPUs and NUMA layout.
+    pub machine: Machine,
+    /// `-icount shift=0`: one TSC tick per guest instruction (deterministic counts).
+    pub icount: bool,
+}
+
+impl From<Machine> for Vm {
+    fn from(machine: Machine) -> Self {
+        Self {
+            machine,
+            icount: false,
+        }
+    }
+}
+
+/// The QEMU command line for `boot` on `vm`.
+pub fn command(boot: &Boot, vm: impl Into<Vm>) -> Command {
+    let vm = vm.into();
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args(["-machine", "q35", "-accel", "tcg", "-cpu", "max"])
-        .args(machine.args())
-        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .args(vm.machine.args());
+    if vm.icount {
+        qemu.args(["-icount", "shift=0"]);
+    }
+    qemu.args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
         .arg("-no-reboot")
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     match boot {
@@ -220,8 +244,8 @@ impl Drop for KillOnDrop {
 
 /// Boots `boot`, streams its output, and returns how it ended. Ctrl-C kills QEMU and returns
 /// [`Error::Interrupted`]; a timeout kills QEMU and returns an [`Outcome`] saying so.
-pub fn run(boot: &Boot, machine: Machine, timeout: Duration) -> Result<Outcome> {
-    let mut qemu = command(boot, machine);
+pub fn run(boot: &Boot, vm: impl Into<Vm>, timeout: Duration) -> Result<Outcome> {
+    let mut qemu = command(boot, vm);
     qemu.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -246,10 +270,12 @@ pub fn run(boot: &Boot, machine: Machine, timeout: Duration) -> Result<Outcome> 
     let mut log = KernelLog::new();
     let mut banner_after = None;
     let mut qemu_stderr = Vec::new();
+    let mut serial = Vec::new();
     let mut handle = |msg: Message| {
         println!("{}", displayable(&msg.line));
         match msg.source {
             Source::Serial => {
+                serial.push(crate::kernel_log::clean(&msg.line));
                 if log.feed(&msg.line) == LineKind::Banner {
                     banner_after = Some(msg.at.duration_since(started));
                 }
@@ -314,6 +340,7 @@ pub fn run(boot: &Boot, machine: Machine, timeout: Duration) -> Result<Outcome> 
         log,
         banner_after,
         qemu_stderr,
+        serial,
     })
 }
 
@@ -415,6 +442,7 @@ mod tests {
             log: KernelLog::new(),
             banner_after: None,
             qemu_stderr: stderr.iter().map(|s| (*s).to_owned()).collect(),
+            serial: Vec::new(),
         }
     }
 

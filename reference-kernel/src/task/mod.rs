@@ -27,8 +27,8 @@
 //! on another (it was woken before it finished blocking): `on_cpu` is cleared by the old CPU
 //! after the switch (`Release`) and the new CPU waits for that (`Acquire`) before switching in.
 //!
-//! Not done yet: wake-up IPIs (a CPU halted with an empty queue notices new work on its next
-//! tick, within 10 ms), priority inheritance, thread-local storage.
+//! Wake-ups: a thread queued on another CPU that is not running a thread gets that CPU a
+//! reschedule IPI (it may be halted). Not done yet: priority inheritance, thread-local storage.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -477,10 +477,20 @@ pub fn spawn(
         let local = sched.local(&guard).map_err(|_| SpawnError::NotReady)?;
         local
             .spawn(thread)
-            .map(|_| ())
+            .map(|p| kick(p.cpu))
             .map_err(|_| SpawnError::NoAllowedCpu)
     });
     result.map(|()| handle)
+}
+
+/// Wakes CPU `cpu` with a reschedule IPI if it is not the caller's (it may be halted).
+fn kick(cpu: usize) {
+    if cpu != percpu::cpu_index()
+        && let Some(block) = percpu::cpu(cpu)
+        && block.current.load(Ordering::Relaxed).is_null()
+    {
+        crate::arch::x86_64::apic::send_reschedule(block.apic_id);
+    }
 }
 
 /// The first code of every thread.
@@ -641,8 +651,9 @@ fn run_one() -> bool {
             STACKS.lock().push(t.stack_top);
             let joiners = core::mem::take(&mut *t.joiners.lock());
             for j in joiners {
-                if let Err(e) = local.wake(j) {
-                    log::error!("task: waking a joiner failed: {e}");
+                match local.wake(j) {
+                    Ok(p) => kick(p.cpu),
+                    Err(e) => log::error!("task: waking a joiner failed: {e}"),
                 }
             }
         }
@@ -699,8 +710,9 @@ pub fn on_tick() {
         return;
     };
     for t in due {
-        if let Err(e) = local.wake(t) {
-            log::error!("task: waking a sleeper failed: {e}");
+        match local.wake(t) {
+            Ok(p) => kick(p.cpu),
+            Err(e) => log::error!("task: waking a sleeper failed: {e}"),
         }
     }
     if current().is_some() && local.should_preempt() {

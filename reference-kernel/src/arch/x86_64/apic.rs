@@ -227,6 +227,19 @@ fn send_ipi(dest: u32, low: u32) {
     }
 }
 
+/// The vector of the "reschedule" IPI: wakes a halted CPU so it looks at its run queues.
+pub const RESCHEDULE_VECTOR: u8 = 0x21;
+
+fn reschedule(_frame: &mut InterruptFrame) {
+    // Waking the CPU from `hlt` is all it takes: its idle loop looks at the queues next.
+    eoi();
+}
+
+/// Sends the reschedule IPI (fixed delivery) to APIC id `dest`.
+pub fn send_reschedule(dest: u32) {
+    send_ipi(dest, ICR_ASSERT | u32::from(RESCHEDULE_VECTOR));
+}
+
 /// Sends INIT (assert, edge) to APIC id `dest`.
 pub fn send_init(dest: u32) {
     send_ipi(dest, ICR_INIT | ICR_ASSERT);
@@ -351,6 +364,7 @@ pub fn init() -> Result<ApicInfo, ApicError> {
     };
     idt::set_handler(SPURIOUS_VECTOR, spurious).map_err(ApicError::Vector)?;
     idt::set_handler(TIMER_VECTOR, tick).map_err(ApicError::Vector)?;
+    idt::set_handler(RESCHEDULE_VECTOR, reschedule).map_err(ApicError::Vector)?;
     write(mode, REG_TPR, 0);
     write(mode, REG_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
     let id = match mode {

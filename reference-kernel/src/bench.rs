@@ -1,0 +1,138 @@
+//! The kernel measuring itself (`mode=bench`): each benchmark runs many iterations, each timed
+//! with serialised TSC reads (veridian-perf's `Tsc`), minus the measured cost of an empty timing
+//! interval, into a veridian-perf [`Histogram`]; one machine-readable line per benchmark:
+//!
+//! `bench <name> unit=<tsc> count=N min=.. median=.. p99=.. max=.. overhead=..`
+//!
+//! Under QEMU TCG with `-icount shift=0` (what `cargo xtask bench` uses) the TSC advances by
+//! one per guest instruction, so the figures are deterministic instruction counts; without it
+//! they are TSC cycles of the host (noisy under emulation). A `rep`-prefixed string instruction
+//! counts as one instruction under icount whatever its length.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use veridian_perf::clock::{CycleCounter, Tsc, measure_overhead};
+use veridian_perf::histogram::Histogram;
+use veridian_sched::{CpuSet, Priority};
+
+/// Iterations per benchmark.
+pub const ITERATIONS: u32 = 10_000;
+
+fn report(name: &str, what: &str, hist: &Histogram, overhead: u64) {
+    match hist.summary() {
+        Ok(s) => crate::println!(
+            "bench {name} unit=tsc count={} min={} median={} p99={} max={} overhead={overhead} \
+             what=\"{what}\"",
+            s.count,
+            s.min,
+            s.median,
+            s.p99,
+            s.max
+        ),
+        Err(e) => crate::println!("bench {name} error=\"{e}\""),
+    }
+}
+
+/// Times `f` `ITERATIONS` times (after 100 warm-up runs).
+fn time(mut f: impl FnMut(), overhead: u64) -> Box<Histogram> {
+    let mut hist = Box::new(Histogram::new());
+    for _ in 0..100 {
+        f();
+    }
+    for _ in 0..ITERATIONS {
+        let t0 = Tsc.start();
+        f();
+        let t1 = Tsc.stop();
+        hist.record(t1.wrapping_sub(t0).saturating_sub(overhead));
+    }
+    hist
+}
+
+/// Runs every benchmark and prints its line. Returns false if one could not run.
+pub fn run_all() -> bool {
+    let overhead = measure_overhead(&Tsc, 1000);
+    crate::println!("bench timing_overhead unit=tsc value={overhead}");
+    let mut ok = true;
+
+    let heap = &crate::mm::heap::HEAP;
+    let layout = Layout::from_size_align(64, 8).expect("valid layout");
+    let hist = time(
+        || {
+            // SAFETY: non-zero size; freed at once with the same layout.
+            let p = unsafe { heap.alloc(layout) };
+            core::hint::black_box(p);
+            if !p.is_null() {
+                // SAFETY: allocated just above with `layout`.
+                unsafe { heap.dealloc(p, layout) };
+            }
+        },
+        overhead,
+    );
+    report(
+        "heap_alloc_free_64",
+        "kernel heap alloc+free pair, 64 B",
+        &hist,
+        overhead,
+    );
+
+    let hist = time(
+        || {
+            if let Ok(phys) = crate::mm::frames::allocate(0) {
+                // SAFETY: allocated just above, order 0, not used.
+                let _ = unsafe { crate::mm::frames::free(phys, 0) };
+            }
+        },
+        overhead,
+    );
+    report(
+        "frame_alloc_free_4k",
+        "page frame alloc+free pair, 4 KiB",
+        &hist,
+        overhead,
+    );
+
+    ok &= yield_pair(overhead);
+    ok
+}
+
+/// Two threads pinned to CPU 0 yield to each other; one sample is one `yield_now` call of the
+/// first thread, which returns after the second thread has yielded back: two yields, each
+/// a switch to the scheduler context, a pick and a switch to the other thread.
+fn yield_pair(overhead: u64) -> bool {
+    let cpu = match CpuSet::single(0) {
+        Ok(c) => c,
+        Err(_) => return false,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let partner = {
+        let stop = stop.clone();
+        crate::task::spawn("yield-partner", cpu, Priority::Normal, move || {
+            while !stop.load(Ordering::Relaxed) {
+                crate::task::yield_now();
+            }
+        })
+    };
+    let measurer = {
+        let stop = stop.clone();
+        crate::task::spawn("yield-measurer", cpu, Priority::Normal, move || {
+            let hist = time(crate::task::yield_now, overhead);
+            stop.store(true, Ordering::Relaxed);
+            report(
+                "sched_yield_round_trip",
+                "yield to another kernel thread on the same CPU and back (2 yields)",
+                &hist,
+                overhead,
+            );
+        })
+    };
+    match (partner, measurer) {
+        (Ok(p), Ok(m)) => m.join().is_ok() & p.join().is_ok(),
+        _ => {
+            stop.store(true, Ordering::Relaxed);
+            false
+        }
+    }
+}
