@@ -900,7 +900,9 @@ fn heap_stress_on_all_cpus() {
     };
     let online = crate::arch::x86_64::percpu::online() as usize;
     // One mailbox per CPU: blocks allocated elsewhere, to be checked and freed there.
-    let mailboxes: Arc<Vec<Mutex<Vec<(Vec<u8>, u8)>>>> =
+    /// Blocks with the byte they are filled with.
+    type Mailbox = Mutex<Vec<(Vec<u8>, u8)>>;
+    let mailboxes: Arc<Vec<Mailbox>> =
         Arc::new((0..online).map(|_| Mutex::new(Vec::new())).collect());
     // Warm-up: one pinned thread per CPU, so the scheduler's per-CPU queues have grown to
     // what this test needs before the baseline is taken (they keep their capacity).
