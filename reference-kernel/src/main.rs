@@ -123,9 +123,11 @@ mod kernel {
                 qemu::exit(qemu::ExitCode::Failure);
             }
         };
-        crate::mm::init(info);
-        let apic = apic::init();
+        // ACPI is read through the early direct map, before anything allocates, so the frame
+        // allocator can place each node's RAM in its own allocator.
         let platform = PLATFORM.call_once(|| read_platform(info));
+        crate::mm::init(info, platform.as_ref().ok());
+        let apic = apic::init();
         let bsp_apic_id = apic.as_ref().map_or(0, |a| a.id);
         let bsp_node = platform
             .as_ref()
@@ -178,15 +180,17 @@ mod kernel {
                 if let Some(why) = p.numa_fallback() {
                     crate::println!("  numa:     one node: {why}");
                 }
+                let free = crate::mm::frames::free_bytes_per_node();
                 for node in 0..p.node_count() {
                     let mut bytes: u64 = p.node_memory(node).map(|m| m.length).sum();
                     if p.node_count() == 1 && bytes == 0 {
                         bytes = info.usable_bytes();
                     }
                     crate::print!(
-                        "  node {node}:   {} CPUs, {} MiB, distances",
+                        "  node {node}:   {} CPUs, {} MiB ({} MiB free frames), distances",
                         p.cpus_on_node(node),
-                        bytes >> 20
+                        bytes >> 20,
+                        free.get(node).copied().unwrap_or(0) >> 20
                     );
                     for other in 0..p.node_count() {
                         crate::print!(" {}", p.distance(node, other).unwrap_or(0));

@@ -40,6 +40,10 @@ pub static TESTS: &[KernelTest] = &[
         frames_allocate_free_round_trip,
     ),
     test("frames_reject_bad_free", frames_reject_bad_free),
+    test(
+        "frames_come_from_the_asked_node",
+        frames_come_from_the_asked_node,
+    ),
     test("heap_collections_and_stats", heap_collections_and_stats),
     test("heap_alignment_honoured", heap_alignment_honoured),
     test("heap_out_of_memory_is_null", heap_out_of_memory_is_null),
@@ -984,4 +988,33 @@ fn heap_stress_on_all_cpus() {
     }
     let after = live(&crate::mm::heap::stats());
     assert!(after <= baseline, "{} objects not freed", after - baseline);
+}
+
+/// With NUMA, each node's frames come from that node's memory (SRAT); without, node 0 has all.
+fn frames_come_from_the_asked_node() {
+    use crate::mm::frames;
+    let platform = kernel::platform().expect("ACPI tables accepted");
+    for node in 0..platform.node_count() {
+        let phys = frames::allocate_on(node, 0).expect("frames on every node");
+        if platform.numa_fallback().is_none() {
+            assert_eq!(
+                platform.node_of_address(phys),
+                Some(node),
+                "frame {phys:#x}"
+            );
+        }
+        assert_eq!(frames::node_of(phys), Some(node));
+        // SAFETY: allocated just above, order 0, unused.
+        unsafe { frames::free(phys, 0) }.expect("free");
+    }
+    assert!(
+        frames::allocate_on(platform.node_count() + 1, 0).is_err(),
+        "a node that does not exist has no frames"
+    );
+    // The calling CPU's node comes first.
+    let me = crate::arch::x86_64::percpu::current().expect("per-CPU data");
+    let phys = frames::allocate(0).expect("frames");
+    assert_eq!(frames::node_of(phys), Some(me.node as usize));
+    // SAFETY: as above.
+    unsafe { frames::free(phys, 0) }.expect("free");
 }

@@ -13,12 +13,19 @@
 //! allocator touches the planned ranges. The first MiB stays out: it holds the BIOS data, and
 //! the AP start-up trampoline will need a page below 1 MiB.
 //!
-//! Locking: one `spin::Mutex`; callers are the heap's chunk refills and page-table code, both
+//! NUMA: with an ACPI SRAT ([`set_numa`]), each node's RAM goes to its own buddy allocator;
+//! [`allocate`] prefers the calling CPU's node and falls back to the others, [`allocate_on`]
+//! asks for one node.
+//!
+//! Locking: one `spin::Mutex` per node; callers are the heap's chunk refills and page-table code, both
 //! rare next to heap allocations (the heap takes 2 MiB chunks).
 
+use core::sync::atomic::{AtomicUsize, Ordering};
 use reference_kernel::BootInfo;
+use reference_kernel::acpi::Platform;
 use reference_kernel::physmem::{FramePlan, PhysRange, plan_frames};
 use spin::Mutex;
+use veridian_alloc::buddy::BuddyError;
 use veridian_alloc::frame::{FrameAllocator, FrameError};
 
 use super::paging::PHYS_OFFSET;
@@ -34,11 +41,52 @@ const LOW_MEMORY: PhysRange = PhysRange {
     end: 0x10_0000,
 };
 
-static FRAMES: Mutex<FrameAllocator> =
+/// Most NUMA nodes with a frame allocator of their own (RAM of higher nodes goes to the last).
+pub const MAX_NODES: usize = 8;
+
+/// One buddy allocator per NUMA node.
+static FRAMES: [Mutex<FrameAllocator>; MAX_NODES] = [const {
     Mutex::new(match FrameAllocator::new(PHYS_OFFSET as usize) {
         Ok(frames) => frames,
         Err(_) => panic!("PHYS_OFFSET is 1 GiB-aligned"),
-    });
+    })
+}; MAX_NODES];
+
+/// Node memory ranges from the SRAT (`[start, end)`, node), copied at `init`; empty: one node.
+static NODE_RANGES: Mutex<NodeRanges> = Mutex::new(([(0, 0, 0); 64], 0));
+
+/// `(start, end, node)` triples and how many are valid.
+type NodeRanges = ([(u64, u64, usize); 64], usize);
+/// Nodes that have frame allocators (1 without SRAT).
+static NODES: AtomicUsize = AtomicUsize::new(1);
+
+/// Remembers which physical ranges belong to which node (from the ACPI SRAT). Call before
+/// [`init`]; without it every frame is on node 0.
+pub fn set_numa(platform: &Platform) {
+    let mut ranges = NODE_RANGES.lock();
+    let mut n = 0;
+    for m in platform.memory_ranges() {
+        if n == ranges.0.len() {
+            break;
+        }
+        ranges.0[n] = (m.base, m.end(), m.node.min(MAX_NODES - 1));
+        n += 1;
+    }
+    ranges.1 = n;
+    NODES.store(platform.node_count().clamp(1, MAX_NODES), Ordering::Relaxed);
+}
+
+/// The node owning `phys`, and where that node's range ends (or where the next node's range
+/// starts, for an address outside every range, which goes to node 0).
+fn node_piece(phys: u64) -> (usize, u64) {
+    let ranges = NODE_RANGES.lock();
+    let list = &ranges.0[..ranges.1];
+    if let Some(&(_, end, node)) = list.iter().find(|r| r.0 <= phys && phys < r.1) {
+        return (node, end);
+    }
+    let next = list.iter().map(|r| r.0).filter(|&b| b > phys).min();
+    (0, next.unwrap_or(u64::MAX))
+}
 
 /// What [`init`] did, for the boot report.
 #[derive(Clone, Copy, Debug, Default)]
@@ -104,25 +152,28 @@ fn add_plan(plan: &FramePlan, report: &mut FrameReport) {
             plan.dropped_bytes >> 10
         );
     }
-    let mut frames = FRAMES.lock();
     for range in plan.ranges() {
-        // SAFETY: the plan holds only usable RAM below the direct map's current end (mapped
-        // writable at PHYS_OFFSET), outside the kernel image, the boot structures, the modules
-        // and the first MiB, so nothing else uses it; each range is handed over once (the two
-        // steps plan disjoint parts) and never taken back.
-        match unsafe { frames.add_range(range.start, range.len()) } {
-            Ok(bytes) => {
-                report.managed_bytes += bytes;
-                report.ranges += 1;
+        // Split the range where NUMA node ranges begin and end.
+        let mut start = range.start;
+        while start < range.end {
+            let (node, node_end) = node_piece(start);
+            let end = range.end.min(node_end);
+            // SAFETY: the plan holds only usable RAM below the direct map's current end (mapped
+            // writable at PHYS_OFFSET), outside the kernel image, the boot structures, the
+            // modules and the first MiB, so nothing else uses it; each piece is handed over
+            // once (pieces are disjoint, and the two steps plan disjoint parts) and never
+            // taken back.
+            match unsafe { FRAMES[node].lock().add_range(start, end - start) } {
+                Ok(bytes) => {
+                    report.managed_bytes += bytes;
+                    report.ranges += 1;
+                }
+                Err(e) => {
+                    report.refused_ranges += 1;
+                    log::warn!("frames: [{start:#x}, {end:#x}) on node {node} refused: {e}");
+                }
             }
-            Err(e) => {
-                report.refused_ranges += 1;
-                log::warn!(
-                    "frames: [{:#x}, {:#x}) refused: {e}",
-                    range.start,
-                    range.end
-                );
-            }
+            start = end;
         }
     }
 }
@@ -166,9 +217,37 @@ pub fn report() -> FrameReport {
 }
 
 /// A naturally aligned block of `4 KiB << order`; its physical address (in the direct map at
-/// `PHYS_OFFSET + phys`).
+/// `PHYS_OFFSET + phys`). From the calling CPU's NUMA node when it has one free, otherwise
+/// from the other nodes in order.
 pub fn allocate(order: usize) -> Result<u64, FrameError> {
-    FRAMES.lock().allocate(order)
+    let nodes = NODES.load(Ordering::Relaxed);
+    let home = crate::arch::x86_64::percpu::current().map_or(0, |c| c.node as usize) % nodes;
+    let mut last = Err(FrameError::Buddy(BuddyError::OutOfMemory { order }));
+    for i in 0..nodes {
+        last = FRAMES[(home + i) % nodes].lock().allocate(order);
+        if last.is_ok() {
+            return last;
+        }
+    }
+    last
+}
+
+/// A block from NUMA node `node` only.
+pub fn allocate_on(node: usize, order: usize) -> Result<u64, FrameError> {
+    match FRAMES.get(node) {
+        Some(frames) if node < NODES.load(Ordering::Relaxed) => frames.lock().allocate(order),
+        _ => Err(FrameError::Buddy(BuddyError::OutOfMemory { order })),
+    }
+}
+
+/// The node whose allocator manages `phys`, if any.
+pub fn node_of(phys: u64) -> Option<usize> {
+    (0..NODES.load(Ordering::Relaxed)).find(|&n| FRAMES[n].lock().owns(phys))
+}
+
+/// Free bytes on each node (nodes beyond the count are 0).
+pub fn free_bytes_per_node() -> [usize; MAX_NODES] {
+    core::array::from_fn(|n| FRAMES[n].lock().free_bytes())
 }
 
 /// Gives back a block from [`allocate`].
@@ -177,11 +256,14 @@ pub fn allocate(order: usize) -> Result<u64, FrameError> {
 /// `phys` and `order` are exactly a block [`allocate`] returned and not yet freed, and nothing
 /// uses its memory afterwards.
 pub unsafe fn free(phys: u64, order: usize) -> Result<(), FrameError> {
-    // SAFETY: the caller's contract is `FrameAllocator::free`'s.
-    unsafe { FRAMES.lock().free(phys, order) }
+    let node = node_of(phys).unwrap_or(0);
+    // SAFETY: the caller's contract is `FrameAllocator::free`'s; the block belongs to the
+    // allocator of the node that owns its address (blocks never span allocators), and an
+    // address no node owns is refused by node 0's allocator.
+    unsafe { FRAMES[node].lock().free(phys, order) }
 }
 
-/// Free bytes now.
+/// Free bytes now, all nodes.
 pub fn free_bytes() -> usize {
-    FRAMES.lock().free_bytes()
+    FRAMES.iter().map(|f| f.lock().free_bytes()).sum()
 }

@@ -16,11 +16,15 @@ pub mod heap;
 pub mod paging;
 
 use reference_kernel::BootInfo;
+use reference_kernel::acpi::Platform;
 
 /// Brings up the frame allocator, the kernel's page tables and the heap's memory source. Call
 /// once, on the bootstrap processor, after [`paging::init_early`] and before anything allocates.
 /// A failure to build the page tables is reported and leaves the boot tables in place.
-pub fn init(info: &BootInfo) {
+pub fn init(info: &BootInfo, platform: Option<&Platform>) {
+    if let Some(p) = platform {
+        frames::set_numa(p);
+    }
     frames::init(info);
     match paging::init(info) {
         Ok(report) => frames::add_high(info, report.direct_map_bytes),
