@@ -138,6 +138,10 @@ mod kernel {
             percpu::PerCpu::new(0, bsp_apic_id, bsp_node),
         )));
         percpu::ONLINE.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
+        let ioapic = match (&apic, platform) {
+            (Ok(_), Ok(p)) => Some(crate::arch::x86_64::ioapic::init(p.madt())),
+            _ => None,
+        };
         let smp = match (&apic, platform) {
             (Ok(_), Ok(p)) => Some(crate::arch::x86_64::smp::start_aps(info, p)),
             _ => None,
@@ -217,6 +221,14 @@ mod kernel {
             }
             Some(Err(e)) => crate::println!("  smp:      APs not started: {e}"),
             None => crate::println!("  smp:      APs not started (no APIC or no ACPI tables)"),
+        }
+        match ioapic {
+            Some(Ok(gsi)) => crate::println!(
+                "  ioapic:   serial IRQ 4 -> GSI {gsi} -> vector {:#x} on the BSP",
+                crate::arch::x86_64::ioapic::SERIAL_VECTOR
+            ),
+            Some(Err(e)) => crate::println!("  ioapic:   serial interrupt not routed: {e}"),
+            None => crate::println!("  ioapic:   not set up (no APIC or no ACPI tables)"),
         }
         match &tasks {
             Ok(()) => crate::println!(

@@ -58,6 +58,10 @@ pub static TESTS: &[KernelTest] = &[
     test("stack_overflow_reported", stack_overflow_reported),
     test("apic_timer_ticks", apic_timer_ticks),
     test("spurious_vector_counted", spurious_vector_counted),
+    test(
+        "serial_interrupt_through_ioapic",
+        serial_interrupt_through_ioapic,
+    ),
     test("smp_all_cpus_online", smp_all_cpus_online),
     test("threads_run_exactly_once", threads_run_exactly_once),
     test("heap_stress_on_all_cpus", heap_stress_on_all_cpus),
@@ -1017,4 +1021,31 @@ fn frames_come_from_the_asked_node() {
     assert_eq!(frames::node_of(phys), Some(me.node as usize));
     // SAFETY: as above.
     unsafe { frames::free(phys, 0) }.expect("free");
+}
+
+/// The UART's "transmitter empty" interrupt arrives through the I/O APIC on the BSP.
+fn serial_interrupt_through_ioapic() {
+    use crate::arch::x86_64::ioapic;
+    use x86_64::instructions::port::Port;
+    let before = ioapic::serial_interrupts();
+    let mut ier = Port::<u8>::new(crate::drivers::serial::COM1 + 1);
+    let hz = crate::arch::x86_64::apic::info().expect("apic").tsc_hz;
+    // SAFETY: `rdtsc` has no side effects.
+    let t0 = unsafe { core::arch::x86_64::_rdtsc() };
+    // SAFETY: IER bit 1 enables the UART's "transmitter holding register empty" interrupt;
+    // the handler acknowledges it by reading IIR. Restored to 0 (no interrupts) below.
+    unsafe { ier.write(0x02) };
+    while ioapic::serial_interrupts() == before {
+        x86_64::instructions::hlt();
+        // SAFETY: as above.
+        if unsafe { core::arch::x86_64::_rdtsc() } - t0 > hz {
+            break;
+        }
+    }
+    // SAFETY: as above: interrupts off again.
+    unsafe { ier.write(0x00) };
+    assert!(
+        ioapic::serial_interrupts() > before,
+        "no serial interrupt within a second"
+    );
 }

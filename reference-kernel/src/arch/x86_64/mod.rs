@@ -8,6 +8,7 @@ pub mod boot;
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
+pub mod ioapic;
 pub mod percpu;
 pub mod probe;
 pub mod qemu;
