@@ -16,6 +16,7 @@ mod interrupt;
 mod iso;
 mod kernel;
 mod kernel_log;
+mod pgo;
 mod qemu;
 mod run;
 mod test;
@@ -38,6 +39,9 @@ Commands:
          (menu entries: 0 \"Veridian\" mode=run, 1 \"Veridian tests\" mode=test).
   bench  Build the kernel (release) and boot it with mode=bench under `-icount shift=0`: its
          own benchmarks (heap, frames, scheduler yield) as deterministic instruction counts.
+  pgo    `pgo <crate> [-- <criterion args>]`: the crate's benchmarks before and after
+         profile-guided optimisation (instrumented run, llvm-profdata merge, rebuild), with
+         the after/before ratio of each.
   test   Everything: tool checks, fmt, clippy, host tests, bare-metal builds, the kernel test
          suite in QEMU (PVH), harness self-checks, and the suite again through GRUB.
          Ends with the line `<N> passed, <M> failed`; exits 0 iff M is 0.
@@ -94,6 +98,7 @@ enum Cmd {
     Iso(iso::IsoOptions),
     Test,
     Bench,
+    Pgo(String, Vec<String>),
     Help,
 }
 
@@ -101,6 +106,26 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
     let Some((command, rest)) = args.split_first() else {
         return Err("no command given".into());
     };
+    if command == "pgo" {
+        let (krate, extra) = match rest.split_first() {
+            Some((krate, extra)) if !krate.starts_with('-') => (krate.clone(), extra),
+            _ => {
+                return Err(
+                    "`pgo` needs a crate name, e.g. `cargo xtask pgo veridian-simd`".into(),
+                );
+            }
+        };
+        let extra = match extra.split_first() {
+            None => Vec::new(),
+            Some((dashes, words)) if dashes == "--" => words.to_vec(),
+            Some((word, _)) => {
+                return Err(format!(
+                    "pgo: unexpected `{word}` (criterion arguments go after `--`)"
+                ));
+            }
+        };
+        return Ok(Cmd::Pgo(krate, extra));
+    }
     let mut run = RunArgs {
         iso: false,
         uefi: false,
@@ -230,6 +255,7 @@ fn main() -> ExitCode {
         .map(|_| ExitCode::SUCCESS),
         Cmd::Test => test::test(),
         Cmd::Bench => bench::bench(),
+        Cmd::Pgo(krate, extra) => pgo::pgo(&krate, &extra),
     };
     match result {
         Ok(code) => code,
