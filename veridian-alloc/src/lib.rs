@@ -10,7 +10,9 @@
 //!   panic.
 //! - [`buddy::BuddyAllocator`], [`frame::FrameAllocator`]: binary buddy over memory regions;
 //!   the frame allocator returns physical addresses through the embedder's direct map.
-//! - [`env`]: the two embedder traits, [`PageSource`] and [`CpuLocal`].
+//! - [`pool::ObjectPool`]: a typed object cache (constructor, reset hook, RAII guards) with
+//!   per-CPU magazines and a shared depot, over `&Heap` or any other allocator.
+//! - [`env`](mod@env): the two embedder traits, [`PageSource`] and [`CpuLocal`].
 //! - [`hosted`] (feature `std`): `mmap` pages and per-thread slots, so the same code runs on Linux
 //!   (tests, benchmarks, or as a process's `#[global_allocator]`).
 //!
@@ -34,6 +36,7 @@ pub mod frame;
 mod heap;
 #[cfg(feature = "std")]
 pub mod hosted;
+pub mod pool;
 pub mod size_class;
 mod slab;
 
@@ -41,3 +44,4 @@ pub use env::{CpuLocal, PageSource, SingleCpu};
 pub use heap::{
     CHUNK_SIZE, CHUNKS_KEPT, ClassStats, DEFAULT_CPUS, EMPTY_SLABS_KEPT, Heap, HeapStats,
 };
+pub use pool::{ObjectPool, PoolConfig, PoolStats, Pooled};

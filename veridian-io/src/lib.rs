@@ -11,6 +11,7 @@
 //! | [`pool`] | [`PageSource`] (the embedder's pages), [`BufferPool`], [`PoolBuf`] |
 //! | [`backend`] | the [`Backend`] trait |
 //! | [`batch`] | [`BatchedIo`]: typed [`Op`]s, one doorbell per batch, [`Completion`]s by user data |
+//! | [`batch_processor`] | [`BatchProcessor`]: items collected and handed to a processor on size, time ([`Clock`]), `flush` and drop |
 //! | [`loopback`] | [`LoopbackBackend`]: in-memory files, for tests (`no_std`) |
 //! | `hosted` (feature `std`) | Linux io_uring back-end, `pread`/`pwrite` fallback, splice `send_file` |
 //!
@@ -26,6 +27,7 @@ extern crate std;
 
 pub mod backend;
 pub mod batch;
+pub mod batch_processor;
 pub mod entry;
 pub mod error;
 pub mod loopback;
@@ -38,6 +40,7 @@ pub mod hosted;
 
 pub use backend::Backend;
 pub use batch::{BatchedIo, Completion, Fd, IoBuf, Op, Rejected};
+pub use batch_processor::{BatchProcessor, Clock};
 pub use entry::{Cqe, FsyncFlags, IoVec, Opcode, Sqe, SqeFlags};
 pub use error::IoError;
 pub use loopback::{CompletionOrder, LoopbackBackend};
