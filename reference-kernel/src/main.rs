@@ -98,12 +98,23 @@ mod kernel {
             unsafe { core::arch::x86_64::_rdtsc() },
             core::sync::atomic::Ordering::Relaxed,
         );
+        // Vector state first: the kernel's memcpy (veridian-simd) picks its variant from CPUID
+        // and XCR0 on its first call, which the next lines may already make.
+        let vectors = *VECTOR_STATE.call_once(cpu::enable_vector_state);
+        crate::task::vector_state_ready();
+        // The compiler may have called memcpy before the vector state was on (detection then
+        // saw no AVX): pick again now, best variant first (`force_variant` reads CPUID and XCR0
+        // afresh).
+        for variant in veridian_simd::Variant::ALL {
+            if veridian_simd::force_variant(variant).is_ok() {
+                break;
+            }
+        }
         crate::console::init();
         crate::console::init_logger(log::LevelFilter::Info);
         gdt::init();
         idt::init();
         crate::arch::x86_64::mask_legacy_pic();
-        let vectors = *VECTOR_STATE.call_once(cpu::enable_vector_state);
         crate::mm::paging::init_early();
 
         let parsed = match protocol {
@@ -392,11 +403,12 @@ mod kernel {
         }
         crate::println!();
         crate::println!(
-            "  vector state: sse={} xsave={} avx={} avx512={}",
+            "  vector state: sse={} xsave={} avx={} avx512={}; memcpy/memset: veridian-simd {:?}",
             vectors.sse,
             vectors.xsave,
             vectors.avx,
-            vectors.avx512
+            vectors.avx512,
+            veridian_simd::selected_variant()
         );
         let map = info.memory_map();
         let usable = info.usable_bytes();

@@ -77,6 +77,14 @@ pub static TESTS: &[KernelTest] = &[
         "thread_vector_state_preserved",
         thread_vector_state_preserved,
     ),
+    test(
+        "kernel_memcpy_is_veridian_simd",
+        kernel_memcpy_is_veridian_simd,
+    ),
+    test(
+        "vector_registers_survive_interrupt_handlers",
+        vector_registers_survive_interrupt_handlers,
+    ),
     KernelTest {
         name: "deliberate_panic_is_caught",
         run: deliberate_panic,
@@ -1048,4 +1056,126 @@ fn serial_interrupt_through_ioapic() {
         ioapic::serial_interrupts() > before,
         "no serial interrupt within a second"
     );
+}
+
+/// The kernel's memcpy/memset are veridian-simd's, on the best variant the CPU allows (AVX2
+/// under QEMU TCG), and they copy correctly at the sizes where strategies change.
+fn kernel_memcpy_is_veridian_simd() {
+    use alloc::vec;
+    let variant = veridian_simd::selected_variant();
+    let info = raw_cpuid::CpuId::new();
+    let avx2 = info
+        .get_extended_feature_info()
+        .is_some_and(|f| f.has_avx2());
+    if avx2 && crate::kernel::vector_state().avx {
+        assert!(
+            matches!(
+                variant,
+                veridian_simd::Variant::Avx2 | veridian_simd::Variant::Avx512
+            ),
+            "selected {variant:?} on a CPU with AVX2 enabled"
+        );
+    }
+    for len in [
+        0usize,
+        1,
+        31,
+        32,
+        63,
+        64,
+        255,
+        256,
+        2047,
+        2048,
+        4096,
+        65536,
+        1 << 20,
+    ] {
+        let src: alloc::vec::Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+        let mut dst = vec![0u8; len + 64];
+        // A plain slice copy: the compiler emits a call to `memcpy`, which is veridian-simd's.
+        dst[32..32 + len].copy_from_slice(&src);
+        assert_eq!(&dst[32..32 + len], &src[..], "copy of {len} bytes");
+        assert!(
+            dst[..32].iter().chain(&dst[32 + len..]).all(|&b| b == 0),
+            "guard bytes"
+        );
+        dst.fill(0xa5);
+        assert!(
+            dst.iter().all(|&b| b == 0xa5),
+            "fill of {} bytes",
+            dst.len()
+        );
+    }
+}
+
+/// A handler that copies memory with the vector registers (the kernel's memcpy) does not
+/// disturb the registers of the thread it interrupts.
+fn vector_registers_survive_interrupt_handlers() {
+    const VECTOR: u8 = 0x30;
+    fn copying_handler(_frame: &mut idt::InterruptFrame) {
+        let src = [0x5au8; 4096];
+        let mut dst = [0u8; 4096];
+        // SAFETY: both buffers are 4096 bytes; this is the kernel's memcpy, vector code.
+        unsafe { veridian_simd::memcpy(dst.as_mut_ptr(), src.as_ptr(), 4096) };
+        core::hint::black_box(&dst);
+    }
+    // Installed once; a second run of the test finds it installed.
+    let _ = idt::set_handler(VECTOR, copying_handler);
+    let h = crate::task::spawn(
+        "vector-irq",
+        all_cpus(),
+        veridian_sched::Priority::Normal,
+        || {
+            let value = 0x0123_4567_89ab_cdefu64;
+            for round in 0..20u64 {
+                let mine = value ^ round;
+                let seen: u64;
+                // SAFETY: sets xmm0..xmm3 to `mine`, raises the test vector (its handler copies
+                // memory with the vector registers), then reads xmm0..xmm3 back and xors them;
+                // only these registers are used.
+                unsafe {
+                    core::arch::asm!(
+                        "movq xmm0, {v}",
+                        "movq xmm1, {v}",
+                        "movq xmm2, {v}",
+                        "movq xmm3, {v}",
+                        "int 0x30",
+                        "movq {a}, xmm0",
+                        "movq {b}, xmm1",
+                        "xor {a}, {b}",
+                        "movq {b}, xmm2",
+                        "xor {a}, {b}",
+                        "movq {b}, xmm3",
+                        "xor {a}, {b}",
+                        v = in(reg) mine,
+                        a = out(reg) seen,
+                        b = out(reg) _,
+                        out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+                    );
+                }
+                // x ^ x ^ x ^ x == 0 only if all four still hold `mine`... and equal values cancel;
+                // check against `mine` explicitly through xmm0 as well.
+                assert_eq!(
+                    seen, 0,
+                    "xmm0..3 changed by the interrupt handler (round {round})"
+                );
+                let first: u64;
+                // SAFETY: as above, with one register.
+                unsafe {
+                    core::arch::asm!(
+                        "movq xmm0, {v}",
+                        "int 0x30",
+                        "movq {a}, xmm0",
+                        v = in(reg) mine,
+                        a = out(reg) first,
+                        out("xmm0") _,
+                    );
+                }
+                assert_eq!(first, mine, "xmm0 changed by the interrupt handler");
+            }
+        },
+    )
+    .expect("spawn");
+    h.join().expect("vector thread ends normally");
 }

@@ -254,37 +254,152 @@ impl FpuArea {
         let layout = core::alloc::Layout::from_size_align(fpu_mode().size, 64).ok()?;
         // SAFETY: non-zero size.
         let ptr = unsafe { alloc::alloc::alloc_zeroed(layout) };
-        (!ptr.is_null()).then_some(Self { ptr, layout })
+        if ptr.is_null() {
+            return None;
+        }
+        // The legacy region's x87 control word (offset 0) and MXCSR (offset 24) get their
+        // reset values (all exceptions masked); everything else zero. With XSAVE, XSTATE_BV = 0
+        // puts the registers in their initial state, but MXCSR is still loaded from the area.
+        // SAFETY: the area is at least 512 bytes, freshly allocated, ours.
+        unsafe {
+            ptr.cast::<u16>().write(0x037f);
+            ptr.add(24).cast::<u32>().write(0x1f80);
+        }
+        Some(Self { ptr, layout })
     }
 
     /// Saves the vector registers here.
     fn save(&self) {
-        let mode = fpu_mode();
+        clear_ts();
         // SAFETY: the area is 64-byte aligned and as large as the CPU's save area for the
-        // enabled components (CPUID leaf 0xD), CR0.TS is clear (the caller checked the thread
-        // used the registers in this slice, which needed TS clear).
-        unsafe {
-            if mode.xsave {
-                core::arch::asm!("xsave64 [{}]", in(reg) self.ptr, in("eax") mode.mask as u32,
-                    in("edx") (mode.mask >> 32) as u32, options(nostack));
-            } else {
-                core::arch::asm!("fxsave64 [{}]", in(reg) self.ptr, options(nostack));
-            }
-        }
+        // enabled components (CPUID leaf 0xD); TS was just cleared.
+        unsafe { save_to(self.ptr) };
     }
 
-    /// Loads the vector registers from here (a zeroed area loads the initial state).
+    /// Loads the vector registers from here (a fresh area loads the initial state).
     fn restore(&self) {
-        let mode = fpu_mode();
-        // SAFETY: as in `save`; the area holds either zeroes (XSTATE_BV = 0: every component
-        // in its initial state; for FXRSTOR a zero MXCSR is valid) or what `save` wrote.
-        unsafe {
-            if mode.xsave {
-                core::arch::asm!("xrstor64 [{}]", in(reg) self.ptr, in("eax") mode.mask as u32,
-                    in("edx") (mode.mask >> 32) as u32, options(nostack));
-            } else {
-                core::arch::asm!("fxrstor64 [{}]", in(reg) self.ptr, options(nostack));
+        clear_ts();
+        // SAFETY: as in `save`; the area holds what `new` wrote (initial state) or what `save`
+        // wrote.
+        unsafe { restore_from(self.ptr) };
+    }
+}
+
+/// Set once the vector state is enabled on the bootstrap processor (`vector_state_ready`);
+/// until then interrupt entry saves nothing (nothing uses the vector registers yet).
+static VECTOR_SAVE_READY: AtomicBool = AtomicBool::new(false);
+
+/// Fixes how vector state is saved (XSAVE with the XCR0 components, or FXSAVE), after
+/// `cpu::enable_vector_state` on the bootstrap processor and before anything else runs.
+pub fn vector_state_ready() {
+    let mode = fpu_mode();
+    if mode.size <= SAVE_AREA {
+        VECTOR_SAVE_READY.store(true, Ordering::Release);
+    } else {
+        log::warn!(
+            "vector state of {} bytes exceeds the interrupt save area; interrupt handlers must \
+             not use vector registers",
+            mode.size
+        );
+    }
+}
+
+/// Bytes of the on-stack save area of [`VectorSave`].
+const SAVE_AREA: usize = 4096;
+
+#[repr(C, align(64))]
+struct SaveArea(core::mem::MaybeUninit<[u8; SAVE_AREA]>);
+
+/// Keeps the interrupted context's vector registers across an interrupt or exception handler,
+/// which may itself use them (the kernel's `memcpy` is veridian-simd's AVX2/AVX-512 code).
+///
+/// Entry clears CR0.TS and saves the registers with XSAVE (or FXSAVE) into an area on the
+/// interrupted stack; exit restores them and puts TS back. The area travels with the stack, so
+/// a thread preempted inside the timer handler gets its registers back from it when it resumes
+/// there, on whatever CPU. If TS was clear at entry (the running thread's registers were live),
+/// exit marks the thread's registers live again so its next switch-out saves them.
+pub struct VectorSave {
+    area: SaveArea,
+    ts_was_set: bool,
+    active: bool,
+}
+
+impl VectorSave {
+    /// Saves the vector registers (a no-op before [`vector_state_ready`]). Not for #NM, whose
+    /// handler hands the registers to the running thread.
+    #[inline]
+    pub fn enter() -> Self {
+        let mut save = Self {
+            area: SaveArea(core::mem::MaybeUninit::uninit()),
+            ts_was_set: false,
+            active: VECTOR_SAVE_READY.load(Ordering::Acquire),
+        };
+        if save.active {
+            save.ts_was_set = x86_64::registers::control::Cr0::read()
+                .contains(x86_64::registers::control::Cr0Flags::TASK_SWITCHED);
+            clear_ts();
+            let ptr = save.area.0.as_mut_ptr().cast::<u8>();
+            // SAFETY: TS is clear; the area is 64-byte aligned and `SAVE_AREA` bytes, at least
+            // the save-area size (checked by `vector_state_ready`); XSAVE/FXSAVE write only it.
+            // XSAVE leaves the XSAVE header's XCOMP_BV and reserved bytes (512..576) as they
+            // were, and XRSTOR faults unless they are zero: zero them first.
+            unsafe {
+                core::ptr::write_bytes(ptr.add(512), 0, 64);
+                save_to(ptr);
             }
+        }
+        save
+    }
+}
+
+impl Drop for VectorSave {
+    fn drop(&mut self) {
+        if !self.active {
+            return;
+        }
+        clear_ts();
+        let ptr = self.area.0.as_ptr().cast::<u8>();
+        // SAFETY: the area was filled by `save_to` in `enter` (same mode), TS is clear.
+        unsafe { restore_from(ptr) };
+        if self.ts_was_set {
+            set_ts();
+        } else if let Some(t) = current() {
+            t.fpu_live.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// XSAVE/FXSAVE of the current registers into `ptr`.
+///
+/// # Safety
+/// `ptr` is 64-byte aligned, writable for the save-area size; CR0.TS is clear.
+unsafe fn save_to(ptr: *mut u8) {
+    let mode = fpu_mode();
+    // SAFETY: the caller's contract.
+    unsafe {
+        if mode.xsave {
+            core::arch::asm!("xsave64 [{}]", in(reg) ptr, in("eax") mode.mask as u32,
+                in("edx") (mode.mask >> 32) as u32, options(nostack));
+        } else {
+            core::arch::asm!("fxsave64 [{}]", in(reg) ptr, options(nostack));
+        }
+    }
+}
+
+/// XRSTOR/FXRSTOR from `ptr`.
+///
+/// # Safety
+/// `ptr` holds a valid save area of the current mode (written by `save_to`, or zeroed: the
+/// initial state), 64-byte aligned; CR0.TS is clear.
+unsafe fn restore_from(ptr: *const u8) {
+    let mode = fpu_mode();
+    // SAFETY: the caller's contract.
+    unsafe {
+        if mode.xsave {
+            core::arch::asm!("xrstor64 [{}]", in(reg) ptr, in("eax") mode.mask as u32,
+                in("edx") (mode.mask >> 32) as u32, options(nostack));
+        } else {
+            core::arch::asm!("fxrstor64 [{}]", in(reg) ptr, options(nostack));
         }
     }
 }

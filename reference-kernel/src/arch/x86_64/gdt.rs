@@ -20,7 +20,7 @@ pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
 /// IST slot used by the NMI and machine-check handlers.
 pub const NMI_IST_INDEX: u16 = 1;
 
-const IST_STACK_SIZE: usize = 16 * 1024;
+const IST_STACK_SIZE: usize = 32 * 1024;
 
 /// Page-aligned, so that its lowest page can be a guard page (see `mm::paging`).
 #[repr(C, align(4096))]

@@ -247,6 +247,18 @@ impl core::fmt::Display for PageFaultCause {
 /// with `iretq`).
 #[unsafe(no_mangle)]
 extern "C" fn interrupt_dispatch(frame: &mut InterruptFrame) {
+    if frame.vector as u8 == vector::DEVICE_NOT_AVAILABLE {
+        // #NM hands the registers to the running thread: nothing to save around it.
+        dispatch(frame);
+        return;
+    }
+    // Handlers may use the vector registers (the kernel's memcpy does): keep the interrupted
+    // context's.
+    let _vectors = crate::task::VectorSave::enter();
+    dispatch(frame);
+}
+
+fn dispatch(frame: &mut InterruptFrame) {
     let vector = frame.vector as u8;
     match vector {
         vector::BREAKPOINT => {
