@@ -101,6 +101,19 @@ pub fn test() -> Result<ExitCode> {
         )?;
     }
     host_tests(&mut tally)?;
+    counted_tests(
+        &mut tally,
+        "veridian-simd as the process's memcpy (export-mem-symbols)",
+        cmd::cargo().args([
+            "test",
+            "-p",
+            "veridian-simd",
+            "--features",
+            "export-mem-symbols",
+            "--test",
+            "export",
+        ]),
+    )?;
     loom_tests(&mut tally)?;
     for package in COMPONENT_CRATES {
         tally.step(
