@@ -101,21 +101,24 @@ pub fn init() {
 }
 
 /// Builds and loads a GDT and TSS for an application processor, with IST stacks of its own
-/// (from the heap; never freed). The descriptors are appended in the same order as in
+/// (in the kernel-stack region above guard pages; never freed). The descriptors are appended in the same order as in
 /// [`init`], so [`selectors`] holds for every CPU.
 pub fn init_ap() {
     use alloc::boxed::Box;
-    // SAFETY: an all-zero byte array is a valid `IstStack`.
-    let df: &'static mut IstStack =
-        Box::leak(unsafe { Box::<IstStack>::new_zeroed().assume_init() });
-    // SAFETY: as above.
-    let nmi: &'static mut IstStack =
-        Box::leak(unsafe { Box::<IstStack>::new_zeroed().assume_init() });
+    // IST stacks in the kernel-stack region, each above an unmapped guard page; if the region
+    // cannot be extended, heap stacks without a guard page (still usable).
+    let ist_top = || match crate::mm::paging::alloc_kernel_stack(IST_STACK_SIZE / 4096) {
+        Ok(top) => VirtAddr::new(top),
+        Err(_) => {
+            // SAFETY: an all-zero byte array is a valid `IstStack`.
+            let stack: &'static mut IstStack =
+                Box::leak(unsafe { Box::<IstStack>::new_zeroed().assume_init() });
+            VirtAddr::from_ptr(stack) + IST_STACK_SIZE as u64
+        }
+    };
     let mut tss = TaskStateSegment::new();
-    tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
-        VirtAddr::from_ptr(df) + IST_STACK_SIZE as u64;
-    tss.interrupt_stack_table[NMI_IST_INDEX as usize] =
-        VirtAddr::from_ptr(nmi) + IST_STACK_SIZE as u64;
+    tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = ist_top();
+    tss.interrupt_stack_table[NMI_IST_INDEX as usize] = ist_top();
     let tss: &'static TaskStateSegment = Box::leak(Box::new(tss));
     let mut gdt = GlobalDescriptorTable::new();
     let kernel_code = gdt.append(Descriptor::kernel_code_segment());
