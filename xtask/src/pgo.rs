@@ -116,6 +116,31 @@ fn medians(dir: &Path, baseline: &str) -> BTreeMap<String, f64> {
     out
 }
 
+/// Deletes every saved criterion baseline called one of `names` under `dir` (so the table only
+/// shows this run's benchmarks).
+fn remove_baselines(dir: &Path, names: &[&str]) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if path
+                .file_name()
+                .is_some_and(|n| names.iter().any(|name| n == *name))
+            {
+                let _ = fs::remove_dir_all(&path);
+            } else {
+                stack.push(path);
+            }
+        }
+    }
+}
+
 /// Runs the whole procedure for `krate`.
 pub fn pgo(krate: &str, criterion_args: &[String]) -> Result<ExitCode> {
     if !workspace::COMPONENT_CRATES.contains(&krate) {
@@ -130,6 +155,8 @@ pub fn pgo(krate: &str, criterion_args: &[String]) -> Result<ExitCode> {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&raw).map_err(|e| Error::Failed(format!("{}: {e}", raw.display())))?;
     let merged = dir.join("merged.profdata");
+    let criterion = workspace::target_dir().join("criterion");
+    remove_baselines(&criterion, &["pgo-before", "pgo-training", "pgo-after"]);
 
     let with = |name: &str| {
         let mut a = criterion_args.to_vec();
@@ -161,7 +188,6 @@ pub fn pgo(krate: &str, criterion_args: &[String]) -> Result<ExitCode> {
         &with("pgo-after"),
     )?;
 
-    let criterion = workspace::target_dir().join("criterion");
     let before = medians(&criterion, "pgo-before");
     let after = medians(&criterion, "pgo-after");
     println!();
