@@ -88,57 +88,47 @@ pub fn median_of(json: &str) -> Option<f64> {
     rest[..end].parse().ok()
 }
 
-/// Every `<id>/<baseline>/estimates.json` under `dir`, as id -> median.
-fn medians(dir: &Path, baseline: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
+/// Calls `visit` on every directory below `dir` whose name is one of `names` (not descending
+/// into those).
+fn find_dirs(dir: &Path, names: &[&str], mut visit: impl FnMut(&Path)) {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = fs::read_dir(&d) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if !path.is_dir() {
-                continue;
-            }
-            if path.file_name().is_some_and(|n| n == baseline) {
-                let est = path.join("estimates.json");
-                if let (Ok(text), Some(parent)) = (fs::read_to_string(&est), path.parent())
-                    && let (Some(m), Ok(id)) = (median_of(&text), parent.strip_prefix(dir))
-                {
-                    out.insert(id.display().to_string(), m);
-                }
+        for path in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+            if path
+                .file_name()
+                .is_some_and(|n| names.iter().any(|name| n == *name))
+            {
+                visit(&path);
             } else {
                 stack.push(path);
             }
         }
     }
+}
+
+/// Every `<id>/<baseline>/estimates.json` under `dir`, as id -> median.
+fn medians(dir: &Path, baseline: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    find_dirs(dir, &[baseline], |path| {
+        let est = path.join("estimates.json");
+        if let (Ok(text), Some(parent)) = (fs::read_to_string(&est), path.parent())
+            && let (Some(m), Ok(id)) = (median_of(&text), parent.strip_prefix(dir))
+        {
+            out.insert(id.display().to_string(), m);
+        }
+    });
     out
 }
 
 /// Deletes every saved criterion baseline called one of `names` under `dir` (so the table only
 /// shows this run's benchmarks).
 fn remove_baselines(dir: &Path, names: &[&str]) {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if !path.is_dir() {
-                continue;
-            }
-            if path
-                .file_name()
-                .is_some_and(|n| names.iter().any(|name| n == *name))
-            {
-                let _ = fs::remove_dir_all(&path);
-            } else {
-                stack.push(path);
-            }
-        }
-    }
+    find_dirs(dir, names, |path| {
+        let _ = fs::remove_dir_all(path);
+    });
 }
 
 /// Runs the whole procedure for `krate`.
