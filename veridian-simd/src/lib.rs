@@ -10,6 +10,10 @@
 //!   each [`Variant`]'s own [`Routines`] (handed out only when the CPU supports it).
 //! - The size strategy (glibc's) and its [`Thresholds`], derived from the cache sizes.
 //! - [`CpuOptimizer`] / [`Dispatcher`]: pick the best of a caller's own implementations.
+//! - Feature `alloc`: [`btree::CacheBTree`], an ordered map with cache-line nodes, SIMD
+//!   in-node search for integer keys (dispatched like the routines) and prefetch on descent.
+//! - [`hint`]: `prefetch_read`/`prefetch_write` with locality levels, and `likely`/`unlikely`
+//!   branch hints built on `#[cold]` (stable Rust).
 //! - Feature `export-mem-symbols`: the routines as the C symbols `memcpy`, `memmove`, `memset`,
 //!   `memcmp`, `bcmp` (module `export`), for kernels, with the precondition documented there:
 //!   the vector state must be enabled in XCR0 before the first call and saved on every switch.
@@ -28,10 +32,15 @@
 #![no_std]
 #![no_builtins]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+pub mod btree;
 pub mod cpu;
+pub mod hint;
 mod mem;
 mod optimizer;
 
@@ -43,6 +52,8 @@ pub mod hosted;
 use core::cmp::Ordering;
 use core::ops::Range;
 
+#[cfg(feature = "alloc")]
+pub use btree::CacheBTree;
 pub use cpu::Features;
 pub use mem::dispatch::{
     Unsupported, force_variant, memcmp, memcpy, memmove, memset, selected_variant,

@@ -21,7 +21,7 @@ pub(crate) mod strings;
 pub mod thresholds;
 pub(crate) mod word;
 #[cfg(target_arch = "x86_64")]
-mod x86;
+pub(crate) mod x86;
 
 /// `memcpy`/`memmove` signature: `(dst, src, n) -> dst`.
 pub type CopyFn = unsafe fn(*mut u8, *const u8, usize) -> *mut u8;

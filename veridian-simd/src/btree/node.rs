@@ -1,0 +1,206 @@
+//! Node layout and the node arena.
+//!
+//! **What it does.** Leaves and internal nodes live in two `Vec`s and refer to each other by
+//! `u32` index (half the size of a pointer: an internal node's 17 child links take 68 bytes). Each node is `#[repr(C, align(64))]` with its keys first: the keys start on a cache
+//! line and are packed together (16 `u64` keys are exactly 2 lines), so the in-node search touches
+//! only the key lines plus the one holding `len`; values sit after them in the leaf and are
+//! read only at the slot that matched. Leaves are chained through `next` for range iteration.
+//! Freed nodes are chained into a free list through that same link (leaves: `next`, internal
+//! nodes: `children[0]`), so freeing never allocates.
+//!
+//! **What it guarantees.** Everything is safe Rust: values are `Option<V>` (`Some` exactly in
+//! the slots `..len` of live leaves), so dropping the arena drops every value once and nothing
+//! else.
+
+use alloc::vec::Vec;
+
+use super::search::{INTERNAL_CAPACITY, LEAF_CAPACITY};
+
+/// Below this many keys a non-root leaf is refilled from a sibling or merged with one. A split
+/// leaves at least 8 keys on each side; a merge joins a leaf of `MIN_LEAF - 1` keys with one of
+/// `MIN_LEAF`: `6 + 7 = 13 <= 16`.
+pub(crate) const MIN_LEAF: usize = LEAF_CAPACITY / 2 - 1;
+
+/// The same for internal nodes: a split leaves 8 separators on each side; a merge joins
+/// `MIN_INTERNAL - 1` and `MIN_INTERNAL` separators plus the parent's: `6 + 7 + 1 = 14 <= 16`.
+pub(crate) const MIN_INTERNAL: usize = INTERNAL_CAPACITY / 2 - 1;
+
+/// "No node" (end of the leaf chain, end of a free list, empty tree).
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// Keys and values; `keys[..len]` sorted ascending, `vals[..len]` all `Some`, the rest `None`.
+#[derive(Clone)]
+#[repr(C, align(64))]
+pub(crate) struct Leaf<K, V> {
+    pub keys: [K; LEAF_CAPACITY],
+    pub len: u32,
+    /// The next leaf in key order (or, for a freed leaf, the next free one).
+    pub next: u32,
+    pub vals: [Option<V>; LEAF_CAPACITY],
+}
+
+/// `len` separators and `len + 1` children; every key under `children[i]` is `<= keys[i]`
+/// and `> keys[i - 1]`.
+#[derive(Clone)]
+#[repr(C, align(64))]
+pub(crate) struct Internal<K> {
+    pub keys: [K; INTERNAL_CAPACITY],
+    pub len: u32,
+    pub children: [u32; INTERNAL_CAPACITY + 1],
+}
+
+impl<K: Copy, V> Leaf<K, V> {
+    fn new(fill: K) -> Self {
+        Leaf {
+            keys: [fill; LEAF_CAPACITY],
+            len: 0,
+            next: NIL,
+            vals: [const { None }; LEAF_CAPACITY],
+        }
+    }
+}
+
+impl<K: Copy> Internal<K> {
+    fn new(fill: K) -> Self {
+        Internal {
+            keys: [fill; INTERNAL_CAPACITY],
+            len: 0,
+            children: [NIL; INTERNAL_CAPACITY + 1],
+        }
+    }
+}
+
+/// The nodes could not be allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapacityError {
+    /// The allocator refused to grow a node array.
+    OutOfMemory,
+    /// The tree would need more nodes than `u32` indices (or its fixed path depth) allow.
+    TooManyNodes,
+}
+
+impl core::fmt::Display for CapacityError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CapacityError::OutOfMemory => f.write_str("CacheBTree: out of memory for nodes"),
+            CapacityError::TooManyNodes => {
+                f.write_str("CacheBTree: more nodes than 32-bit node indices allow")
+            }
+        }
+    }
+}
+
+impl core::error::Error for CapacityError {}
+
+/// Both node arrays and their free lists.
+#[derive(Clone)]
+pub(crate) struct Arena<K, V> {
+    pub leaves: Vec<Leaf<K, V>>,
+    pub internals: Vec<Internal<K>>,
+    free_leaf: u32,
+    free_internal: u32,
+    free_leaves: usize,
+    free_internals: usize,
+}
+
+impl<K: Copy, V> Arena<K, V> {
+    pub const fn new() -> Self {
+        Arena {
+            leaves: Vec::new(),
+            internals: Vec::new(),
+            free_leaf: NIL,
+            free_internal: NIL,
+            free_leaves: 0,
+            free_internals: 0,
+        }
+    }
+
+    /// Makes sure `leaves` new leaves and `internals` new internal nodes can be taken without
+    /// allocating or running out of indices.
+    pub fn reserve(&mut self, leaves: usize, internals: usize) -> Result<(), CapacityError> {
+        fn grow<T>(v: &mut Vec<T>, free: usize, want: usize) -> Result<(), CapacityError> {
+            let extra = want.saturating_sub(free);
+            if extra == 0 {
+                return Ok(());
+            }
+            if v.len().saturating_add(extra) >= NIL as usize {
+                return Err(CapacityError::TooManyNodes);
+            }
+            v.try_reserve(extra).map_err(|_| CapacityError::OutOfMemory)
+        }
+        grow(&mut self.leaves, self.free_leaves, leaves)?;
+        grow(&mut self.internals, self.free_internals, internals)
+    }
+
+    /// A fresh empty leaf (after [`Arena::reserve`], never allocates).
+    pub fn alloc_leaf(&mut self, fill: K) -> u32 {
+        if self.free_leaf != NIL {
+            let i = self.free_leaf;
+            let leaf = &mut self.leaves[i as usize];
+            self.free_leaf = leaf.next;
+            self.free_leaves -= 1;
+            leaf.len = 0;
+            leaf.next = NIL;
+            i
+        } else {
+            self.leaves.push(Leaf::new(fill));
+            (self.leaves.len() - 1) as u32
+        }
+    }
+
+    /// A fresh empty internal node (after [`Arena::reserve`], never allocates).
+    pub fn alloc_internal(&mut self, fill: K) -> u32 {
+        if self.free_internal != NIL {
+            let i = self.free_internal;
+            let node = &mut self.internals[i as usize];
+            self.free_internal = node.children[0];
+            self.free_internals -= 1;
+            node.len = 0;
+            i
+        } else {
+            self.internals.push(Internal::new(fill));
+            (self.internals.len() - 1) as u32
+        }
+    }
+
+    /// Returns an empty leaf (all values already moved out) to the free list.
+    pub fn free_leaf(&mut self, i: u32) {
+        let leaf = &mut self.leaves[i as usize];
+        debug_assert!(leaf.vals.iter().all(Option::is_none));
+        leaf.len = 0;
+        leaf.next = self.free_leaf;
+        self.free_leaf = i;
+        self.free_leaves += 1;
+    }
+
+    /// Returns an internal node to the free list.
+    pub fn free_internal(&mut self, i: u32) {
+        let node = &mut self.internals[i as usize];
+        node.len = 0;
+        node.children[0] = self.free_internal;
+        self.free_internal = i;
+        self.free_internals += 1;
+    }
+
+    /// Two different leaves, mutably.
+    pub fn two_leaves(&mut self, a: u32, b: u32) -> (&mut Leaf<K, V>, &mut Leaf<K, V>) {
+        pair_mut(&mut self.leaves, a as usize, b as usize)
+    }
+
+    /// Two different internal nodes, mutably.
+    pub fn two_internals(&mut self, a: u32, b: u32) -> (&mut Internal<K>, &mut Internal<K>) {
+        pair_mut(&mut self.internals, a as usize, b as usize)
+    }
+}
+
+/// `(&mut v[a], &mut v[b])` for `a != b`.
+fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    debug_assert_ne!(a, b);
+    if a < b {
+        let (lo, hi) = v.split_at_mut(b);
+        (&mut lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(a);
+        (&mut hi[0], &mut lo[b])
+    }
+}
