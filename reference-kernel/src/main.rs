@@ -98,6 +98,8 @@ mod kernel {
             unsafe { core::arch::x86_64::_rdtsc() },
             core::sync::atomic::Ordering::Relaxed,
         );
+        // Per-CPU data before anything can ask for the CPU index (the heap does).
+        percpu::install_early_bsp();
         // Vector state first: the kernel's memcpy (veridian-simd) picks its variant from CPUID
         // and XCR0 on its first call, which the next lines may already make.
         let vectors = *VECTOR_STATE.call_once(cpu::enable_vector_state);

@@ -83,20 +83,34 @@ pub fn cpu(index: usize) -> Option<&'static PerCpu> {
     (!ptr.is_null()).then(|| unsafe { &*ptr })
 }
 
-/// This CPU's block, or `None` before [`install`] ran on it.
+/// The bootstrap processor's first block, installed at the very start of `kernel_entry` (so GS
+/// is valid from the first instruction that can ask), replaced once its APIC id and node are
+/// known.
+static mut EARLY_BSP: PerCpu = PerCpu::new(0, 0, 0);
+
+/// Installs [`EARLY_BSP`] on the bootstrap processor. Call once, first thing in `kernel_entry`.
+pub fn install_early_bsp() {
+    let block = &raw mut EARLY_BSP;
+    // SAFETY: the only reference ever made to `EARLY_BSP`, once, at entry, before anything else
+    // runs; `install` keeps it for the life of the kernel (it is later replaced, never freed).
+    install(unsafe { &mut *block });
+}
+
+/// This CPU's block. Every CPU installs one before it runs any code that asks (the bootstrap
+/// processor [`EARLY_BSP`] first thing, each AP first thing in its entry), so this is one
+/// `gs`-relative load with no check (no MSR read). Always `Some`; the `Option` keeps callers
+/// honest should a CPU ever run code before its install.
+#[inline]
 pub fn current() -> Option<&'static PerCpu> {
     let ptr: u64;
-    if GsBase::read().as_u64() == 0 {
-        return None;
-    }
-    // SAFETY: GS points at an installed `PerCpu` (checked non-zero above; only `install`
-    // writes GS base), whose first field is its own address; the load has no side effects.
+    // SAFETY: GS points at an installed `PerCpu` (see above: installed before any caller can
+    // run on this CPU), whose first field is its own address; the load has no side effects.
     unsafe {
         core::arch::asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, readonly, preserves_flags));
     }
     // SAFETY: the blocks are `'static` (a static or leaked) and only shared references are
     // handed out after `install`; the fields others change are atomics.
-    Some(unsafe { &*(ptr as *const PerCpu) })
+    (ptr != 0).then(|| unsafe { &*(ptr as *const PerCpu) })
 }
 
 /// This CPU's index (0 before per-CPU data is installed: only the bootstrap processor runs

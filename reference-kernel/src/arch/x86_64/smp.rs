@@ -268,13 +268,14 @@ extern "C" fn ap_entry(arg: u64) -> ! {
             f.insert(x86_64::registers::control::Cr4Flags::PAGE_GLOBAL)
         });
     }
+    // Per-CPU data first: the heap (used by `gdt::init_ap`) keys its per-CPU caches on it.
+    // SAFETY: the block was leaked for this AP alone; nobody else holds a reference to it.
+    percpu::install(unsafe { &mut *start.percpu });
     // Vector state before anything can call the kernel's memcpy (veridian-simd, AVX2 when the
     // bootstrap processor chose it).
     cpu::enable_vector_state();
     gdt::init_ap();
     idt::load();
-    // SAFETY: the block was leaked for this AP alone; nobody else holds a reference to it.
-    percpu::install(unsafe { &mut *start.percpu });
     let timer = apic::init_ap();
     percpu::ONLINE.fetch_add(1, Ordering::AcqRel);
     start.online.store(true, Ordering::Release);
