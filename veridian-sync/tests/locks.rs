@@ -172,8 +172,8 @@ fn ticket_lock_serves_waiters_in_ticket_order() {
 
 #[test]
 fn forgotten_guard_leaves_lock_held_even_after_a_move() {
-    // The MCS lock marks "held" with a sentinel, not a pointer to itself, so moving a lock whose
-    // guard was forgotten leaves nothing dangling (Miri checks this).
+    // The MCS lock marks "held" in its lock word and holds no pointer to itself, so moving a lock
+    // whose guard was forgotten leaves nothing dangling (Miri checks this).
     let mcs = McsMutex::new(5u8);
     std::mem::forget(mcs.lock());
     let moved = Box::new(mcs);

@@ -12,19 +12,23 @@
 //! forever and the third never runs again, and it stops with "Model exceeded maximum number of
 //! branches". No real scheduler produces that schedule. The smallest model showing it has no
 //! lock at all: three threads passing a baton (`while turn.load(Acquire) != i { spin_loop() }
-//! turn.store(i + 1, Release)`) pass at bound 1 and fail from bound 2 on. For the MCS lock, a
-//! trace at bound 3 showed the granting thread paused just before its `waiting.store(false)`
-//! while the granted waiter spun. So: the ticket lock (all waiters spin on one word) at bound
-//! 1, the MCS lock (the second waiter reaches its spin later) at bound 2; the two-thread models,
-//! which are not affected, at bounds 5–8.
+//! turn.store(i + 1, Release)`) pass at bound 1 and fail from bound 2 on. The MCS lock's
+//! three-thread model (a queue head spinning on the lock word and a second waiter spinning on its
+//! node while the holder runs) passes at bound 2 and stops on the branch limit from bound 3 on.
+//! So: the ticket lock (all waiters spin on one word) at bound 1, the MCS three-thread model at
+//! bound 2, the MCS `try_lock`-against-the-queue model at bound 4; the two-thread models, which
+//! are not affected, at bounds 5–8.
 //!
 //! # Mutations these models catch
 //! Each of these, applied alone, makes at least one model fail: a ticket `lock` that does not
 //! wait; the ticket waiter's `serving` load Relaxed; the ticket `unlock` store Relaxed; the MCS
-//! grant store Relaxed; the MCS link store Relaxed; MCS `try_lock` Relaxed; a granted MCS
-//! waiter that does not wait for a late successor's link (use-after-free of its node, reported
-//! by loom); an MCS `unlock` that frees the lock without looking for waiters (they spin forever;
-//! loom stops on its branch limit).
+//! `unlock` store Relaxed; the MCS queue head's lock-word compare-exchange Relaxed; MCS
+//! `try_lock` Relaxed; the MCS link store Relaxed; the MCS enqueue swap Relaxed (both reported as
+//! a store racing the node's creation); an MCS queue head that takes the lock without waiting
+//! for the lock word; an MCS queue head that leaves without waiting for a late successor's link
+//! (that successor then writes into a dead node, reported by loom). Not caught: the MCS grant
+//! store Relaxed (its Release only orders that store before the granted waiter's stack frame is
+//! reused, which loom does not model).
 #![cfg(loom)]
 
 use loom::cell::UnsafeCell;
@@ -130,6 +134,34 @@ fn mutual_exclusion<L: Raw>(threads: usize, rounds: usize) {
     assert_eq!(shared.counter.with(|p| unsafe { *p }), threads * rounds);
 }
 
+/// Two threads queue up with `lock` while the main thread, arriving at any point, uses
+/// `try_lock` (and takes the lock word if it finds the lock free and the queue empty: the MCS
+/// lock's only way past a queue head, see its module documentation).
+fn try_lock_races_queue<L: Raw>() {
+    let shared = Arc::new(Shared {
+        lock: L::new(),
+        counter: UnsafeCell::new(0),
+    });
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let shared = shared.clone();
+            thread::spawn(move || increment(&*shared))
+        })
+        .collect();
+    let took = shared.lock.try_lock();
+    if took {
+        // SAFETY: lock held.
+        shared.counter.with_mut(|p| unsafe { *p += 1 });
+        // SAFETY: locked by the successful try_lock.
+        unsafe { shared.lock.unlock() };
+    }
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    // SAFETY: all other threads joined.
+    assert_eq!(shared.counter.with(|p| unsafe { *p }), 2 + took as usize);
+}
+
 /// One thread uses `try_lock`, the other `lock`.
 fn try_lock_excludes<L: Raw>() {
     let shared = Arc::new(Shared {
@@ -180,8 +212,16 @@ fn ticket_three_threads() {
 
 #[test]
 fn mcs_three_threads() {
-    // Three threads reach every queue shape: a waiter behind the sentinel, a waiter behind a
-    // waiter, a granted waiter swinging the tail back or waiting for a late successor's link.
+    // Three threads reach every queue shape: a fast-path holder with a queue head spinning on
+    // the lock word, a waiter behind the head, a fast-path arrival overtaking a new head, a head
+    // swinging the tail back to null or waiting for a late successor's link before granting.
     // Bound 2: see "Preemption bounds" at the top of this file.
     model(2, || mutual_exclusion::<RawMcsLock>(3, 1));
+}
+
+#[test]
+fn mcs_try_lock_races_queue() {
+    // A `try_lock` (the same code as `lock`'s fast path) racing a queue head for the lock word.
+    // Bound 4: see "Preemption bounds" at the top of this file.
+    model(4, try_lock_races_queue::<RawMcsLock>);
 }

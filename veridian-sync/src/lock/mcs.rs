@@ -1,67 +1,72 @@
-//! MCS queue lock, in the variant that fits a plain `lock()`/`unlock()` interface.
+//! MCS queue lock with a test-and-set fast path, in the variant that fits a plain
+//! `lock()`/`unlock()` interface.
 //!
-//! What it does: lockers that find the lock held queue up in a linked list of nodes, and each
-//! waiter spins on a flag in its *own* node, so a hand-off touches one waiter's cache line
-//! instead of every waiter's (the weakness of ticket and test-and-set locks on many CPUs).
-//! The queue is FIFO.
+//! What it does: a locker that finds the lock free and nobody queued takes it with one
+//! compare-exchange, and `unlock` is one release store, as with a test-and-set lock. Lockers that
+//! find it held queue up in a linked list of nodes: only the first of them (the queue head) spins
+//! on the lock word; every other waiter spins on a flag in its *own* node, so a hand-off touches
+//! the lock word and one waiter's cache line instead of every waiter's (the weakness of ticket
+//! and test-and-set locks on many CPUs). The queue is FIFO.
 //!
-//! # The variant, and why
+//! # The design, and why
 //! In the classic MCS lock (Mellor-Crummey and Scott, 1991) every holder owns a queue node from
 //! `lock` until `unlock`, and `unlock` needs that node. `lock_api::RawMutex` has no way to pass a
 //! node from `lock` to `unlock`, and a node on the caller's stack tied to a guard is unsound in
 //! Rust: safe code may `mem::forget` the guard and then reuse the stack slot while the node is
 //! still in the queue. Per-CPU or per-thread node pools need a CPU index the lock does not have,
-//! or a thread-local that `no_std` does not have.
+//! or a thread-local that `no_std` does not have. And a classic MCS lock+unlock is two atomic
+//! read-modify-writes even when nobody else wants the lock.
 //!
-//! This lock uses instead the variant used in IBM's K42 kernel (described in Scott, *Shared-Memory
-//! Synchronization*, 2nd ed., §4.3.2): the lock itself contains the holder's "next" pointer, and
-//! a waiter's node lives on its stack only while it waits. When a waiter is granted the lock it
-//! moves its successor pointer into the lock and (if it has no successor yet) swings the queue's
-//! tail from its node back to a sentinel meaning "held, nobody waiting", waiting for a late
-//! successor's link if that swing loses a race. After that nothing refers to its node, and
-//! `lock` returns. So no node outlives `lock`, `unlock` takes no node, and forgetting a guard
-//! only leaves the lock held (it can never leave a dangling node in the queue).
+//! This lock follows Linux's qspinlock instead: the lock is a lock word (`locked`) plus the tail
+//! of a queue of *waiters* (`tail`). The holder is not in the queue, so `unlock` needs no node:
+//! it clears the lock word. A waiter's node lives on its stack only while it waits: once it is
+//! the queue head and has taken the lock word, it hands the head position to its successor (or,
+//! if it has none, swings `tail` from its node back to null, waiting for a late successor's link
+//! if that swing loses a race) and returns. After that nothing refers to its node. So no node
+//! outlives `lock`, and forgetting a guard only leaves the lock word set (it can never leave a
+//! dangling node in the queue). The lock holds no pointer to itself, so it may be moved after a
+//! guard was forgotten.
 //!
-//! The price, against the classic form: the lock is two words instead of one; a granted waiter
-//! does one to three extra atomic operations (copying the successor, possibly a compare-exchange
-//! on the tail); and an uncontended `unlock` is a compare-exchange rather than the plain store a
-//! test-and-set or ticket lock uses. Local spinning and FIFO order are kept.
+//! Costs: uncontended, one compare-exchange to lock (after a plain load of `tail`) and one store
+//! to unlock. A queued waiter does one swap to enqueue, a compare-exchange on the lock word once
+//! it is free, and one compare-exchange on `tail` or a grant store to leave the queue.
+//!
+//! # Fairness
+//! Waiters that are queued are served in FIFO order: only the head competes for the lock word,
+//! and the next waiter becomes head only after it took it. A locker arriving later does not
+//! queue if it finds the queue empty: it tries the lock word directly (`lock`'s fast path and
+//! `try_lock` both do this, and both give up, to the queue or with `false`, when they see a
+//! waiter). Between that check and its compare-exchange another locker may enqueue and become
+//! head, and the new arrival may then take the lock word ahead of that queue head. It can only do
+//! so if it found the queue empty, so a queued waiter is overtaken at most by lockers that looked
+//! at `tail` before it was queued, each at most once (a `lock` whose fast path fails queues):
+//! no unbounded starvation among `lock` callers. (A caller retrying `try_lock` may also win the
+//! lock word in that window, once per retry that found the queue empty.)
 //!
 //! # State
-//! - `tail`: null when free; [`held`] (a sentinel address, never dereferenced) when held with no
-//!   waiter; otherwise the last waiter's node.
-//! - `next`: the first waiter behind the holder, or null when none has linked itself yet. Only
-//!   the holder reads it; it is written by the holder (when granted) and by the one waiter that
-//!   enqueues directly behind the sentinel.
+//! - `locked`: true while the lock is held. Set by compare-exchange (fast path, `try_lock`, or
+//!   the queue head), cleared by `unlock`.
+//! - `tail`: null when nobody waits; otherwise the last waiter's node. The first node of the
+//!   queue is the head's; each node's `next` points to the one behind it once that one has
+//!   linked itself.
 //!
-//! Invariant: when `tail` is null, `next` is null (a holder that frees the lock has seen `next`
-//! null, and no waiter can link into `next` unless `tail` is the sentinel).
-//!
-//! The sentinel, not a pointer to the lock, marks "held": a pointer to the lock itself (as in the
-//! textbook K42 code) would dangle if safe code moved the lock after forgetting a guard.
-//!
-//! Relies on: atomic compare-exchange and pointer-sized atomics. Guarantees: mutual exclusion,
-//! FIFO among queued waiters, a happens-before chain through the critical sections.
+//! Relies on: atomic compare-exchange and swap, pointer-sized atomics. Guarantees: mutual
+//! exclusion, FIFO among queued waiters, a happens-before chain through the critical sections
+//! (every acquisition is an Acquire compare-exchange on `locked` reading the previous holder's
+//! Release store).
 
 use core::ptr;
 
-use super::backoff::{Backoff, SpinWait};
+use super::backoff::SpinWait;
 use crate::primitives::{AtomicBool, AtomicPtr, Ordering};
 
 /// A waiter's queue node; lives on the waiter's stack for the duration of its wait.
 #[derive(Debug)]
 struct Waiter {
-    /// True until the previous holder grants this waiter the lock.
+    /// True until the waiter ahead of this one (the previous queue head) makes it the head.
     waiting: AtomicBool,
     /// The waiter queued directly behind this one, once it has linked itself.
     next: AtomicPtr<Waiter>,
-}
-
-/// The `tail` value meaning "held, nobody waiting". Address 1 is not aligned for [`Waiter`]
-/// (which holds a pointer), so no node can live there; it is only compared, never dereferenced.
-#[inline(always)]
-fn held() -> *mut Waiter {
-    ptr::without_provenance_mut(1)
 }
 
 /// The raw MCS lock; use it through [`super::McsMutex`] (a `lock_api::Mutex`).
@@ -75,8 +80,10 @@ fn held() -> *mut Waiter {
 /// ```
 #[derive(Debug)]
 pub struct RawMcsLock {
+    /// The lock word: true while held.
+    locked: AtomicBool,
+    /// The last queued waiter, or null when none waits.
     tail: AtomicPtr<Waiter>,
-    next: AtomicPtr<Waiter>,
 }
 
 impl RawMcsLock {
@@ -84,8 +91,8 @@ impl RawMcsLock {
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         Self {
+            locked: AtomicBool::new(false),
             tail: AtomicPtr::new(ptr::null_mut()),
-            next: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
@@ -93,12 +100,12 @@ impl RawMcsLock {
     #[cfg(loom)]
     pub fn new() -> Self {
         Self {
+            locked: AtomicBool::new(false),
             tail: AtomicPtr::new(ptr::null_mut()),
-            next: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
-    /// Acquires the lock, queueing behind the current holder and waiters if needed.
+    /// Acquires the lock, queueing behind the current waiters if it is held or anybody waits.
     #[inline]
     pub fn lock(&self) {
         if !self.try_lock() {
@@ -108,155 +115,117 @@ impl RawMcsLock {
 
     #[cold]
     fn lock_contended(&self) {
-        let mut backoff = Backoff::new();
-        loop {
-            // Relaxed: only a hint for which compare-exchange to try; each one checks again.
-            let tail = self.tail.load(Ordering::Relaxed);
-            if tail.is_null() {
-                if self.try_lock() {
-                    return;
-                }
-                backoff.snooze();
-                continue;
-            }
+        let waiter = Waiter {
+            waiting: AtomicBool::new(true),
+            next: AtomicPtr::new(ptr::null_mut()),
+        };
+        let me = ptr::from_ref(&waiter).cast_mut();
+        // AcqRel. Release: publishes the initialisation of `waiter` to the next waiter, which
+        // gets `me` from its own swap and writes `waiter.next` through it. Acquire: the same,
+        // the other way round, for the node `prev` we are about to write to (the swap reads the
+        // value `prev`'s owner stored with its own swap: a compare-exchange that took `prev` out
+        // of `tail` would have made `tail` something else).
+        let prev = self.tail.swap(me, Ordering::AcqRel);
 
-            let waiter = Waiter {
-                waiting: AtomicBool::new(true),
-                next: AtomicPtr::new(ptr::null_mut()),
-            };
-            let me = ptr::from_ref(&waiter).cast_mut();
-            // AcqRel on success. Release: publishes the initialisation of `waiter` to the next
-            // locker, which will write `waiter.next` through the pointer. Acquire: the same,
-            // the other way round, for the node `prev` we are about to write to.
-            // Relaxed on failure: we retry from scratch.
-            let prev =
-                match self
-                    .tail
-                    .compare_exchange(tail, me, Ordering::AcqRel, Ordering::Relaxed)
-                {
-                    // Use the value the exchange returned, not `tail`: they compare equal, but the
-                    // returned one is the pointer now stored (if the node at this address was freed
-                    // and another allocated there since our load, only the new one may be used).
-                    Ok(prev) => prev,
-                    Err(_) => {
-                        backoff.snooze();
-                        continue;
-                    }
-                };
+        if !prev.is_null() {
+            // Link behind the predecessor. Release: its owner reads this pointer (Acquire) and
+            // then writes `waiter.waiting`; our node's initialisation must happen-before that.
+            // SAFETY: `prev` is a waiter's node and is alive: its owner stays in
+            // `lock_contended` until it has read its `next` (set here) or swung `tail` away
+            // from `prev` (impossible now that `tail` is no longer `prev`).
+            unsafe { (*prev).next.store(me, Ordering::Release) };
 
-            // Link behind the predecessor. Release: the grantor reads this pointer and then
-            // writes `waiter.waiting`; it must see the node initialised first.
-            if prev == held() {
-                self.next.store(me, Ordering::Release);
-            } else {
-                // SAFETY: `prev` is a waiter's node and is alive: its owner stays in
-                // `lock_contended` until it has read its `next` (set here) or swung `tail` away
-                // from `prev` (impossible now that `tail` is `me`).
-                unsafe { (*prev).next.store(me, Ordering::Release) };
-            }
-
-            // Local spinning on our own node. Acquire: pairs with the grantor's Release store
-            // in `unlock`, so its critical section happens-before ours.
+            // Local spinning on our own node until we are the queue head. Acquire: pairs with
+            // the predecessor's Release grant store, so that store happens-before our node goes
+            // out of scope when we return.
             let mut wait = SpinWait::new();
             while waiter.waiting.load(Ordering::Acquire) {
                 wait.wait(1);
             }
-
-            // We hold the lock. Move our successor (if any) into the lock so `unlock` finds it
-            // without our node. Acquire: the successor's node initialisation (published by its
-            // Release link store) must happen-before `unlock` writes to it.
-            let mut successor = waiter.next.load(Ordering::Acquire);
-            if successor.is_null() {
-                // Relaxed: only the holder (us, or whoever we hand the lock to, after our
-                // Release hand-off) reads `next`; the Release exchange below orders this store
-                // before the link store of any waiter that enqueues behind the sentinel.
-                self.next.store(ptr::null_mut(), Ordering::Relaxed);
-                // Release: see above (pairs with the AcqRel enqueue exchange of the next waiter).
-                // Relaxed on failure: the Acquire load of `waiter.next` below orders what we need.
-                if self
-                    .tail
-                    .compare_exchange(me, held(), Ordering::Release, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return;
-                }
-                // A successor swung `tail` from us but has not linked yet: wait for the link,
-                // which it writes into our node (its `prev` is `me`, not the sentinel).
-                let mut wait = SpinWait::new();
-                loop {
-                    successor = waiter.next.load(Ordering::Acquire);
-                    if !successor.is_null() {
-                        break;
-                    }
-                    wait.wait(1);
-                }
-            }
-            // Relaxed: read only by the holder (us, in `unlock`).
-            self.next.store(successor, Ordering::Relaxed);
-            return;
         }
-    }
 
-    /// Takes the lock if nobody holds it; never waits.
-    #[inline]
-    pub fn try_lock(&self) -> bool {
-        // Acquire: pairs with the Release exchange in `unlock` that freed the lock.
-        self.tail
-            .compare_exchange(
-                ptr::null_mut(),
-                held(),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-    }
+        // We are the queue head: only we, and lockers that found the queue empty, compete for
+        // the lock word now (see "Fairness" in the module documentation).
+        let mut wait = SpinWait::new();
+        loop {
+            // Relaxed load: only a hint, so the head spins on a shared line instead of writing
+            // it. Acquire compare-exchange: pairs with the Release store in `unlock`, so the
+            // previous critical section happens-before ours. Relaxed on failure: we retry.
+            if !self.locked.load(Ordering::Relaxed)
+                && self
+                    .locked
+                    .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                break;
+            }
+            wait.wait(1);
+        }
 
-    /// Releases the lock, granting it to the first waiter if there is one.
-    ///
-    /// # Safety
-    /// The lock is held, and the caller is its holder.
-    #[inline]
-    pub unsafe fn unlock(&self) {
-        // Acquire: the successor's node initialisation must happen-before our write to it
-        // (pairs with the Release link store, or with the Relaxed store the granted holder made
-        // in `lock`, which this context has already seen).
-        let mut successor = self.next.load(Ordering::Acquire);
+        // We hold the lock; leave the queue. Acquire: the successor's node initialisation
+        // (published by its Release link store) must happen-before our write to it.
+        let mut successor = waiter.next.load(Ordering::Acquire);
         if successor.is_null() {
-            // Nobody linked: try to free the lock. Release: publishes the critical section to
-            // the next `try_lock`. Fails if a waiter swung `tail` from the sentinel.
+            // Nobody linked behind us: try to empty the queue. Relaxed on success: nothing is
+            // published through `tail` to the next waiter (it finds null and becomes head with
+            // nothing to read from us; the critical sections are ordered through `locked`), and
+            // no other thread can refer to our node any more (any that read `me` from `tail`
+            // would have made this exchange fail). Relaxed on failure: the Acquire load of
+            // `waiter.next` below orders what we need.
             if self
                 .tail
-                .compare_exchange(
-                    held(),
-                    ptr::null_mut(),
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange(me, ptr::null_mut(), Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
             {
                 return;
             }
-            // A waiter enqueued behind the sentinel; it links itself into `self.next`.
+            // A successor swung `tail` from us but has not linked yet: wait for the link.
             let mut wait = SpinWait::new();
             loop {
-                successor = self.next.load(Ordering::Acquire);
+                successor = waiter.next.load(Ordering::Acquire);
                 if !successor.is_null() {
                     break;
                 }
                 wait.wait(1);
             }
         }
-        // Release: publishes the critical section to the granted waiter's Acquire load.
+        // Make the successor the queue head. Release: this store touches the successor's node,
+        // so it must happen-before the successor's node goes out of scope (pairs with its
+        // Acquire load of `waiting`).
         // SAFETY: `successor` is a waiting node: its owner spins in `lock_contended` until this
         // store and does not free the node before. We do not touch it afterwards.
         unsafe { (*successor).waiting.store(false, Ordering::Release) };
+    }
+
+    /// Takes the lock if nobody holds it and nobody waits for it; never waits.
+    #[inline]
+    pub fn try_lock(&self) -> bool {
+        // Relaxed load of `tail`: only a hint that keeps lockers from overtaking queued waiters
+        // (see "Fairness" in the module documentation); mutual exclusion rests on the
+        // compare-exchange alone. Acquire compare-exchange: pairs with the Release store in
+        // `unlock` that freed the lock. Relaxed on failure: we take nothing.
+        self.tail.load(Ordering::Relaxed).is_null()
+            && self
+                .locked
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Releases the lock; the queue head (if any) or a new arrival takes it next.
+    ///
+    /// # Safety
+    /// The lock is held, and the caller is its holder.
+    #[inline]
+    pub unsafe fn unlock(&self) {
+        // Release: publishes the critical section to the next holder's Acquire compare-exchange.
+        self.locked.store(false, Ordering::Release);
     }
 
     /// Whether the lock is held (a snapshot).
     #[inline]
     pub fn is_locked(&self) -> bool {
         // Relaxed: a snapshot; it orders nothing.
-        !self.tail.load(Ordering::Relaxed).is_null()
+        self.locked.load(Ordering::Relaxed)
     }
 }
 
@@ -266,11 +235,11 @@ impl Default for RawMcsLock {
     }
 }
 
-// SAFETY: a context holds the lock after it changed `tail` from null to the sentinel
-// (`try_lock`), or after the holder granted it through its node's `waiting` flag. Each holder
-// grants at most once, in `unlock`, and only when it does not free the lock; so there is at
-// most one holder at a time (see the module documentation for the queue protocol). `unlock`
-// does not depend on which thread calls it, hence `GuardSend`.
+// SAFETY: a context holds the lock from its successful compare-exchange of `locked` from false to
+// true (`try_lock`, the fast path of `lock`, or the queue head in `lock_contended`) until its
+// `unlock` stores false; compare-exchange lets only one context at a time change false to true,
+// so there is at most one holder. `unlock` touches no node and does not depend on which thread
+// calls it, hence `GuardSend`.
 #[cfg(not(loom))]
 unsafe impl lock_api::RawMutex for RawMcsLock {
     #[allow(

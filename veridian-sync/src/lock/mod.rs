@@ -11,9 +11,10 @@
 //! - [`TicketMutex`]: one `fetch_add` to lock and a plain store to unlock, strictly FIFO; all
 //!   waiters spin on the same cache line, so hand-offs get slower as waiters are added. Good for
 //!   locks with few contenders.
-//! - [`McsMutex`]: every waiter spins on its own node, so a hand-off costs the same however many
-//!   wait; an uncontended acquire/release costs two compare-exchanges. Good for locks contended
-//!   by many CPUs.
+//! - [`McsMutex`]: waiters queue and spin on their own nodes (only the queue head watches the
+//!   lock word), so a hand-off costs the same however many wait; uncontended, one
+//!   compare-exchange to lock and a store to unlock, like a test-and-set lock. Good for locks
+//!   contended by many CPUs.
 //! - `Irq*` variants: for any lock an interrupt handler also takes.
 //!
 //! Spinning uses `core::hint::spin_loop`, with a capped exponential [`Backoff`] after lost
