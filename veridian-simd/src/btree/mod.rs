@@ -6,8 +6,11 @@
 //! own cache-line-aligned array (`node`); the search
 //! inside a node is a branch-free SIMD compare for integer keys and a binary search for any
 //! other [`BTreeKey`] (`search`). The variant is resolved once through the crate's
-//! [`crate::Dispatcher`] and read once per operation; while descending, the next node's key
-//! lines are prefetched ([`crate::hint::prefetch_read`]) as soon as its index is known.
+//! [`crate::Dispatcher`] and read once per operation; while descending, the leaf's lines (keys,
+//! `len` and values, so the value read after the search does not wait for a second miss) are
+//! prefetched ([`crate::hint::prefetch_read`]) as soon as its index is known. Internal nodes are
+//! not prefetched: their lines are read right away by the search, so a prefetch there bought
+//! nothing measurable.
 //! Removal refills an underfull node from a sibling or merges it with one, and shrinks the
 //! root; insertion splits full nodes on the way back up.
 //!
@@ -60,8 +63,8 @@ struct Path {
     len: usize,
 }
 
-/// Prefetches the cache lines the search of node `idx` of `base` will read: its first
-/// `bytes` (the key array and the `len` field after it), at most 16 lines.
+/// Prefetches the first `bytes` of node `idx` of `base` (the whole leaf: keys, `len` and the
+/// values, whose line is only known after the search), at most 16 lines.
 #[inline(always)]
 fn prefetch_node<T>(base: *const T, idx: u32, bytes: usize) {
     let p = base.wrapping_add(idx as usize).cast::<u8>();
@@ -160,16 +163,13 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
     #[inline(always)]
     fn descend(&self, key: &K, s: KeySearch, mut path: Option<&mut Path>) -> u32 {
         let mut node = self.root;
-        let internals = self.arena.internals.as_ptr();
         let leaves = self.arena.leaves.as_ptr();
         for level in (0..self.height).rev() {
             let n = &self.arena.internals[node as usize];
             let child = K::rank(&n.keys, n.len as usize, key, s);
             let next = n.children[child];
             if level == 0 {
-                prefetch_node(leaves, next, size_of::<[K; LEAF_CAPACITY]>() + 4);
-            } else {
-                prefetch_node(internals, next, size_of::<[K; INTERNAL_CAPACITY]>() + 4);
+                prefetch_node(leaves, next, size_of::<Leaf<K, V>>());
             }
             if let Some(p) = path.as_deref_mut() {
                 p.steps[p.len] = Step {
