@@ -95,7 +95,7 @@ mod kernel {
     pub extern "C" fn kernel_entry(protocol: u32, info_phys: u32, magic: u32) -> ! {
         // SAFETY: `rdtsc` has no side effects.
         ENTRY_TSC.store(
-            unsafe { core::arch::x86_64::_rdtsc() },
+            veridian_perf::arch::rdtsc(),
             core::sync::atomic::Ordering::Relaxed,
         );
         // Per-CPU data before anything can ask for the CPU index (the heap does).
@@ -105,13 +105,9 @@ mod kernel {
         let vectors = *VECTOR_STATE.call_once(cpu::enable_vector_state);
         crate::task::vector_state_ready();
         // The compiler may have called memcpy before the vector state was on (detection then
-        // saw no AVX): pick again now, best variant first (`force_variant` reads CPUID and XCR0
-        // afresh).
-        for variant in veridian_simd::Variant::ALL {
-            if veridian_simd::force_variant(variant).is_ok() {
-                break;
-            }
-        }
+        // saw no AVX): detect again (`cpu_info` reads CPUID and XCR0 afresh) and use the best.
+        let best = veridian_simd::Variant::best_for(veridian_simd::cpu::cpu_info().features);
+        let _ = veridian_simd::force_variant(best);
         crate::console::init();
         crate::console::init_logger(log::LevelFilter::Info);
         gdt::init();
@@ -159,8 +155,7 @@ mod kernel {
             (Ok(_), Ok(p)) => Some(crate::arch::x86_64::smp::start_aps(info, p)),
             _ => None,
         };
-        // SAFETY: `rdtsc` has no side effects.
-        let online_tsc = unsafe { core::arch::x86_64::_rdtsc() };
+        let online_tsc = veridian_perf::arch::rdtsc();
         let tasks = crate::task::init(platform.as_ref().ok());
         // The tick handler and the console are interrupt-safe; nothing else is installed.
         x86_64::instructions::interrupts::enable();

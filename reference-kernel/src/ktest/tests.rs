@@ -613,14 +613,12 @@ fn apic_timer_ticks() {
         "interrupts are on after boot"
     );
     let start = apic::ticks();
-    // SAFETY: `rdtsc` has no side effects.
-    let tsc0 = unsafe { core::arch::x86_64::_rdtsc() };
+    let tsc0 = veridian_perf::arch::rdtsc();
     // Five ticks are 50 ms; give up after 50 times that much TSC time (the TSC follows the host).
     let budget = info.tsc_hz / apic::TICK_HZ * 5 * 50;
     while apic::ticks() < start + 5 {
         x86_64::instructions::hlt();
-        // SAFETY: as above.
-        let now = unsafe { core::arch::x86_64::_rdtsc() };
+        let now = veridian_perf::arch::rdtsc();
         assert!(
             now - tsc0 < budget,
             "only {} ticks in {} TSC cycles",
@@ -775,11 +773,9 @@ fn thread_preempted_by_timer() {
         .expect("spawn")
     };
     let hz = crate::arch::x86_64::apic::info().expect("apic").tsc_hz;
-    // SAFETY: `rdtsc` has no side effects.
-    let t0 = unsafe { core::arch::x86_64::_rdtsc() };
+    let t0 = veridian_perf::arch::rdtsc();
     crate::task::run_until(|| {
-        // SAFETY: as above.
-        let now = unsafe { core::arch::x86_64::_rdtsc() };
+        let now = veridian_perf::arch::rdtsc();
         ran.load(Ordering::Relaxed) || now - t0 > hz * 20
     });
     let preempted = ran.load(Ordering::Relaxed);
@@ -798,8 +794,7 @@ fn thread_sleep_and_join() {
     use core::sync::atomic::{AtomicU64, Ordering};
     let hz = crate::arch::x86_64::apic::info().expect("apic").tsc_hz;
     let woke = Arc::new(AtomicU64::new(0));
-    // SAFETY: `rdtsc` has no side effects.
-    let t0 = unsafe { core::arch::x86_64::_rdtsc() };
+    let t0 = veridian_perf::arch::rdtsc();
     let sleeper = {
         let woke = woke.clone();
         crate::task::spawn(
@@ -808,8 +803,7 @@ fn thread_sleep_and_join() {
             veridian_sched::Priority::Normal,
             move || {
                 crate::task::sleep_ms(30);
-                // SAFETY: as above.
-                woke.store(unsafe { core::arch::x86_64::_rdtsc() }, Ordering::Relaxed);
+                woke.store(veridian_perf::arch::rdtsc(), Ordering::Relaxed);
             },
         )
         .expect("spawn")
@@ -1038,15 +1032,13 @@ fn serial_interrupt_through_ioapic() {
     let before = ioapic::serial_interrupts();
     let mut ier = Port::<u8>::new(crate::drivers::serial::COM1 + 1);
     let hz = crate::arch::x86_64::apic::info().expect("apic").tsc_hz;
-    // SAFETY: `rdtsc` has no side effects.
-    let t0 = unsafe { core::arch::x86_64::_rdtsc() };
+    let t0 = veridian_perf::arch::rdtsc();
     // SAFETY: IER bit 1 enables the UART's "transmitter holding register empty" interrupt;
     // the handler acknowledges it by reading IIR. Restored to 0 (no interrupts) below.
     unsafe { ier.write(0x02) };
     while ioapic::serial_interrupts() == before {
         x86_64::instructions::hlt();
-        // SAFETY: as above.
-        if unsafe { core::arch::x86_64::_rdtsc() } - t0 > hz {
+        if veridian_perf::arch::rdtsc() - t0 > hz {
             break;
         }
     }

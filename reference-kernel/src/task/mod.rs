@@ -661,7 +661,7 @@ pub fn yield_now() {
 /// Sleeps at least `ms` milliseconds (a thread blocks; the boot context runs threads).
 pub fn sleep_ms(ms: u64) {
     let hz = crate::arch::x86_64::apic::info().map_or(1_000_000_000, |i| i.tsc_hz);
-    let deadline = tsc() + hz / 1000 * ms;
+    let deadline = veridian_perf::arch::rdtsc() + hz / 1000 * ms;
     if current().is_some() {
         interrupts::disable();
         SLEEPERS
@@ -670,13 +670,8 @@ pub fn sleep_ms(ms: u64) {
         switch_out(REASON_BLOCK);
         interrupts::enable();
     } else {
-        run_until(|| tsc() >= deadline);
+        run_until(|| veridian_perf::arch::rdtsc() >= deadline);
     }
-}
-
-fn tsc() -> u64 {
-    // SAFETY: `rdtsc` has no side effects.
-    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 /// Switches from the running thread to this CPU's scheduler context, which handles `reason`.
@@ -808,7 +803,7 @@ pub fn on_tick() {
     let Some(sched) = SCHED.get() else {
         return;
     };
-    let now = tsc();
+    let now = veridian_perf::arch::rdtsc();
     let mut due: Vec<Arc<Thread>> = Vec::new();
     if let Some(mut sleepers) = SLEEPERS.try_lock() {
         let mut i = 0;

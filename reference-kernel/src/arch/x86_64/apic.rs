@@ -22,6 +22,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Once;
+use veridian_perf::arch::rdtsc;
 use x86_64::instructions::port::Port;
 use x86_64::registers::model_specific::Msr;
 
@@ -130,34 +131,35 @@ static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 /// TSC ticks per timer tick, for TSC-deadline re-arming (0 in periodic mode).
 static TSC_PER_TICK: AtomicU64 = AtomicU64::new(0);
 
+// Register access: in xAPIC mode `base` is the direct-map address of this CPU's xAPIC page
+// (checked in `init`) and `reg` one of the architectural, 16-byte aligned register offsets; in
+// x2APIC mode (enabled in `init`) 0x800 + reg/16 is that register's MSR.
 fn read(mode: Mode, reg: u32) -> u32 {
+    let xapic_addr = |base: u64| (base + u64::from(reg)) as *const u32;
     match mode {
-        // SAFETY: `base` is the direct-map address of this CPU's xAPIC page (checked in
-        // `init`), and `reg` one of the architectural register offsets, 16-byte aligned.
-        Mode::XApic(base) => unsafe {
-            core::ptr::read_volatile((base + u64::from(reg)) as *const u32)
-        },
-        // SAFETY: x2APIC mode is enabled (checked in `init`) and 0x800 + reg/16 is the MSR of
-        // an architectural register; reading it has no side effect.
-        Mode::X2Apic => unsafe { Msr::new(0x800 + (reg >> 4)).read() as u32 },
+        Mode::XApic(base) => {
+            // SAFETY: an aligned architectural register in the mapped xAPIC page (see above).
+            unsafe { core::ptr::read_volatile(xapic_addr(base)) }
+        }
+        Mode::X2Apic => {
+            // SAFETY: the register's MSR in x2APIC mode (see above); reading has no side effect.
+            unsafe { Msr::new(0x800 + (reg >> 4)).read() as u32 }
+        }
     }
 }
 
 fn write(mode: Mode, reg: u32, value: u32) {
+    let xapic_addr = |base: u64| (base + u64::from(reg)) as *mut u32;
     match mode {
-        // SAFETY: as in `read`; the writes are to architectural registers with the values the
-        // SDM defines for them.
-        Mode::XApic(base) => unsafe {
-            core::ptr::write_volatile((base + u64::from(reg)) as *mut u32, value)
-        },
-        // SAFETY: as in `read`.
-        Mode::X2Apic => unsafe { Msr::new(0x800 + (reg >> 4)).write(u64::from(value)) },
+        Mode::XApic(base) => {
+            // SAFETY: as in `read`; callers write the values the SDM defines for the register.
+            unsafe { core::ptr::write_volatile(xapic_addr(base), value) }
+        }
+        Mode::X2Apic => {
+            // SAFETY: as in `read`; callers write the values the SDM defines for the register.
+            unsafe { Msr::new(0x800 + (reg >> 4)).write(u64::from(value)) }
+        }
     }
-}
-
-fn rdtsc() -> u64 {
-    // SAFETY: `rdtsc` has no side effects; CR4.TSD is clear in ring 0 anyway.
-    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 /// Acknowledges the interrupt being handled.
@@ -174,8 +176,7 @@ fn tick(_frame: &mut InterruptFrame) {
     }
     let per_tick = TSC_PER_TICK.load(Ordering::Relaxed);
     if per_tick != 0 {
-        // SAFETY: TSC-deadline mode is on (per_tick is only set then); writing the deadline
-        // MSR arms the next tick.
+        // SAFETY: TSC-deadline mode is on (per_tick is only set then); this arms the next tick.
         unsafe { Msr::new(IA32_TSC_DEADLINE).write(rdtsc() + per_tick) };
     }
     // Acknowledge before the scheduler runs: it may switch to another thread here, and this
@@ -212,8 +213,8 @@ fn send_ipi(dest: u32, low: u32) {
     };
     match info.mode {
         Mode::X2Apic => {
-            // SAFETY: x2APIC mode is on; the ICR is one 64-bit MSR (0x830) with the
-            // destination in the high half, and writing it sends the IPI.
+            // In x2APIC mode the ICR is one 64-bit MSR (0x830), destination in the high half.
+            // SAFETY: x2APIC mode is on; writing the ICR sends the IPI and nothing else.
             unsafe { Msr::new(0x830).write((u64::from(dest) << 32) | u64::from(low)) };
         }
         Mode::XApic(_) => {
@@ -256,9 +257,9 @@ pub fn send_startup(dest: u32, vector: u8) {
 pub fn init_ap() -> Result<(), ApicError> {
     let info = INFO.get().ok_or(ApicError::NoApic)?;
     let mut base_msr = Msr::new(IA32_APIC_BASE);
-    // SAFETY: IA32_APIC_BASE exists (this CPU has an APIC: the firmware listed it in the MADT,
-    // and the bootstrap processor's checks passed on the same machine); setting the enable bit
-    // (and the x2APIC bit when the bootstrap processor uses x2APIC) keeps the base.
+    // IA32_APIC_BASE exists: this CPU has an APIC (the firmware listed it in the MADT, and the
+    // bootstrap processor's checks passed on the same machine).
+    // SAFETY: setting the enable bit (and the x2APIC one, as on the BSP) keeps the base.
     unsafe {
         let base = base_msr.read();
         let bits = match info.mode {
@@ -309,9 +310,9 @@ fn calibrate(mode: Mode, ms: u64) -> (u64, u64) {
     let mut ctrl = Port::<u8>::new(0x61);
     let mut cmd = Port::<u8>::new(0x43);
     let mut ch2 = Port::<u8>::new(0x42);
-    // SAFETY: ports 0x61 (gate/speaker), 0x43 (PIT command) and 0x42 (channel 2 data) are the
-    // PC's PIT; channel 2 drives only the speaker, which stays off (bit 1 clear), and nothing
-    // else in this kernel uses it.
+    // Ports 0x61 (gate/speaker), 0x43 (PIT command) and 0x42 (channel 2 data) are the PC's PIT;
+    // channel 2 drives only the speaker, which stays off (bit 1 clear).
+    // SAFETY: nothing else in this kernel uses PIT channel 2 or the speaker gate.
     unsafe {
         let gate = ctrl.read();
         ctrl.write((gate & !0b10) & !0b1); // gate low, speaker off
@@ -351,8 +352,7 @@ pub fn init() -> Result<ApicInfo, ApicError> {
     // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (checked above).
     let base = unsafe { base_msr.read() };
     let mode = if features.has_x2apic() {
-        // SAFETY: enabling x2APIC mode (both bits set) is the architectural way in from xAPIC
-        // mode; the CPU has x2APIC (checked).
+        // SAFETY: the CPU has x2APIC (checked); both bits set is the architectural way in.
         unsafe { base_msr.write(base | APIC_BASE_ENABLE | APIC_BASE_X2APIC) };
         Mode::X2Apic
     } else {

@@ -61,36 +61,31 @@ pub struct Selectors {
 static TSS: Once<TaskStateSegment> = Once::new();
 static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
 
-/// Builds and loads the GDT and TSS, and reloads every segment register.
-pub fn init() {
-    let tss = TSS.call_once(|| {
-        let mut tss = TaskStateSegment::new();
-        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
-            VirtAddr::from_ptr(&raw const DOUBLE_FAULT_STACK) + IST_STACK_SIZE as u64;
-        tss.interrupt_stack_table[NMI_IST_INDEX as usize] =
-            VirtAddr::from_ptr(&raw const NMI_STACK) + IST_STACK_SIZE as u64;
-        tss
-    });
-    let (gdt, selectors) = GDT.call_once(|| {
-        let mut gdt = GlobalDescriptorTable::new();
-        let kernel_code = gdt.append(Descriptor::kernel_code_segment());
-        let kernel_data = gdt.append(Descriptor::kernel_data_segment());
-        let user_data = gdt.append(Descriptor::user_data_segment());
-        let user_code = gdt.append(Descriptor::user_code_segment());
-        let tss = gdt.append(Descriptor::tss_segment(tss));
-        let selectors = Selectors {
-            kernel_code,
-            kernel_data,
-            user_data,
-            user_code,
-            tss,
-        };
-        (gdt, selectors)
-    });
+/// A GDT with this kernel's descriptors (flat kernel code/data, user data/code as `SYSRET`
+/// wants them, `tss`), and their selectors. Every CPU's GDT has the same layout.
+fn build(tss: &'static TaskStateSegment) -> (GlobalDescriptorTable, Selectors) {
+    let mut gdt = GlobalDescriptorTable::new();
+    let kernel_code = gdt.append(Descriptor::kernel_code_segment());
+    let kernel_data = gdt.append(Descriptor::kernel_data_segment());
+    let user_data = gdt.append(Descriptor::user_data_segment());
+    let user_code = gdt.append(Descriptor::user_code_segment());
+    let tss = gdt.append(Descriptor::tss_segment(tss));
+    let selectors = Selectors {
+        kernel_code,
+        kernel_data,
+        user_data,
+        user_code,
+        tss,
+    };
+    (gdt, selectors)
+}
+
+/// Loads `gdt` on this CPU and reloads CS, SS, DS, ES and the task register from `selectors`.
+fn load(gdt: &'static GlobalDescriptorTable, selectors: &Selectors) {
     gdt.load();
-    // SAFETY: the selectors index descriptors of the GDT just loaded, which lives in a `static`
-    // and so stays valid; the code/data descriptors are the flat 64-bit ones this kernel runs on,
-    // so reloading them does not change how any address is translated.
+    // The code/data descriptors are the flat 64-bit ones this kernel already runs on, so
+    // reloading them does not change how any address is translated; the TSS is this CPU's.
+    // SAFETY: the selectors index descriptors of `gdt`, just loaded and valid forever.
     unsafe {
         CS::set_reg(selectors.kernel_code);
         SS::set_reg(selectors.kernel_data);
@@ -100,9 +95,23 @@ pub fn init() {
     }
 }
 
+/// Builds and loads the bootstrap processor's GDT and TSS, and reloads every segment register.
+pub fn init() {
+    let tss = TSS.call_once(|| {
+        let mut tss = TaskStateSegment::new();
+        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
+            VirtAddr::from_ptr(&raw const DOUBLE_FAULT_STACK) + IST_STACK_SIZE as u64;
+        tss.interrupt_stack_table[NMI_IST_INDEX as usize] =
+            VirtAddr::from_ptr(&raw const NMI_STACK) + IST_STACK_SIZE as u64;
+        tss
+    });
+    let (gdt, selectors) = GDT.call_once(|| build(tss));
+    load(gdt, selectors);
+}
+
 /// Builds and loads a GDT and TSS for an application processor, with IST stacks of its own
-/// (in the kernel-stack region above guard pages; never freed). The descriptors are appended in the same order as in
-/// [`init`], so [`selectors`] holds for every CPU.
+/// (in the kernel-stack region above guard pages; never freed). Same layout as [`init`]'s, so
+/// [`selectors`] holds for every CPU.
 pub fn init_ap() {
     use alloc::boxed::Box;
     // IST stacks in the kernel-stack region, each above an unmapped guard page; if the region
@@ -111,32 +120,16 @@ pub fn init_ap() {
         Ok(top) => VirtAddr::new(top),
         Err(_) => {
             // SAFETY: an all-zero byte array is a valid `IstStack`.
-            let stack: &'static mut IstStack =
-                Box::leak(unsafe { Box::<IstStack>::new_zeroed().assume_init() });
+            let zeroed = unsafe { Box::<IstStack>::new_zeroed().assume_init() };
+            let stack: &'static mut IstStack = Box::leak(zeroed);
             VirtAddr::from_ptr(stack) + IST_STACK_SIZE as u64
         }
     };
     let mut tss = TaskStateSegment::new();
     tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = ist_top();
     tss.interrupt_stack_table[NMI_IST_INDEX as usize] = ist_top();
-    let tss: &'static TaskStateSegment = Box::leak(Box::new(tss));
-    let mut gdt = GlobalDescriptorTable::new();
-    let kernel_code = gdt.append(Descriptor::kernel_code_segment());
-    let kernel_data = gdt.append(Descriptor::kernel_data_segment());
-    gdt.append(Descriptor::user_data_segment());
-    gdt.append(Descriptor::user_code_segment());
-    let tss_selector = gdt.append(Descriptor::tss_segment(tss));
-    let gdt: &'static GlobalDescriptorTable = Box::leak(Box::new(gdt));
-    gdt.load();
-    // SAFETY: as in `init`: the selectors index the GDT just loaded (leaked, so valid forever),
-    // flat 64-bit code/data, and a TSS used by this CPU alone.
-    unsafe {
-        CS::set_reg(kernel_code);
-        SS::set_reg(kernel_data);
-        DS::set_reg(kernel_data);
-        ES::set_reg(kernel_data);
-        load_tss(tss_selector);
-    }
+    let (gdt, selectors) = build(Box::leak(Box::new(tss)));
+    load(Box::leak(Box::new(gdt)), &selectors);
 }
 
 /// The selectors of the loaded GDT (after [`init`]).

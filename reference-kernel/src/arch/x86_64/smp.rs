@@ -112,15 +112,10 @@ fn phys_ptr<T>(phys: u64) -> *mut T {
     (PHYS_OFFSET + phys) as *mut T
 }
 
-fn tsc() -> u64 {
-    // SAFETY: `rdtsc` has no side effects.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
 fn delay_us(us: u64) {
     let hz = apic::info().map_or(1_000_000_000, |i| i.tsc_hz);
-    let end = tsc() + hz / 1_000_000 * us;
-    while tsc() < end {
+    let end = veridian_perf::arch::rdtsc() + hz / 1_000_000 * us;
+    while veridian_perf::arch::rdtsc() < end {
         core::hint::spin_loop();
     }
 }
