@@ -1,18 +1,18 @@
 //! The kernel console: COM1 behind a lock, `print!`/`println!`, and a `log` back-end with levels.
 //!
-//! The lock is taken with interrupts disabled (an interrupt handler may print). The panic and
+//! The lock is an [`IrqLock`]: taken with interrupts disabled (an interrupt handler may print). The panic and
 //! exception paths must still be able to print when the lock is held by the code that failed,
 //! so [`force_write`] bypasses a lock it cannot get after a bounded wait.
 
 use core::fmt::Write;
 
-use log::{LevelFilter, Log, Metadata, Record};
-use spin::Mutex;
-
 use crate::drivers::serial::{COM1, SerialPort};
+use crate::sync::IrqLock;
+use log::{LevelFilter, Log, Metadata, Record};
 
 // SAFETY: COM1 is the PC's first UART; this static is the only driver of it.
-static SERIAL: Mutex<SerialPort> = Mutex::new(unsafe { SerialPort::new(COM1) });
+static SERIAL: IrqLock<SerialPort> =
+    IrqLock::new("console::SERIAL", unsafe { SerialPort::new(COM1) });
 
 /// Initialises the UART. Call first thing at boot.
 pub fn init() {
@@ -21,9 +21,7 @@ pub fn init() {
 
 /// Writes formatted text to the console (used by `print!`).
 pub fn write_fmt(args: core::fmt::Arguments<'_>) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let _ = SERIAL.lock().write_fmt(args);
-    });
+    let _ = SERIAL.lock().write_fmt(args);
 }
 
 /// Writes even if the console lock is held (by code that panicked or faulted): waits a bounded
@@ -44,7 +42,7 @@ pub fn force_write(args: core::fmt::Arguments<'_>) {
 
 /// Runs `f` with exclusive access to the UART (for driver self-tests).
 pub fn with_serial<R>(f: impl FnOnce(&mut SerialPort) -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(|| f(&mut SERIAL.lock()))
+    f(&mut SERIAL.lock())
 }
 
 /// Prints to the kernel console.

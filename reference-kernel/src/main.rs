@@ -24,6 +24,8 @@ mod ktest;
 #[cfg(target_os = "none")]
 mod mm;
 #[cfg(target_os = "none")]
+mod sync;
+#[cfg(target_os = "none")]
 mod task;
 
 #[cfg(target_os = "none")]
@@ -98,12 +100,14 @@ mod kernel {
             veridian_perf::arch::rdtsc(),
             core::sync::atomic::Ordering::Relaxed,
         );
-        // Per-CPU data before anything can ask for the CPU index (the heap does).
+        // Per-CPU data before anything can ask for the CPU index (the heap does) or take a
+        // kernel lock (the preemption count lives there).
         percpu::install_early_bsp();
+        crate::arch::x86_64::lock::init_lockdep();
         // Vector state first: the kernel's memcpy (veridian-simd) picks its variant from CPUID
         // and XCR0 on its first call, which the next lines may already make.
         let vectors = *VECTOR_STATE.call_once(cpu::enable_vector_state);
-        crate::task::vector_state_ready();
+        crate::arch::x86_64::fpu::vector_state_ready();
         // The compiler may have called memcpy before the vector state was on (detection then
         // saw no AVX): detect again (`cpu_info` reads CPUID and XCR0 afresh) and use the best.
         let best = veridian_simd::Variant::best_for(veridian_simd::cpu::cpu_info().features);
@@ -152,7 +156,9 @@ mod kernel {
             _ => None,
         };
         let smp = match (&apic, platform) {
-            (Ok(_), Ok(p)) => Some(crate::arch::x86_64::smp::start_aps(info, p)),
+            (Ok(_), Ok(p)) => Some(crate::arch::x86_64::smp::start_aps(info, p, |pages| {
+                crate::mm::paging::alloc_kernel_stack(pages).ok()
+            })),
             _ => None,
         };
         let online_tsc = veridian_perf::arch::rdtsc();

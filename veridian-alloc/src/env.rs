@@ -17,7 +17,11 @@ use core::ptr::NonNull;
 ///   but not with other users of the source).
 pub unsafe trait PageSource {
     /// Returns a chunk of exactly `len` bytes aligned to `align` (both powers of two, at least
-    /// the page size), or `None` when no memory is left. Must not panic.
+    /// the page size), or `None` when no memory is left or the source cannot serve the request
+    /// (the heap asks for `align == len`; a source may refuse `align > len`). Must not panic.
+    ///
+    /// The heap calls this (and `release_chunk`) with its `CpuLocal` guard held, so in a kernel
+    /// whose guard disables interrupts both run with interrupts off.
     fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>>;
 
     /// Gives a chunk back.
@@ -29,6 +33,19 @@ pub unsafe trait PageSource {
 }
 
 /// The current CPU, and a guard that keeps the caller on it.
+///
+/// # Locks
+///
+/// [`Heap`](crate::Heap) and [`ObjectPool`](crate::ObjectPool) take every internal lock (the
+/// heap's buddy lock and shared-slot lock, the pool's depot and shared-slot locks) only while
+/// they hold a guard from [`CpuLocal::enter`], and release it before dropping the guard; that
+/// includes large allocations and frees, `stats` and `trim`, which take a guard only for that.
+/// So an embedder whose guard disables interrupts (as a kernel's should, if its interrupt
+/// handlers allocate) gets an allocator that interrupt handlers may use: no handler can
+/// interrupt a holder of one of those locks on its own CPU and spin on it forever. When `enter`
+/// returns `None` there is no guard to hold, and the heap takes its locks with whatever
+/// interrupt state the caller has: an embedder that returns `None` must not allocate from
+/// interrupt handlers (or must itself call the heap only with interrupts off).
 ///
 /// # Safety
 /// While a guard returned by [`CpuLocal::enter`] with slot `i` lives, no other execution
@@ -45,7 +62,8 @@ pub unsafe trait CpuLocal {
     fn max_slots(&self) -> usize;
 
     /// Pins the caller to a slot, or returns `None` when no slot can be had (the heap then uses
-    /// a shared, locked slot: slower, still correct).
+    /// a shared, locked slot: slower, still correct; see "Locks" above for what `None` means for
+    /// interrupt handlers).
     fn enter(&self) -> Option<(usize, Self::Guard)>;
 }
 

@@ -25,6 +25,16 @@
 //! exclusively. When it returns `None` (or a slot beyond the heap's `CPUS`), the caller uses one
 //! extra shared slot under a spin lock: slower, same algorithm.
 //!
+//! # Locks and the CPU guard
+//!
+//! Every internal lock (the buddy lock, the shared slot's lock) is taken while the caller holds
+//! the guard `CpuLocal::enter` returned, and released before it (`crate::pinned` enforces this
+//! in the types): large allocations and frees, [`Heap::stats`] and [`Heap::reclaim_all`] enter
+//! a guard just for that, and a caller sent to the shared slot keeps the guard it was given
+//! while it holds the slot's lock. A kernel whose guard disables interrupts therefore never
+//! holds one of these locks with interrupts on, and interrupt handlers may allocate. (When
+//! `enter` returns `None` there is no guard; see [`CpuLocal`].) The fast paths are unchanged.
+//!
 //! # Empty slabs
 //!
 //! Each slot keeps at most [`EMPTY_SLABS_KEPT`] empty slabs per class (to absorb alloc/free
@@ -38,10 +48,10 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
-use spin::Mutex;
 
 use crate::buddy::{BuddyAllocator, BuddyStats, PAGE_SIZE};
 use crate::env::{CpuLocal, PageSource};
+use crate::pinned::{Pinned, PinnedMutex};
 use crate::size_class::{CLASS_SIZES, NUM_CLASSES, class_for, objects_per_slab, slab_bytes};
 use crate::slab::{FreeObject, SlabHeader, slab_of};
 
@@ -187,8 +197,8 @@ pub struct Heap<P: PageSource, C: CpuLocal, const CPUS: usize = DEFAULT_CPUS> {
     cpu: C,
     slots: [CachePadded<Slot>; CPUS],
     shared: CachePadded<Slot>,
-    shared_lock: Mutex<()>,
-    backing: Mutex<Backing>,
+    shared_lock: PinnedMutex<()>,
+    backing: PinnedMutex<Backing>,
     large_allocs: AtomicU64,
     large_frees: AtomicU64,
     large_live_bytes: AtomicUsize,
@@ -206,11 +216,13 @@ unsafe impl<P: PageSource + Sync, C: CpuLocal + Sync, const CPUS: usize> Sync fo
 unsafe impl<P: PageSource + Send, C: CpuLocal + Send, const CPUS: usize> Send for Heap<P, C, CPUS> {}
 
 /// A slot the caller may use exclusively: whoever holds one holds the slot's `CpuLocal` guard,
-/// or the shared slot's lock, or `&mut Heap`.
+/// or the shared slot's lock (under the guard `enter` gave, if any), or `&mut Heap`; `pinned`
+/// lets it take the heap's other locks.
 #[derive(Clone, Copy)]
 struct Entered<'h> {
     index: usize,
     slot: &'h Slot,
+    pinned: Pinned<'h>,
 }
 
 impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
@@ -222,8 +234,8 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
             cpu,
             slots: [const { CachePadded::new(Slot::new()) }; CPUS],
             shared: CachePadded::new(Slot::new()),
-            shared_lock: Mutex::new(()),
-            backing: Mutex::new(Backing {
+            shared_lock: PinnedMutex::new(()),
+            backing: PinnedMutex::new(Backing {
                 buddy: BuddyAllocator::new(),
                 chunks: 0,
             }),
@@ -236,21 +248,27 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
         }
     }
 
-    /// Runs `f` on the caller's slot, holding its guard (or the shared slot's lock).
+    /// Runs `f` on the caller's slot, holding its guard (or the shared slot's lock, taken
+    /// while still holding the guard `enter` returned, if it returned one).
     #[inline(always)]
     fn with_slot<R>(&self, f: impl FnOnce(Entered<'_>) -> R) -> R {
-        if let Some((index, _guard)) = self.cpu.enter()
+        let entered = self.cpu.enter();
+        let pinned = Pinned::new(&entered);
+        if let Some((index, _)) = entered
             && index < CPUS
         {
             return f(Entered {
                 index,
                 slot: &self.slots[index],
+                pinned,
             });
         }
-        let _lock = self.shared_lock.lock();
+        // Declared after `entered`, so dropped (unlocked) before the guard.
+        let _lock = self.shared_lock.lock(pinned);
         f(Entered {
             index: CPUS,
             slot: &self.shared,
+            pinned,
         })
     }
 
@@ -466,7 +484,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
     unsafe fn new_slab(&self, entered: Entered<'_>, cache: &mut ClassCache, class: usize) -> bool {
         let bytes = slab_bytes(class);
         let order = (bytes / PAGE_SIZE).trailing_zeros() as usize;
-        let Some(block) = self.buddy_allocate(order) else {
+        let Some(block) = self.buddy_allocate(entered.pinned, order) else {
             return false;
         };
         // SAFETY: a fresh buddy block of the slab's size, naturally aligned, ours alone.
@@ -588,7 +606,13 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
                 let order = (slab_bytes(class) / PAGE_SIZE).trailing_zeros() as usize;
                 // SAFETY: the slab has no object in use, so the whole block is ours to free; it
                 // came from `buddy_allocate(order)`.
-                unsafe { self.buddy_free(NonNull::new_unchecked(SlabHeader::base(slab)), order) };
+                unsafe {
+                    self.buddy_free(
+                        entered.pinned,
+                        NonNull::new_unchecked(SlabHeader::base(slab)),
+                        order,
+                    )
+                };
             } else {
                 cache.empty_slabs += 1;
             }
@@ -600,7 +624,10 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
             self.failed.fetch_add(1, Ordering::Relaxed);
             return ptr::null_mut();
         };
-        match self.buddy_allocate(order) {
+        // The buddy lock is taken under the CPU guard (see `crate::pinned`); the slot itself is
+        // not used.
+        let entered = self.cpu.enter();
+        match self.buddy_allocate(Pinned::new(&entered), order) {
             Some(block) => {
                 self.large_allocs.fetch_add(1, Ordering::Relaxed);
                 self.large_live_bytes
@@ -624,14 +651,16 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
         self.large_live_bytes
             .fetch_sub(layout.size(), Ordering::Relaxed);
         if let Some(p) = NonNull::new(ptr) {
+            // As in `allocate_large`: the buddy lock only under the CPU guard.
+            let entered = self.cpu.enter();
             // SAFETY: forwarded contract.
-            unsafe { self.buddy_free(p, order) };
+            unsafe { self.buddy_free(Pinned::new(&entered), p, order) };
         }
     }
 
     /// A block from the buddy allocator, growing it from the page source when needed.
-    fn buddy_allocate(&self, order: usize) -> Option<NonNull<u8>> {
-        let mut backing = self.backing.lock();
+    fn buddy_allocate(&self, pinned: Pinned<'_>, order: usize) -> Option<NonNull<u8>> {
+        let mut backing = self.backing.lock(pinned);
         if let Ok(block) = backing.buddy.allocate(order) {
             return Some(block);
         }
@@ -657,8 +686,8 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
 
     /// # Safety
     /// `block` came from `buddy_allocate(order)` and is no longer used.
-    unsafe fn buddy_free(&self, block: NonNull<u8>, order: usize) {
-        let mut backing = self.backing.lock();
+    unsafe fn buddy_free(&self, pinned: Pinned<'_>, block: NonNull<u8>, order: usize) {
+        let mut backing = self.backing.lock(pinned);
         // SAFETY: forwarded contract. A failure here means the caller broke it (double free or
         // foreign pointer); the buddy allocator detects that without corrupting itself, and the
         // block is then simply not freed.
@@ -725,7 +754,13 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
                 bump(&entered.slot.classes[class].counters.slabs, u64::MAX);
                 let order = (slab_bytes(class) / PAGE_SIZE).trailing_zeros() as usize;
                 // SAFETY: no object of the slab is in use; the block came from the buddy.
-                unsafe { self.buddy_free(NonNull::new_unchecked(SlabHeader::base(slab)), order) };
+                unsafe {
+                    self.buddy_free(
+                        entered.pinned,
+                        NonNull::new_unchecked(SlabHeader::base(slab)),
+                        order,
+                    )
+                };
             }
             slab = next;
         }
@@ -736,13 +771,21 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
     /// allocation can be in flight), for instance at the end of a test or when a subsystem that
     /// owned the heap shuts down.
     pub fn reclaim_all(&mut self) {
+        // `&mut self` rules out every other user, but the buddy lock is still only taken under
+        // a CPU guard (see `crate::pinned`).
+        let cpu = self.cpu.enter();
+        let pinned = Pinned::new(&cpu);
         // First pass: magazines out (objects of other owners land in their remote queues);
         // second pass: remote queues in. Objects only move toward their owner, so two passes
         // settle everything.
         for _pass in 0..2 {
             for index in 0..=CPUS {
                 let slot = self.slot(index);
-                let entered = Entered { index, slot };
+                let entered = Entered {
+                    index,
+                    slot,
+                    pinned,
+                };
                 for class in 0..NUM_CLASSES {
                     // SAFETY: `&mut self` means no guard holder or lock holder exists: we may
                     // act as every slot in turn.
@@ -786,7 +829,9 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
             }
             stats.live_objects = stats.allocations.wrapping_sub(frees);
         }
-        let backing = self.backing.lock();
+        // The buddy lock only under the CPU guard (see `crate::pinned`).
+        let entered = self.cpu.enter();
+        let backing = self.backing.lock(Pinned::new(&entered));
         HeapStats {
             classes,
             large_live: self
@@ -1029,5 +1074,118 @@ mod tests {
         heap.reclaim_all();
         let stats = heap.stats();
         assert_eq!(stats.chunks_held, 0, "{stats:?}");
+    }
+
+    /// Every operation that takes an internal lock, one at a time, on a heap whose `CpuLocal`
+    /// guard "disables interrupts" (`testing::FakeCpu`): each lock and each call into the page
+    /// source must happen with the guard held, and no slot may be entered twice.
+    fn check_locks_under_guard(slot: usize) {
+        use crate::testing::{CheckedPages, FakeCpu, LockReport};
+
+        let pages = CheckedPages::default();
+        let mut heap: Heap<&CheckedPages, FakeCpu, 2> = Heap::new(&pages, FakeCpu::new(Some(slot)));
+        let _ = LockReport::take();
+        // `what` must take at least one internal lock unless it is the fast path of a free.
+        let check = |what: &str, op: &mut dyn FnMut(&Heap<&CheckedPages, FakeCpu, 2>)| {
+            let enters = heap.cpu.enters();
+            op(&heap);
+            let report = LockReport::take();
+            assert!(
+                report.locks > 0 || what == "small free",
+                "{what}: took no lock, so checked nothing"
+            );
+            assert_eq!(
+                report.unguarded, 0,
+                "{what}: lock taken without the CPU guard"
+            );
+            assert_eq!(report.nested_enters, 0, "{what}: slot entered twice");
+            assert!(
+                heap.cpu.enters() > enters,
+                "{what}: never entered the CPU slot"
+            );
+            assert!(!crate::testing::interrupts_off(), "{what}: guard leaked");
+        };
+        // Large blocks of 2 MiB: each needs its own 4 MiB chunk from the page source, and
+        // freeing both gives one back (one chunk is kept).
+        let big = layout(2 << 20, 8);
+        let mut blocks = [ptr::null_mut(); 2];
+        check("large allocation", &mut |h| blocks[0] = h.allocate(big));
+        check("large allocation (new chunk)", &mut |h| {
+            blocks[1] = h.allocate(big)
+        });
+        assert!(blocks.iter().all(|b| !b.is_null()));
+        // SAFETY: live large blocks of this layout.
+        check("large free", &mut |h| unsafe {
+            h.deallocate(blocks[0], big)
+        });
+        // SAFETY: as above.
+        check("large free (chunk released)", &mut |h| unsafe {
+            h.deallocate(blocks[1], big)
+        });
+        // Realloc small -> medium -> large -> small: every step allocates and frees in another
+        // class (or the buddy allocator).
+        let mut p = ptr::null_mut();
+        let mut l = layout(48, 8);
+        check("small allocation", &mut |h| p = h.allocate(l));
+        for new_size in [4000, 100_000, 16] {
+            check("realloc across classes", &mut |h| {
+                // SAFETY: `p` is live with layout `l`.
+                p = unsafe { h.reallocate(p, l, new_size) }
+            });
+            assert!(!p.is_null());
+            l = layout(new_size, 8);
+        }
+        // SAFETY: `p` is live with layout `l`.
+        check("small free", &mut |h| unsafe { h.deallocate(p, l) });
+        check("stats", &mut |h| {
+            h.stats();
+        });
+        check("trim", &mut |h| h.trim());
+        heap.reclaim_all();
+        let report = LockReport::take();
+        assert_eq!(
+            (report.unguarded, report.nested_enters),
+            (0, 0),
+            "reclaim_all"
+        );
+        assert!(
+            pages.calls.load(Ordering::Relaxed) >= 4,
+            "page source barely used"
+        );
+        assert_eq!(
+            pages.unguarded_calls.load(Ordering::Relaxed),
+            0,
+            "page source called without the CPU guard"
+        );
+    }
+
+    #[test]
+    fn internal_locks_are_taken_under_the_cpu_guard() {
+        check_locks_under_guard(0);
+    }
+
+    #[test]
+    fn shared_slot_lock_is_taken_under_the_cpu_guard() {
+        // Slot 5 of a 2-slot heap: everything goes through the shared, locked slot.
+        check_locks_under_guard(5);
+    }
+
+    #[test]
+    fn no_cpu_slot_still_works() {
+        use crate::testing::{CheckedPages, FakeCpu};
+        // `enter` returns `None`: there is no guard to hold, the shared slot's lock alone
+        // serialises (the embedder's choice, documented on `CpuLocal::enter`).
+        let pages = CheckedPages::default();
+        let mut heap: Heap<&CheckedPages, FakeCpu, 2> = Heap::new(&pages, FakeCpu::new(None));
+        for size in [8, 3000, 50_000] {
+            let l = layout(size, 8);
+            let p = heap.allocate(l);
+            assert!(!p.is_null());
+            // SAFETY: a live block of this layout.
+            unsafe { heap.deallocate(p, l) };
+        }
+        heap.trim();
+        heap.reclaim_all();
+        assert_eq!(heap.stats().chunks_held, 0);
     }
 }

@@ -1,12 +1,13 @@
 //! Hosted (Linux) implementations of the embedder traits, behind the `std` feature.
 //!
 //! - [`MmapPages`]: chunks from anonymous `mmap`, given back with `munmap`.
-//! - [`SystemPages`]: chunks from the process's system allocator (useful under Miri, which does
-//!   not model every `mmap` use).
+//! - [`SystemPages`]: naturally aligned chunks from the process's system allocator (useful
+//!   under Miri, which does not model every `mmap` use).
 //! - [`ThreadSlots`]: each thread claims a distinct slot (a stand-in for "the current CPU") the
 //!   first time it allocates, keeps it until it exits, and frees it then. Claiming is one atomic
 //!   operation per thread lifetime; after that, entering a slot is a thread-local read.
 
+use core::alloc::GlobalAlloc;
 use core::cell::Cell;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
@@ -23,6 +24,10 @@ pub struct MmapPages;
 // exactly such a chunk. mmap/munmap are thread-safe.
 unsafe impl PageSource for MmapPages {
     fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        // The alignment arithmetic below needs a power of two; an empty mapping is an error.
+        if len == 0 || !align.is_power_of_two() {
+            return None;
+        }
         let span = len.checked_add(align)?;
         // SAFETY: an anonymous private mapping at an address of the kernel's choosing has no
         // preconditions; the result is checked for MAP_FAILED.
@@ -62,38 +67,62 @@ unsafe impl PageSource for MmapPages {
 }
 
 /// Chunks from `std::alloc::System`.
+///
+/// `release_chunk` is not told the alignment a chunk was allocated with, and the system
+/// allocator must be given back the exact `Layout`. So the layout is a function of `len` alone:
+/// size `len`, alignment `len`'s largest power-of-two divisor (`len` itself for the power-of-two
+/// lengths the [`PageSource`] contract asks for, so a chunk is naturally aligned, as a buddy
+/// block is). A request whose `align` is larger than that (`align > len`, or a `len` that is not
+/// a multiple of `align`) is refused (`None`), as is a zero `len` or an `align` that is not a
+/// power of two. Natural alignment costs nothing for the heap, which asks for `align == len`;
+/// for a chunk asked for with a smaller alignment it costs the system allocator at most `len`
+/// bytes of padding (untouched address space for the large, `mmap`-served sizes), which is why
+/// we chose it over a header before the chunk (that costs `align` bytes of the same kind on
+/// every chunk) or a side table (which would itself allocate, and `SystemPages` may feed a
+/// process's global allocator).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemPages;
 
-// SAFETY: the system allocator returns exclusive, aligned, writable memory of the layout's size,
-// and `release_chunk` frees it with the same layout.
+impl SystemPages {
+    /// The layout of every chunk of `len` bytes (see the type's documentation).
+    fn chunk_layout(len: usize) -> Option<core::alloc::Layout> {
+        if len == 0 {
+            return None;
+        }
+        // `len & len.wrapping_neg()` is the lowest set bit: the largest power of two dividing it.
+        core::alloc::Layout::from_size_align(len, len & len.wrapping_neg()).ok()
+    }
+}
+
+/// The allocator `SystemPages` takes chunks from: `System`, or in this crate's unit tests a
+/// wrapper that checks every block is freed with the layout it was allocated with.
+#[cfg(not(test))]
+const CHUNK_ALLOCATOR: std::alloc::System = std::alloc::System;
+#[cfg(test)]
+const CHUNK_ALLOCATOR: crate::testing::CheckedSystem = crate::testing::CheckedSystem;
+
+// SAFETY: the system allocator returns exclusive, writable memory of the layout's size and
+// alignment; `allocate_chunk` only hands out a chunk whose layout (a function of `len` alone)
+// has an alignment of at least `align`, and `release_chunk` frees it with that same layout,
+// recomputed from `len`.
 unsafe impl PageSource for SystemPages {
     fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
-        let layout = core::alloc::Layout::from_size_align(len, align).ok()?;
-        // SAFETY: the layout has a non-zero size (len >= one page by the trait's contract).
-        NonNull::new(unsafe { std::alloc::System.alloc_layout(layout) })
+        let layout = Self::chunk_layout(len)?;
+        if !align.is_power_of_two() || align > layout.align() {
+            return None;
+        }
+        // SAFETY: the layout has a non-zero size (`chunk_layout` refuses `len == 0`).
+        NonNull::new(unsafe { GlobalAlloc::alloc(&CHUNK_ALLOCATOR, layout) })
     }
 
     unsafe fn release_chunk(&self, ptr: NonNull<u8>, len: usize) {
-        // The alignment used at allocation is not passed back; chunks are always allocated with
-        // align == len by the heap, and the system allocator needs the same layout.
-        if let Ok(layout) = core::alloc::Layout::from_size_align(len, len) {
-            // SAFETY: by the caller's contract the chunk came from `allocate_chunk(len, len)`.
-            unsafe { std::alloc::GlobalAlloc::dealloc(&std::alloc::System, ptr.as_ptr(), layout) };
+        // By the caller's contract `len` is a length `allocate_chunk` accepted, so this is the
+        // layout the chunk was allocated with, whatever alignment was asked for.
+        if let Some(layout) = Self::chunk_layout(len) {
+            // SAFETY: by the caller's contract the chunk came from `allocate_chunk(len, _)`,
+            // which allocated it from `CHUNK_ALLOCATOR` with exactly `layout`.
+            unsafe { GlobalAlloc::dealloc(&CHUNK_ALLOCATOR, ptr.as_ptr(), layout) };
         }
-    }
-}
-
-trait SystemAllocExt {
-    /// # Safety
-    /// `layout` has a non-zero size.
-    unsafe fn alloc_layout(&self, layout: core::alloc::Layout) -> *mut u8;
-}
-
-impl SystemAllocExt for std::alloc::System {
-    unsafe fn alloc_layout(&self, layout: core::alloc::Layout) -> *mut u8 {
-        // SAFETY: forwarded contract.
-        unsafe { std::alloc::GlobalAlloc::alloc(self, layout) }
     }
 }
 
@@ -180,6 +209,58 @@ unsafe impl CpuLocal for ThreadSlots {
         match index {
             Ok(i) if i < MAX_THREAD_SLOTS => Some((i, ThreadSlotGuard(PhantomData))),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::bad_frees_at;
+
+    /// Every (len, align) pair `allocate_chunk` accepts is freed with the layout it was
+    /// allocated with (checked by `testing::CheckedSystem`), whatever the alignment asked for.
+    #[test]
+    fn system_pages_free_with_the_allocation_layout() {
+        const PAGE: usize = 4096;
+        for (len, align) in [
+            (2 * PAGE, PAGE),
+            (PAGE, PAGE),
+            (16 * PAGE, 2 * PAGE),
+            (16 * PAGE, 16 * PAGE),
+            (3 * PAGE, PAGE),
+        ] {
+            let chunk = SystemPages
+                .allocate_chunk(len, align)
+                .unwrap_or_else(|| panic!("({len}, {align}) refused"));
+            assert_eq!(chunk.as_ptr() as usize % align, 0, "({len}, {align})");
+            // SAFETY: a fresh chunk of `len` writable bytes.
+            unsafe { chunk.as_ptr().write_bytes(0xa5, len) };
+            // SAFETY: the chunk was just allocated with this `len` and is not used again.
+            unsafe { SystemPages.release_chunk(chunk, len) };
+            let bad = bad_frees_at(chunk.as_ptr() as usize);
+            assert!(
+                bad.is_empty(),
+                "({len}, {align}) freed with the wrong layout: {bad:?}"
+            );
+        }
+    }
+
+    /// Requests that no layout derived from `len` alone could serve are refused, not
+    /// mis-served; the same goes for `MmapPages` and alignments that are not powers of two.
+    #[test]
+    fn unservable_chunk_requests_are_refused() {
+        for (len, align) in [(0, 4096), (4096, 8192), (3 * 4096, 2 * 4096), (8192, 3)] {
+            assert!(
+                SystemPages.allocate_chunk(len, align).is_none(),
+                "({len}, {align})"
+            );
+        }
+        for (len, align) in [(0, 4096), (8192, 0), (8192, 3 * 4096)] {
+            assert!(
+                MmapPages.allocate_chunk(len, align).is_none(),
+                "({len}, {align})"
+            );
         }
     }
 }

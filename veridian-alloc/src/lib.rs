@@ -36,9 +36,12 @@ pub mod frame;
 mod heap;
 #[cfg(feature = "std")]
 pub mod hosted;
+mod pinned;
 pub mod pool;
 pub mod size_class;
 mod slab;
+#[cfg(all(test, feature = "std"))]
+mod testing;
 
 pub use env::{CpuLocal, PageSource, SingleCpu};
 pub use heap::{

@@ -31,6 +31,10 @@
 //!   trivially correct and its cost is divided by M.
 //! - A caller with no CPU slot (`CpuLocal::enter` returns `None` or a slot `>= CPUS`) uses one
 //!   extra shared slot under a spin lock: same algorithm, slower.
+//! - Both locks (the depot's and the shared slot's) are taken only while the caller holds the
+//!   guard `CpuLocal::enter` returned (when it returned one), and released before it, so a
+//!   kernel whose guard disables interrupts never holds them with interrupts on (see
+//!   [`CpuLocal`]'s "Locks").
 //!
 //! # Capacity
 //!
@@ -88,10 +92,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use allocator_api2::alloc::{AllocError, Allocator};
 use crossbeam_utils::CachePadded;
-use spin::Mutex;
 
 use crate::env::CpuLocal;
 use crate::heap::DEFAULT_CPUS;
+use crate::pinned::{Pinned, PinnedMutex};
 
 /// Where a cached or handed-out object lives. `next` links a magazine; `next_magazine` links
 /// the heads of the magazines in the depot.
@@ -298,8 +302,8 @@ fn bump(counter: &AtomicU64) {
 pub struct ObjectPool<T, N, R, C: CpuLocal, A: Allocator, const CPUS: usize = DEFAULT_CPUS> {
     slots: [CachePadded<Slot<T>>; CPUS],
     shared: CachePadded<Slot<T>>,
-    shared_lock: Mutex<()>,
-    depot: Mutex<Depot<T>>,
+    shared_lock: PinnedMutex<()>,
+    depot: PinnedMutex<Depot<T>>,
     config: PoolConfig,
     create: N,
     reset: R,
@@ -357,8 +361,8 @@ where
         Self {
             slots: [const { CachePadded::new(Slot::new()) }; CPUS],
             shared: CachePadded::new(Slot::new()),
-            shared_lock: Mutex::new(()),
-            depot: Mutex::new(Depot {
+            shared_lock: PinnedMutex::new(()),
+            depot: PinnedMutex::new(Depot {
                 top: ptr::null_mut(),
                 magazines: 0,
             }),
@@ -385,8 +389,8 @@ where
     where
         Self: Sync,
     {
-        let cached = self.with_slot(|m, counters| {
-            let node = self.pop(m);
+        let cached = self.with_slot(|m, counters, pinned| {
+            let node = self.pop(m, pinned);
             bump(if node.is_some() {
                 &counters.hits
             } else {
@@ -443,37 +447,44 @@ impl<T, N, R, C: CpuLocal, A: Allocator, const CPUS: usize> ObjectPool<T, N, R, 
         self.config.max_cached(CPUS.saturating_add(1))
     }
 
-    /// Runs `f` on the caller's slot, holding its guard (or the shared slot's lock). `f` must
-    /// not run user code.
+    /// Runs `f` on the caller's slot, holding its guard (or the shared slot's lock, taken
+    /// while still holding the guard `enter` returned, if it returned one); `f` gets the token
+    /// that lets it take the depot's lock. `f` must not run user code.
     #[inline(always)]
-    fn with_slot<Ret>(&self, f: impl FnOnce(&mut Magazines<T>, &Counters) -> Ret) -> Ret {
-        if let Some((index, _guard)) = self.cpu.enter()
+    fn with_slot<Ret>(
+        &self,
+        f: impl FnOnce(&mut Magazines<T>, &Counters, Pinned<'_>) -> Ret,
+    ) -> Ret {
+        let entered = self.cpu.enter();
+        let pinned = Pinned::new(&entered);
+        if let Some((index, _)) = entered
             && let Some(slot) = self.slots.get(index)
         {
-            // SAFETY: `_guard` is the guard for slot `index`; by the `CpuLocal` contract no other
-            // context holds it while it lives, and only a holder of that guard touches
+            // SAFETY: `entered` holds the guard for slot `index`; by the `CpuLocal` contract no
+            // other context holds it while it lives, and only a holder of that guard touches
             // `slots[index].magazines`. The reference does not outlive `f`, which ends before
-            // `_guard` is dropped.
+            // `entered` is dropped.
             let magazines = unsafe { &mut *slot.magazines.get() };
-            return f(magazines, &slot.counters);
+            return f(magazines, &slot.counters, pinned);
         }
-        let _lock = self.shared_lock.lock();
+        // Declared after `entered`, so dropped (unlocked) before the guard.
+        let _lock = self.shared_lock.lock(pinned);
         // SAFETY: the shared slot's magazines are touched only under `shared_lock`, held here
         // until after `f` returns.
         let magazines = unsafe { &mut *self.shared.magazines.get() };
-        f(magazines, &self.shared.counters)
+        f(magazines, &self.shared.counters, pinned)
     }
 
     /// Pops a cached object from the slot, refilling `loaded` from `previous` or the depot.
     #[inline(always)]
-    fn pop(&self, m: &mut Magazines<T>) -> Option<NonNull<Node<T>>> {
+    fn pop(&self, m: &mut Magazines<T>, pinned: Pinned<'_>) -> Option<NonNull<Node<T>>> {
         if m.loaded.is_null() {
             if !m.previous.is_null() {
                 m.loaded = m.previous;
                 m.loaded_len = self.config.magazine;
                 m.previous = ptr::null_mut();
             } else {
-                self.take_from_depot(m)?;
+                self.take_from_depot(m, pinned)?;
             }
         }
         let node = NonNull::new(m.loaded)?;
@@ -486,8 +497,8 @@ impl<T, N, R, C: CpuLocal, A: Allocator, const CPUS: usize> ObjectPool<T, N, R, 
 
     /// Moves a full magazine from the depot into the (empty) `loaded` magazine.
     #[cold]
-    fn take_from_depot(&self, m: &mut Magazines<T>) -> Option<()> {
-        let mut depot = self.depot.lock();
+    fn take_from_depot(&self, m: &mut Magazines<T>, pinned: Pinned<'_>) -> Option<()> {
+        let mut depot = self.depot.lock(pinned);
         let top = NonNull::new(depot.top)?;
         // SAFETY: `top` heads a full magazine owned by the depot, which we hold locked.
         depot.top = unsafe { (*top.as_ptr()).next_magazine };
@@ -500,9 +511,14 @@ impl<T, N, R, C: CpuLocal, A: Allocator, const CPUS: usize> ObjectPool<T, N, R, 
 
     /// Pushes a returned object onto the slot; gives it back when the pool is full.
     #[inline(always)]
-    fn push(&self, m: &mut Magazines<T>, node: NonNull<Node<T>>) -> Result<(), NonNull<Node<T>>> {
+    fn push(
+        &self,
+        m: &mut Magazines<T>,
+        node: NonNull<Node<T>>,
+        pinned: Pinned<'_>,
+    ) -> Result<(), NonNull<Node<T>>> {
         if m.loaded_len == self.config.magazine {
-            if !m.previous.is_null() && !self.give_to_depot(m) {
+            if !m.previous.is_null() && !self.give_to_depot(m, pinned) {
                 return Err(node);
             }
             // `previous` is empty now: the full `loaded` becomes `previous`.
@@ -519,8 +535,8 @@ impl<T, N, R, C: CpuLocal, A: Allocator, const CPUS: usize> ObjectPool<T, N, R, 
 
     /// Moves the full `previous` magazine to the depot; false when the depot is full.
     #[cold]
-    fn give_to_depot(&self, m: &mut Magazines<T>) -> bool {
-        let mut depot = self.depot.lock();
+    fn give_to_depot(&self, m: &mut Magazines<T>, pinned: Pinned<'_>) -> bool {
+        let mut depot = self.depot.lock(pinned);
         if depot.magazines >= self.config.depot_magazines {
             return false;
         }
@@ -682,9 +698,9 @@ where
         (self.reset)(unsafe { &mut (*node.as_ptr()).value });
         core::mem::forget(on_unwind);
 
-        let rejected = self.with_slot(|m, counters| {
+        let rejected = self.with_slot(|m, counters, pinned| {
             bump(&counters.releases);
-            let result = self.push(m, node);
+            let result = self.push(m, node, pinned);
             if result.is_err() {
                 bump(&counters.discarded);
             }
@@ -782,5 +798,56 @@ impl<T> Drop for Pooled<'_, T> {
 impl<T: fmt::Debug> fmt::Debug for Pooled<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Pooled").field(&**self).finish()
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use crate::testing::{FakeCpu, LockReport, interrupts_off};
+    use std::alloc::System;
+    use std::vec::Vec;
+
+    /// The depot's and the shared slot's locks are taken only while the `CpuLocal` guard (a
+    /// fake that "disables interrupts") is held, and no slot is entered twice.
+    fn check_locks_under_guard(slot: usize) {
+        // One object per magazine and room for two magazines in the depot: acquiring and
+        // releasing a handful of objects goes through the depot both ways.
+        let config = PoolConfig::new(1, 2).unwrap();
+        let pool: ObjectPool<u64, _, _, FakeCpu, System, 2> = ObjectPool::with_config(
+            config,
+            FakeCpu::new(Some(slot)),
+            System,
+            || 7u64,
+            |v: &mut u64| *v = 7,
+        );
+        let _ = LockReport::take();
+        for round in 0..3 {
+            let objects: Vec<_> = (0..6).map(|_| pool.acquire().unwrap()).collect();
+            drop(objects);
+            let report = LockReport::take();
+            assert!(
+                report.locks > 0,
+                "round {round}: took no lock, so checked nothing"
+            );
+            assert_eq!(
+                report.unguarded, 0,
+                "round {round}: lock taken without the guard"
+            );
+            assert_eq!(report.nested_enters, 0, "round {round}: slot entered twice");
+            assert!(!interrupts_off(), "round {round}: guard leaked");
+        }
+        assert!(pool.stats().hits > 0);
+    }
+
+    #[test]
+    fn depot_lock_is_taken_under_the_cpu_guard() {
+        check_locks_under_guard(0);
+    }
+
+    #[test]
+    fn shared_slot_lock_is_taken_under_the_cpu_guard() {
+        // Slot 5 of a 2-slot pool: everything goes through the shared, locked slot.
+        check_locks_under_guard(5);
     }
 }

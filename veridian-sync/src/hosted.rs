@@ -9,6 +9,8 @@
 //! - [`NoInterrupts`]: an [`InterruptControl`] that does nothing, because an ordinary process
 //!   has no interrupt handlers. The nearest thing it has, signal handlers, are *not* blocked:
 //!   hosted code must not take the crate's locks from a signal handler.
+//! - [`lockdep`]: the lock validator's hosted environment (per-thread contexts, fake interrupt
+//!   state for tests, reports kept in memory).
 //!
 //! These use `core`'s atomics directly, not the loom facade: they are environment, not
 //! algorithms under test, and a `static` needs `const` atomics.
@@ -17,6 +19,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use std::cell::Cell;
 
 use crate::env::{CpuIndex, InterruptControl};
+
+pub mod lockdep;
 
 /// Hands out slots to threads in order of their first [`ThreadCpuIndex::current_cpu`] call.
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);

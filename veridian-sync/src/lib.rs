@@ -8,7 +8,10 @@
 //! - [`spsc::SpscRing`]: single-producer single-consumer ring with batch push/pop.
 //! - [`seqlock::SeqLock`]: sequence lock for `Copy` data, sound in Rust's memory model.
 //! - [`counter::ShardedCounter`]: one cache-padded slot per CPU, `get()` sums.
-//! - [`lock`]: ticket and MCS locks (`lock_api` compatible) and interrupt-safe variants.
+//! - [`lock`]: ticket and MCS locks (`lock_api` compatible), interrupt-safe variants, and the
+//!   named [`lock::Mutex`] (`SpinLock`, `IrqSpinLock`) that the lock validator checks.
+//! - [`lockdep`]: the lock validator (lock order, interrupt safety, recursion, locks held
+//!   across a context switch), compiled in with the `lockdep` feature; no cost without it.
 //! - [`CachePadded`]: re-exported from `crossbeam-utils`.
 //!
 //! What the primitives need from the environment (the CPU index, interrupt control) enters
@@ -26,6 +29,7 @@ pub mod env;
 #[cfg(feature = "std")]
 pub mod hosted;
 pub mod lock;
+pub mod lockdep;
 pub mod mpmc;
 mod primitives;
 pub mod seqlock;

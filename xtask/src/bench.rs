@@ -71,6 +71,7 @@ pub fn bench() -> Result<ExitCode> {
     let vm = Vm {
         machine: Machine::Numa,
         icount: true,
+        cpu: "max",
     };
     let outcome = qemu::run(&boot, vm, BENCH_TIMEOUT)?;
     let lines: Vec<BenchLine> = outcome

@@ -35,10 +35,18 @@ pub fn elf_path(profile: Profile) -> PathBuf {
 
 /// Builds the kernel and returns the path of its ELF image.
 pub fn build(profile: Profile) -> Result<PathBuf> {
+    build_with(profile, &[])
+}
+
+/// Builds the kernel with extra cargo features of `reference-kernel` (e.g. `lockdep`).
+pub fn build_with(profile: Profile, features: &[&str]) -> Result<PathBuf> {
     let mut cargo = cmd::cargo();
     cargo.args(["build", "-p", KERNEL_PACKAGE, "--target", KERNEL_TARGET]);
     if profile == Profile::Release {
         cargo.arg("--release");
+    }
+    if !features.is_empty() {
+        cargo.arg("--features").arg(features.join(","));
     }
     cmd::run_checked(&mut cargo)?;
     let elf = elf_path(profile);

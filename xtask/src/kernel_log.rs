@@ -11,6 +11,7 @@
 //! ktest fail <name>: <reason>
 //! ktest summary <P> passed, <F> failed
 //! KERNEL PANIC: <msg>                 a panic; inside a test it fails that test
+//! lockdep: <report>                   the lock validator found a problem: fails the run
 //! ```
 //!
 //! [`KernelLog`] is a state machine fed one line at a time; [`KernelLog::judge`] combines what it
@@ -46,6 +47,8 @@ pub enum Line<'a> {
     },
     /// `KERNEL PANIC: <msg>`.
     Panic(&'a str),
+    /// `lockdep: <report>`: veridian-sync's lock validator reported a problem.
+    Lockdep(&'a str),
     /// A `ktest` line that does not parse.
     Malformed(&'a str),
     /// Anything else: ordinary log output.
@@ -88,6 +91,9 @@ pub fn classify(line: &str) -> Line<'_> {
     }
     if let Some(msg) = line.strip_prefix("KERNEL PANIC:") {
         return Line::Panic(msg.trim());
+    }
+    if line.starts_with("lockdep:") {
+        return Line::Lockdep(line);
     }
     let Some(rest) = line.strip_prefix("ktest ") else {
         return Line::Other;
@@ -200,6 +206,7 @@ impl KernelLog {
                 }
                 self.summary = Some((passed, failed));
             }
+            Line::Lockdep(report) => self.anomalies.push(report.to_owned()),
             Line::Panic(msg) => match self.running.take() {
                 // A panic inside a test fails that test.
                 Some(name) => self.failed.push(FailedTest {
@@ -388,6 +395,16 @@ ktest summary 2 passed, 0 failed
         assert!(verdict.ok(), "{verdict:?}");
         assert_eq!(verdict.passed, ["alloc::basic", "sync::mutex"]);
         assert!(verdict.blamed().is_empty());
+    }
+
+    #[test]
+    fn lockdep_report_fails_an_otherwise_clean_run() {
+        let log = feed_all(&format!(
+            "{CLEAN}lockdep: lock order inversion: \"b\" taken at a.rs:1 while holding \"a\"\n"
+        ));
+        let verdict = log.judge(&Exit::Success);
+        assert!(!verdict.ok(), "{verdict:?}");
+        assert!(verdict.problems[0].starts_with("lockdep: lock order inversion"));
     }
 
     #[test]

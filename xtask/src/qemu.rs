@@ -180,6 +180,8 @@ pub struct Vm {
     pub machine: Machine,
     /// `-icount shift=0`: one TSC tick per guest instruction (deterministic counts).
     pub icount: bool,
+    /// QEMU's `-cpu` model (`max` unless a test asks for another).
+    pub cpu: &'static str,
 }
 
 impl From<Machine> for Vm {
@@ -187,6 +189,7 @@ impl From<Machine> for Vm {
         Self {
             machine,
             icount: false,
+            cpu: "max",
         }
     }
 }
@@ -195,7 +198,7 @@ impl From<Machine> for Vm {
 pub fn command(boot: &Boot, vm: impl Into<Vm>) -> Command {
     let vm = vm.into();
     let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args(["-machine", "q35", "-accel", "tcg", "-cpu", "max"])
+    qemu.args(["-machine", "q35", "-accel", "tcg", "-cpu", vm.cpu])
         .args(vm.machine.args());
     if vm.icount {
         qemu.args(["-icount", "shift=0"]);

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::iso::{self, IsoOptions};
 use crate::kernel::{self, Profile};
 use crate::kernel_log::Verdict;
-use crate::qemu::{self, Boot, Machine, Outcome};
+use crate::qemu::{self, Boot, Machine, Outcome, Vm};
 use crate::tools::{self, Needs};
 use crate::workspace::{self, COMPONENT_CRATES, KERNEL_PACKAGE, KERNEL_TARGET};
 
@@ -114,6 +114,11 @@ pub fn test() -> Result<ExitCode> {
             "export",
         ]),
     )?;
+    counted_tests(
+        &mut tally,
+        "veridian-sync lock validator (lockdep feature)",
+        cmd::cargo().args(["test", "-p", "veridian-sync", "--features", "lockdep"]),
+    )?;
     loom_tests(&mut tally)?;
     for package in COMPONENT_CRATES {
         tally.step(
@@ -123,11 +128,30 @@ pub fn test() -> Result<ExitCode> {
     }
 
     let suite = "kernel test suite (QEMU, PVH -kernel)";
-    match kernel::build(Profile::Debug) {
+    // The lock validator (veridian-sync's `lockdep`) is on in the kernel the suites boot: any
+    // report it prints fails the run.
+    match kernel::build_with(Profile::Debug, &["lockdep"]) {
         Ok(elf) => {
             kernel_suite(&mut tally, suite, &elf)?;
-            machine_suite(&mut tally, &elf, Machine::Single, "-smp 1")?;
-            machine_suite(&mut tally, &elf, Machine::Flat, "-smp 4, no NUMA options")?;
+            machine_suite(&mut tally, &elf, Machine::Single.into(), "-smp 1")?;
+            machine_suite(
+                &mut tally,
+                &elf,
+                Machine::Flat.into(),
+                "-smp 4, no NUMA options",
+            )?;
+            // CPUs without ERMS (memcpy/memset pick the AVX2 variant for every size) and
+            // without AVX (SSE2 and the generic variants; FXSAVE-sized state).
+            for (cpu, what) in [
+                ("max,-erms", "-cpu max,-erms (no ERMS)"),
+                ("qemu64", "-cpu qemu64 (no AVX, no XSAVE)"),
+            ] {
+                let vm = Vm {
+                    cpu,
+                    ..Machine::Numa.into()
+                };
+                machine_suite(&mut tally, &elf, vm, what)?;
+            }
             for kind in INJECTED_KINDS {
                 self_check(&mut tally, &elf, kind)?;
             }
@@ -259,7 +283,7 @@ pub fn suite_failure(verdict: &Verdict) -> Option<String> {
 /// Boots the test suite; `Err` only for Ctrl-C (other errors are returned as the reason).
 fn boot(
     boot: &Boot,
-    machine: Machine,
+    machine: impl Into<Vm>,
     timeout: Duration,
 ) -> Result<std::result::Result<Outcome, String>> {
     match qemu::run(boot, machine, timeout) {
@@ -298,7 +322,7 @@ fn kernel_suite(tally: &mut Tally, step: &str, elf: &Path) -> Result<()> {
 }
 
 /// The kernel suite again on another machine shape: one step, passed when every test passed.
-fn machine_suite(tally: &mut Tally, elf: &Path, machine: Machine, what: &str) -> Result<()> {
+fn machine_suite(tally: &mut Tally, elf: &Path, machine: Vm, what: &str) -> Result<()> {
     let step = format!("kernel test suite (QEMU, PVH, {what})");
     let kernel = Boot::Kernel {
         elf: elf.to_path_buf(),

@@ -17,19 +17,21 @@
 //! [`allocate`] prefers the calling CPU's node and falls back to the others, [`allocate_on`]
 //! asks for one node.
 //!
-//! Locking: one `spin::Mutex` per node; callers are the heap's chunk refills and page-table code, both
-//! rare next to heap allocations (the heap takes 2 MiB chunks).
+//! Locking: one [`IrqLock`] per node (the heap refills from it with interrupts off, the
+//! scheduler context may allocate, and a thread holding it must never be switched out);
+//! callers are the heap's chunk refills and page-table code, both rare next to heap
+//! allocations (the heap takes 2 MiB chunks).
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 use reference_kernel::BootInfo;
 use reference_kernel::acpi::Platform;
 use reference_kernel::physmem::{FramePlan, PhysRange, plan_frames};
-use spin::Mutex;
 use veridian_alloc::buddy::BuddyError;
 use veridian_alloc::frame::{FrameAllocator, FrameError};
 
 use super::paging::PHYS_OFFSET;
 use crate::arch::x86_64::boot;
+use crate::sync::IrqLock;
 
 /// What the direct map reaches before the kernel's own page tables exist
 /// (`paging::init_early`).
@@ -45,15 +47,19 @@ const LOW_MEMORY: PhysRange = PhysRange {
 pub const MAX_NODES: usize = 8;
 
 /// One buddy allocator per NUMA node.
-static FRAMES: [Mutex<FrameAllocator>; MAX_NODES] = [const {
-    Mutex::new(match FrameAllocator::new(PHYS_OFFSET as usize) {
-        Ok(frames) => frames,
-        Err(_) => panic!("PHYS_OFFSET is 1 GiB-aligned"),
-    })
+static FRAMES: [IrqLock<FrameAllocator>; MAX_NODES] = [const {
+    IrqLock::new(
+        "mm::frames::FRAMES",
+        match FrameAllocator::new(PHYS_OFFSET as usize) {
+            Ok(frames) => frames,
+            Err(_) => panic!("PHYS_OFFSET is 1 GiB-aligned"),
+        },
+    )
 }; MAX_NODES];
 
 /// Node memory ranges from the SRAT (`[start, end)`, node), copied at `init`; empty: one node.
-static NODE_RANGES: Mutex<NodeRanges> = Mutex::new(([(0, 0, 0); 64], 0));
+static NODE_RANGES: IrqLock<NodeRanges> =
+    IrqLock::new("mm::frames::NODE_RANGES", ([(0, 0, 0); 64], 0));
 
 /// `(start, end, node)` triples and how many are valid.
 type NodeRanges = ([(u64, u64, usize); 64], usize);
@@ -103,13 +109,16 @@ pub struct FrameReport {
     pub reserved_bytes: u64,
 }
 
-static REPORT: Mutex<FrameReport> = Mutex::new(FrameReport {
-    managed_bytes: 0,
-    ranges: 0,
-    refused_ranges: 0,
-    above_limit_bytes: 0,
-    reserved_bytes: 0,
-});
+static REPORT: IrqLock<FrameReport> = IrqLock::new(
+    "mm::frames::REPORT",
+    FrameReport {
+        managed_bytes: 0,
+        ranges: 0,
+        refused_ranges: 0,
+        above_limit_bytes: 0,
+        reserved_bytes: 0,
+    },
+);
 
 unsafe extern "C" {
     /// End of the kernel image (linker script), virtual, in the higher half.

@@ -46,14 +46,12 @@ use x86_64::structures::paging::{
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::frames;
+use crate::arch::x86_64::context::KernelStack;
+use crate::arch::x86_64::layout;
 use crate::arch::x86_64::{boot, gdt};
+use crate::sync::PreemptLock;
 
-/// Virtual address of physical address 0 in the direct map (PML4 slot 256, the start of the
-/// higher half).
-pub const PHYS_OFFSET: u64 = 0xffff_8000_0000_0000;
-
-/// How far the direct map reaches: 4 GiB after [`init_early`], the RAM top after [`init`].
-static DIRECT_MAP_END: AtomicU64 = AtomicU64::new(0);
+pub use crate::arch::x86_64::layout::{PHYS_OFFSET, phys_to_virt};
 
 /// A stack's guard page: its name and the page's virtual address.
 #[derive(Clone, Copy, Debug)]
@@ -98,16 +96,10 @@ macro_rules! sym {
     };
 }
 
-/// The virtual address of physical address `phys` in the direct map, if the map reaches it.
-pub fn phys_to_virt(phys: u64, len: u64) -> Option<u64> {
-    let end = phys.checked_add(len)?;
-    (end <= DIRECT_MAP_END.load(Ordering::Acquire)).then(|| PHYS_OFFSET + phys)
-}
-
 /// Makes the first 4 GiB of physical memory visible at [`PHYS_OFFSET`] through the boot page
 /// tables. Call once, early, on the bootstrap processor.
 pub fn init_early() {
-    if DIRECT_MAP_END.load(Ordering::Acquire) != 0 {
+    if layout::direct_map_end() != 0 {
         return;
     }
     let (pml4_frame, _) = Cr3::read();
@@ -124,7 +116,7 @@ pub fn init_early() {
         let entry = table[0].clone();
         table[256] = entry;
     }
-    DIRECT_MAP_END.store(4 << 30, Ordering::Release);
+    layout::set_direct_map_end(4 << 30);
 }
 
 /// The frame allocator as the `x86_64` crate wants it for page tables.
@@ -339,7 +331,8 @@ pub fn init(info: &BootInfo) -> Result<PagingReport, PagingError> {
         Cr3::write(pml4_frame, Cr3Flags::empty());
         Cr4::update(|f| f.insert(Cr4Flags::PAGE_GLOBAL));
     }
-    DIRECT_MAP_END.store(top, Ordering::Release);
+    layout::set_direct_map_end(top);
+    layout::set_guard_lookup(|addr| guard_page_hit(addr).map(|g| g.stack));
     let report = PagingReport {
         direct_map_bytes: top,
         direct_map_page: step,
@@ -361,13 +354,15 @@ pub const STACK_REGION: u64 = 0xffff_ff00_0000_0000;
 pub const STACK_STRIDE: u64 = 128 * 1024;
 /// Slots in the region handed out so far.
 static STACK_SLOTS: AtomicU64 = AtomicU64::new(0);
-/// Serialises changes to the active page tables.
-static TABLE_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+/// Serialises changes to the active page tables (only threads and boot code change them).
+static TABLE_LOCK: PreemptLock<()> = PreemptLock::new("mm::paging::TABLE_LOCK", ());
 
 /// Maps a kernel stack of `pages` 4 KiB pages (at most `STACK_STRIDE / 4096 - 1`) in the
-/// kernel-stack region, below an unmapped guard page; returns its top (16-byte aligned).
+/// kernel-stack region, below an unmapped guard page; its top is 16-byte aligned.
 /// The stack is never unmapped (threads that exit give their stacks to a free list in `task`).
-pub fn alloc_kernel_stack(pages: usize) -> Result<u64, PagingError> {
+/// A slot is used up even when mapping fails part-way; the pages mapped by then are unmapped
+/// and their frames freed, so a failure leaks nothing and later calls can still succeed.
+pub fn alloc_kernel_stack(pages: usize) -> Result<KernelStack, PagingError> {
     if pages == 0 || pages as u64 >= STACK_STRIDE / 4096 || REPORT.get().is_none() {
         return Err(PagingError::OutOfFrames);
     }
@@ -376,6 +371,8 @@ pub fn alloc_kernel_stack(pages: usize) -> Result<u64, PagingError> {
     if slot >= 512 * 1024 * 1024 * 1024 / STACK_STRIDE {
         return Err(PagingError::OutOfFrames);
     }
+    // The slot is consumed whatever happens below (its virtual range is never reused).
+    STACK_SLOTS.store(slot + 1, Ordering::Release);
     let guard = STACK_REGION + slot * STACK_STRIDE;
     let (pml4_frame, _) = Cr3::read();
     let pml4 = (PHYS_OFFSET + pml4_frame.start_address().as_u64()) as *mut PageTable;
@@ -385,22 +382,50 @@ pub fn alloc_kernel_stack(pages: usize) -> Result<u64, PagingError> {
     let mut table = unsafe { OffsetPageTable::new(&mut *pml4, VirtAddr::new(PHYS_OFFSET)) };
     let mut alloc = TableFrames { allocated: 0 };
     let flags = F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::GLOBAL;
+    let mut mapped = 0u64;
+    let mut failure = None;
     for i in 1..=pages as u64 {
         let virt = guard + i * 4096;
-        let phys = frames::allocate(0).map_err(|_| PagingError::OutOfFrames)?;
+        let Ok(phys) = frames::allocate(0) else {
+            failure = Some(PagingError::OutOfFrames);
+            break;
+        };
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
         let frame = PhysFrame::containing_address(PhysAddr::new(phys));
         // SAFETY: a fresh frame mapped at an address of the stack region that nothing maps yet
         // (slots are handed out once); the TLB cannot hold the page (never mapped before).
-        unsafe {
-            table
-                .map_to_with_table_flags(page, frame, flags, F::PRESENT | F::WRITABLE, &mut alloc)
-                .map_err(|e| map_err(e, virt))?
-                .ignore();
+        let result = unsafe {
+            table.map_to_with_table_flags(page, frame, flags, F::PRESENT | F::WRITABLE, &mut alloc)
+        };
+        match result {
+            Ok(flush) => {
+                flush.ignore();
+                mapped = i;
+            }
+            Err(e) => {
+                // SAFETY: the frame was just allocated and is mapped nowhere.
+                let _ = unsafe { frames::free(phys, 0) };
+                failure = Some(map_err(e, virt));
+                break;
+            }
         }
     }
-    STACK_SLOTS.store(slot + 1, Ordering::Release);
-    Ok(guard + (pages as u64 + 1) * 4096)
+    if let Some(e) = failure {
+        for i in 1..=mapped {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(guard + i * 4096));
+            if let Ok((frame, flush)) = table.unmap(page) {
+                flush.flush();
+                // SAFETY: the frame was allocated above for this page, which no longer maps it;
+                // the stack was never handed out, so nothing uses it.
+                let _ = unsafe { frames::free(frame.start_address().as_u64(), 0) };
+            }
+        }
+        return Err(e);
+    }
+    let top = guard + (pages as u64 + 1) * 4096;
+    // SAFETY: `[guard + 4096, top)` was just mapped writable with fresh frames in a slot
+    // nothing else uses; the caller gets it exclusively. `top` is page-aligned.
+    Ok(unsafe { KernelStack::new(guard + 4096, top) })
 }
 
 /// The guard page containing `addr`, if any (a fault there is a stack overflow).

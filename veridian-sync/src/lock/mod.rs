@@ -1,6 +1,11 @@
 //! Spin locks for kernels: a FIFO ticket lock, an MCS queue lock, and interrupt-safe versions of
 //! both (of any `lock_api` raw lock, in fact).
 //!
+//! [`Mutex<R, T>`] is the mutex to use in a kernel: a `lock_api` mutex over any raw lock that
+//! also carries a lock-class name, checked by the lock validator ([`crate::lockdep`]) when the
+//! `lockdep` feature is on and free of any cost when it is off. [`SpinLock<T>`] and
+//! [`IrqSpinLock<I, T>`] are it over the ticket lock and its interrupt-safe version.
+//!
 //! Each raw lock implements [`lock_api::RawMutex`], so the usual RAII API comes from `lock_api`:
 //! [`TicketMutex<T>`] and [`McsMutex<T>`] are `lock_api::Mutex`es, `lock()` returns a guard that
 //! unlocks on drop, `try_lock()` never waits. [`IrqMutex<R, I, T>`] additionally disables
@@ -31,6 +36,8 @@ mod backoff;
 #[cfg(not(loom))]
 mod irq;
 mod mcs;
+#[cfg(not(loom))]
+mod mutex;
 mod ticket;
 
 pub use backoff::Backoff;
@@ -38,6 +45,8 @@ pub(crate) use backoff::SpinWait;
 #[cfg(not(loom))]
 pub use irq::RawIrqLock;
 pub use mcs::RawMcsLock;
+#[cfg(not(loom))]
+pub use mutex::{Mutex, MutexGuard};
 pub use ticket::RawTicketLock;
 
 #[cfg(not(loom))]
@@ -45,7 +54,19 @@ pub use aliases::*;
 
 #[cfg(not(loom))]
 mod aliases {
-    use super::{RawIrqLock, RawMcsLock, RawTicketLock};
+    use super::{Mutex, MutexGuard, RawIrqLock, RawMcsLock, RawTicketLock};
+
+    /// A named ticket lock: the spin lock to use for state only tasks touch. Its name is its
+    /// class for the lock validator ([`crate::lockdep`]).
+    pub type SpinLock<T> = Mutex<RawTicketLock, T>;
+    /// The guard of a [`SpinLock`]; unlocks on drop.
+    pub type SpinLockGuard<'a, T> = MutexGuard<'a, RawTicketLock, T>;
+
+    /// A named interrupt-safe ticket lock (interrupts off through `I` while held): the lock to
+    /// use for state that interrupt handlers also touch.
+    pub type IrqSpinLock<I, T> = Mutex<RawIrqLock<RawTicketLock, I>, T>;
+    /// The guard of an [`IrqSpinLock`]: unlocks, then restores the interrupt state, on drop.
+    pub type IrqSpinLockGuard<'a, I, T> = MutexGuard<'a, RawIrqLock<RawTicketLock, I>, T>;
 
     /// A mutex on the [`RawTicketLock`] (FIFO, single shared cache line).
     pub type TicketMutex<T> = lock_api::Mutex<RawTicketLock, T>;

@@ -182,7 +182,7 @@ fn tick(_frame: &mut InterruptFrame) {
     // Acknowledge before the scheduler runs: it may switch to another thread here, and this
     // thread may resume on another CPU.
     eoi();
-    crate::task::on_tick();
+    super::hooks::tick();
 }
 
 fn spurious(_frame: &mut InterruptFrame) {
@@ -357,7 +357,7 @@ pub fn init() -> Result<ApicInfo, ApicError> {
         Mode::X2Apic
     } else {
         let phys = base & 0x000f_ffff_ffff_f000;
-        let virt = crate::mm::paging::phys_to_virt(phys, 4096).ok_or(ApicError::Unmapped(phys))?;
+        let virt = super::layout::phys_to_virt(phys, 4096).ok_or(ApicError::Unmapped(phys))?;
         // SAFETY: setting the global enable bit, keeping the base, enables the xAPIC.
         unsafe { base_msr.write(base | APIC_BASE_ENABLE) };
         Mode::XApic(virt)

@@ -15,6 +15,8 @@ use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
 
+use super::context::KernelStack;
+
 /// IST slot (1-based in the IDT, index 0 here) used by the double-fault handler.
 pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
 /// IST slot used by the NMI and machine-check handlers.
@@ -109,16 +111,18 @@ pub fn init() {
     load(gdt, selectors);
 }
 
-/// Builds and loads a GDT and TSS for an application processor, with IST stacks of its own
-/// (in the kernel-stack region above guard pages; never freed). Same layout as [`init`]'s, so
-/// [`selectors`] holds for every CPU.
-pub fn init_ap() {
+/// Pages of each IST stack of an application processor (for whoever allocates them).
+pub const IST_STACK_PAGES: usize = IST_STACK_SIZE / 4096;
+
+/// Builds and loads a GDT and TSS for an application processor, with IST stacks of its own:
+/// `ist` (double fault, NMI/machine check), allocated by the caller in the kernel-stack region
+/// above guard pages and never freed; where one is missing, a heap stack without a guard page
+/// (still usable). Same layout as [`init`]'s, so [`selectors`] holds for every CPU.
+pub fn init_ap(ist: &'static [Option<KernelStack>; 2]) {
     use alloc::boxed::Box;
-    // IST stacks in the kernel-stack region, each above an unmapped guard page; if the region
-    // cannot be extended, heap stacks without a guard page (still usable).
-    let ist_top = || match crate::mm::paging::alloc_kernel_stack(IST_STACK_SIZE / 4096) {
-        Ok(top) => VirtAddr::new(top),
-        Err(_) => {
+    let ist_top = |stack: &Option<KernelStack>| match stack {
+        Some(s) => VirtAddr::new(s.top()),
+        None => {
             // SAFETY: an all-zero byte array is a valid `IstStack`.
             let zeroed = unsafe { Box::<IstStack>::new_zeroed().assume_init() };
             let stack: &'static mut IstStack = Box::leak(zeroed);
@@ -126,8 +130,8 @@ pub fn init_ap() {
         }
     };
     let mut tss = TaskStateSegment::new();
-    tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = ist_top();
-    tss.interrupt_stack_table[NMI_IST_INDEX as usize] = ist_top();
+    tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = ist_top(&ist[0]);
+    tss.interrupt_stack_table[NMI_IST_INDEX as usize] = ist_top(&ist[1]);
     let (gdt, selectors) = build(Box::leak(Box::new(tss)));
     load(Box::leak(Box::new(gdt)), &selectors);
 }

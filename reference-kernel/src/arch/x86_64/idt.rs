@@ -243,19 +243,21 @@ impl core::fmt::Display for PageFaultCause {
     }
 }
 
-/// Called by the common stub with the saved registers; may change them (the stub restores them
-/// with `iretq`).
+/// Called by the common stub with the saved registers (and, except for #NM, the interrupted
+/// vector registers already saved by the stub); may change the registers (the stub restores
+/// them with `iretq`).
 #[unsafe(no_mangle)]
 extern "C" fn interrupt_dispatch(frame: &mut InterruptFrame) {
-    if frame.vector as u8 == vector::DEVICE_NOT_AVAILABLE {
-        // #NM hands the registers to the running thread: nothing to save around it.
-        dispatch(frame);
-        return;
+    // One interrupt level deeper on this CPU (`PerCpu::irq_depth`, which the lock validator
+    // reads). A handler that switches threads takes its depth along (`context`), so the
+    // decrement happens on whatever CPU the thread resumes on.
+    if let Some(cpu) = super::percpu::current() {
+        cpu.irq_depth.fetch_add(1, Ordering::Relaxed);
     }
-    // Handlers may use the vector registers (the kernel's memcpy does): keep the interrupted
-    // context's.
-    let _vectors = crate::task::VectorSave::enter();
     dispatch(frame);
+    if let Some(cpu) = super::percpu::current() {
+        cpu.irq_depth.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn dispatch(frame: &mut InterruptFrame) {
@@ -266,7 +268,7 @@ fn dispatch(frame: &mut InterruptFrame) {
             log::debug!("breakpoint at {:#x}, resuming", frame.rip.wrapping_sub(1));
         }
         vector::PAGE_FAULT if probe::fixup(frame, Cr2::read_raw()) => {}
-        vector::DEVICE_NOT_AVAILABLE if crate::task::fpu_trap() => {}
+        vector::DEVICE_NOT_AVAILABLE if super::fpu::device_not_available() => {}
         0..=31 => fatal_exception(frame),
         _ => match handler(vector) {
             Some(h) => h(frame),
@@ -296,9 +298,8 @@ fn fatal_exception(frame: &InterruptFrame) {
     };
     let info = ExceptionInfo {
         stack_overflow: matches!(info.vector, vector::PAGE_FAULT | vector::DOUBLE_FAULT)
-            .then(|| crate::mm::paging::guard_page_hit(info.cr2))
-            .flatten()
-            .map(|g| g.stack),
+            .then(|| super::layout::guard_page_stack(info.cr2))
+            .flatten(),
         ..info
     };
     crate::println!("CPU EXCEPTION: {info}");
@@ -325,9 +326,9 @@ fn fatal_exception(frame: &InterruptFrame) {
     if info.vector == vector::DOUBLE_FAULT && info.stack_overflow.is_none() {
         crate::println!("  (double fault: the kernel stack may have overflowed)");
     }
-    // A fault in a kernel thread kills the thread, not the kernel (returns only if the CPU was
-    // not running a thread).
-    crate::task::exit_faulted(format_args!("{info}"));
+    // A fault in a kernel thread kills the thread, not the kernel (the scheduler's hook returns
+    // only if the CPU was not running a thread).
+    super::hooks::fatal_exception(&info);
     recover::abort(recover::Abort::Exception(info));
 }
 
@@ -449,10 +450,71 @@ isr_common:
     push r14
     push r15
     cld
-    mov rdi, rsp
+    /* rbx = the InterruptFrame; r12 = what was saved: bit 0 vector registers, bit 1 CR0.TS
+       was set. Both are callee-saved, so they survive the call (also across a thread switch
+       inside the handler). */
     mov rbx, rsp
-    and rsp, -16
+    xor r12d, r12d
+    and rsp, -64
+    sub rsp, {area}
+    /* Save the interrupted vector registers before any Rust code runs (which may use them):
+       not for #NM (its handler hands the registers to the running thread), not before the
+       kernel set the save mode. */
+    cmp qword ptr [rbx + 120], 7
+    je 2f
+    mov eax, dword ptr [rip + {mode}]
+    test eax, eax
+    jz 2f
+    mov rcx, cr0
+    test ecx, 8
+    jz 3f
+    or r12d, 2
+3:
+    clts
+    or r12d, 1
+    cmp eax, 2
+    jne 4f
+    /* The XSAVE header (bytes 512..576): XSAVE writes only the XSTATE_BV bits it saves, and
+       XRSTOR faults on stray XSTATE_BV bits or non-zero XCOMP_BV/reserved bytes. */
+    mov qword ptr [rsp + 512], 0
+    mov qword ptr [rsp + 520], 0
+    mov qword ptr [rsp + 528], 0
+    mov qword ptr [rsp + 536], 0
+    mov qword ptr [rsp + 544], 0
+    mov qword ptr [rsp + 552], 0
+    mov qword ptr [rsp + 560], 0
+    mov qword ptr [rsp + 568], 0
+    mov eax, dword ptr [rip + {mask}]
+    mov edx, dword ptr [rip + {mask} + 4]
+    xsave64 [rsp]
+    jmp 2f
+4:
+    fxsave64 [rsp]
+2:
+    mov rdi, rbx
     call interrupt_dispatch
+    test r12d, 1
+    jz 5f
+    clts
+    cmp dword ptr [rip + {mode}], 2
+    jne 6f
+    mov eax, dword ptr [rip + {mask}]
+    mov edx, dword ptr [rip + {mask} + 4]
+    xrstor64 [rsp]
+    jmp 7f
+6:
+    fxrstor64 [rsp]
+7:
+    test r12d, 2
+    jz 8f
+    mov rax, cr0
+    or rax, 8
+    mov cr0, rax
+    jmp 5f
+8:
+    /* TS was clear: the running thread's registers were live, and are again. */
+    mov byte ptr gs:[{live}], 1
+5:
     mov rsp, rbx
     pop r15
     pop r14
@@ -471,5 +533,9 @@ isr_common:
     pop rax
     add rsp, 16
     iretq
-"#
+"#,
+    area = const super::fpu::SAVE_AREA,
+    mode = sym super::fpu::VERIDIAN_FPU_SAVE_MODE,
+    mask = sym super::fpu::VERIDIAN_FPU_SAVE_MASK,
+    live = const core::mem::offset_of!(super::percpu::PerCpu, fpu_live),
 );

@@ -113,7 +113,7 @@ pub fn init(madt: &Madt) -> Result<u32, IoApicError> {
     let mut target = None;
     for io in madt.io_apics() {
         let regs = Regs(
-            crate::mm::paging::phys_to_virt(u64::from(io.address), 0x20)
+            super::layout::phys_to_virt(u64::from(io.address), 0x20)
                 .ok_or(IoApicError::Unmapped(io.address))?,
         );
         let entries = regs.entries();

@@ -5,10 +5,15 @@
 
 pub mod apic;
 pub mod boot;
+pub mod context;
 pub mod cpu;
+pub mod fpu;
 pub mod gdt;
+pub mod hooks;
 pub mod idt;
 pub mod ioapic;
+pub mod layout;
+pub mod lock;
 pub mod percpu;
 pub mod probe;
 pub mod qemu;

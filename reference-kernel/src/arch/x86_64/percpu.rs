@@ -11,9 +11,17 @@
 //!
 //! What it guarantees: [`current`] returns the block of the CPU the caller runs on at the time
 //! of the call. A thread that can migrate must disable preemption (or interrupts) while it
-//! relies on that, which is what [`CpuGuard`] does.
+//! relies on that, which is what [`CpuGuard`] and [`PreemptGuard`] do.
+//!
+//! Preemption count: [`preempt_disable`]/[`preempt_enable`] change this CPU's count with one
+//! `gs`-relative instruction each (so a thread cannot migrate between finding the block and
+//! changing it). While it is non-zero the timer tick does not switch threads; it sets
+//! `need_resched` instead, and the [`preempt_enable`] that brings the count back to zero
+//! performs the deferred switch (through the hook the scheduler registered in
+//! [`super::hooks`]), as Linux's `preempt_enable` does.
 
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::registers::model_specific::GsBase;
 
@@ -34,7 +42,13 @@ pub struct PerCpu {
     pub node: u32,
     /// Timer ticks seen by this CPU.
     pub ticks: AtomicU64,
-    /// Interrupt nesting depth (for statistics).
+    /// Preemption-disable depth (see the module documentation); changed only by this CPU,
+    /// through `gs`-relative instructions.
+    preempt_count: AtomicU32,
+    /// The tick wanted to switch threads while preemption was disabled.
+    need_resched: AtomicBool,
+    /// Interrupt and exception nesting depth (0: not in a handler). Maintained by the
+    /// dispatcher; saved and restored with the thread when a handler switches threads.
     pub irq_depth: AtomicU32,
     /// Saved stack pointer of this CPU's scheduler context (`task`), while a thread runs.
     pub sched_rsp: AtomicUsize,
@@ -42,7 +56,21 @@ pub struct PerCpu {
     pub current: AtomicPtr<u8>,
     /// Threads this CPU ran (picks), for the report.
     pub switches: AtomicU64,
+    /// The thread context running on this CPU (`context::Context`), or null.
+    pub(super) context: AtomicPtr<super::context::Context>,
+    /// The running thread's vector registers are live in the CPU (it used them since it was
+    /// switched in), so switching it out must save them.
+    pub(super) fpu_live: AtomicBool,
+    /// This CPU's recovery points (`recover`); only this CPU touches them, with interrupts off.
+    pub(super) recovery: UnsafeCell<super::recover::RecoveryStack>,
+    /// What the last faulting probe on this CPU saw (`probe`).
+    pub(super) probe: super::probe::ProbeState,
 }
+
+// SAFETY: every field other CPUs may read is atomic or immutable after `install`; `recovery`
+// is only touched by the CPU that owns the block (recover.rs, interrupts off), never through
+// another CPU's block.
+unsafe impl Sync for PerCpu {}
 
 impl PerCpu {
     /// A block for CPU `index` with APIC id `apic_id` on `node`.
@@ -57,7 +85,109 @@ impl PerCpu {
             sched_rsp: AtomicUsize::new(0),
             current: AtomicPtr::new(core::ptr::null_mut()),
             switches: AtomicU64::new(0),
+            preempt_count: AtomicU32::new(0),
+            need_resched: AtomicBool::new(false),
+            context: AtomicPtr::new(core::ptr::null_mut()),
+            fpu_live: AtomicBool::new(false),
+            recovery: UnsafeCell::new(super::recover::RecoveryStack::new()),
+            probe: super::probe::ProbeState::new(),
         }
+    }
+
+    /// This CPU's preemption count.
+    pub fn preempt_count(&self) -> u32 {
+        self.preempt_count.load(Ordering::Relaxed)
+    }
+
+    /// Asks for a switch at the next preemption point (the tick found preemption disabled).
+    pub fn set_need_resched(&self) {
+        self.need_resched.store(true, Ordering::Relaxed);
+    }
+
+    /// Takes the pending switch request.
+    pub fn take_need_resched(&self) -> bool {
+        self.need_resched.swap(false, Ordering::Relaxed)
+    }
+
+    /// Replaces the preemption count (for the scheduler's switch, which carries a thread's count
+    /// with it). Only on this CPU's own block, with interrupts off.
+    pub(super) fn swap_preempt_count(&self, count: u32) -> u32 {
+        self.preempt_count.swap(count, Ordering::Relaxed)
+    }
+}
+
+const PREEMPT_OFFSET: usize = core::mem::offset_of!(PerCpu, preempt_count);
+
+/// Disables preemption on this CPU (nests). Interrupts still arrive; the tick only records that
+/// a switch is due.
+#[inline]
+pub fn preempt_disable() {
+    // SAFETY: GS points at this CPU's installed block (see `current`); the instruction
+    // increments its `preempt_count` (an `AtomicU32`, only ever changed by this CPU through
+    // single instructions like this one, so an interrupt cannot split the update).
+    unsafe {
+        core::arch::asm!("inc dword ptr gs:[{off}]", off = const PREEMPT_OFFSET,
+            options(nostack, preserves_flags));
+    }
+    // Keep the critical section's memory accesses after the increment (compiler ordering is
+    // enough: the count is only read by this CPU).
+    core::sync::atomic::compiler_fence(Ordering::Acquire);
+}
+
+/// Enables preemption again; when the count reaches zero, interrupts are on, the caller is not
+/// an interrupt handler and the tick asked for a switch meanwhile, switches now (through the
+/// scheduler's registered hook).
+#[inline]
+pub fn preempt_enable() {
+    core::sync::atomic::compiler_fence(Ordering::Release);
+    let zero: u8;
+    // SAFETY: as in `preempt_disable`; `sete` reads the flags the decrement set.
+    unsafe {
+        core::arch::asm!("dec dword ptr gs:[{off}]", "sete {z}", off = const PREEMPT_OFFSET,
+            z = out(reg_byte) zero, options(nostack));
+    }
+    if zero != 0 {
+        preempt_point();
+    }
+}
+
+/// Performs a switch the tick deferred, if the caller may switch now.
+#[cold]
+fn preempt_point() {
+    let Some(cpu) = current() else { return };
+    if cpu.need_resched.load(Ordering::Relaxed)
+        && cpu.irq_depth.load(Ordering::Relaxed) == 0
+        && x86_64::instructions::interrupts::are_enabled()
+    {
+        super::hooks::reschedule();
+    }
+}
+
+/// Keeps the caller on its CPU by disabling preemption (not interrupts); enables it on drop.
+#[derive(Debug)]
+pub struct PreemptGuard {
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+impl PreemptGuard {
+    /// Disables preemption until the guard is dropped.
+    pub fn new() -> Self {
+        preempt_disable();
+        Self {
+            _not_send: core::marker::PhantomData,
+        }
+    }
+}
+
+impl Default for PreemptGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PreemptGuard {
+    fn drop(&mut self) {
+        preempt_enable();
     }
 }
 
@@ -147,6 +277,36 @@ impl Drop for CpuGuard {
         if self.was_enabled {
             x86_64::instructions::interrupts::enable();
         }
+    }
+}
+
+/// veridian-sched's CPU guard: interrupts off on the CPU it names, until dropped.
+pub struct SchedGuard {
+    cpu: usize,
+    _irq: CpuGuard,
+}
+
+impl SchedGuard {
+    /// Disables interrupts (restored on drop) and names this CPU.
+    pub fn new() -> Self {
+        let (cpu, irq) = CpuGuard::enter();
+        Self { cpu, _irq: irq }
+    }
+}
+
+impl Default for SchedGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// SAFETY: the guard holds a `CpuGuard`, so interrupts stay disabled on its CPU for as long as
+// it lives: no interrupt handler and no preemption (there is none without the timer interrupt)
+// uses the same CPU's queues meanwhile. It names the CPU it was made on and is not `Send`
+// (`CpuGuard` holds a raw-pointer marker), so it cannot name another CPU.
+unsafe impl veridian_sched::CpuGuard for SchedGuard {
+    fn cpu(&self) -> usize {
+        self.cpu
     }
 }
 

@@ -5,10 +5,14 @@
 //! routine's fixup label, which returns failure and the faulting address. This is the mechanism a
 //! kernel uses to copy from user memory without trusting it; here it also lets tests prove that
 //! page faults are delivered with the right CR2 and error code.
+//!
+//! The fault details are per CPU (in the per-CPU block): a probe and the fault it takes run on
+//! one CPU with preemption disabled, so two CPUs probing at once never see each other's result.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::idt::InterruptFrame;
+use super::percpu;
 
 unsafe extern "C" {
     fn probe_read_u64(addr: u64) -> u64;
@@ -16,8 +20,23 @@ unsafe extern "C" {
     static probe_read_fixup: u8;
 }
 
-static LAST_FAULT_ADDR: AtomicU64 = AtomicU64::new(0);
-static LAST_FAULT_ERROR: AtomicU64 = AtomicU64::new(0);
+/// What the last faulting probe on a CPU saw.
+#[derive(Debug)]
+pub struct ProbeState {
+    address: AtomicU64,
+    /// The error code, or `u64::MAX` while no fault was recorded.
+    error: AtomicU64,
+}
+
+impl ProbeState {
+    /// Nothing recorded.
+    pub const fn new() -> Self {
+        Self {
+            address: AtomicU64::new(0),
+            error: AtomicU64::new(u64::MAX),
+        }
+    }
+}
 
 /// A load that faulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,17 +60,25 @@ pub fn read_u64(addr: u64) -> Result<u64, ProbeFault> {
             error_code: u64::MAX,
         });
     }
-    LAST_FAULT_ADDR.store(0, Ordering::Relaxed);
-    LAST_FAULT_ERROR.store(u64::MAX, Ordering::Relaxed);
+    // The probe and its fault must happen on the CPU whose state is read afterwards.
+    let _pinned = percpu::PreemptGuard::new();
+    let Some(state) = percpu::current().map(|c| &c.probe) else {
+        return Err(ProbeFault {
+            address: addr,
+            error_code: u64::MAX,
+        });
+    };
+    state.address.store(0, Ordering::Relaxed);
+    state.error.store(u64::MAX, Ordering::Relaxed);
     // SAFETY: the routine reads 8 bytes at a canonical address with a single `mov`; a page fault
     // on that instruction is turned into an error return by `fixup`, and a successful read of
     // mapped memory as an integer has no validity requirement. The value may be stale if memory
     // changes concurrently, which is inherent to probing.
     let value = unsafe { probe_read_u64(addr) };
-    let error = LAST_FAULT_ERROR.load(Ordering::Relaxed);
+    let error = state.error.load(Ordering::Relaxed);
     if error != u64::MAX {
         Err(ProbeFault {
-            address: LAST_FAULT_ADDR.load(Ordering::Relaxed),
+            address: state.address.load(Ordering::Relaxed),
             error_code: error,
         })
     } else {
@@ -62,9 +89,11 @@ pub fn read_u64(addr: u64) -> Result<u64, ProbeFault> {
 /// Called by the dispatcher on a page fault: when it hit a probe instruction, records the fault,
 /// redirects the frame to the fixup and returns true.
 pub(super) fn fixup(frame: &mut InterruptFrame, cr2: u64) -> bool {
-    if frame.rip == (&raw const probe_read_insn) as u64 {
-        LAST_FAULT_ADDR.store(cr2, Ordering::Relaxed);
-        LAST_FAULT_ERROR.store(frame.error_code, Ordering::Relaxed);
+    if frame.rip == (&raw const probe_read_insn) as u64
+        && let Some(cpu) = percpu::current()
+    {
+        cpu.probe.address.store(cr2, Ordering::Relaxed);
+        cpu.probe.error.store(frame.error_code, Ordering::Relaxed);
         frame.rip = (&raw const probe_read_fixup) as u64;
         true
     } else {

@@ -11,9 +11,15 @@
 //! test harness (a failing test must not stop the suite) and for tests that expect a fault;
 //! it is not a general error-handling mechanism.
 //!
-//! Recovery points nest (a test may itself catch an expected fault). They are per CPU; only the
-//! bootstrap processor runs code that arms them until SMP arrives, and interrupts are disabled
-//! while one is armed, so the stack of them is a plain static touched by one CPU.
+//! Recovery points nest (a test may itself catch an expected fault). They are per CPU: each
+//! CPU's stack of them lives in its per-CPU block, and the panic handler and the exception path
+//! consult only the stack of the CPU they run on, so a panic on one CPU never resumes onto a
+//! recovery point another CPU armed. [`catch`] is `unsafe`: its caller promises that `f` does
+//! not migrate to another CPU (it is not run by a thread that blocks, yields or can be
+//! preempted inside `f`; the kernel's test harness runs on the bootstrap processor's boot
+//! context, which never migrates) and accepts that an aborted `f`'s destructors do not run.
+//! Tests that expect a fault at a known instruction use the exception-table fix-ups of
+//! [`super::probe`] instead.
 
 use core::fmt::Write;
 
@@ -128,28 +134,36 @@ const EMPTY_BUFFER: JumpBuffer = JumpBuffer {
     rip: 0,
 };
 
-struct RecoveryStack {
+/// One CPU's recovery points (kept in its per-CPU block).
+pub struct RecoveryStack {
     buffers: [JumpBuffer; MAX_DEPTH],
     depth: usize,
     reason: Option<Abort>,
 }
 
-static mut RECOVERY: RecoveryStack = RecoveryStack {
-    buffers: [EMPTY_BUFFER; MAX_DEPTH],
-    depth: 0,
-    reason: None,
-};
+impl RecoveryStack {
+    /// No recovery point armed.
+    pub const fn new() -> Self {
+        Self {
+            buffers: [EMPTY_BUFFER; MAX_DEPTH],
+            depth: 0,
+            reason: None,
+        }
+    }
+}
 
 /// Gives the recovery stack of the running CPU.
 ///
 /// # Safety
-/// Only the bootstrap processor uses recovery points, its bookkeeping runs with interrupts
-/// disabled (so no handler can abort into a half-armed point), and the returned reference must
-/// not be held across a call that may re-enter this module.
+/// Interrupts are disabled (so no handler can abort into a half-armed point and the caller
+/// cannot migrate), and the returned reference is not held across a call that may re-enter
+/// this module.
 unsafe fn recovery() -> &'static mut RecoveryStack {
-    let stack = &raw mut RECOVERY;
-    // SAFETY: by the caller's contract there is no concurrent or overlapping access.
-    unsafe { &mut *stack }
+    let cpu = super::percpu::current().expect("per-CPU data is installed before anything runs");
+    // SAFETY: the stack in this CPU's block is only touched by this CPU (never through another
+    // CPU's block), with interrupts off; by the caller's contract there is no overlapping
+    // reference.
+    unsafe { &mut *cpu.recovery.get() }
 }
 
 unsafe extern "C" {
@@ -184,14 +198,22 @@ extern "C" fn call_closure<F: FnOnce()>(arg: *mut u8) {
 /// Interrupts may be on: interrupt handlers never arm recovery points, so the recovery stack
 /// is still this CPU's alone, and an exception inside a handler aborts the handler together
 /// with `f` (handlers run on the interrupted stack). The interrupt flag is restored to its state
-/// at entry when `f` is aborted (exception handlers run with it clear). See the module
-/// documentation for what is lost when `f` is aborted (its destructors do not run). Returns `Err(Abort::Panic)` with a message saying
-/// so when recovery points are nested deeper than the supported depth.
+/// at entry when `f` is aborted (exception handlers run with it clear). Returns
+/// `Err(Abort::Panic)` with a message saying so when recovery points are nested deeper than the
+/// supported depth.
+///
+/// # Safety
+/// - `f` runs on the calling CPU from start to end: the caller is not a thread, or `f` neither
+///   blocks nor yields and runs with preemption off (otherwise an abort on another CPU would
+///   not find this point, or would resume onto this stack from there).
+/// - When `f` is aborted its frames are abandoned: their destructors do not run, so whatever
+///   they locked stays locked and whatever they pinned is never dropped. The caller accepts
+///   that; `f` must not pin anything whose memory is reused without its destructor running.
 #[allow(
     clippy::result_large_err,
     reason = "see `Abort`: no heap, produced once per recovery"
 )]
-pub fn catch<F: FnOnce()>(f: F) -> Result<(), Abort> {
+pub unsafe fn catch<F: FnOnce()>(f: F) -> Result<(), Abort> {
     let interrupts_were_on = x86_64::instructions::interrupts::are_enabled();
     x86_64::instructions::interrupts::disable();
     let result = catch_with_interrupts_off(f, interrupts_were_on);
@@ -219,11 +241,16 @@ fn catch_with_interrupts_off<F: FnOnce()>(f: F, interrupts: bool) -> Result<(), 
         f: Some(f),
         interrupts,
     };
-    // SAFETY: as above; we take a raw pointer to our buffer, which stays in the static.
+    // SAFETY: as above; we take a raw pointer to our buffer, which stays in this CPU's block.
     let buf = unsafe { &raw mut recovery().buffers[depth] };
     // SAFETY: as above.
     unsafe { recovery() }.depth = depth + 1;
-    // SAFETY: `buf` points at a live JumpBuffer in a static; `call_closure::<F>` matches the
+    // An abort leaves the handler (or the preemption-disabled section) it came from without
+    // its epilogue: put this CPU's interrupt depth and preemption count back as they are now.
+    let cpu = super::percpu::current().expect("per-CPU data is installed before anything runs");
+    let irq_depth = cpu.irq_depth.load(core::sync::atomic::Ordering::Relaxed);
+    let preempt_count = cpu.preempt_count();
+    // SAFETY: `buf` points at a live JumpBuffer in this CPU's block; `call_closure::<F>` matches the
     // argument, a pointer to `slot`, which lives until `recover_call` returns. If `f` is aborted,
     // `recover_resume` restores exactly the callee-saved registers and stack pointer that
     // `recover_call` saved on entry, so this frame continues as if the call returned 1
@@ -236,6 +263,9 @@ fn catch_with_interrupts_off<F: FnOnce()>(f: F, interrupts: bool) -> Result<(), 
     if aborted == 0 {
         Ok(())
     } else {
+        cpu.irq_depth
+            .store(irq_depth, core::sync::atomic::Ordering::Relaxed);
+        cpu.swap_preempt_count(preempt_count);
         Err(stack
             .reason
             .take()
@@ -245,7 +275,8 @@ fn catch_with_interrupts_off<F: FnOnce()>(f: F, interrupts: bool) -> Result<(), 
 
 /// Whether a recovery point is armed on this CPU.
 pub fn armed() -> bool {
-    // SAFETY: a plain read of the depth by the one CPU that uses the recovery stack.
+    let _irq = super::percpu::CpuGuard::enter();
+    // SAFETY: interrupts are off (the guard); the reference is dropped at once.
     unsafe { recovery() }.depth > 0
 }
 
@@ -254,8 +285,8 @@ pub fn armed() -> bool {
 pub fn abort(reason: Abort) -> ! {
     // A panic may abort with interrupts on; the recovery bookkeeping runs with them off.
     x86_64::instructions::interrupts::disable();
-    // SAFETY: see `recovery`; this runs on the CPU that armed the point, and the reference is
-    // dropped before jumping.
+    // SAFETY: interrupts are off (above); the stack is this CPU's, and the reference is not used
+    // after the jump.
     let stack = unsafe { recovery() };
     if stack.depth == 0 {
         crate::console::force_write(format_args!("KERNEL PANIC: {reason}\n"));

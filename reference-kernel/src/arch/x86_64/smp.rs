@@ -30,9 +30,10 @@ use reference_kernel::bootinfo::MemoryKind;
 use x86_64::registers::control::Cr3;
 use x86_64::registers::model_specific::Efer;
 
+use super::context::KernelStack;
+use super::layout::PHYS_OFFSET;
 use super::percpu::{self, MAX_CPUS, PerCpu};
 use super::{apic, cpu, gdt, idt};
-use crate::mm::paging::{self, PHYS_OFFSET};
 
 /// Physical address of the trampoline (STARTUP vector 0x08).
 pub const TRAMPOLINE: u64 = 0x8000;
@@ -65,6 +66,8 @@ struct ApStart {
     kernel_cr3: u64,
     percpu: *mut PerCpu,
     online: AtomicBool,
+    /// The AP's IST stacks (double fault, NMI), allocated by the bootstrap processor.
+    ist: [Option<KernelStack>; 2],
 }
 
 /// Why [`start_aps`] could not start the APs at all.
@@ -174,7 +177,14 @@ fn sync_higher_half() {
 
 /// Starts every enabled CPU of `platform` other than this one. Returns what happened; CPUs that
 /// do not answer are reported, not fatal.
-pub fn start_aps(info: &BootInfo, platform: &Platform) -> Result<SmpReport, SmpError> {
+///
+/// `alloc_stack(pages)` maps a kernel stack of that many pages (above a guard page); the
+/// caller (`mm`) supplies it, so this module does not reach up into memory management.
+pub fn start_aps(
+    info: &BootInfo,
+    platform: &Platform,
+    alloc_stack: fn(usize) -> Option<KernelStack>,
+) -> Result<SmpReport, SmpError> {
     let bsp = apic::info().ok_or(SmpError::NoApic)?;
     install_trampoline(info)?;
     let mut report = SmpReport::default();
@@ -192,7 +202,7 @@ pub fn start_aps(info: &BootInfo, platform: &Platform) -> Result<SmpReport, SmpE
             report.skipped += 1;
             continue;
         }
-        let Ok(stack_top) = paging::alloc_kernel_stack(AP_STACK_PAGES) else {
+        let Some(stack_top) = alloc_stack(AP_STACK_PAGES).map(|s| s.top()) else {
             log::warn!("smp: no stack for APIC id {}", cpu.apic_id);
             report.failed += 1;
             continue;
@@ -206,6 +216,10 @@ pub fn start_aps(info: &BootInfo, platform: &Platform) -> Result<SmpReport, SmpE
             kernel_cr3: kernel_pml4.start_address().as_u64(),
             percpu,
             online: AtomicBool::new(false),
+            ist: [
+                alloc_stack(super::gdt::IST_STACK_PAGES),
+                alloc_stack(super::gdt::IST_STACK_PAGES),
+            ],
         }));
         sync_higher_half();
         let params = Params {
@@ -269,7 +283,7 @@ extern "C" fn ap_entry(arg: u64) -> ! {
     // Vector state before anything can call the kernel's memcpy (veridian-simd, AVX2 when the
     // bootstrap processor chose it).
     cpu::enable_vector_state();
-    gdt::init_ap();
+    gdt::init_ap(&start.ist);
     idt::load();
     let timer = apic::init_ap();
     percpu::ONLINE.fetch_add(1, Ordering::AcqRel);
@@ -278,12 +292,7 @@ extern "C" fn ap_entry(arg: u64) -> ! {
         log::warn!("cpu {}: {e}", percpu::cpu_index());
     }
     x86_64::instructions::interrupts::enable();
-    loop {
-        if crate::task::scheduler().is_some() {
-            crate::task::ap_idle();
-        }
-        x86_64::instructions::hlt();
-    }
+    super::hooks::ap_idle()
 }
 
 core::arch::global_asm!(

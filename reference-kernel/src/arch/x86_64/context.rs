@@ -1,0 +1,266 @@
+//! Thread contexts: a kernel stack, the saved stack pointer and the vector state of a thread,
+//! and the switches between a thread and its CPU's scheduler context.
+//!
+//! What it does: [`Context::new`] lays out a fresh [`KernelStack`] so that the first switch to
+//! it calls the thread's entry function. A CPU's *scheduler context* (its idle loop, or the
+//! bootstrap processor's boot context) runs a thread with [`Context::run`], which returns once
+//! the thread switched back with [`switch_to_scheduler`] (yield, block, preemption) or
+//! [`exit_to_scheduler`] (then `run` hands the thread's stack back). The running context is
+//! recorded in the CPU's per-CPU block for the #NM handler and for the thread's own switch.
+//!
+//! What it relies on: veridian-sched's `switch_stacks` (callee-saved registers and the stack
+//! pointer); a stack handed to [`Context::new`] is exclusively the context's.
+//!
+//! What it guarantees (so that `task/` needs no `unsafe`):
+//! - a context runs on at most one CPU at a time: [`Context::run`] claims it (`on_cpu`) and waits
+//!   while another CPU is still switching away from it (a thread woken before it finished
+//!   blocking), and the saved stack pointer and vector state are handed over with
+//!   `Release`/`Acquire` on that flag;
+//! - an exited context never runs again, and its stack is handed back exactly once, after the
+//!   switch away from it completed;
+//! - `run` refuses to run from inside a thread (the scheduler context's saved stack pointer
+//!   would be overwritten), and the switch functions do nothing outside a thread;
+//! - a thread's interrupt nesting depth and preemption count travel with it: a thread preempted
+//!   inside the timer handler resumes, possibly on another CPU, with its handler depth, and the
+//!   scheduler context runs at depth zero.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use veridian_sched::arch::x86_64::{prepare_stack, switch_stacks};
+
+use super::fpu::{self, ThreadFpu};
+use super::percpu::{self, CpuGuard};
+
+/// A mapped kernel stack, owned by whoever holds this value.
+#[derive(Debug)]
+pub struct KernelStack {
+    bottom: u64,
+    top: u64,
+}
+
+impl KernelStack {
+    /// Wraps the stack `[bottom, top)`.
+    ///
+    /// # Safety
+    /// The range is mapped writable, `top` is 16-byte aligned, and nothing else uses the memory
+    /// while the returned value (or whoever it is handed to) owns it.
+    pub unsafe fn new(bottom: u64, top: u64) -> Self {
+        Self { bottom, top }
+    }
+
+    /// Highest address (exclusive), 16-byte aligned.
+    pub fn top(&self) -> u64 {
+        self.top
+    }
+}
+
+/// One thread's machine state while it is not running.
+pub struct Context {
+    /// Saved stack pointer while suspended; written by `switch_stacks` on the CPU it ran on,
+    /// read by the CPU that runs it next (ordered by `on_cpu`).
+    rsp: UnsafeCell<usize>,
+    /// The stack; taken back (once) after the thread exited.
+    stack: UnsafeCell<Option<KernelStack>>,
+    /// Set while a CPU runs the context or is still switching away from it.
+    on_cpu: AtomicBool,
+    /// The thread ended with `exit_to_scheduler`.
+    exited: AtomicBool,
+    /// Why it last switched out (written by the thread while its CPU holds `on_cpu`, read by
+    /// that CPU's scheduler context before it releases `on_cpu`).
+    blocked: AtomicBool,
+    /// Interrupt nesting depth and preemption count the thread had when it switched out.
+    irq_depth: AtomicU32,
+    preempt_count: AtomicU32,
+    fpu: ThreadFpu,
+}
+
+// SAFETY: `rsp` and `stack` are only accessed by the CPU that holds `on_cpu` (in `run` and in
+// the thread's own switch, which runs on that CPU while `run` waits in `switch_stacks`);
+// `fpu` has the same protocol (see `ThreadFpu`); everything else is atomic.
+unsafe impl Sync for Context {}
+// SAFETY: as above; the stack and the FPU area are owned memory.
+unsafe impl Send for Context {}
+
+/// Why a thread switched back to its scheduler context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchReason {
+    /// It stays runnable (yield, preemption): requeue it.
+    Yield,
+    /// It put itself on a wait list, whose waker queues it again.
+    Block,
+}
+
+/// What [`Context::run`] did.
+#[derive(Debug)]
+pub enum RunOutcome {
+    /// The thread switched back (yield, block, preemption), saying why; it can run again.
+    Switched(SwitchReason),
+    /// The thread exited; its stack, free for reuse.
+    Exited(KernelStack),
+    /// Not run: the context already exited, or the caller is itself a thread.
+    NotRunnable,
+}
+
+extern "C" fn context_entry(arg: usize) -> ! {
+    // SAFETY: `Context::new` passes the address of a `fn() -> !` as the argument.
+    let entry = unsafe { core::mem::transmute::<usize, fn() -> !>(arg) };
+    x86_64::instructions::interrupts::enable();
+    entry()
+}
+
+impl Context {
+    /// A context whose first run calls `entry` (with interrupts enabled) on `stack`. Gives the
+    /// stack back if it is too small for the first frame or there is no memory for the vector
+    /// state area.
+    pub fn new(stack: KernelStack, entry: fn() -> !) -> Result<Self, KernelStack> {
+        let Some(fpu) = ThreadFpu::new() else {
+            return Err(stack);
+        };
+        // SAFETY: the stack is ours (`KernelStack`'s contract) and unused until the first run.
+        let rsp = unsafe {
+            prepare_stack(
+                stack.bottom as *mut u8,
+                stack.top as *mut u8,
+                context_entry,
+                entry as usize,
+            )
+        };
+        match rsp {
+            Some(rsp) => Ok(Self {
+                rsp: UnsafeCell::new(rsp),
+                stack: UnsafeCell::new(Some(stack)),
+                on_cpu: AtomicBool::new(false),
+                exited: AtomicBool::new(false),
+                blocked: AtomicBool::new(false),
+                irq_depth: AtomicU32::new(0),
+                preempt_count: AtomicU32::new(0),
+                fpu,
+            }),
+            None => Err(stack),
+        }
+    }
+
+    pub(super) fn fpu(&self) -> &ThreadFpu {
+        &self.fpu
+    }
+
+    /// Runs the thread on this CPU until it switches back. For a scheduler context (not a
+    /// thread); interrupts are off while the scheduler context waits and restored afterwards.
+    pub fn run(&self) -> RunOutcome {
+        let Some(cpu) = percpu::current() else {
+            return RunOutcome::NotRunnable;
+        };
+        let _irq = CpuGuard::enter();
+        if !cpu.context.load(Ordering::Relaxed).is_null() {
+            return RunOutcome::NotRunnable;
+        }
+        // The thread may still be switching out on the CPU that last ran it.
+        while self
+            .on_cpu
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        if self.exited.load(Ordering::Acquire) {
+            self.on_cpu.store(false, Ordering::Release);
+            return RunOutcome::NotRunnable;
+        }
+        cpu.context
+            .store(core::ptr::from_ref(self).cast_mut(), Ordering::Relaxed);
+        cpu.fpu_live.store(false, Ordering::Relaxed);
+        fpu::switch_in();
+        // SAFETY: we hold `on_cpu`, so the saved stack pointer is final and ours to use.
+        let next = unsafe { *self.rsp.get() };
+        // SAFETY: `next` is the thread's stack pointer from `prepare_stack` or from its last
+        // switch out (it has not resumed since: we hold `on_cpu`); its stack is the context's
+        // own. The scheduler context's stack pointer goes to this CPU's block, where the
+        // thread's switch finds it; this frame stays valid (the scheduler context never
+        // migrates and waits here).
+        unsafe { switch_stacks(cpu.sched_rsp.as_ptr(), next) };
+        // Back in this CPU's scheduler context.
+        fpu::switch_back();
+        cpu.context.store(core::ptr::null_mut(), Ordering::Relaxed);
+        let outcome = if self.exited.load(Ordering::Relaxed) {
+            // SAFETY: we hold `on_cpu` and the thread will never run again (`exited`), so
+            // nothing else touches the stack slot; the switch away from the stack completed.
+            match unsafe { (*self.stack.get()).take() } {
+                Some(stack) => RunOutcome::Exited(stack),
+                None => RunOutcome::NotRunnable,
+            }
+        } else if self.blocked.load(Ordering::Relaxed) {
+            RunOutcome::Switched(SwitchReason::Block)
+        } else {
+            RunOutcome::Switched(SwitchReason::Yield)
+        };
+        // Release: the saved stack pointer and vector state are complete before another CPU
+        // may run the thread.
+        self.on_cpu.store(false, Ordering::Release);
+        outcome
+    }
+}
+
+/// Whether the caller is a thread (a context runs on this CPU).
+pub fn in_thread() -> bool {
+    percpu::current().is_some_and(|c| !c.context.load(Ordering::Relaxed).is_null())
+}
+
+/// Switches from the running thread to this CPU's scheduler context, which sees `why` in
+/// [`Context::run`]'s outcome; returns when the thread is run again (possibly on another CPU),
+/// with the interrupt flag as it was. Does nothing outside a thread.
+///
+/// A thread that blocks must have put itself on its wait list with interrupts off, and keep
+/// them off until this call: a waker on another CPU may queue it at once, and that CPU's
+/// `run` waits until this switch completed.
+pub fn switch_to_scheduler(why: SwitchReason) {
+    switch_out(Some(why));
+}
+
+/// Ends the running thread: switches to the scheduler context for the last time, which gets
+/// the stack back from [`Context::run`]. Returns only if the caller is not a thread.
+pub fn exit_to_scheduler() {
+    switch_out(None);
+}
+
+fn switch_out(why: Option<SwitchReason>) {
+    let irq = CpuGuard::enter();
+    let Some(cpu) = percpu::current() else {
+        return;
+    };
+    let ctx = cpu.context.load(Ordering::Relaxed);
+    if ctx.is_null() {
+        return;
+    }
+    // SAFETY: a non-null `context` is the context this CPU runs now, which is the caller's
+    // own; `run` keeps it alive (it borrows it) until the switch below returns to it.
+    let ctx = unsafe { &*ctx };
+    veridian_sync::lockdep::assert_no_locks_held();
+    ctx.irq_depth
+        .store(cpu.irq_depth.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+    ctx.preempt_count
+        .store(cpu.swap_preempt_count(0), Ordering::Relaxed);
+    if cpu.fpu_live.swap(false, Ordering::Relaxed) {
+        // SAFETY: this CPU runs the context, interrupts are off.
+        unsafe { ctx.fpu.save() };
+    }
+    match why {
+        None => ctx.exited.store(true, Ordering::Relaxed),
+        Some(why) => ctx
+            .blocked
+            .store(why == SwitchReason::Block, Ordering::Relaxed),
+    }
+    let next = cpu.sched_rsp.load(Ordering::Relaxed);
+    // SAFETY: `ctx.rsp` is the running thread's save slot (only this CPU touches it while it
+    // holds `on_cpu`); `next` is this CPU's scheduler context, suspended in `Context::run`'s
+    // switch, whose stack is valid. Everything this thread borrows stays valid while it is
+    // suspended (its frames are not touched until it is resumed, or never, after an exit).
+    unsafe { switch_stacks(ctx.rsp.get(), next) };
+    // Resumed, possibly on another CPU: bring the thread's depth and count there.
+    if let Some(cpu) = percpu::current() {
+        cpu.irq_depth
+            .store(ctx.irq_depth.load(Ordering::Relaxed), Ordering::Relaxed);
+        cpu.swap_preempt_count(ctx.preempt_count.load(Ordering::Relaxed));
+    }
+    drop(irq);
+}

@@ -1,0 +1,56 @@
+//! The rule for the heap's and the pool's internal locks: taken only under a `CpuLocal` guard.
+//!
+//! Every internal lock (the heap's buddy lock and shared-slot lock, the pool's depot and
+//! shared-slot locks) is a [`PinnedMutex`], whose `lock` asks for a [`Pinned`] token. A token
+//! borrows what [`CpuLocal::enter`](crate::CpuLocal::enter) returned, so it exists only while
+//! the caller holds that guard (or was refused one: `enter` returned `None`, and there is no
+//! guard to hold). The lock is therefore always released before the guard is dropped.
+//!
+//! Why: in a kernel the guard is what disables interrupts (and with them preemption). A lock
+//! held with interrupts on can be interrupted, on the same CPU, by a handler that allocates and
+//! spins on the same lock forever. With the guard held around every lock, an embedder whose
+//! guard disables interrupts gets an allocator that interrupt handlers may use.
+//!
+//! The token is zero-sized: it costs nothing at run time. In this crate's own unit tests each
+//! acquisition also reports to `crate::testing`, which checks that a fake guard was held.
+
+use core::marker::PhantomData;
+
+use spin::{Mutex, MutexGuard};
+
+/// Evidence that the current context holds what `CpuLocal::enter` returned, for `'g`.
+#[derive(Clone, Copy)]
+pub(crate) struct Pinned<'g>(PhantomData<&'g ()>);
+
+impl<'g> Pinned<'g> {
+    /// A token that lives no longer than `entered`, the value `CpuLocal::enter` returned: the
+    /// guard inside it (if any) is held while the token exists.
+    #[inline(always)]
+    pub(crate) fn new<G>(entered: &'g Option<(usize, G)>) -> Self {
+        let _ = entered;
+        Self(PhantomData)
+    }
+}
+
+/// A spin lock that can only be locked with a [`Pinned`] token (or through `&mut`).
+pub(crate) struct PinnedMutex<T>(Mutex<T>);
+
+impl<T> PinnedMutex<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self(Mutex::new(value))
+    }
+
+    /// Locks; the returned guard cannot outlive `'g`, the caller's `CpuLocal` guard.
+    #[inline]
+    pub(crate) fn lock<'a, 'g: 'a>(&'a self, pinned: Pinned<'g>) -> MutexGuard<'a, T> {
+        let _ = pinned;
+        #[cfg(all(test, feature = "std"))]
+        crate::testing::on_internal_lock();
+        self.0.lock()
+    }
+
+    /// The value, through exclusive access (no lock, no guard needed).
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.0.get_mut()
+    }
+}
