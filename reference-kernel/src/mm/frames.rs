@@ -32,6 +32,7 @@ use veridian_alloc::frame::{FrameAllocator, FrameError};
 use super::paging::PHYS_OFFSET;
 use crate::arch::x86_64::boot;
 use crate::sync::IrqLock;
+use spin::Once;
 
 /// What the direct map reaches before the kernel's own page tables exist
 /// (`paging::init_early`).
@@ -57,9 +58,9 @@ static FRAMES: [IrqLock<FrameAllocator>; MAX_NODES] = [const {
     )
 }; MAX_NODES];
 
-/// Node memory ranges from the SRAT (`[start, end)`, node), copied at `init`; empty: one node.
-static NODE_RANGES: IrqLock<NodeRanges> =
-    IrqLock::new("mm::frames::NODE_RANGES", ([(0, 0, 0); 64], 0));
+/// Node memory ranges from the SRAT (`[start, end)`, node), set once by [`set_numa`] before
+/// [`init`]; unset: one node. Read without a lock on every [`free`].
+static NODE_RANGES: Once<NodeRanges> = Once::new();
 
 /// `(start, end, node)` triples and how many are valid.
 type NodeRanges = ([(u64, u64, usize); 64], usize);
@@ -69,7 +70,7 @@ static NODES: AtomicUsize = AtomicUsize::new(1);
 /// Remembers which physical ranges belong to which node (from the ACPI SRAT). Call before
 /// [`init`]; without it every frame is on node 0.
 pub fn set_numa(platform: &Platform) {
-    let mut ranges = NODE_RANGES.lock();
+    let mut ranges: NodeRanges = ([(0, 0, 0); 64], 0);
     let mut n = 0;
     for m in platform.memory_ranges() {
         if n == ranges.0.len() {
@@ -79,14 +80,14 @@ pub fn set_numa(platform: &Platform) {
         n += 1;
     }
     ranges.1 = n;
+    NODE_RANGES.call_once(|| ranges);
     NODES.store(platform.node_count().clamp(1, MAX_NODES), Ordering::Relaxed);
 }
 
 /// The node owning `phys`, and where that node's range ends (or where the next node's range
 /// starts, for an address outside every range, which goes to node 0).
 fn node_piece(phys: u64) -> (usize, u64) {
-    let ranges = NODE_RANGES.lock();
-    let list = &ranges.0[..ranges.1];
+    let list = NODE_RANGES.get().map_or(&[][..], |r| &r.0[..r.1]);
     if let Some(&(_, end, node)) = list.iter().find(|r| r.0 <= phys && phys < r.1) {
         return (node, end);
     }
@@ -265,10 +266,12 @@ pub fn free_bytes_per_node() -> [usize; MAX_NODES] {
 /// `phys` and `order` are exactly a block [`allocate`] returned and not yet freed, and nothing
 /// uses its memory afterwards.
 pub unsafe fn free(phys: u64, order: usize) -> Result<(), FrameError> {
-    let node = node_of(phys).unwrap_or(0);
+    // The allocator `add_plan` gave this address to (one lock-free lookup, instead of asking
+    // each node's allocator under its lock).
+    let (node, _) = node_piece(phys);
     // SAFETY: the caller's contract is `FrameAllocator::free`'s; the block belongs to the
-    // allocator of the node that owns its address (blocks never span allocators), and an
-    // address no node owns is refused by node 0's allocator.
+    // allocator `add_plan` handed its address to (blocks never span allocators), and an
+    // address no allocator manages is refused by the one asked.
     unsafe { FRAMES[node].lock().free(phys, order) }
 }
 

@@ -56,7 +56,7 @@ use veridian_sched::{
 use crate::arch::x86_64::context::{self, Context, KernelStack, RunOutcome, SwitchReason};
 use crate::arch::x86_64::hooks::{self, SchedulerHooks};
 use crate::arch::x86_64::idt::ExceptionInfo;
-use crate::arch::x86_64::percpu::{self, CpuGuard, MAX_CPUS, SchedGuard};
+use crate::arch::x86_64::percpu::{self, CpuGuard, CpuSlots, MAX_CPUS, SchedGuard};
 use crate::mm::paging;
 use crate::sync::IrqLock;
 
@@ -215,8 +215,7 @@ static STACKS: IrqLock<Vec<KernelStack>> = IrqLock::new("task::STACKS", Vec::new
 /// Sleeping threads and their TSC deadlines (the tick wakes them).
 static SLEEPERS: IrqLock<Vec<(u64, Arc<Thread>)>> = IrqLock::new("task::SLEEPERS", Vec::new());
 /// The thread each CPU runs (set by its scheduler context around `Context::run`).
-static CURRENT: [IrqLock<Option<Arc<Thread>>>; MAX_CPUS] =
-    [const { IrqLock::new("task::CURRENT", None) }; MAX_CPUS];
+static CURRENT: CpuSlots<Thread> = CpuSlots::new();
 
 static HOOKS: SchedulerHooks = SchedulerHooks {
     tick: on_tick,
@@ -269,7 +268,7 @@ pub fn stats(cpu: usize) -> Option<CpuStats> {
 /// caller keeps it).
 pub fn current() -> Option<Arc<Thread>> {
     let guard = SchedGuard::new();
-    CURRENT.get(guard.cpu())?.lock().clone()
+    CURRENT.get(&guard)
 }
 
 /// Creates a thread running `f` and queues it where [`NumaScheduler::assign_thread`] says.
@@ -320,7 +319,7 @@ pub fn spawn(
 fn kick(cpu: usize) {
     if cpu != percpu::cpu_index()
         && let Some(block) = percpu::cpu(cpu)
-        && CURRENT.get(cpu).is_some_and(|c| c.lock().is_none())
+        && CURRENT.is_empty(cpu)
     {
         crate::arch::x86_64::apic::send_reschedule(block.apic_id);
     }
@@ -423,9 +422,9 @@ fn run_one() -> bool {
     if let Some(block) = percpu::current() {
         block.switches.fetch_add(1, Ordering::Relaxed);
     }
-    *CURRENT[cpu].lock() = Some(t.clone());
+    CURRENT.replace(&guard, Some(t.clone()));
     let outcome = t.context.run();
-    let _ = CURRENT[cpu].lock().take();
+    CURRENT.replace(&guard, None);
     match outcome {
         RunOutcome::Switched(SwitchReason::Block) => {
             let _ = local.block();

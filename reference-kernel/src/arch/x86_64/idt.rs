@@ -244,20 +244,11 @@ impl core::fmt::Display for PageFaultCause {
 }
 
 /// Called by the common stub with the saved registers (and, except for #NM, the interrupted
-/// vector registers already saved by the stub); may change the registers (the stub restores
-/// them with `iretq`).
+/// vector registers already saved by the stub, which also counts this CPU's interrupt depth,
+/// `PerCpu::irq_depth`); may change the registers (the stub restores them with `iretq`).
 #[unsafe(no_mangle)]
 extern "C" fn interrupt_dispatch(frame: &mut InterruptFrame) {
-    // One interrupt level deeper on this CPU (`PerCpu::irq_depth`, which the lock validator
-    // reads). A handler that switches threads takes its depth along (`context`), so the
-    // decrement happens on whatever CPU the thread resumes on.
-    if let Some(cpu) = super::percpu::current() {
-        cpu.irq_depth.fetch_add(1, Ordering::Relaxed);
-    }
     dispatch(frame);
-    if let Some(cpu) = super::percpu::current() {
-        cpu.irq_depth.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 fn dispatch(frame: &mut InterruptFrame) {
@@ -491,8 +482,14 @@ isr_common:
 4:
     fxsave64 [rsp]
 2:
+    /* One interrupt level deeper on this CPU (read by the lock validator). A handler that
+       switches threads takes its depth along (`context`), so the decrement below happens on
+       whatever CPU the thread resumes on: GS is read again there. Only this CPU changes its
+       count, with single instructions, so no lock prefix is needed. */
+    inc dword ptr gs:[{depth}]
     mov rdi, rbx
     call interrupt_dispatch
+    dec dword ptr gs:[{depth}]
     test r12d, 1
     jz 5f
     clts
@@ -538,4 +535,5 @@ isr_common:
     mode = sym super::fpu::VERIDIAN_FPU_SAVE_MODE,
     mask = sym super::fpu::VERIDIAN_FPU_SAVE_MASK,
     live = const core::mem::offset_of!(super::percpu::PerCpu, fpu_live),
+    depth = const core::mem::offset_of!(super::percpu::PerCpu, irq_depth),
 );

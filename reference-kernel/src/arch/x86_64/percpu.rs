@@ -20,6 +20,7 @@
 //! performs the deferred switch (through the hook the scheduler registered in
 //! [`super::hooks`]), as Linux's `preempt_enable` does.
 
+use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -52,8 +53,6 @@ pub struct PerCpu {
     pub irq_depth: AtomicU32,
     /// Saved stack pointer of this CPU's scheduler context (`task`), while a thread runs.
     pub sched_rsp: AtomicUsize,
-    /// The thread running on this CPU (`task::Thread`, one strong reference), or null.
-    pub current: AtomicPtr<u8>,
     /// Threads this CPU ran (picks), for the report.
     pub switches: AtomicU64,
     /// The thread context running on this CPU (`context::Context`), or null.
@@ -83,7 +82,6 @@ impl PerCpu {
             ticks: AtomicU64::new(0),
             irq_depth: AtomicU32::new(0),
             sched_rsp: AtomicUsize::new(0),
-            current: AtomicPtr::new(core::ptr::null_mut()),
             switches: AtomicU64::new(0),
             preempt_count: AtomicU32::new(0),
             need_resched: AtomicBool::new(false),
@@ -307,6 +305,63 @@ impl Default for SchedGuard {
 unsafe impl veridian_sched::CpuGuard for SchedGuard {
     fn cpu(&self) -> usize {
         self.cpu
+    }
+}
+
+/// One `Arc<T>` slot per CPU, each changed only by its own CPU with interrupts off (the
+/// scheduler keeps each CPU's running thread here). Moving a reference in or out is one atomic
+/// swap; reading this CPU's entry takes one reference-count increment. No lock.
+pub struct CpuSlots<T> {
+    slots: [AtomicPtr<T>; MAX_CPUS],
+}
+
+// SAFETY: the slots hold `Arc<T>` references that any CPU may end up dropping or cloning, so
+// `T` must be `Send + Sync` (as for `Arc<T>: Send + Sync`).
+unsafe impl<T: Send + Sync> Sync for CpuSlots<T> {}
+
+impl<T> CpuSlots<T> {
+    /// All slots empty.
+    pub const fn new() -> Self {
+        Self {
+            slots: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS],
+        }
+    }
+
+    /// Puts `value` in the slot of the guard's CPU; returns what was there.
+    pub fn replace(&self, guard: &SchedGuard, value: Option<Arc<T>>) -> Option<Arc<T>> {
+        let new = value.map_or(core::ptr::null_mut(), |v| Arc::into_raw(v).cast_mut());
+        let old = self.slots.get(guard.cpu)?.swap(new, Ordering::AcqRel);
+        // SAFETY: non-null entries come from `Arc::into_raw` above, and each is taken out of
+        // the slot (here) exactly once.
+        (!old.is_null()).then(|| unsafe { Arc::from_raw(old) })
+    }
+
+    /// A new reference to what the guard's CPU slot holds.
+    pub fn get(&self, guard: &SchedGuard) -> Option<Arc<T>> {
+        let ptr = self.slots.get(guard.cpu)?.load(Ordering::Acquire);
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: the entry is an `Arc` reference the slot owns. Only this CPU replaces its
+        // slot, and the guard keeps interrupts off on this CPU, so the reference cannot be
+        // dropped between the load and the increment.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Some(Arc::from_raw(ptr))
+        }
+    }
+
+    /// Whether CPU `cpu`'s slot is empty (a racy snapshot, for wake-up decisions).
+    pub fn is_empty(&self, cpu: usize) -> bool {
+        self.slots
+            .get(cpu)
+            .is_none_or(|s| s.load(Ordering::Relaxed).is_null())
+    }
+}
+
+impl<T> Default for CpuSlots<T> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
