@@ -419,12 +419,10 @@ fn run_one() -> bool {
         t.ran_on.fetch_or(1 << cpu, Ordering::Relaxed);
     }
     t.runs.fetch_add(1, Ordering::Relaxed);
-    if let Some(block) = percpu::current() {
+    if let Some(block) = guard.block() {
         block.switches.fetch_add(1, Ordering::Relaxed);
     }
-    CURRENT.replace(&guard, Some(t.clone()));
-    let outcome = t.context.run();
-    CURRENT.replace(&guard, None);
+    let outcome = CURRENT.with(&guard, &t, || t.context.run(&guard));
     match outcome {
         RunOutcome::Switched(SwitchReason::Block) => {
             let _ = local.block();

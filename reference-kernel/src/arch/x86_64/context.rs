@@ -30,7 +30,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use veridian_sched::arch::x86_64::{prepare_stack, switch_stacks};
 
 use super::fpu::{self, ThreadFpu};
-use super::percpu::{self, CpuGuard};
+use super::percpu::{self, CpuGuard, SchedGuard};
 
 /// A mapped kernel stack, owned by whoever holds this value.
 #[derive(Debug)]
@@ -146,12 +146,11 @@ impl Context {
     }
 
     /// Runs the thread on this CPU until it switches back. For a scheduler context (not a
-    /// thread); interrupts are off while the scheduler context waits and restored afterwards.
-    pub fn run(&self) -> RunOutcome {
-        let Some(cpu) = percpu::current() else {
+    /// thread), which proves with `guard` that interrupts are off on this CPU.
+    pub fn run(&self, guard: &SchedGuard) -> RunOutcome {
+        let Some(cpu) = guard.block() else {
             return RunOutcome::NotRunnable;
         };
-        let _irq = CpuGuard::enter();
         if !cpu.context.load(Ordering::Relaxed).is_null() {
             return RunOutcome::NotRunnable;
         }

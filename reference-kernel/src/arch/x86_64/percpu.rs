@@ -281,14 +281,25 @@ impl Drop for CpuGuard {
 /// veridian-sched's CPU guard: interrupts off on the CPU it names, until dropped.
 pub struct SchedGuard {
     cpu: usize,
+    block: Option<&'static PerCpu>,
     _irq: CpuGuard,
 }
 
 impl SchedGuard {
     /// Disables interrupts (restored on drop) and names this CPU.
     pub fn new() -> Self {
-        let (cpu, irq) = CpuGuard::enter();
-        Self { cpu, _irq: irq }
+        let (_, irq) = CpuGuard::enter();
+        let block = current();
+        Self {
+            cpu: block.map_or(0, |c| c.index as usize),
+            block,
+            _irq: irq,
+        }
+    }
+
+    /// This CPU's per-CPU block (always there once the CPU installed it).
+    pub fn block(&self) -> Option<&'static PerCpu> {
+        self.block
     }
 }
 
@@ -308,9 +319,9 @@ unsafe impl veridian_sched::CpuGuard for SchedGuard {
     }
 }
 
-/// One `Arc<T>` slot per CPU, each changed only by its own CPU with interrupts off (the
-/// scheduler keeps each CPU's running thread here). Moving a reference in or out is one atomic
-/// swap; reading this CPU's entry takes one reference-count increment. No lock.
+/// One slot per CPU naming an `Arc<T>`, each changed only by its own CPU with interrupts off
+/// (the scheduler keeps each CPU's running thread here, for as long as it runs it). Reading this
+/// CPU's entry takes one reference-count increment. No lock.
 pub struct CpuSlots<T> {
     slots: [AtomicPtr<T>; MAX_CPUS],
 }
@@ -327,13 +338,17 @@ impl<T> CpuSlots<T> {
         }
     }
 
-    /// Puts `value` in the slot of the guard's CPU; returns what was there.
-    pub fn replace(&self, guard: &SchedGuard, value: Option<Arc<T>>) -> Option<Arc<T>> {
-        let new = value.map_or(core::ptr::null_mut(), |v| Arc::into_raw(v).cast_mut());
-        let old = self.slots.get(guard.cpu)?.swap(new, Ordering::AcqRel);
-        // SAFETY: non-null entries come from `Arc::into_raw` above, and each is taken out of
-        // the slot (here) exactly once.
-        (!old.is_null()).then(|| unsafe { Arc::from_raw(old) })
+    /// Runs `f` with `value` in the guard's CPU slot, then puts back what was there. The slot
+    /// borrows `value` (no reference count changes), so the scheduler's switch costs two plain
+    /// atomic stores.
+    pub fn with<R>(&self, guard: &SchedGuard, value: &Arc<T>, f: impl FnOnce() -> R) -> R {
+        let Some(slot) = self.slots.get(guard.cpu) else {
+            return f();
+        };
+        let previous = slot.swap(Arc::as_ptr(value).cast_mut(), Ordering::Release);
+        let result = f();
+        slot.store(previous, Ordering::Release);
+        result
     }
 
     /// A new reference to what the guard's CPU slot holds.
@@ -342,9 +357,10 @@ impl<T> CpuSlots<T> {
         if ptr.is_null() {
             return None;
         }
-        // SAFETY: the entry is an `Arc` reference the slot owns. Only this CPU replaces its
-        // slot, and the guard keeps interrupts off on this CPU, so the reference cannot be
-        // dropped between the load and the increment.
+        // SAFETY: a non-null entry points into an `Arc` that a `with` frame on this CPU borrows
+        // while it runs (or that an abandoned `with` frame leaked, so it is never freed). Only
+        // this CPU changes its slot, and the guard keeps interrupts off here, so that frame
+        // cannot finish between the load and the increment.
         unsafe {
             Arc::increment_strong_count(ptr);
             Some(Arc::from_raw(ptr))
