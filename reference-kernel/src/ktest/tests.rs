@@ -273,33 +273,14 @@ fn page_fault_on_unmapped_address_caught() {
     assert_eq!(probe::read_u64((&raw const x) as u64), Ok(0x5eed));
 }
 
-fn expect_exception(expected: u8, f: fn()) {
-    // SAFETY: tests run in the bootstrap processor's boot context, which never migrates; `f`
-    // holds nothing whose destructor matters when it is aborted.
-    match unsafe { recover::catch(f) } {
-        Err(Abort::Exception(info)) => assert_eq!(info.vector, expected, "{info}"),
-        Err(other) => panic!("expected vector {expected}, got {other}"),
-        Ok(()) => panic!("expected vector {expected}, the code ran without an exception"),
-    }
-}
-
 fn invalid_opcode_reported() {
-    expect_exception(vector::INVALID_OPCODE, || {
-        // SAFETY: `ud2` raises #UD, which the recovery point catches; nothing else happens.
-        unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
-    });
+    let fault = probe::invalid_opcode().expect("ud2 raised no exception");
+    assert_eq!(fault.vector, vector::INVALID_OPCODE, "{fault:?}");
 }
 
 fn divide_error_reported() {
-    expect_exception(vector::DIVIDE_ERROR, || {
-        // SAFETY: dividing by a zero register raises #DE, caught by the recovery point.
-        unsafe {
-            core::arch::asm!(
-                "xor edx, edx", "mov eax, 1", "xor ecx, ecx", "div ecx",
-                out("eax") _, out("ecx") _, out("edx") _, options(nomem, nostack)
-            )
-        };
-    });
+    let fault = probe::divide_by_zero().expect("division by zero raised no exception");
+    assert_eq!(fault.vector, vector::DIVIDE_ERROR, "{fault:?}");
 }
 
 fn unexpected_vector_counted_not_fatal() {
@@ -497,19 +478,12 @@ fn heap_out_of_memory_is_null() {
     assert_eq!(crate::mm::heap::stats().failed_allocations, failed + tried);
 }
 
-/// Expects `f` to raise a page fault at `addr` whose error code has `bits` set.
-fn expect_page_fault(addr: u64, bits: u64, f: impl FnOnce()) {
-    // SAFETY: as in `expect_exception`: the boot context never migrates, and the callers' `f`
-    // are single accesses that own nothing.
-    match unsafe { recover::catch(f) } {
-        Err(Abort::Exception(info)) => {
-            assert_eq!(info.vector, vector::PAGE_FAULT, "{info}");
-            assert_eq!(info.cr2, addr, "{info}");
-            assert_eq!(info.error_code & bits, bits, "{info}");
-        }
-        Err(other) => panic!("expected a page fault at {addr:#x}, got {other}"),
-        Ok(()) => panic!("expected a page fault at {addr:#x}, the access succeeded"),
-    }
+/// Expects a probe to have taken a page fault at `addr` whose error code has `bits` set.
+fn expect_page_fault(addr: u64, bits: u64, outcome: Result<(), probe::ProbeFault>) {
+    let fault = outcome.expect_err("the access succeeded");
+    assert_eq!(fault.vector, vector::PAGE_FAULT, "{fault:?}");
+    assert_eq!(fault.address, addr, "CR2: {fault:?}");
+    assert_eq!(fault.error_code & bits, bits, "error code: {fault:?}");
 }
 
 /// The low identity map is gone: address 0 and the first MiB fault.
@@ -530,11 +504,10 @@ static RODATA_WORD: u64 = 0x0123_4567_89ab_cdef;
 fn paging_rodata_read_only() {
     let addr = (&raw const RODATA_WORD) as u64;
     // Error code bits: present (0) and write (1).
-    expect_page_fault(addr, 0b11, || {
-        // SAFETY: deliberately writes to a read-only page: the write faults before it happens
-        // and the recovery point catches the fault, so nothing is modified.
-        unsafe { core::ptr::write_volatile(addr as *mut u64, 0) };
-    });
+    // SAFETY: deliberately writes to a read-only page: the write faults before it happens and
+    // the probe recovers, so nothing is modified (if the page were writable, one byte of a
+    // test-only static would change, which the assertion below reports).
+    expect_page_fault(addr, 0b11, unsafe { probe::write_u8(addr, 0) });
     assert_eq!(
         // SAFETY: a valid static, read through a volatile read so the compiler cannot fold it.
         unsafe { core::ptr::read_volatile(&raw const RODATA_WORD) },
@@ -545,11 +518,11 @@ fn paging_rodata_read_only() {
 /// A write to `.text` faults.
 fn paging_text_not_writable() {
     let addr = paging_text_not_writable as *const () as u64;
-    expect_page_fault(addr, 0b11, || {
-        // SAFETY: deliberately writes to a code page: the write faults before it happens and
-        // the recovery point catches it.
-        unsafe { core::ptr::write_volatile(addr as *mut u8, 0xc3) };
-    });
+    // SAFETY: deliberately writes to a code page: the write faults before it happens and the
+    // probe recovers. The byte written is this function's own first byte, rewritten with the
+    // value it has (`read_u64` reads it first), so a wrongly writable text page changes nothing.
+    let byte = probe::read_u64(addr).expect("text is readable") as u8;
+    expect_page_fault(addr, 0b11, unsafe { probe::write_u8(addr, byte) });
 }
 
 /// Jumping into `.data` faults with the instruction-fetch bit (NX).
@@ -564,12 +537,10 @@ fn paging_data_not_executable() {
     static mut RET: [u8; 16] = [0xc3; 16];
     let addr = (&raw const RET) as u64;
     // Error code bits: present (0) and instruction fetch (4).
-    expect_page_fault(addr, 0b1_0001, || {
-        // SAFETY: deliberately calls into a no-execute data page holding `ret`: the fetch
-        // faults before any instruction runs and the recovery point catches it.
-        let f: extern "C" fn() = unsafe { core::mem::transmute(addr as *const ()) };
-        f();
-    });
+    // SAFETY: the target holds `ret` instructions, so if the page were executable the call
+    // would simply return (and the assertion report it); on a no-execute page the fetch faults
+    // and the probe recovers.
+    expect_page_fault(addr, 0b1_0001, unsafe { probe::call(addr) });
 }
 
 /// The direct map shows the same bytes as the kernel image's own mapping.
@@ -601,7 +572,8 @@ fn stack_overflow_reported() {
     // (the bootstrap processor lost its tick, and `apic_timer_ticks` hung, in one GRUB run).
     let was_enabled = x86_64::instructions::interrupts::are_enabled();
     x86_64::instructions::interrupts::disable();
-    // SAFETY: as in `expect_exception`; the aborted recursion owns only plain arrays.
+    // SAFETY: tests run in the bootstrap processor's boot context, which never migrates; the
+    // aborted recursion owns only plain arrays.
     let outcome = unsafe {
         recover::catch(|| {
             core::hint::black_box(recurse(0));

@@ -8,7 +8,7 @@
 //! - resumes after `#BP` (breakpoint), counting it;
 //! - calls the handler installed with [`set_handler`] for vectors 32..=255, and counts those that
 //!   nothing has claimed (unexpected), never fatal;
-//! - for a page fault inside a probe routine ([`super::probe`]) redirects to the probe's fixup;
+//! - for an exception on a probe's instruction ([`super::probe`]) redirects to the probe's fix-up;
 //! - for any other CPU exception prints its name, error code, RIP (and CR2 for page faults), then
 //!   hands control to the innermost recovery point ([`super::recover`]) if one is armed (a
 //!   kernel test or a `catch_fault` call), or ends the kernel with a failure status.
@@ -258,8 +258,9 @@ fn dispatch(frame: &mut InterruptFrame) {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
             log::debug!("breakpoint at {:#x}, resuming", frame.rip.wrapping_sub(1));
         }
-        vector::PAGE_FAULT if probe::fixup(frame, Cr2::read_raw()) => {}
         vector::DEVICE_NOT_AVAILABLE if super::fpu::device_not_available() => {}
+        // An exception a probe expects (its instruction is in the probes' exception table).
+        0..=31 if probe::fixup(frame, Cr2::read_raw()) => {}
         0..=31 => fatal_exception(frame),
         _ => match handler(vector) {
             Some(h) => h(frame),

@@ -1,15 +1,22 @@
-//! Probing memory that may not be mapped, with an exception-table fixup.
+//! Probes: single instructions that may fault, recovered through an exception table.
 //!
-//! [`read_u64`] performs one load in an assembly routine whose faulting instruction address is
-//! known. When that instruction page-faults, the dispatcher ([`fixup`]) moves RIP to the
-//! routine's fixup label, which returns failure and the faulting address. This is the mechanism a
-//! kernel uses to copy from user memory without trusting it; here it also lets tests prove that
-//! page faults are delivered with the right CR2 and error code.
+//! Each probe is a tiny assembly routine whose possibly-faulting instruction has a known address
+//! (`probe_*_insn`) and a fix-up label (`probe_*_fixup`). When that instruction raises a CPU
+//! exception, the dispatcher asks [`fixup`], which records the fault in the CPU's per-CPU block
+//! and moves RIP to the fix-up, which returns; the probe then reports the fault. No frame is
+//! abandoned and nothing is unwound. This is the mechanism a kernel uses to copy from user
+//! memory without trusting it; here it also lets tests check that page faults, #UD and #DE are
+//! delivered with the right vector, CR2 and error code.
+//!
+//! - [`read_u64`]: one load (page faults).
+//! - [`write_u8`]: one store (page faults; `unsafe`: a store that succeeds really writes).
+//! - [`call`]: a call to an address that must not execute (instruction-fetch page faults).
+//! - [`invalid_opcode`], [`divide_by_zero`]: `ud2` and a division by zero.
 //!
 //! The fault details are per CPU (in the per-CPU block): a probe and the fault it takes run on
 //! one CPU with preemption disabled, so two CPUs probing at once never see each other's result.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::idt::InterruptFrame;
 use super::percpu;
@@ -18,33 +25,74 @@ unsafe extern "C" {
     fn probe_read_u64(addr: u64) -> u64;
     static probe_read_insn: u8;
     static probe_read_fixup: u8;
+    fn probe_write_u8(addr: u64, value: u8);
+    static probe_write_insn: u8;
+    static probe_write_fixup: u8;
+    fn probe_ud2();
+    static probe_ud2_insn: u8;
+    static probe_ud2_fixup: u8;
+    fn probe_divide(dividend: u64, divisor: u64) -> u64;
+    static probe_divide_insn: u8;
+    static probe_divide_fixup: u8;
+    fn probe_call(target: u64);
+    static probe_call_fixup: u8;
 }
 
 /// What the last faulting probe on a CPU saw.
 #[derive(Debug)]
 pub struct ProbeState {
+    faulted: AtomicBool,
+    vector: AtomicU64,
     address: AtomicU64,
-    /// The error code, or `u64::MAX` while no fault was recorded.
     error: AtomicU64,
+    /// The target of a [`call`] probe in progress (0: none): a fetch fault there is the probe's.
+    call_target: AtomicU64,
 }
 
 impl ProbeState {
     /// Nothing recorded.
     pub const fn new() -> Self {
         Self {
+            faulted: AtomicBool::new(false),
+            vector: AtomicU64::new(0),
             address: AtomicU64::new(0),
-            error: AtomicU64::new(u64::MAX),
+            error: AtomicU64::new(0),
+            call_target: AtomicU64::new(0),
         }
     }
 }
 
-/// A load that faulted.
+/// An exception a probe took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProbeFault {
-    /// CR2: the address that faulted.
+    /// The exception vector (14 for a page fault).
+    pub vector: u8,
+    /// CR2 for a page fault (the address that faulted), else the faulting instruction.
     pub address: u64,
-    /// The page-fault error code.
+    /// The exception's error code (0 when it has none); `u64::MAX` for a read refused without
+    /// touching memory (non-canonical address).
     pub error_code: u64,
+}
+
+fn canonical(addr: u64) -> bool {
+    ((addr as i64) << 16 >> 16) as u64 == addr
+}
+
+/// Runs `probe` on this CPU with preemption off and returns the fault it took, if any.
+fn probing<R>(probe: impl FnOnce(&ProbeState) -> R) -> (R, Option<ProbeFault>) {
+    // The probe and its fault must happen on the CPU whose state is read afterwards.
+    let _pinned = percpu::PreemptGuard::new();
+    let state = &percpu::current()
+        .expect("per-CPU data is installed before anything runs")
+        .probe;
+    state.faulted.store(false, Ordering::Relaxed);
+    let result = probe(state);
+    let fault = state.faulted.load(Ordering::Relaxed).then(|| ProbeFault {
+        vector: state.vector.load(Ordering::Relaxed) as u8,
+        address: state.address.load(Ordering::Relaxed),
+        error_code: state.error.load(Ordering::Relaxed),
+    });
+    (result, fault)
 }
 
 /// Reads the 8 bytes at `addr`, or reports the page fault the read caused.
@@ -53,52 +101,97 @@ pub struct ProbeFault {
 /// is fatal): this function rejects a non-canonical address with a fault at that address and
 /// error code `u64::MAX` without touching memory.
 pub fn read_u64(addr: u64) -> Result<u64, ProbeFault> {
-    let canonical = ((addr as i64) << 16 >> 16) as u64 == addr;
-    if !canonical {
+    if !canonical(addr) {
         return Err(ProbeFault {
+            vector: super::idt::vector::PAGE_FAULT,
             address: addr,
             error_code: u64::MAX,
         });
     }
-    // The probe and its fault must happen on the CPU whose state is read afterwards.
-    let _pinned = percpu::PreemptGuard::new();
-    let Some(state) = percpu::current().map(|c| &c.probe) else {
-        return Err(ProbeFault {
-            address: addr,
-            error_code: u64::MAX,
-        });
-    };
-    state.address.store(0, Ordering::Relaxed);
-    state.error.store(u64::MAX, Ordering::Relaxed);
-    // SAFETY: the routine reads 8 bytes at a canonical address with a single `mov`; a page fault
-    // on that instruction is turned into an error return by `fixup`, and a successful read of
-    // mapped memory as an integer has no validity requirement. The value may be stale if memory
+    // SAFETY: the routine reads 8 bytes at a canonical address with a single `mov`; a fault on
+    // that instruction is turned into a return by `fixup`, and a successful read of mapped
+    // memory as an integer has no validity requirement. The value may be stale if memory
     // changes concurrently, which is inherent to probing.
-    let value = unsafe { probe_read_u64(addr) };
-    let error = state.error.load(Ordering::Relaxed);
-    if error != u64::MAX {
-        Err(ProbeFault {
-            address: state.address.load(Ordering::Relaxed),
-            error_code: error,
-        })
-    } else {
-        Ok(value)
-    }
+    let (value, fault) = probing(|_| unsafe { probe_read_u64(addr) });
+    fault.map_or(Ok(value), Err)
 }
 
-/// Called by the dispatcher on a page fault: when it hit a probe instruction, records the fault,
-/// redirects the frame to the fixup and returns true.
+/// Writes `value` to the byte at `addr`, or reports the fault the write caused.
+///
+/// # Safety
+/// If the write succeeds it really happens: `addr` must be memory that may be written (or that
+/// the caller expects to fault, knowing what a successful write would break). A non-canonical
+/// address raises #GP, which the probe also recovers.
+pub unsafe fn write_u8(addr: u64, value: u8) -> Result<(), ProbeFault> {
+    // SAFETY: the caller's contract covers the store; a fault on it is turned into a return by
+    // `fixup`.
+    let ((), fault) = probing(|_| unsafe { probe_write_u8(addr, value) });
+    fault.map_or(Ok(()), Err)
+}
+
+/// Calls `target`, expecting the instruction fetch to fault (a no-execute or unmapped page);
+/// reports that fault. Returns `Ok` if the code at `target` ran and returned.
+///
+/// # Safety
+/// If `target` is executable, the code there runs: it must be a function taking no arguments
+/// that returns (for example a `ret` instruction).
+pub unsafe fn call(target: u64) -> Result<(), ProbeFault> {
+    let ((), fault) = probing(|state| {
+        state.call_target.store(target, Ordering::Relaxed);
+        // SAFETY: the caller's contract covers running the target; a fetch fault at `target`
+        // is turned into a return from `probe_call` by `fixup`.
+        unsafe { probe_call(target) };
+        state.call_target.store(0, Ordering::Relaxed);
+    });
+    fault.map_or(Ok(()), Err)
+}
+
+/// Executes `ud2` and reports the #UD it raises (`None` if it did not).
+pub fn invalid_opcode() -> Option<ProbeFault> {
+    // SAFETY: `ud2` only raises #UD, which `fixup` turns into a return.
+    probing(|_| unsafe { probe_ud2() }).1
+}
+
+/// Divides 1 by 0 and reports the #DE it raises (`None` if it did not).
+pub fn divide_by_zero() -> Option<ProbeFault> {
+    // SAFETY: a `div` by zero only raises #DE, which `fixup` turns into a return.
+    probing(|_| unsafe { probe_divide(1, core::hint::black_box(0)) }).1
+}
+
+/// Called by the dispatcher for CPU exceptions: when one hit a probe's instruction (or the
+/// target of a [`call`] probe), records it, redirects the frame to the probe's fix-up and
+/// returns true.
 pub(super) fn fixup(frame: &mut InterruptFrame, cr2: u64) -> bool {
-    if frame.rip == (&raw const probe_read_insn) as u64
-        && let Some(cpu) = percpu::current()
-    {
-        cpu.probe.address.store(cr2, Ordering::Relaxed);
-        cpu.probe.error.store(frame.error_code, Ordering::Relaxed);
-        frame.rip = (&raw const probe_read_fixup) as u64;
-        true
+    let Some(cpu) = percpu::current() else {
+        return false;
+    };
+    let table = [
+        (&raw const probe_read_insn, &raw const probe_read_fixup),
+        (&raw const probe_write_insn, &raw const probe_write_fixup),
+        (&raw const probe_ud2_insn, &raw const probe_ud2_fixup),
+        (&raw const probe_divide_insn, &raw const probe_divide_fixup),
+    ];
+    let vector = frame.vector as u8;
+    let page_fault = vector == super::idt::vector::PAGE_FAULT;
+    let target = cpu.probe.call_target.load(Ordering::Relaxed);
+    let resume = if let Some(&(_, fix)) = table.iter().find(|(insn, _)| frame.rip == *insn as u64) {
+        fix as u64
+    } else if page_fault && target != 0 && frame.rip == target {
+        // The fetch at the call's target faulted: return to `probe_call` as `ret` would
+        // (pop the return address the `call` pushed), at its fix-up.
+        frame.rsp += 8;
+        (&raw const probe_call_fixup) as u64
     } else {
-        false
-    }
+        return false;
+    };
+    cpu.probe.vector.store(u64::from(vector), Ordering::Relaxed);
+    cpu.probe
+        .address
+        .store(if page_fault { cr2 } else { frame.rip }, Ordering::Relaxed);
+    cpu.probe.error.store(frame.error_code, Ordering::Relaxed);
+    cpu.probe.faulted.store(true, Ordering::Relaxed);
+    frame.rip = resume;
+    true
 }
 
 core::arch::global_asm!(
@@ -113,6 +206,46 @@ probe_read_insn:
     ret
 probe_read_fixup:
     xor eax, eax
+    ret
+
+    .global probe_write_u8
+    .global probe_write_insn
+    .global probe_write_fixup
+probe_write_u8:
+probe_write_insn:
+    mov byte ptr [rdi], sil
+probe_write_fixup:
+    ret
+
+    .global probe_ud2
+    .global probe_ud2_insn
+    .global probe_ud2_fixup
+probe_ud2:
+probe_ud2_insn:
+    ud2
+probe_ud2_fixup:
+    ret
+
+    .global probe_divide
+    .global probe_divide_insn
+    .global probe_divide_fixup
+probe_divide:
+    mov rax, rdi
+    xor edx, edx
+probe_divide_insn:
+    div rsi
+    ret
+probe_divide_fixup:
+    xor eax, eax
+    ret
+
+    .global probe_call
+    .global probe_call_fixup
+probe_call:
+    sub rsp, 8
+    call rdi
+probe_call_fixup:
+    add rsp, 8
     ret
 "#
 );
