@@ -518,10 +518,10 @@ fn paging_rodata_read_only() {
 /// A write to `.text` faults.
 fn paging_text_not_writable() {
     let addr = paging_text_not_writable as *const () as u64;
+    let byte = probe::read_u64(addr).expect("text is readable") as u8;
     // SAFETY: deliberately writes to a code page: the write faults before it happens and the
     // probe recovers. The byte written is this function's own first byte, rewritten with the
-    // value it has (`read_u64` reads it first), so a wrongly writable text page changes nothing.
-    let byte = probe::read_u64(addr).expect("text is readable") as u8;
+    // value it has (read just above), so a wrongly writable text page changes nothing.
     expect_page_fault(addr, 0b11, unsafe { probe::write_u8(addr, byte) });
 }
 
