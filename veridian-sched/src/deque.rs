@@ -233,7 +233,13 @@ impl<T: IntoWord> ChaseLev<T> {
     /// # Safety
     /// As for [`ChaseLev::push`]: the caller is the only owner.
     pub unsafe fn pop(&self) -> Option<T> {
-        let b = self.bottom.load(Ordering::Relaxed).wrapping_sub(1);
+        let b = self.bottom.load(Ordering::Relaxed);
+        // Empty without the fence: thieves only move `top` up and only the owner pushes, so
+        // a `top` at or past `bottom` (even a stale, smaller one) means nothing is left.
+        if b.wrapping_sub(self.top.load(Ordering::Relaxed)) <= 0 {
+            return None;
+        }
+        let b = b.wrapping_sub(1);
         self.bottom.store(b, Ordering::Relaxed);
         // SeqCst fence: orders the `bottom` store before the `top` load against the thieves'
         // fence between their `top` and `bottom` loads (see the module docs).

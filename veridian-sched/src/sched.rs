@@ -418,6 +418,7 @@ where
         Ok(LocalCpu {
             sched: self,
             cpu,
+            me: &self.cpus[cpu],
             _not_send: PhantomData,
         })
     }
@@ -565,6 +566,8 @@ impl<H: IntoWord, C> fmt::Debug for NumaScheduler<H, C> {
 pub struct LocalCpu<'a, H: IntoWord, C> {
     sched: &'a NumaScheduler<H, C>,
     cpu: usize,
+    /// `sched.cpus[cpu]`, looked up (and bounds-checked) once.
+    me: &'a PerCpu<H>,
     _not_send: PhantomData<*mut ()>,
 }
 
@@ -580,7 +583,7 @@ where
     }
 
     fn me(&self) -> &PerCpu<H> {
-        &self.sched.cpus[self.cpu]
+        self.me
     }
 
     /// Queues a task that is not counted anywhere yet on `target` (validated by the caller).
@@ -718,6 +721,7 @@ where
         }
     }
 
+    #[inline(never)]
     fn take_injector(&self, level: usize) -> Option<H> {
         let task = self.sched.injectors[level].pop()?;
         self.sched.add_load(self.cpu, 1);
@@ -726,6 +730,9 @@ where
     }
 
     /// Steals half of the first non-empty victim queue at `level`, in `nearby_cpus` order.
+    /// Kept out of line: inlined, its loop's registers and stack frame would be paid by every
+    /// `pick_next`, which usually finds work locally.
+    #[inline(never)]
     fn steal(&self, level: usize) -> Option<H> {
         let s = self.sched;
         let me = self.me();

@@ -401,9 +401,15 @@ pub fn sleep_ms(ms: u64) {
     }
 }
 
-/// Picks and runs one thread on this CPU until it switches back. For a scheduler context.
-/// Returns false when nothing could be run.
-fn run_one() -> bool {
+/// Runs threads on this CPU, one after another, until `done()` holds (checked after each
+/// thread switched back) or nothing this CPU may run is queued. For a scheduler context, with
+/// interrupts off (they stay off here; the threads run with their own interrupt flag, so
+/// interrupts pending meanwhile are taken as soon as the next thread runs). Returns whether
+/// it ran any thread.
+///
+/// The guard and the scheduler's CPU handle are taken once for the whole run of threads, not
+/// per switch: a yield between two threads costs one pick and two stack switches.
+fn run_threads(mut done: impl FnMut() -> bool) -> bool {
     let Some(sched) = SCHED.get() else {
         return false;
     };
@@ -411,45 +417,50 @@ fn run_one() -> bool {
     let Ok(local) = sched.local(&guard) else {
         return false;
     };
-    let Some(t) = local.pick_next() else {
-        return false;
-    };
     let cpu = guard.cpu();
-    if cpu < 64 {
-        t.ran_on.fetch_or(1 << cpu, Ordering::Relaxed);
-    }
-    t.runs.fetch_add(1, Ordering::Relaxed);
-    if let Some(block) = guard.block() {
-        block.switches.fetch_add(1, Ordering::Relaxed);
-    }
-    let outcome = CURRENT.with(&guard, &t, || t.context.run(&guard));
-    match outcome {
-        RunOutcome::Switched(SwitchReason::Block) => {
-            let _ = local.block();
+    let block = guard.block();
+    let mut ran = false;
+    while let Some(t) = local.pick_next() {
+        ran = true;
+        if cpu < 64 {
+            t.ran_on.fetch_or(1 << cpu, Ordering::Relaxed);
         }
-        RunOutcome::Switched(SwitchReason::Yield) => {
-            if let Err(e) = local.requeue(t) {
-                log::error!("task: requeue failed: {e}; thread lost");
+        t.runs.fetch_add(1, Ordering::Relaxed);
+        if let Some(block) = block {
+            block.switches.fetch_add(1, Ordering::Relaxed);
+        }
+        let outcome = CURRENT.with(&guard, &t, || t.context.run(&guard));
+        match outcome {
+            RunOutcome::Switched(SwitchReason::Block) => {
+                let _ = local.block();
             }
-        }
-        RunOutcome::Exited(stack) => {
-            let _ = local.exit();
-            t.exited.store(true, Ordering::Release);
-            STACKS.lock().push(stack);
-            let joiners = core::mem::take(&mut *t.joiners.lock());
-            for j in joiners {
-                match local.wake(j) {
-                    Ok(p) => kick(p.cpu),
-                    Err(e) => log::error!("task: waking a joiner failed: {e}"),
+            RunOutcome::Switched(SwitchReason::Yield) => {
+                if let Err(e) = local.requeue(t) {
+                    log::error!("task: requeue failed: {e}; thread lost");
                 }
             }
+            RunOutcome::Exited(stack) => {
+                let _ = local.exit();
+                t.exited.store(true, Ordering::Release);
+                STACKS.lock().push(stack);
+                let joiners = core::mem::take(&mut *t.joiners.lock());
+                for j in joiners {
+                    match local.wake(j) {
+                        Ok(p) => kick(p.cpu),
+                        Err(e) => log::error!("task: waking a joiner failed: {e}"),
+                    }
+                }
+            }
+            RunOutcome::NotRunnable => {
+                log::error!("task: thread {} picked but not runnable", t.id());
+                let _ = local.exit();
+            }
         }
-        RunOutcome::NotRunnable => {
-            log::error!("task: thread {} picked but not runnable", t.id());
-            let _ = local.exit();
+        if done() {
+            break;
         }
     }
-    true
+    ran
 }
 
 /// Runs threads on the calling CPU's boot context until `done()` holds; halts when there is
@@ -459,7 +470,7 @@ pub fn run_until(mut done: impl FnMut() -> bool) {
     let was_enabled = x86_64::instructions::interrupts::are_enabled();
     while !done() {
         x86_64::instructions::interrupts::disable();
-        if !run_one() {
+        if !run_threads(&mut done) {
             x86_64::instructions::interrupts::enable_and_hlt();
         }
         x86_64::instructions::interrupts::enable();
@@ -474,7 +485,7 @@ pub fn run_until(mut done: impl FnMut() -> bool) {
 fn ap_idle() -> ! {
     loop {
         x86_64::instructions::interrupts::disable();
-        if !run_one() {
+        if !run_threads(|| false) {
             x86_64::instructions::interrupts::enable_and_hlt();
         }
     }

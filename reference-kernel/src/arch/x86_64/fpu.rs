@@ -24,7 +24,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use spin::Once;
-use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
+use x86_64::registers::control::{Cr0Flags, Cr4, Cr4Flags};
 
 use super::percpu;
 
@@ -91,8 +91,19 @@ pub fn vector_state_ready() {
 
 fn set_ts() {
     // SAFETY: setting CR0.TS only makes the next x87/SSE/AVX instruction raise #NM, which
-    // `device_not_available` handles.
-    unsafe { Cr0::update(|f| f.insert(Cr0Flags::TASK_SWITCHED)) };
+    // `device_not_available` handles; the other CR0 bits are written back as read (callers
+    // have interrupts off, so nothing changes CR0 in between). `or` changes the flags, so
+    // the asm does not claim to preserve them.
+    unsafe {
+        core::arch::asm!(
+            "mov {tmp}, cr0",
+            "or {tmp}, {ts}",
+            "mov cr0, {tmp}",
+            tmp = out(reg) _,
+            ts = const Cr0Flags::TASK_SWITCHED.bits(),
+            options(nostack),
+        );
+    }
 }
 
 fn clear_ts() {
