@@ -8,15 +8,21 @@
 //! one per guest instruction, so the figures are deterministic instruction counts; without it
 //! they are TSC cycles of the host (noisy under emulation). A `rep`-prefixed string instruction
 //! counts as one instruction under icount whatever its length.
+//!
+//! No `unsafe` here: the heap and frame pairs go through the owning types of `mm`.
+
+#![deny(unsafe_code)]
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use core::alloc::{GlobalAlloc, Layout};
+use core::alloc::Layout;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use veridian_perf::clock::{CycleCounter, Tsc, measure_overhead};
 use veridian_perf::histogram::Histogram;
 use veridian_sched::{CpuSet, Priority};
+
+use crate::mm::frames::FrameBlock;
 
 /// Iterations per benchmark.
 pub const ITERATIONS: u32 = 10_000;
@@ -57,17 +63,10 @@ pub fn run_all() -> bool {
     crate::println!("bench timing_overhead unit=tsc value={overhead}");
     let mut ok = true;
 
-    let heap = &crate::mm::heap::HEAP;
     let layout = Layout::from_size_align(64, 8).expect("valid layout");
     let hist = time(
         || {
-            // SAFETY: non-zero size; freed at once with the same layout.
-            let p = unsafe { heap.alloc(layout) };
-            core::hint::black_box(p);
-            if !p.is_null() {
-                // SAFETY: allocated just above with `layout`.
-                unsafe { heap.dealloc(p, layout) };
-            }
+            core::hint::black_box(crate::mm::heap::alloc_free_pair(layout));
         },
         overhead,
     );
@@ -80,10 +79,8 @@ pub fn run_all() -> bool {
 
     let hist = time(
         || {
-            if let Ok(phys) = crate::mm::frames::allocate(0) {
-                // SAFETY: allocated just above, order 0, not used.
-                let _ = unsafe { crate::mm::frames::free(phys, 0) };
-            }
+            // Allocated and, on drop, freed.
+            core::hint::black_box(FrameBlock::allocate(0).ok());
         },
         overhead,
     );

@@ -76,6 +76,12 @@ impl SerialPort {
         (self.read_reg(LINE_STATUS) & LSR_DATA_READY != 0).then(|| self.read_reg(DATA))
     }
 
+    /// Turns the "transmitter holding register empty" interrupt on or off (IER bit 1; every
+    /// other interrupt source stays off). The interrupt handler acknowledges it by reading IIR.
+    pub fn set_tx_empty_interrupt(&mut self, on: bool) {
+        self.write_reg(INT_ENABLE, if on { 0x02 } else { 0x00 });
+    }
+
     /// Sends `data` through the UART's internal loopback and returns how many bytes came back
     /// unchanged; the line is not driven meanwhile. Used as a driver self-test.
     pub fn loopback_test(&mut self, data: &[u8]) -> usize {

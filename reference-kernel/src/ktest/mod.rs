@@ -16,6 +16,11 @@
 //! `ktest.filter=<substring>` runs only matching tests; `ktest.inject=<fail|panic|fault|hang>`
 //! appends one deliberately broken test, `injected_<kind>`, which xtask uses to prove that the
 //! harness reports each kind of failure.
+//!
+//! `unsafe` is denied here; the one exception is the harness's recovery point around each test
+//! (marked `allow` below, with its contract).
+
+#![deny(unsafe_code)]
 
 mod tests;
 
@@ -66,6 +71,7 @@ pub fn run_all(filter: Option<&str>, inject: Option<&str>) -> bool {
         // which is not a thread and never migrates; a test that is aborted leaves its frames
         // behind, which the harness accepts (a failed test may leave a lock held, and the
         // suite then reports the next test that needs it as failing or hanging).
+        #[allow(unsafe_code)]
         let outcome = unsafe { recover::catch(test.run) };
         let verdict = match (test.expect, outcome) {
             (Expect::Pass, Ok(())) => Ok(()),

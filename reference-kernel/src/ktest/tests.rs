@@ -1,15 +1,23 @@
 //! The kernel's test list.
 //!
 //! Tests that need the real machine (exceptions, descriptor tables, the UART, the loader's boot
-//! information) live here; pure logic is tested on the host with `cargo test`.
+//! information) live here; pure logic is tested on the host with `cargo test`. No `unsafe`:
+//! the machine operations a test needs are safe functions of `arch::x86_64::selftest`, and the
+//! tests that must break an `unsafe` contract on purpose live beside it (`mm::selftest`).
+
+#![deny(unsafe_code)]
 
 use reference_kernel::bootinfo::{BootInfo, BootProtocol, PhysMemory};
 
 use super::{Expect, KernelTest};
 use crate::arch::x86_64::idt::{self, vector};
-use crate::arch::x86_64::recover::{self, Abort};
+use crate::arch::x86_64::recover::Abort;
+use crate::arch::x86_64::selftest::{self, UNMAPPED};
 use crate::arch::x86_64::{boot, probe};
 use crate::kernel;
+use crate::mm::frames::FrameBlock;
+use crate::mm::heap::RawBlock;
+use crate::mm::selftest as mm_tests;
 
 /// Every registered test, in run order.
 pub static TESTS: &[KernelTest] = &[
@@ -39,7 +47,7 @@ pub static TESTS: &[KernelTest] = &[
         "frames_allocate_free_round_trip",
         frames_allocate_free_round_trip,
     ),
-    test("frames_reject_bad_free", frames_reject_bad_free),
+    test("frames_reject_bad_free", mm_tests::frames_reject_bad_free),
     test(
         "frames_come_from_the_asked_node",
         frames_come_from_the_asked_node,
@@ -48,12 +56,18 @@ pub static TESTS: &[KernelTest] = &[
     test("heap_alignment_honoured", heap_alignment_honoured),
     test("heap_out_of_memory_is_null", heap_out_of_memory_is_null),
     test("paging_null_page_unmapped", paging_null_page_unmapped),
-    test("paging_rodata_read_only", paging_rodata_read_only),
-    test("paging_text_not_writable", paging_text_not_writable),
-    test("paging_data_not_executable", paging_data_not_executable),
+    test("paging_rodata_read_only", mm_tests::paging_rodata_read_only),
+    test(
+        "paging_text_not_writable",
+        mm_tests::paging_text_not_writable,
+    ),
+    test(
+        "paging_data_not_executable",
+        mm_tests::paging_data_not_executable,
+    ),
     test(
         "paging_direct_map_matches_frames",
-        paging_direct_map_matches_frames,
+        mm_tests::paging_direct_map_matches_frames,
     ),
     test("stack_overflow_reported", stack_overflow_reported),
     test("apic_timer_ticks", apic_timer_ticks),
@@ -108,11 +122,7 @@ const fn test(name: &'static str, run: fn()) -> KernelTest {
 pub fn injected(kind: &str) -> Option<&'static KernelTest> {
     static FAIL: KernelTest = test("injected_fail", || assert_eq!(1 + 1, 3, "injected failure"));
     static PANIC: KernelTest = test("injected_panic", || panic!("injected panic"));
-    static FAULT: KernelTest = test("injected_fault", || {
-        // SAFETY: deliberately unsound in spirit: the address is unmapped, the read faults and
-        // the harness must report the page fault. No memory is accessed.
-        let _ = unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) };
-    });
+    static FAULT: KernelTest = test("injected_fault", selftest::fault_on_unmapped_read);
     static HANG: KernelTest = test("injected_hang", || {
         loop {
             core::hint::spin_loop();
@@ -126,9 +136,6 @@ pub fn injected(kind: &str) -> Option<&'static KernelTest> {
         _ => None,
     }
 }
-
-/// A canonical address that the boot page tables leave unmapped (PML4 slot 32).
-const UNMAPPED: u64 = 0x0000_1000_0000_0000;
 
 fn boot_info_from_loader() {
     let info = kernel::boot_info();
@@ -285,11 +292,10 @@ fn divide_error_reported() {
 
 fn unexpected_vector_counted_not_fatal() {
     let (before, _) = idt::unexpected_interrupts();
-    // SAFETY: vector 0xF1 has a gate (every vector does) whose handler counts and returns.
-    unsafe { core::arch::asm!("int 0xF1", options(nomem, nostack)) };
+    selftest::raise_unassigned_vector();
     let (after, last) = idt::unexpected_interrupts();
     assert_eq!(after, before + 1);
-    assert_eq!(last, 0xF1);
+    assert_eq!(last, selftest::UNASSIGNED_VECTOR);
 }
 
 fn vector_state_usable() {
@@ -297,30 +303,14 @@ fn vector_state_usable() {
     assert!(state.sse);
     let cr4 = x86_64::registers::control::Cr4::read();
     assert!(cr4.contains(x86_64::registers::control::Cr4Flags::OSFXSR));
-    let mut out = [0u64; 2];
-    // SAFETY: SSE is enabled (checked above); the kernel is compiled without SSE so xmm0 holds
-    // nothing of the compiler's, and it is saved and restored around the use anyway.
-    unsafe {
-        core::arch::asm!(
-            "sub rsp, 16", "movdqu [rsp], xmm0",
-            "pcmpeqd xmm0, xmm0", "movdqu [{out}], xmm0",
-            "movdqu xmm0, [rsp]", "add rsp, 16",
-            out = in(reg) out.as_mut_ptr(),
-        )
-    };
-    assert_eq!(out, [u64::MAX; 2], "SSE instruction did not run");
-    if state.avx {
-        let mut wide = [0u64; 4];
-        // SAFETY: AVX state is enabled in XCR0 (state.avx); ymm0 is saved and restored.
-        unsafe {
-            core::arch::asm!(
-                "sub rsp, 32", "vmovdqu [rsp], ymm0",
-                "vpcmpeqd ymm0, ymm0, ymm0", "vmovdqu [{out}], ymm0",
-                "vmovdqu ymm0, [rsp]", "add rsp, 32",
-                out = in(reg) wide.as_mut_ptr(),
-            )
-        };
-        assert_eq!(wide, [u64::MAX; 4], "AVX instruction did not run");
+    assert_eq!(
+        selftest::all_ones_through_xmm0(),
+        [u64::MAX; 2],
+        "SSE instruction did not run"
+    );
+    match selftest::all_ones_through_ymm0() {
+        Some(wide) => assert_eq!(wide, [u64::MAX; 4], "AVX instruction did not run"),
+        None => assert!(!state.avx, "AVX reported usable but not enabled in XCR0"),
     }
 }
 
@@ -343,27 +333,23 @@ fn deliberate_panic() {
 fn frames_allocate_free_round_trip() {
     use crate::mm::frames;
     let before = frames::free_bytes();
-    let mut blocks = [(0u64, 0usize); 40];
-    for (i, slot) in blocks.iter_mut().enumerate() {
+    let mut blocks: alloc::vec::Vec<FrameBlock> = alloc::vec::Vec::new();
+    for i in 0..40 {
         let order = i % 10;
-        let phys = frames::allocate(order).expect("frames available");
-        let size = 4096u64 << order;
+        let mut block = FrameBlock::allocate(order).expect("frames available");
+        let phys = block.phys();
         assert_eq!(
-            phys % size,
+            phys % block.size() as u64,
             0,
             "order {order} block at {phys:#x} misaligned"
         );
         assert!(phys >= 0x10_0000, "block {phys:#x} inside the first MiB");
-        let virt = crate::mm::paging::phys_to_virt(phys, size).expect("in the direct map");
-        // SAFETY: the block is ours (just allocated), mapped writable by the direct map.
-        unsafe { core::ptr::write_bytes(virt as *mut u8, i as u8, size as usize) };
-        *slot = (phys, order);
+        block.bytes_mut().expect("in the direct map").fill(i as u8);
+        blocks.push(block);
     }
-    for (i, &(phys, order)) in blocks.iter().enumerate() {
-        let size = 4096u64 << order;
-        let virt = crate::mm::paging::phys_to_virt(phys, size).expect("in the direct map");
-        // SAFETY: still ours; reading back what we wrote.
-        let bytes = unsafe { core::slice::from_raw_parts(virt as *const u8, size as usize) };
+    for (i, block) in blocks.iter_mut().enumerate() {
+        let phys = block.phys();
+        let bytes = block.bytes_mut().expect("in the direct map");
         assert!(
             bytes.iter().all(|&b| b == i as u8),
             "block {i} at {phys:#x} was overwritten: blocks overlap"
@@ -371,34 +357,10 @@ fn frames_allocate_free_round_trip() {
     }
     assert_eq!(
         frames::free_bytes(),
-        before - blocks.iter().map(|&(_, o)| 4096usize << o).sum::<usize>()
+        before - blocks.iter().map(FrameBlock::size).sum::<usize>()
     );
-    for &(phys, order) in &blocks {
-        // SAFETY: allocated above with this order, freed once, not used afterwards.
-        unsafe { frames::free(phys, order) }.expect("free of an allocated block");
-    }
+    drop(blocks);
     assert_eq!(frames::free_bytes(), before, "every frame came back");
-}
-
-/// Freeing what was never allocated is an error, not corruption.
-fn frames_reject_bad_free() {
-    use crate::mm::frames;
-    let before = frames::free_bytes();
-    let phys = frames::allocate(0).expect("frames available");
-    // These calls break `free`'s contract on purpose: the buddy allocator documents that it
-    // checks every free (misaligned, outside its regions, already free) and refuses it before
-    // touching memory, and this test holds it to that.
-    // SAFETY: see above; a misaligned address is rejected before any access.
-    let misaligned = unsafe { frames::free(phys + 8, 0) };
-    assert!(misaligned.is_err(), "misaligned free");
-    // SAFETY: see above; the first MiB is outside every managed region.
-    let unmanaged = unsafe { frames::free(0x1000, 0) };
-    assert!(unmanaged.is_err(), "free in the first MiB");
-    // SAFETY: `phys` is our block, freed once here.
-    unsafe { frames::free(phys, 0) }.expect("valid free");
-    // SAFETY: see above: a double free must be detected and refused.
-    assert!(unsafe { frames::free(phys, 0) }.is_err(), "double free");
-    assert_eq!(frames::free_bytes(), before);
 }
 
 /// Collections of many sizes on the kernel heap keep their contents; live counts return.
@@ -444,24 +406,22 @@ fn heap_collections_and_stats() {
 
 /// Alignments up to 2 MiB are honoured.
 fn heap_alignment_honoured() {
-    use core::alloc::{GlobalAlloc, Layout};
-    let heap = &crate::mm::heap::HEAP;
+    use core::alloc::Layout;
     for shift in [3, 6, 12, 16, 21] {
         let align = 1usize << shift;
         let layout = Layout::from_size_align(24, align).expect("valid layout");
-        // SAFETY: non-zero size; freed below with the same layout.
-        let p = unsafe { heap.alloc(layout) };
-        assert!(!p.is_null(), "alignment {align} refused");
-        assert_eq!(p as usize % align, 0, "alignment {align} not honoured");
-        // SAFETY: allocated above with `layout`.
-        unsafe { heap.dealloc(p, layout) };
+        let block = RawBlock::new(layout).expect("alignment refused");
+        assert_eq!(
+            block.as_ptr() as usize % align,
+            0,
+            "alignment {align} not honoured"
+        );
     }
 }
 
 /// A request the heap cannot serve is a null pointer and a counted failure, not a panic.
 fn heap_out_of_memory_is_null() {
-    use core::alloc::{GlobalAlloc, Layout};
-    let heap = &crate::mm::heap::HEAP;
+    use core::alloc::Layout;
     let failed = crate::mm::heap::stats().failed_allocations;
     // Over the heap's 1 GiB limit always; 1 GiB itself only where less than that is free.
     let mut sizes = [4usize << 30, 2 << 30, 0];
@@ -471,19 +431,9 @@ fn heap_out_of_memory_is_null() {
     let tried = sizes.iter().filter(|&&s| s != 0).count() as u64;
     for size in sizes.into_iter().filter(|&s| s != 0) {
         let layout = Layout::from_size_align(size, 4096).expect("valid layout");
-        // SAFETY: non-zero size; a non-null result would be freed with the same layout.
-        let p = unsafe { heap.alloc(layout) };
-        assert!(p.is_null(), "{size} bytes allocated");
+        assert!(RawBlock::new(layout).is_none(), "{size} bytes allocated");
     }
     assert_eq!(crate::mm::heap::stats().failed_allocations, failed + tried);
-}
-
-/// Expects a probe to have taken a page fault at `addr` whose error code has `bits` set.
-fn expect_page_fault(addr: u64, bits: u64, outcome: Result<(), probe::ProbeFault>) {
-    let fault = outcome.expect_err("the access succeeded");
-    assert_eq!(fault.vector, vector::PAGE_FAULT, "{fault:?}");
-    assert_eq!(fault.address, addr, "CR2: {fault:?}");
-    assert_eq!(fault.error_code & bits, bits, "error code: {fault:?}");
 }
 
 /// The low identity map is gone: address 0 and the first MiB fault.
@@ -498,90 +448,10 @@ fn paging_null_page_unmapped() {
     }
 }
 
-static RODATA_WORD: u64 = 0x0123_4567_89ab_cdef;
-
-/// A write to `.rodata` faults (present + write error code) and leaves the value alone.
-fn paging_rodata_read_only() {
-    let addr = (&raw const RODATA_WORD) as u64;
-    // Error code bits: present (0) and write (1).
-    // SAFETY: deliberately writes to a read-only page: the write faults before it happens and
-    // the probe recovers, so nothing is modified (if the page were writable, one byte of a
-    // test-only static would change, which the assertion below reports).
-    expect_page_fault(addr, 0b11, unsafe { probe::write_u8(addr, 0) });
-    assert_eq!(
-        // SAFETY: a valid static, read through a volatile read so the compiler cannot fold it.
-        unsafe { core::ptr::read_volatile(&raw const RODATA_WORD) },
-        0x0123_4567_89ab_cdef
-    );
-}
-
-/// A write to `.text` faults.
-fn paging_text_not_writable() {
-    let addr = paging_text_not_writable as *const () as u64;
-    let byte = probe::read_u64(addr).expect("text is readable") as u8;
-    // SAFETY: deliberately writes to a code page: the write faults before it happens and the
-    // probe recovers. The byte written is this function's own first byte, rewritten with the
-    // value it has (read just above), so a wrongly writable text page changes nothing.
-    expect_page_fault(addr, 0b11, unsafe { probe::write_u8(addr, byte) });
-}
-
-/// Jumping into `.data` faults with the instruction-fetch bit (NX).
-fn paging_data_not_executable() {
-    if !raw_cpuid::CpuId::new()
-        .get_extended_processor_and_feature_identifiers()
-        .is_some_and(|f| f.has_execute_disable())
-    {
-        crate::println!("note: CPU has no NX; skipping the execute check");
-        return;
-    }
-    static mut RET: [u8; 16] = [0xc3; 16];
-    let addr = (&raw const RET) as u64;
-    // Error code bits: present (0) and instruction fetch (4).
-    // SAFETY: the target holds `ret` instructions, so if the page were executable the call
-    // would simply return (and the assertion report it); on a no-execute page the fetch faults
-    // and the probe recovers.
-    expect_page_fault(addr, 0b1_0001, unsafe { probe::call(addr) });
-}
-
-/// The direct map shows the same bytes as the kernel image's own mapping.
-fn paging_direct_map_matches_frames() {
-    let virt = (&raw const RODATA_WORD) as u64;
-    let phys = virt - boot::KERNEL_VMA;
-    let direct = crate::mm::paging::phys_to_virt(phys, 8).expect("image in the direct map");
-    // SAFETY: the direct map covers the kernel image's frames; reading 8 aligned bytes.
-    let seen = unsafe { core::ptr::read_volatile(direct as *const u64) };
-    assert_eq!(seen, RODATA_WORD);
-}
-
 /// Unbounded recursion on the bootstrap stack hits its guard page and is reported as a stack
 /// overflow (through the double-fault IST stack), and the kernel carries on.
 fn stack_overflow_reported() {
-    #[inline(never)]
-    fn recurse(depth: u64) -> u64 {
-        let mut buf = [depth; 64];
-        // Keep the frame alive and the recursion non-tail; `black_box` hides from the compiler
-        // that the depth bound is never reached.
-        core::hint::black_box(&mut buf);
-        if depth == core::hint::black_box(u64::MAX) {
-            return 0;
-        }
-        recurse(depth + 1).wrapping_add(buf[7])
-    }
-    // Interrupts off during the recursion: a timer tick arriving with almost no stack left
-    // would overflow inside the tick handler, which then never re-arms the timer or sends EOI
-    // (the bootstrap processor lost its tick, and `apic_timer_ticks` hung, in one GRUB run).
-    let was_enabled = x86_64::instructions::interrupts::are_enabled();
-    x86_64::instructions::interrupts::disable();
-    // SAFETY: tests run in the bootstrap processor's boot context, which never migrates; the
-    // aborted recursion owns only plain arrays.
-    let outcome = unsafe {
-        recover::catch(|| {
-            core::hint::black_box(recurse(0));
-        })
-    };
-    if was_enabled {
-        x86_64::instructions::interrupts::enable();
-    }
+    let outcome = selftest::overflow_this_stack().expect("tests run outside threads");
     match outcome {
         Err(Abort::Exception(info)) => {
             assert!(
@@ -625,8 +495,7 @@ fn spurious_vector_counted() {
     use crate::arch::x86_64::apic;
     let before = apic::spurious_count();
     let (unexpected, _) = idt::unexpected_interrupts();
-    // SAFETY: a software interrupt to the spurious vector runs its handler, which only counts.
-    unsafe { core::arch::asm!("int 0xff") };
+    selftest::raise_spurious_vector();
     assert_eq!(apic::spurious_count(), before + 1);
     assert_eq!(idt::unexpected_interrupts().0, unexpected);
 }
@@ -852,15 +721,6 @@ fn thread_panic_is_contained() {
 /// Unbounded recursion in a thread hits its stack's guard page: the thread is killed with a
 /// stack-overflow report.
 fn thread_stack_overflow_reported() {
-    #[inline(never)]
-    fn recurse(depth: u64) -> u64 {
-        let mut buf = [depth; 32];
-        core::hint::black_box(&mut buf);
-        if depth == core::hint::black_box(u64::MAX) {
-            return 0;
-        }
-        recurse(depth + 1).wrapping_add(buf[3])
-    }
     let h = crate::task::spawn(
         "recursor",
         all_cpus(),
@@ -869,7 +729,7 @@ fn thread_stack_overflow_reported() {
             // Interrupts off, for the reason given in `stack_overflow_reported` (here the CPU
             // running the thread would lose its tick).
             x86_64::instructions::interrupts::disable();
-            core::hint::black_box(recurse(0));
+            core::hint::black_box(selftest::recurse(0));
         },
     )
     .expect("spawn");
@@ -889,14 +749,10 @@ fn thread_vector_state_preserved() {
     for value in [0x1111_2222_3333_4444u64, 0x5555_6666_7777_8888] {
         handles.push(
             crate::task::spawn("vector", cpu, veridian_sched::Priority::Normal, move || {
-                // SAFETY: writes xmm0 (SSE is enabled at boot); nothing else uses it here.
-                unsafe { core::arch::asm!("movq xmm0, {}", in(reg) value) };
+                selftest::set_xmm0(value);
                 for _ in 0..50 {
                     crate::task::yield_now();
-                    let seen: u64;
-                    // SAFETY: reads xmm0.
-                    unsafe { core::arch::asm!("movq {}, xmm0", out(reg) seen) };
-                    assert_eq!(seen, value, "xmm0 lost across a switch");
+                    assert_eq!(selftest::xmm0(), value, "xmm0 lost across a switch");
                 }
             })
             .expect("spawn"),
@@ -1080,7 +936,8 @@ fn frames_come_from_the_asked_node() {
     use crate::mm::frames;
     let platform = kernel::platform().expect("ACPI tables accepted");
     for node in 0..platform.node_count() {
-        let phys = frames::allocate_on(node, 0).expect("frames on every node");
+        let block = FrameBlock::allocate_on(node, 0).expect("frames on every node");
+        let phys = block.phys();
         if platform.numa_fallback().is_none() {
             assert_eq!(
                 platform.node_of_address(phys),
@@ -1089,40 +946,31 @@ fn frames_come_from_the_asked_node() {
             );
         }
         assert_eq!(frames::node_of(phys), Some(node));
-        // SAFETY: allocated just above, order 0, unused.
-        unsafe { frames::free(phys, 0) }.expect("free");
     }
     assert!(
-        frames::allocate_on(platform.node_count() + 1, 0).is_err(),
+        FrameBlock::allocate_on(platform.node_count() + 1, 0).is_err(),
         "a node that does not exist has no frames"
     );
     // The calling CPU's node comes first.
     let me = crate::arch::x86_64::percpu::current().expect("per-CPU data");
-    let phys = frames::allocate(0).expect("frames");
-    assert_eq!(frames::node_of(phys), Some(me.node as usize));
-    // SAFETY: as above.
-    unsafe { frames::free(phys, 0) }.expect("free");
+    let block = FrameBlock::allocate(0).expect("frames");
+    assert_eq!(frames::node_of(block.phys()), Some(me.node as usize));
 }
 
 /// The UART's "transmitter empty" interrupt arrives through the I/O APIC on the BSP.
 fn serial_interrupt_through_ioapic() {
     use crate::arch::x86_64::ioapic;
-    use x86_64::instructions::port::Port;
     let before = ioapic::serial_interrupts();
-    let mut ier = Port::<u8>::new(crate::drivers::serial::COM1 + 1);
     let hz = crate::arch::x86_64::apic::info().expect("apic").tsc_hz;
     let t0 = veridian_perf::arch::rdtsc();
-    // SAFETY: IER bit 1 enables the UART's "transmitter holding register empty" interrupt;
-    // the handler acknowledges it by reading IIR. Restored to 0 (no interrupts) below.
-    unsafe { ier.write(0x02) };
+    crate::console::with_serial(|port| port.set_tx_empty_interrupt(true));
     while ioapic::serial_interrupts() == before {
         x86_64::instructions::hlt();
         if veridian_perf::arch::rdtsc() - t0 > hz {
             break;
         }
     }
-    // SAFETY: as above: interrupts off again.
-    unsafe { ier.write(0x00) };
+    crate::console::with_serial(|port| port.set_tx_empty_interrupt(false));
     assert!(
         ioapic::serial_interrupts() > before,
         "no serial interrupt within a second"
@@ -1183,12 +1031,13 @@ fn kernel_memcpy_is_veridian_simd() {
 /// A handler that copies memory with the vector registers (the kernel's memcpy) does not
 /// disturb the registers of the thread it interrupts.
 fn vector_registers_survive_interrupt_handlers() {
-    const VECTOR: u8 = 0x30;
+    const VECTOR: u8 = selftest::TEST_VECTOR;
     fn copying_handler(_frame: &mut idt::InterruptFrame) {
-        let src = [0x5au8; 4096];
+        let src = core::hint::black_box([0x5au8; 4096]);
         let mut dst = [0u8; 4096];
-        // SAFETY: both buffers are 4096 bytes; this is the kernel's memcpy, vector code.
-        unsafe { veridian_simd::memcpy(dst.as_mut_ptr(), src.as_ptr(), 4096) };
+        // A 4 KiB copy is a call to the kernel's memcpy, veridian-simd's vector code
+        // (`kernel_memcpy_is_veridian_simd` checks the symbol).
+        dst.copy_from_slice(&src);
         core::hint::black_box(&dst);
     }
     // Installed once; a second run of the test finds it installed.
@@ -1201,48 +1050,12 @@ fn vector_registers_survive_interrupt_handlers() {
             let value = 0x0123_4567_89ab_cdefu64;
             for round in 0..20u64 {
                 let mine = value ^ round;
-                let seen: u64;
-                // SAFETY: sets xmm0..xmm3 to `mine`, raises the test vector (its handler copies
-                // memory with the vector registers), then reads xmm0..xmm3 back and xors them;
-                // only these registers are used.
-                unsafe {
-                    core::arch::asm!(
-                        "movq xmm0, {v}",
-                        "movq xmm1, {v}",
-                        "movq xmm2, {v}",
-                        "movq xmm3, {v}",
-                        "int 0x30",
-                        "movq {a}, xmm0",
-                        "movq {b}, xmm1",
-                        "xor {a}, {b}",
-                        "movq {b}, xmm2",
-                        "xor {a}, {b}",
-                        "movq {b}, xmm3",
-                        "xor {a}, {b}",
-                        v = in(reg) mine,
-                        a = out(reg) seen,
-                        b = out(reg) _,
-                        out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
-                    );
-                }
-                // x ^ x ^ x ^ x == 0 only if all four still hold `mine`... and equal values cancel;
-                // check against `mine` explicitly through xmm0 as well.
                 assert_eq!(
-                    seen, 0,
+                    selftest::xmm0_3_across_test_vector(mine),
+                    0,
                     "xmm0..3 changed by the interrupt handler (round {round})"
                 );
-                let first: u64;
-                // SAFETY: as above, with one register.
-                unsafe {
-                    core::arch::asm!(
-                        "movq xmm0, {v}",
-                        "int 0x30",
-                        "movq {a}, xmm0",
-                        v = in(reg) mine,
-                        a = out(reg) first,
-                        out("xmm0") _,
-                    );
-                }
+                let first = selftest::xmm0_across_test_vector(mine);
                 assert_eq!(first, mine, "xmm0 changed by the interrupt handler");
             }
         },

@@ -275,6 +275,58 @@ pub unsafe fn free(phys: u64, order: usize) -> Result<(), FrameError> {
     unsafe { FRAMES[node].lock().free(phys, order) }
 }
 
+/// An allocated block of frames, given back when dropped: the safe way to hold frames for
+/// code that does not hand them on (tests, benchmarks, scratch buffers).
+#[derive(Debug)]
+pub struct FrameBlock {
+    phys: u64,
+    order: usize,
+}
+
+impl FrameBlock {
+    /// A block of `4 KiB << order` as [`allocate`] chooses it.
+    pub fn allocate(order: usize) -> Result<Self, FrameError> {
+        allocate(order).map(|phys| Self { phys, order })
+    }
+
+    /// A block from NUMA node `node` only (see [`allocate_on`]).
+    pub fn allocate_on(node: usize, order: usize) -> Result<Self, FrameError> {
+        allocate_on(node, order).map(|phys| Self { phys, order })
+    }
+
+    /// Physical address (naturally aligned to the block size).
+    pub fn phys(&self) -> u64 {
+        self.phys
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> usize {
+        4096 << self.order
+    }
+
+    /// The block's memory through the direct map; `None` if the block lies above it.
+    pub fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        let virt = crate::arch::x86_64::layout::phys_to_virt(self.phys, self.size() as u64)?;
+        // SAFETY: the block is exclusively ours (allocated, not freed while `self` lives), the
+        // direct map covers it writable (checked above), and the borrow of `self` keeps the
+        // slice from outliving the block or aliasing another borrow of it.
+        Some(unsafe { core::slice::from_raw_parts_mut(virt as *mut u8, self.size()) })
+    }
+}
+
+impl Drop for FrameBlock {
+    fn drop(&mut self) {
+        // SAFETY: the block came from `allocate`/`allocate_on` with this order, it is freed only
+        // here, and no borrow of its memory outlives `self`.
+        if let Err(e) = unsafe { free(self.phys, self.order) } {
+            log::error!(
+                "frames: freeing an owned block {:#x} failed: {e}",
+                self.phys
+            );
+        }
+    }
+}
+
 /// Free bytes now, all nodes.
 pub fn free_bytes() -> usize {
     FRAMES.iter().map(|f| f.lock().free_bytes()).sum()

@@ -11,6 +11,7 @@
 //! nor a preemption (which needs the timer interrupt) can enter the same slot meanwhile. The
 //! fast path then needs no atomic instruction.
 
+use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
 use veridian_alloc::buddy::{BuddyAllocator, PAGE_SIZE};
@@ -80,6 +81,61 @@ unsafe impl CpuLocal for KernelCpus {
 /// The kernel's global allocator.
 #[global_allocator]
 pub static HEAP: Heap<FramePages, KernelCpus, MAX_CPUS> = Heap::new(FramePages, KernelCpus);
+
+/// Raw memory of any layout from the kernel heap, freed when dropped: for code that needs a
+/// layout `Box` cannot express (an alignment above the size, a bare allocation with no value
+/// in it, as the heap's tests use) without `unsafe` at the call site.
+#[derive(Debug)]
+pub struct RawBlock {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl RawBlock {
+    /// Allocates `layout` (`None` for a zero size or when the heap cannot serve it; the heap
+    /// counts the failure). The memory is uninitialised.
+    #[inline]
+    pub fn new(layout: Layout) -> Option<Self> {
+        if layout.size() == 0 {
+            return None;
+        }
+        // SAFETY: the size is non-zero; the block is freed with the same layout in `drop`.
+        let ptr = NonNull::new(unsafe { HEAP.alloc(layout) })?;
+        Some(Self { ptr, layout })
+    }
+
+    /// Start of the block (aligned as the layout asked).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for RawBlock {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: allocated by `HEAP` with `self.layout` in `new`, freed once, here.
+        unsafe { HEAP.dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+/// Allocates `layout` on the kernel heap and frees it at once; whether the allocation
+/// succeeded. The body of `mode=bench`'s heap pair: the bare `GlobalAlloc::alloc` and
+/// `dealloc`, with the pointer passed through `black_box` in between.
+#[inline]
+pub fn alloc_free_pair(layout: Layout) -> bool {
+    if layout.size() == 0 {
+        return false;
+    }
+    // SAFETY: non-zero size (checked above); freed at once with the same layout.
+    let p = unsafe { HEAP.alloc(layout) };
+    core::hint::black_box(p);
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: allocated just above with `layout`, not used since.
+    unsafe { HEAP.dealloc(p, layout) };
+    true
+}
 
 /// The heap's statistics.
 pub fn stats() -> HeapStats {

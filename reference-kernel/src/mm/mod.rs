@@ -14,6 +14,7 @@
 pub mod frames;
 pub mod heap;
 pub mod paging;
+pub mod selftest;
 
 use reference_kernel::BootInfo;
 use reference_kernel::acpi::Platform;

@@ -1,7 +1,8 @@
 //! x86_64-specific code: boot trampoline, descriptor tables, exception entry, CPU set-up.
 //!
-//! All of the kernel's hardware `unsafe` lives under `arch/` (and later `mm/`); the rest of the
-//! kernel calls the safe functions here.
+//! The kernel's hardware `unsafe` lives under `arch/` (and memory management's in `mm/`, port
+//! I/O in `drivers/`); `task/`, `ktest/` and `bench.rs` deny `unsafe_code` and call the safe
+//! functions here (`selftest` holds the machine operations the kernel's tests need).
 
 pub mod apic;
 pub mod boot;
@@ -18,6 +19,7 @@ pub mod percpu;
 pub mod probe;
 pub mod qemu;
 pub mod recover;
+pub mod selftest;
 pub mod smp;
 
 /// Halts the CPU forever with interrupts disabled.

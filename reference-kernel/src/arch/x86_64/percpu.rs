@@ -241,10 +241,22 @@ pub fn current() -> Option<&'static PerCpu> {
     (ptr != 0).then(|| unsafe { &*(ptr as *const PerCpu) })
 }
 
-/// This CPU's index (0 before per-CPU data is installed: only the bootstrap processor runs
-/// then).
+/// This CPU's index: one `gs`-relative load (the block is installed before any caller runs,
+/// see [`current`]).
+#[inline]
 pub fn cpu_index() -> usize {
-    current().map_or(0, |c| c.index as usize)
+    let index: u32;
+    // SAFETY: GS points at this CPU's installed `PerCpu` (as for `current`); `index` is set
+    // before `install` and never changes, and the load has no side effects.
+    unsafe {
+        core::arch::asm!(
+            "mov {:e}, gs:[{offset}]",
+            out(reg) index,
+            offset = const core::mem::offset_of!(PerCpu, index),
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    index as usize
 }
 
 /// Keeps the caller on its CPU by disabling interrupts (there is no preemption without the
