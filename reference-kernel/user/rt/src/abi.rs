@@ -1,0 +1,101 @@
+//! The reference kernel's system-call ABI: the one definition both sides use (the kernel
+//! includes this file with `#[path]`, user programs through `veridian-user-rt`).
+//!
+//! Convention (as Linux x86_64): `syscall` with the number in `rax` and up to six arguments in
+//! `rdi rsi rdx r10 r8 r9`; the result comes back in `rax`. A negative result `-e` is an error
+//! code `e` from [`errno`]; everything else is the call's value. `rcx` and `r11` are clobbered
+//! (the CPU keeps the return address and flags there); every other register is preserved.
+//!
+//! A process starts at its ELF entry point with `rsp` 16-byte aligned at the top of its stack
+//! and its spawn argument in `rdi`.
+
+/// System-call numbers.
+pub mod nr {
+    /// `exit(code: i64) -> !`: ends the calling process with `code`.
+    pub const EXIT: u64 = 0;
+    /// `write(fd: u64, buf: *const u8, len: u64) -> written`: fd 1 is the console. At most
+    /// [`super::limits::MAX_WRITE`] bytes per call.
+    pub const WRITE: u64 = 1;
+    /// `yield() -> 0`: lets another thread or process run.
+    pub const YIELD: u64 = 2;
+    /// `getpid() -> pid`.
+    pub const GETPID: u64 = 3;
+    /// `clock() -> ns`: nanoseconds since boot (TSC-based).
+    pub const CLOCK: u64 = 4;
+    /// `sleep(ms: u64) -> 0`.
+    pub const SLEEP: u64 = 5;
+    /// `spawn(name: *const u8, name_len: u64, arg: u64) -> pid`: starts the embedded program
+    /// `name` as a child process with `arg` in its `rdi`.
+    pub const SPAWN: u64 = 6;
+    /// `wait(pid: u64) -> exit code`: waits for the calling process's child `pid` to end and
+    /// returns its exit code ([`super::KILLED`] if the kernel ended it).
+    pub const WAIT: u64 = 7;
+    /// `mmap(len: u64, prot: u64) -> address`: reserves `len` bytes (rounded up to 4 KiB) of
+    /// zeroed anonymous memory, backed on first touch. `prot` is [`super::prot`] bits.
+    pub const MMAP: u64 = 8;
+    /// `munmap(addr: u64, len: u64) -> 0`: removes exactly one earlier `mmap` region.
+    pub const MUNMAP: u64 = 9;
+    /// `cpu() -> index`: the CPU running the caller (for tests of placement).
+    pub const CPU: u64 = 10;
+    /// `frames() -> free frame bytes`: free physical memory (for tests that check that frames
+    /// come back).
+    pub const FREE_MEMORY: u64 = 11;
+}
+
+/// Error codes (returned negated).
+pub mod errno {
+    /// No such program.
+    pub const ENOENT: i64 = 2;
+    /// No such process (or not a child of the caller).
+    pub const ESRCH: i64 = 3;
+    /// Bad file descriptor.
+    pub const EBADF: i64 = 9;
+    /// Out of memory.
+    pub const ENOMEM: i64 = 12;
+    /// A pointer argument is not readable/writable user memory.
+    pub const EFAULT: i64 = 14;
+    /// An argument is out of range.
+    pub const EINVAL: i64 = 22;
+    /// Unknown system-call number.
+    pub const ENOSYS: i64 = 38;
+}
+
+/// `mmap` protection bits.
+pub mod prot {
+    /// Readable (always implied).
+    pub const READ: u64 = 1;
+    /// Writable.
+    pub const WRITE: u64 = 2;
+}
+
+/// Limits the kernel enforces.
+pub mod limits {
+    /// Bytes per `write` call.
+    pub const MAX_WRITE: u64 = 4096;
+    /// Bytes of a program name.
+    pub const MAX_NAME: u64 = 64;
+    /// Bytes of one `mmap` region.
+    pub const MAX_MMAP: u64 = 1 << 30;
+}
+
+/// Exit code of a process the kernel ended (a fault).
+pub const KILLED: i64 = -9;
+/// Exit code of a process whose Rust code panicked (the runtime's panic handler).
+pub const PANICKED: i64 = 101;
+
+/// Address-space layout of a process (the lower, user half: below `0x0000_8000_0000_0000`).
+pub mod layout {
+    /// Lowest address a program's ELF segments may use (page 0 and the first MiB stay unmapped,
+    /// so null and small offsets from null fault).
+    pub const USER_MIN: u64 = 0x0010_0000;
+    /// Where programs are linked (their first `PT_LOAD` segment).
+    pub const PROGRAM_BASE: u64 = 0x0040_0000;
+    /// End (exclusive) of the user half.
+    pub const USER_END: u64 = 0x0000_8000_0000_0000;
+    /// Top (exclusive) of the main thread's stack; `rsp` starts here.
+    pub const STACK_TOP: u64 = 0x0000_7fff_ff00_0000;
+    /// Size of the main thread's stack; the page below it is an unmapped guard page.
+    pub const STACK_SIZE: u64 = 256 * 1024;
+    /// Where `mmap` places regions (upwards).
+    pub const MMAP_BASE: u64 = 0x0000_2000_0000_0000;
+}
