@@ -17,6 +17,7 @@ mod iso;
 mod kernel;
 mod kernel_log;
 mod pgo;
+mod publish;
 mod qemu;
 mod run;
 mod test;
@@ -42,6 +43,10 @@ Commands:
   pgo    `pgo <crate> [-- <criterion args>]`: the crate's benchmarks before and after
          profile-guided optimisation (instrumented run, llvm-profdata merge, rebuild), with
          the after/before ratio of each.
+  publish-check
+         `cargo publish --workspace --dry-run`, then each component crate's package unpacked
+         and its test suites built (default features) and run (`--features std`) against the
+         unpacked packages of its sibling dependencies, as crates.io would serve them.
   test   Everything: tool checks, fmt, clippy, host tests, bare-metal builds, the kernel test
          suite in QEMU (PVH), harness self-checks, and the suite again through GRUB.
          Ends with the line `<N> passed, <M> failed`; exits 0 iff M is 0.
@@ -97,6 +102,7 @@ enum Cmd {
     Run(RunArgs),
     Iso(iso::IsoOptions),
     Test,
+    PublishCheck,
     Bench,
     Pgo(String, Vec<String>),
     Help,
@@ -227,6 +233,10 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
         "test" if !run.extra.is_empty() => Err("`test` takes no arguments".into()),
         "test" => Ok(Cmd::Test),
         "bench" => Ok(Cmd::Bench),
+        "publish-check" if !run.extra.is_empty() => {
+            Err("`publish-check` takes no arguments".into())
+        }
+        "publish-check" => Ok(Cmd::PublishCheck),
         other => Err(format!("unknown command `{other}`")),
     }
 }
@@ -255,6 +265,7 @@ fn main() -> ExitCode {
         .map(|_| ExitCode::SUCCESS),
         Cmd::Test => test::test(),
         Cmd::Bench => bench::bench(),
+        Cmd::PublishCheck => publish::publish_check().map(|()| ExitCode::SUCCESS),
         Cmd::Pgo(krate, extra) => pgo::pgo(&krate, &extra),
     };
     match result {
@@ -353,6 +364,7 @@ mod tests {
             "iso --iso",
             "test --debug",
             "test -- x",
+            "publish-check --debug",
         ] {
             assert!(parse_str(line).is_err(), "`{line}` should be rejected");
         }

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::iso::{self, IsoOptions};
 use crate::kernel::{self, Profile};
 use crate::kernel_log::Verdict;
+use crate::publish;
 use crate::qemu::{self, Boot, Machine, Outcome, Vm};
 use crate::tools::{self, Needs};
 use crate::workspace::{self, COMPONENT_CRATES, KERNEL_PACKAGE, KERNEL_TARGET};
@@ -120,6 +121,7 @@ pub fn test() -> Result<ExitCode> {
         cmd::cargo().args(["test", "-p", "veridian-sync", "--features", "lockdep"]),
     )?;
     loom_tests(&mut tally)?;
+    publish_checks(&mut tally)?;
     for package in COMPONENT_CRATES {
         tally.step(
             &format!("build {package} ({KERNEL_TARGET})"),
@@ -211,6 +213,25 @@ fn loom_tests(tally: &mut Tally) -> Result<()> {
     Ok(())
 }
 
+/// `cargo publish --workspace --dry-run`, then each packaged crate's test suites (one step each;
+/// see `publish.rs`).
+fn publish_checks(tally: &mut Tally) -> Result<()> {
+    tally.step("cargo publish --workspace --dry-run", publish::dry_run())?;
+    match publish::unpack_all() {
+        Ok(packages) => {
+            for package in &packages {
+                tally.step(
+                    &format!("packaged {} (tests built, run with std)", package.name),
+                    publish::test_unpacked(package, &packages),
+                )?;
+            }
+        }
+        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Err(Error::Failed(reason)) => tally.fail("unpacking the packaged crates", &reason),
+    }
+    Ok(())
+}
+
 /// Runs a `cargo test` command, counting the tests it reports: each passed test counts one,
 /// each failed test one failure, and a failure with no failed test (a build error) one failure.
 fn counted_tests(tally: &mut Tally, step: &str, command: &mut std::process::Command) -> Result<()> {
@@ -293,7 +314,7 @@ fn boot(
     }
 }
 
-/// Step 6: the kernel's own tests, one count each, plus one failure if the run is inconsistent.
+/// Step 7: the kernel's own tests, one count each, plus one failure if the run is inconsistent.
 fn kernel_suite(tally: &mut Tally, step: &str, elf: &Path) -> Result<()> {
     let kernel = Boot::Kernel {
         elf: elf.to_path_buf(),
@@ -350,7 +371,7 @@ fn self_check_name(kind: &str) -> String {
     format!("harness self-check: injected {kind} is detected")
 }
 
-/// Step 7: a deliberately broken test must make the run fail, and be the one blamed.
+/// Step 8: a deliberately broken test must make the run fail, and be the one blamed.
 fn self_check(tally: &mut Tally, elf: &Path, kind: &str) -> Result<()> {
     let step = self_check_name(kind);
     let hang = kind == "hang";
@@ -415,7 +436,7 @@ fn judge_self_check(
     }
 }
 
-/// Step 8: the suite again, booted through GRUB from the BIOS ISO; one step.
+/// Step 9: the suite again, booted through GRUB from the BIOS ISO; one step.
 fn grub_suite(tally: &mut Tally) -> Result<()> {
     let step = "kernel test suite through GRUB (BIOS, -cdrom)";
     let options = IsoOptions {
