@@ -34,6 +34,8 @@ const LOOM_MODELS: &[(&str, &[&str])] = &[
     ("veridian-sched", &["loom_deque"]),
     ("veridian-io", &["loom_ring"]),
 ];
+/// A bare-metal binary with no global allocator using the allocation-free parts of the crates.
+const NO_ALLOC_CONSUMER: &str = "xtask/no-alloc-consumer/Cargo.toml";
 /// The GRUB entry that runs the test suite.
 const GRUB_TEST_ENTRY: usize = 1;
 
@@ -127,7 +129,30 @@ pub fn test() -> Result<ExitCode> {
             &format!("build {package} ({KERNEL_TARGET})"),
             cargo(&["build", "-p", package, "--target", KERNEL_TARGET]),
         )?;
+        tally.step(
+            &format!("build {package} ({KERNEL_TARGET}, --no-default-features)"),
+            cargo(&[
+                "build",
+                "-p",
+                package,
+                "--target",
+                KERNEL_TARGET,
+                "--no-default-features",
+            ]),
+        )?;
     }
+    // Building an rlib links nothing: only a binary without a `#[global_allocator]` proves that
+    // the allocation-free parts do not pull in the `alloc` crate.
+    tally.step(
+        &format!("no-alloc consumer links ({KERNEL_TARGET}, no global allocator)"),
+        cargo(&[
+            "build",
+            "--manifest-path",
+            NO_ALLOC_CONSUMER,
+            "--target",
+            KERNEL_TARGET,
+        ]),
+    )?;
 
     let suite = "kernel test suite (QEMU, PVH -kernel)";
     // The lock validator (veridian-sync's `lockdep`) is on in the kernel the suites boot: any
