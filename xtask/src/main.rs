@@ -16,6 +16,7 @@ mod interrupt;
 mod iso;
 mod kernel;
 mod kernel_log;
+mod msrv;
 mod pgo;
 mod publish;
 mod qemu;
@@ -47,6 +48,9 @@ Commands:
          `cargo publish --workspace --dry-run`, then each component crate's package unpacked
          and its test suites built (default features) and run (`--features std`) against the
          unpacked packages of its sibling dependencies, as crates.io would serve them.
+  msrv   Build each component crate with the toolchain of its stated `rust-version`
+         (installed with rustup when missing): for x86_64-unknown-none, and for the host
+         with all features.
   test   Everything: tool checks, fmt, clippy, host tests, bare-metal builds, the kernel test
          suite in QEMU (PVH), harness self-checks, and the suite again through GRUB.
          Ends with the line `<N> passed, <M> failed`; exits 0 iff M is 0.
@@ -103,6 +107,7 @@ enum Cmd {
     Iso(iso::IsoOptions),
     Test,
     PublishCheck,
+    Msrv,
     Bench,
     Pgo(String, Vec<String>),
     Help,
@@ -237,6 +242,8 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
             Err("`publish-check` takes no arguments".into())
         }
         "publish-check" => Ok(Cmd::PublishCheck),
+        "msrv" if !run.extra.is_empty() => Err("`msrv` takes no arguments".into()),
+        "msrv" => Ok(Cmd::Msrv),
         other => Err(format!("unknown command `{other}`")),
     }
 }
@@ -266,6 +273,10 @@ fn main() -> ExitCode {
         Cmd::Test => test::test(),
         Cmd::Bench => bench::bench(),
         Cmd::PublishCheck => publish::publish_check().map(|()| ExitCode::SUCCESS),
+        Cmd::Msrv => workspace::COMPONENT_CRATES
+            .iter()
+            .try_for_each(|package| msrv::check(package))
+            .map(|()| ExitCode::SUCCESS),
         Cmd::Pgo(krate, extra) => pgo::pgo(&krate, &extra),
     };
     match result {

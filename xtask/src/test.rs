@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::iso::{self, IsoOptions};
 use crate::kernel::{self, Profile};
 use crate::kernel_log::Verdict;
+use crate::msrv;
 use crate::publish;
 use crate::qemu::{self, Boot, Machine, Outcome, Vm};
 use crate::tools::{self, Needs};
@@ -139,6 +140,13 @@ pub fn test() -> Result<ExitCode> {
                 KERNEL_TARGET,
                 "--no-default-features",
             ]),
+        )?;
+    }
+    for package in COMPONENT_CRATES {
+        let version = msrv::stated(package).unwrap_or_else(|_| "?".into());
+        tally.step(
+            &format!("{package} builds with its MSRV, Rust {version}"),
+            msrv::check(package),
         )?;
     }
     // Building an rlib links nothing: only a binary without a `#[global_allocator]` proves that
