@@ -70,24 +70,7 @@ fn install(version: &str) -> Result<()> {
 
 /// `rust-version = "…"` of the `[package]` table (not one inherited from the workspace).
 fn parse_rust_version(manifest: &str) -> Option<String> {
-    let mut in_package = false;
-    for line in manifest.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_package = line == "[package]";
-        } else if in_package
-            && let Some(value) = line
-                .strip_prefix("rust-version")
-                .map(str::trim_start)
-                .and_then(|rest| rest.strip_prefix('='))
-        {
-            let value = value.trim();
-            return value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .map(str::to_owned);
-        }
-    }
-    None
+    workspace::manifest_string(manifest, "package", "rust-version")
 }
 
 #[cfg(test)]

@@ -172,20 +172,7 @@ fn workspace_version() -> Result<String> {
 
 /// `version = "x.y.z"` of the `[workspace.package]` table.
 fn parse_workspace_version(manifest: &str) -> Option<String> {
-    let mut in_table = false;
-    for line in manifest.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_table = line == "[workspace.package]";
-        } else if in_table
-            && let Some(value) = line
-                .strip_prefix("version")
-                .map(str::trim_start)
-                .and_then(|rest| rest.strip_prefix('='))
-        {
-            return Some(value.trim().trim_matches('"').to_owned());
-        }
-    }
-    None
+    workspace::manifest_string(manifest, "workspace.package", "version")
 }
 
 #[cfg(test)]
