@@ -13,7 +13,7 @@
 //! - [`pool::ObjectPool`]: a typed object cache (constructor, reset hook, RAII guards) with
 //!   per-CPU magazines and a shared depot, over `&Heap` or any other allocator.
 //! - [`env`](mod@env): the two embedder traits, [`PageSource`] and [`CpuLocal`].
-//! - [`hosted`] (feature `std`): `mmap` pages and per-thread slots, so the same code runs on Linux
+//! - `hosted` (feature `std`): `mmap` pages and per-thread slots, so the same code runs on Linux
 //!   (tests, benchmarks, or as a process's `#[global_allocator]`).
 //!
 //! ```ignore

@@ -221,6 +221,23 @@ version = \"9.9.9\"
         );
     }
 
+    /// A crate's README is shown on crates.io and docs.rs without the rest of the repository:
+    /// links must stay inside the package or be absolute.
+    #[test]
+    fn component_readmes_link_nothing_outside_their_package() {
+        for name in COMPONENT_CRATES {
+            let path = workspace::root().join(name).join("README.md");
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (number, line) in text.lines().enumerate() {
+                assert!(
+                    !line.contains("](../") && !line.contains("](/"),
+                    "{name}/README.md:{}: a link leaves the package: {line}",
+                    number + 1
+                );
+            }
+        }
+    }
+
     #[test]
     fn patch_points_at_the_unpacked_directory() {
         assert_eq!(

@@ -104,6 +104,22 @@ pub fn test() -> Result<ExitCode> {
             ]),
         )?;
     }
+    for package in COMPONENT_CRATES {
+        for (features, what) in [
+            (None, "default features"),
+            (Some("--all-features"), "all features"),
+        ] {
+            let mut command = cmd::cargo();
+            command
+                .args(["doc", "-p", package, "--no-deps"])
+                .args(features)
+                .env("RUSTDOCFLAGS", "-D warnings");
+            tally.step(
+                &format!("RUSTDOCFLAGS=\"-D warnings\" cargo doc -p {package} ({what})"),
+                succeeded(&mut command),
+            )?;
+        }
+    }
     host_tests(&mut tally)?;
     counted_tests(
         &mut tally,
@@ -211,7 +227,12 @@ pub fn test() -> Result<ExitCode> {
 
 /// Runs `cargo <args>`; a non-zero exit is a failure.
 fn cargo(args: &[&str]) -> Result<()> {
-    let status = cmd::run(cmd::cargo().args(args))?;
+    succeeded(cmd::cargo().args(args))
+}
+
+/// Runs `command`; a non-zero exit is a failure.
+fn succeeded(command: &mut std::process::Command) -> Result<()> {
+    let status = cmd::run(command)?;
     if status.success() {
         Ok(())
     } else {
