@@ -43,6 +43,9 @@ mod slab;
 #[cfg(all(test, feature = "std"))]
 mod testing;
 
+/// The `allocator-api2` crate this one implements `Allocator` for and takes allocators from
+/// (`ObjectPool`'s `A`), re-exported so an embedder names the same version without adding it.
+pub use allocator_api2;
 pub use env::{CpuLocal, PageSource, SingleCpu};
 pub use heap::{
     CHUNK_SIZE, CHUNKS_KEPT, ClassStats, DEFAULT_CPUS, EMPTY_SLABS_KEPT, Heap, HeapStats,

@@ -43,5 +43,12 @@ pub mod spsc;
 #[cfg(feature = "alloc")]
 pub mod stack;
 
+/// The `crossbeam-epoch` crate whose `Collector` and `LocalHandle` the Treiber stack takes,
+/// re-exported so an embedder names the same version without adding it.
+#[cfg(feature = "alloc")]
+pub use crossbeam_epoch;
 pub use crossbeam_utils::CachePadded;
 pub use env::{CpuIndex, InterruptControl};
+/// The `lock_api` crate whose `Mutex`, `MutexGuard` and `RawMutex` the locks are built on,
+/// re-exported so an embedder names the same version without adding it.
+pub use lock_api;
