@@ -1,7 +1,7 @@
 //! What the allocator needs from its environment: a source of memory and the current CPU.
 //!
 //! Both are traits the embedder implements (a kernel with its frame allocator and per-CPU data;
-//! the `std` feature supplies hosted versions in [`crate::hosted`]). Both are `unsafe` traits:
+//! the `std` feature supplies hosted versions in `hosted`). Both are `unsafe` traits:
 //! a wrong implementation breaks memory safety, so each method says what it must guarantee.
 
 use core::ptr::NonNull;

@@ -13,7 +13,7 @@
 //! - [`pool::ObjectPool`]: a typed object cache (constructor, reset hook, RAII guards) with
 //!   per-CPU magazines and a shared depot, over `&Heap` or any other allocator.
 //! - [`env`](mod@env): the two embedder traits, [`PageSource`] and [`CpuLocal`].
-//! - [`hosted`] (feature `std`): `mmap` pages and per-thread slots, so the same code runs on Linux
+//! - `hosted` (feature `std`): `mmap` pages and per-thread slots, so the same code runs on Linux
 //!   (tests, benchmarks, or as a process's `#[global_allocator]`).
 //!
 //! ```ignore
@@ -43,6 +43,9 @@ mod slab;
 #[cfg(all(test, feature = "std"))]
 mod testing;
 
+/// The `allocator-api2` crate this one implements `Allocator` for and takes allocators from
+/// (`ObjectPool`'s `A`), re-exported so an embedder names the same version without adding it.
+pub use allocator_api2;
 pub use env::{CpuLocal, PageSource, SingleCpu};
 pub use heap::{
     CHUNK_SIZE, CHUNKS_KEPT, ClassStats, DEFAULT_CPUS, EMPTY_SLABS_KEPT, Heap, HeapStats,

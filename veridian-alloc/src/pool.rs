@@ -276,7 +276,7 @@ fn bump(counter: &AtomicU64) {
 ///
 /// - `T`: the object type; `N: Fn() -> T` builds one on a miss; `R: Fn(&mut T)` resets one
 ///   when it is returned.
-/// - `C`: which CPU slot the caller may use ([`crate::hosted::ThreadSlots`] hosted, the
+/// - `C`: which CPU slot the caller may use (`hosted::ThreadSlots` hosted, the
 ///   kernel's per-CPU guard in a kernel); `CPUS`: the number of per-CPU slots (callers whose
 ///   slot is `>= CPUS` share one locked slot).
 /// - `A`: the allocator of the nodes that hold the objects (`&Heap`, `System`, `Global`, ...).

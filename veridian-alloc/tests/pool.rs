@@ -10,8 +10,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
-use allocator_api2::alloc::{AllocError, Allocator};
 use proptest::prelude::*;
+use veridian_alloc::allocator_api2::alloc::{AllocError, Allocator};
 use veridian_alloc::hosted::{MmapPages, ThreadSlots};
 use veridian_alloc::pool::{ObjectPool, PoolConfig, PoolConfigError, Pooled};
 use veridian_alloc::{CpuLocal, Heap, SingleCpu};

@@ -52,7 +52,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 /// A monotonic clock in nanoseconds, supplied by the embedder (the kernel's TSC or timer
-/// counter; [`MonotonicClock`] with feature `std`).
+/// counter; `MonotonicClock` with feature `std`).
 pub trait Clock {
     /// Nanoseconds since an arbitrary, fixed origin. Must never decrease.
     fn now_ns(&self) -> u64;

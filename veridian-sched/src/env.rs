@@ -22,6 +22,58 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// `cpu()` must return the same value for the whole life of the guard. (A guard for the
 /// *wrong* physical CPU is harmless to memory safety as long as it is exclusive; it only hurts
 /// locality.)
+///
+/// # Example: a `no_std` embedder
+///
+/// A kernel whose per-CPU code marks a CPU's scheduler state as taken while one context (a
+/// thread with preemption off, or the timer handler) works on it, with one flag per CPU. Only
+/// `core` is used; a real kernel would also keep preemption and interrupts off while the guard
+/// lives.
+///
+/// ```
+/// use core::sync::atomic::{AtomicBool, Ordering};
+///
+/// use veridian_sched::CpuGuard;
+///
+/// const CPUS: usize = 4;
+/// /// Whether a guard for each CPU exists.
+/// static TAKEN: [AtomicBool; CPUS] = [const { AtomicBool::new(false) }; CPUS];
+///
+/// /// Exclusive use of one CPU's run queues, released on drop.
+/// struct OwnCpu(usize);
+///
+/// impl OwnCpu {
+///     /// The guard for `cpu`, or `None` while another context holds it.
+///     fn try_take(cpu: usize) -> Option<Self> {
+///         // Acquire: what the previous holder did happens before our use.
+///         TAKEN[cpu]
+///             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+///             .ok()
+///             .map(|_| Self(cpu))
+///     }
+/// }
+///
+/// impl Drop for OwnCpu {
+///     fn drop(&mut self) {
+///         // Release: our use happens before the next holder's.
+///         TAKEN[self.0].store(false, Ordering::Release);
+///     }
+/// }
+///
+/// // SAFETY: `try_take` hands out at most one guard per CPU at a time (the flag is set by a
+/// // compare-exchange and cleared only when that guard drops), and `cpu()` never changes.
+/// unsafe impl CpuGuard for OwnCpu {
+///     fn cpu(&self) -> usize {
+///         self.0
+///     }
+/// }
+///
+/// let guard = OwnCpu::try_take(2).unwrap();
+/// assert_eq!(guard.cpu(), 2);
+/// assert!(OwnCpu::try_take(2).is_none(), "one owner per CPU");
+/// drop(guard);
+/// assert!(OwnCpu::try_take(2).is_some());
+/// ```
 pub unsafe trait CpuGuard {
     /// The CPU index this guard stands for.
     fn cpu(&self) -> usize;

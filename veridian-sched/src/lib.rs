@@ -22,29 +22,33 @@
 //! for OS threads, a monotonic clock) and green threads on mmap-allocated stacks with guard
 //! pages, so that the context switch can be tested and measured natively.
 //!
-//! `#![no_std]` with `alloc` (the scheduler's queues); [`Topology`], [`CpuSet`] and the context
-//! switch need no allocation. Builds for `x86_64-unknown-none`.
+//! `#![no_std]`. The `alloc` feature (on by default) adds the deque and the scheduler, whose
+//! queues live on the heap; without it [`Topology`], [`CpuSet`], the embedder traits and the
+//! context switch need no global allocator. Builds for `x86_64-unknown-none`.
 
 #![no_std]
 
+#[cfg(feature = "alloc")]
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
 pub mod arch;
 pub mod cpuset;
+#[cfg(feature = "alloc")]
 pub mod deque;
 pub mod env;
 #[cfg(all(feature = "std", not(loom)))]
 pub mod hosted;
+#[cfg(feature = "alloc")]
 mod primitives;
-#[cfg(not(loom))]
+#[cfg(all(feature = "alloc", not(loom)))]
 pub mod sched;
 pub mod topology;
 
 pub use cpuset::{CpuOutOfRange, CpuSet, MAX_CPUS};
 pub use env::{Clock, CpuGuard, ManualClock};
-#[cfg(not(loom))]
+#[cfg(all(feature = "alloc", not(loom)))]
 pub use sched::{
     CpuStats, EnqueueError, LocalCpu, NumaScheduler, Placement, Priority, SchedConfig, SchedError,
     Task,

@@ -10,7 +10,7 @@
 //!   each [`Variant`]'s own [`Routines`] (handed out only when the CPU supports it).
 //! - The size strategy (glibc's) and its [`Thresholds`], derived from the cache sizes.
 //! - [`CpuOptimizer`] / [`Dispatcher`]: pick the best of a caller's own implementations.
-//! - Feature `alloc`: [`btree::CacheBTree`], an ordered map with cache-line nodes, SIMD
+//! - Feature `alloc`: `btree::CacheBTree`, an ordered map with cache-line nodes, SIMD
 //!   in-node search for integer keys (dispatched like the routines) and prefetch on descent.
 //! - [`hint`]: `prefetch_read`/`prefetch_write` with locality levels, and `likely`/`unlikely`
 //!   branch hints built on `#[cold]` (stable Rust).

@@ -29,6 +29,59 @@ pub trait CpuIndex {
 /// result may then be the wrong interrupt state for a while (on too early, or off until the next
 /// restore), never undefined behaviour; a saved flag (`pushf`/`popf`) or a depth counter both
 /// qualify.
+///
+/// # Example: a `no_std` embedder
+///
+/// A kernel that masks interrupts in software (its interrupt entry path only records an
+/// interrupt while the mask is set, and runs the handler when the mask is cleared) implements
+/// the trait with one flag per CPU; this one has one CPU. Only `core` is used.
+///
+/// ```
+/// use core::sync::atomic::{AtomicBool, Ordering};
+///
+/// use veridian_sync::InterruptControl;
+/// use veridian_sync::lock::IrqTicketMutex;
+///
+/// /// Set while handlers must not run; the interrupt entry path reads it.
+/// static MASKED: AtomicBool = AtomicBool::new(false);
+///
+/// struct SoftMask;
+///
+/// // SAFETY: while `MASKED` is set the entry path runs no handler on this (only) CPU.
+/// // `restore` puts back exactly the value `disable` found, so nested sections compose, and
+/// // restoring out of order leaves a wrong mask for a while, never undefined behaviour.
+/// unsafe impl InterruptControl for SoftMask {
+///     type State = bool;
+///
+///     fn disable() -> bool {
+///         // Acquire: the critical section's accesses stay after the mask is set.
+///         MASKED.swap(true, Ordering::Acquire)
+///     }
+///
+///     unsafe fn restore(was_masked: bool) {
+///         // Release: the critical section's accesses stay before the mask is cleared.
+///         MASKED.store(was_masked, Ordering::Release);
+///     }
+/// }
+///
+/// /// State shared with the timer handler: a lock that masks interrupts while held.
+/// static TICKS: IrqTicketMutex<SoftMask, u64> = IrqTicketMutex::new(0);
+///
+/// {
+///     let mut ticks = TICKS.lock();
+///     assert!(MASKED.load(Ordering::Relaxed), "masked while the lock is held");
+///     *ticks += 1;
+/// }
+/// assert!(!MASKED.load(Ordering::Relaxed), "the previous state is back");
+///
+/// // Taken with interrupts already masked (as in a handler), it leaves them masked.
+/// let outer = SoftMask::disable();
+/// *TICKS.lock() += 1;
+/// assert!(MASKED.load(Ordering::Relaxed));
+/// // SAFETY: `outer` came from the `disable` above and is restored once.
+/// unsafe { SoftMask::restore(outer) };
+/// assert_eq!(*TICKS.lock(), 2);
+/// ```
 pub unsafe trait InterruptControl {
     /// The state to restore (for example, whether interrupts were enabled).
     type State: Copy;

@@ -2,10 +2,13 @@
 //!
 //! Synchronisation primitives for kernels, lock-free where it pays and model-checked with loom:
 //!
-//! - [`stack::TreiberStack`]: lock-free stack on `crossbeam-epoch` with an explicit collector
-//!   handle (no thread-local default in `no_std`).
-//! - [`mpmc::ArrayQueue`]: bounded multi-producer multi-consumer queue (Vyukov sequence numbers).
-//! - [`spsc::SpscRing`]: single-producer single-consumer ring with batch push/pop.
+//! - `stack::TreiberStack`: lock-free stack on `crossbeam-epoch` with an explicit collector
+//!   handle (no thread-local default in `no_std`). `alloc` feature.
+//! - [`mpmc::Queue`]: bounded multi-producer multi-consumer queue (Vyukov sequence numbers),
+//!   as `mpmc::ArrayQueue` (heap slots, `alloc` feature) or [`mpmc::StaticArrayQueue`]
+//!   (inline slots, `const fn new`, usable as a `static`).
+//! - `spsc::SpscRing`: single-producer single-consumer ring with batch push/pop. `alloc`
+//!   feature.
 //! - [`seqlock::SeqLock`]: sequence lock for `Copy` data, sound in Rust's memory model.
 //! - [`counter::ShardedCounter`]: one cache-padded slot per CPU, `get()` sums.
 //! - [`lock`]: ticket and MCS locks (`lock_api` compatible), interrupt-safe variants, and the
@@ -16,10 +19,12 @@
 //!
 //! What the primitives need from the environment (the CPU index, interrupt control) enters
 //! through the traits in [`mod@env`]; the `std` feature supplies hosted versions in `hosted`.
-//! `#![no_std]`; builds for `x86_64-unknown-none`.
+//! `#![no_std]`; builds for `x86_64-unknown-none`. The `alloc` feature (on by default) adds the
+//! structures that allocate; without it nothing in this crate needs a global allocator.
 
 #![no_std]
 
+#[cfg(any(feature = "alloc", loom))]
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
@@ -33,8 +38,17 @@ pub mod lockdep;
 pub mod mpmc;
 mod primitives;
 pub mod seqlock;
+#[cfg(feature = "alloc")]
 pub mod spsc;
+#[cfg(feature = "alloc")]
 pub mod stack;
 
+/// The `crossbeam-epoch` crate whose `Collector` and `LocalHandle` the Treiber stack takes,
+/// re-exported so an embedder names the same version without adding it.
+#[cfg(feature = "alloc")]
+pub use crossbeam_epoch;
 pub use crossbeam_utils::CachePadded;
 pub use env::{CpuIndex, InterruptControl};
+/// The `lock_api` crate whose `Mutex`, `MutexGuard` and `RawMutex` the locks are built on,
+/// re-exported so an embedder names the same version without adding it.
+pub use lock_api;

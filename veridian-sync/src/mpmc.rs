@@ -27,7 +27,9 @@
 //! # What it relies on
 //! Only atomics: one CAS on `head` or `tail` per operation plus one load and one store of the
 //! slot's sequence number. `head` and `tail` are [`CachePadded`] so producers and consumers do
-//! not false-share. Slots are a `Box<[Slot<T>]>` allocated once by [`ArrayQueue::new`].
+//! not false-share. The slots are either one heap allocation made by [`ArrayQueue::new`]
+//! (`alloc` feature) or an array inside the queue ([`StaticArrayQueue::new`], a `const fn`, so
+//! the queue can be a `static` in a kernel without a heap).
 //!
 //! # What it guarantees
 //! - Every pushed value is popped at most once and, if the queue is drained, exactly once; the
@@ -50,6 +52,7 @@
 //! `Relaxed` (a claimed position is used only after the `Acquire` load of the slot's `seq`
 //! that proved it is our turn).
 
+#[cfg(feature = "alloc")]
 use alloc::boxed::Box;
 use core::fmt;
 use core::mem::MaybeUninit;
@@ -58,15 +61,80 @@ use crossbeam_utils::CachePadded;
 
 use crate::primitives::{AtomicUsize, Ordering, UnsafeCell, spin_loop};
 
-/// One cell of the ring.
-struct Slot<T> {
+/// One cell of the ring. Public only as the element type of the sealed [`Slots`] storages;
+/// nothing outside this module can make or read one.
+pub struct Slot<T> {
     /// Turn indicator, see the table in the [module docs](self).
     seq: AtomicUsize,
     /// The value; initialised exactly when `seq` is `position + 1` for this slot's position.
     value: UnsafeCell<MaybeUninit<T>>,
 }
 
-/// A bounded, lock-free multi-producer multi-consumer FIFO queue.
+impl<T> Slot<T> {
+    /// An empty slot whose turn indicator says `seq`.
+    #[cfg(feature = "alloc")]
+    fn empty(seq: usize) -> Self {
+        Self {
+            seq: AtomicUsize::new(seq),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }
+}
+
+mod sealed {
+    /// The slice of slots behind a storage.
+    pub trait Sealed<T> {
+        /// The slots; their number is a power of two, at least 2, and never changes.
+        fn slots(&self) -> &[super::Slot<T>];
+    }
+}
+
+/// Where a [`Queue`]'s slots live: [`HeapSlots`] (allocated once, `alloc` feature) or
+/// [`InlineSlots`] (inside the queue, so the queue can be a `static`). Sealed.
+pub trait Slots<T>: sealed::Sealed<T> {}
+
+/// Slots in one heap allocation, sized at run time ([`ArrayQueue::new`]).
+#[cfg(feature = "alloc")]
+pub struct HeapSlots<T>(Box<[Slot<T>]>);
+
+#[cfg(feature = "alloc")]
+impl<T> sealed::Sealed<T> for HeapSlots<T> {
+    fn slots(&self) -> &[Slot<T>] {
+        &self.0
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<T> Slots<T> for HeapSlots<T> {}
+
+/// `N` slots inside the queue ([`StaticArrayQueue::new`], a `const fn`).
+pub struct InlineSlots<T, const N: usize>([Slot<T>; N]);
+
+impl<T, const N: usize> sealed::Sealed<T> for InlineSlots<T, N> {
+    fn slots(&self) -> &[Slot<T>] {
+        &self.0
+    }
+}
+
+impl<T, const N: usize> Slots<T> for InlineSlots<T, N> {}
+
+/// A bounded, lock-free multi-producer multi-consumer FIFO queue over the slot storage `S`.
+/// Use it through [`ArrayQueue`] (heap slots, capacity chosen at run time) or
+/// [`StaticArrayQueue`] (`N` slots inline, `const fn new`, no allocator).
+pub struct Queue<T, S: Slots<T>> {
+    /// Next position to pop (consumers' counter).
+    head: CachePadded<AtomicUsize>,
+    /// Next position to push (producers' counter).
+    tail: CachePadded<AtomicUsize>,
+    /// `capacity` slots, `capacity` a power of two.
+    buffer: S,
+    /// `capacity - 1`: position to slot index.
+    mask: usize,
+    _values: core::marker::PhantomData<T>,
+}
+
+/// A bounded, lock-free multi-producer multi-consumer FIFO queue, its slots allocated once on
+/// the heap (`alloc` feature).
 ///
 /// ```
 /// use veridian_sync::mpmc::ArrayQueue;
@@ -80,25 +148,40 @@ struct Slot<T> {
 /// assert_eq!(q.pop(), Some(0));
 /// assert_eq!(q.len(), 3);
 /// ```
-pub struct ArrayQueue<T> {
-    /// Next position to pop (consumers' counter).
-    head: CachePadded<AtomicUsize>,
-    /// Next position to push (producers' counter).
-    tail: CachePadded<AtomicUsize>,
-    /// `capacity` slots, `capacity` a power of two.
-    buffer: Box<[Slot<T>]>,
-    /// `capacity - 1`: position to slot index.
-    mask: usize,
-}
+#[cfg(feature = "alloc")]
+pub type ArrayQueue<T> = Queue<T, HeapSlots<T>>;
+
+/// A bounded, lock-free multi-producer multi-consumer FIFO queue of `N` slots stored inline:
+/// `new` is a `const fn`, so the queue can be a plain `static`, and no allocator is needed.
+/// `N` must be a power of two, at least 2 (checked when `new` is evaluated).
+///
+/// ```
+/// use veridian_sync::mpmc::StaticArrayQueue;
+///
+/// static EVENTS: StaticArrayQueue<u32, 8> = StaticArrayQueue::new();
+///
+/// EVENTS.push(7).unwrap();
+/// assert_eq!(EVENTS.capacity(), 8);
+/// assert_eq!(EVENTS.pop(), Some(7));
+/// ```
+pub type StaticArrayQueue<T, const N: usize> = Queue<T, InlineSlots<T, N>>;
 
 // SAFETY: each value is written by one producer and moved out by one consumer (the slot's
 // sequence number hands it over); no `&T` is ever shared. So sending or sharing the queue only
-// sends `T`s between threads, which `T: Send` allows.
-unsafe impl<T: Send> Send for ArrayQueue<T> {}
-// SAFETY: as above; `&ArrayQueue` only allows moving `T`s in and out.
-unsafe impl<T: Send> Sync for ArrayQueue<T> {}
+// sends `T`s between threads, which `T: Send` allows. The storage holds nothing but the slots.
+unsafe impl<T: Send, S: Slots<T>> Send for Queue<T, S> {}
+// SAFETY: as above; `&Queue` only allows moving `T`s in and out.
+unsafe impl<T: Send, S: Slots<T>> Sync for Queue<T, S> {}
 
-impl<T> ArrayQueue<T> {
+/// The initial turn indicator of slot `j` when both counters start at `start`: the first
+/// position `>= start` that maps to it, `start + ((j - start) & mask)` (positions
+/// `start..start + capacity` cover each slot once).
+const fn initial_seq(j: usize, start: usize, mask: usize) -> usize {
+    start.wrapping_add(j.wrapping_sub(start) & mask)
+}
+
+#[cfg(feature = "alloc")]
+impl<T> Queue<T, HeapSlots<T>> {
     /// Creates an empty queue holding at least `capacity` values (rounded up to a power of two,
     /// at least 2; see the [module docs](self#capacity)).
     ///
@@ -120,28 +203,70 @@ impl<T> ArrayQueue<T> {
             .filter(|&c| c <= isize::MAX as usize)
             .expect("ArrayQueue capacity too large");
         let mask = capacity - 1;
-        // Slot `j` starts empty, waiting for the first position `>= start` that maps to it:
-        // `start + ((j - start) & mask)` (positions `start..start + capacity` cover each slot
-        // once).
         let buffer = (0..capacity)
-            .map(|j| Slot {
-                seq: AtomicUsize::new(start.wrapping_add(j.wrapping_sub(start) & mask)),
-                value: UnsafeCell::new(MaybeUninit::uninit()),
-            })
+            .map(|j| Slot::empty(initial_seq(j, start, mask)))
             .collect::<Box<[_]>>();
         Self {
             head: CachePadded::new(AtomicUsize::new(start)),
             tail: CachePadded::new(AtomicUsize::new(start)),
-            buffer,
+            buffer: HeapSlots(buffer),
             mask,
+            _values: core::marker::PhantomData,
         }
     }
+}
 
+#[cfg(not(loom))]
+impl<T, const N: usize> Queue<T, InlineSlots<T, N>> {
+    /// Creates an empty queue of `N` slots, at compile time where used in a `static` or `const`.
+    ///
+    /// # Panics
+    /// If `N` is not a power of two or is below 2 (a compile error when evaluated in a
+    /// `static`; see the [module docs](self#capacity) for why).
+    pub const fn new() -> Self {
+        assert!(
+            N >= 2 && N.is_power_of_two() && N <= isize::MAX as usize,
+            "StaticArrayQueue: N must be a power of two, at least 2"
+        );
+        let mask = N - 1;
+        let mut slots = MaybeUninit::<[Slot<T>; N]>::uninit();
+        let first = slots.as_mut_ptr().cast::<Slot<T>>();
+        let mut j = 0;
+        while j < N {
+            let slot = Slot {
+                seq: AtomicUsize::new(initial_seq(j, 0, mask)),
+                value: UnsafeCell::new(MaybeUninit::uninit()),
+            };
+            // SAFETY: `j < N`, so `first + j` is inside the array; writing an uninitialised
+            // element drops nothing.
+            unsafe { first.add(j).write(slot) };
+            j += 1;
+        }
+        // SAFETY: the loop initialised all `N` elements.
+        let slots = unsafe { slots.assume_init() };
+        Self {
+            head: CachePadded::new(AtomicUsize::new(0)),
+            tail: CachePadded::new(AtomicUsize::new(0)),
+            buffer: InlineSlots(slots),
+            mask,
+            _values: core::marker::PhantomData,
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T, const N: usize> Default for Queue<T, InlineSlots<T, N>> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, S: Slots<T>> Queue<T, S> {
     /// The slot for `position`.
     #[inline(always)]
     fn slot(&self, position: usize) -> &Slot<T> {
         // SAFETY: `mask == buffer.len() - 1`, so `position & mask < buffer.len()`.
-        unsafe { self.buffer.get_unchecked(position & self.mask) }
+        unsafe { self.buffer.slots().get_unchecked(position & self.mask) }
     }
 
     /// Appends `value` at the back, or gives it back in `Err` if the slot for the next position
@@ -272,7 +397,7 @@ impl<T> ArrayQueue<T> {
     }
 }
 
-impl<T> Drop for ArrayQueue<T> {
+impl<T, S: Slots<T>> Drop for Queue<T, S> {
     fn drop(&mut self) {
         // `&mut self`: no operation is in flight, so exactly the positions `head..tail` hold
         // values. Relaxed: exclusive access, already synchronised by whoever handed us `&mut`.
@@ -289,7 +414,7 @@ impl<T> Drop for ArrayQueue<T> {
     }
 }
 
-impl<T> fmt::Debug for ArrayQueue<T> {
+impl<T, S: Slots<T>> fmt::Debug for Queue<T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ArrayQueue")
             .field("len", &self.len())
@@ -298,7 +423,7 @@ impl<T> fmt::Debug for ArrayQueue<T> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, feature = "alloc", not(loom)))]
 mod tests {
     use super::ArrayQueue;
 

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::thread;
 use std::time::Duration;
 
-use lock_api::{GuardNoSend, Mutex, RawMutex};
 use veridian_sync::InterruptControl;
 use veridian_sync::hosted::NoInterrupts;
 use veridian_sync::lock::{
     IrqMcsMutex, IrqMutex, IrqTicketMutex, McsMutex, RawMcsLock, RawTicketLock, TicketMutex,
 };
+use veridian_sync::lock_api::{GuardNoSend, Mutex, RawMutex};
 
 fn scaled(n: usize) -> usize {
     if cfg!(miri) { (n / 2000).max(8) } else { n }

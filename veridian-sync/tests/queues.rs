@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use proptest::prelude::*;
-use veridian_sync::mpmc::ArrayQueue;
+use veridian_sync::mpmc::{ArrayQueue, StaticArrayQueue};
 use veridian_sync::spsc::{self, SpscRing};
 
 /// Records how many times each tracked value was dropped.
@@ -317,12 +317,54 @@ fn capacity_rounds_up_to_power_of_two() {
     assert_eq!(SpscRing::<u8>::new(1000).capacity(), 1024);
 }
 
+/// A `StaticArrayQueue` made at compile time behaves like the heap one: FIFO, full at `N`, and
+/// correct across many laps of its counters.
+#[test]
+fn static_queue_is_fifo_bounded_and_laps() {
+    static QUEUE: StaticArrayQueue<u32, 4> = StaticArrayQueue::new();
+    assert_eq!(QUEUE.capacity(), 4);
+    let mut next_push = 0;
+    let mut next_pop = 0;
+    for _ in 0..50 {
+        while QUEUE.push(next_push).is_ok() {
+            next_push += 1;
+        }
+        assert!(QUEUE.is_full());
+        assert_eq!(QUEUE.push(999), Err(999));
+        for _ in 0..3 {
+            assert_eq!(QUEUE.pop(), Some(next_pop));
+            next_pop += 1;
+        }
+    }
+    while let Some(v) = QUEUE.pop() {
+        assert_eq!(v, next_pop);
+        next_pop += 1;
+    }
+    assert_eq!(next_pop, next_push);
+    assert!(QUEUE.is_empty());
+}
+
+/// Values left in a dropped `StaticArrayQueue` are dropped exactly once.
+#[test]
+fn static_queue_drops_leftovers_once() {
+    let log = Arc::new(DropLog::default());
+    {
+        let queue = StaticArrayQueue::<Tracked, 8>::new();
+        for id in 0..6 {
+            queue.push(log.track(id)).unwrap();
+        }
+        drop(queue.pop());
+    }
+    assert_eq!(*log.0.lock().unwrap(), [1; 6]);
+}
+
 #[test]
 fn send_sync() {
     fn send_sync<T: Send + Sync>() {}
     fn send<T: Send>() {}
     send_sync::<ArrayQueue<Box<u8>>>();
     send_sync::<ArrayQueue<std::cell::Cell<u8>>>();
+    send_sync::<StaticArrayQueue<Box<u8>, 2>>();
     send::<spsc::Producer<std::cell::Cell<u8>>>();
     send::<spsc::Consumer<Box<u8>>>();
 }

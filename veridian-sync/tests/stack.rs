@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::thread;
 
-use crossbeam_epoch::Collector;
 use proptest::prelude::*;
+use veridian_sync::crossbeam_epoch::{self, Collector};
 use veridian_sync::stack::TreiberStack;
 
 /// Records how many times each tracked value was dropped.

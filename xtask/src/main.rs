@@ -16,7 +16,9 @@ mod interrupt;
 mod iso;
 mod kernel;
 mod kernel_log;
+mod msrv;
 mod pgo;
+mod publish;
 mod qemu;
 mod run;
 mod test;
@@ -42,6 +44,13 @@ Commands:
   pgo    `pgo <crate> [-- <criterion args>]`: the crate's benchmarks before and after
          profile-guided optimisation (instrumented run, llvm-profdata merge, rebuild), with
          the after/before ratio of each.
+  publish-check
+         `cargo publish --workspace --dry-run`, then each component crate's package unpacked
+         and its test suites built (default features) and run (`--features std`) against the
+         unpacked packages of its sibling dependencies, as crates.io would serve them.
+  msrv   Build each component crate with the toolchain of its stated `rust-version`
+         (installed with rustup when missing): for x86_64-unknown-none, and for the host
+         with all features.
   test   Everything: tool checks, fmt, clippy, host tests, bare-metal builds, the kernel test
          suite in QEMU (PVH), harness self-checks, and the suite again through GRUB.
          Ends with the line `<N> passed, <M> failed`; exits 0 iff M is 0.
@@ -97,6 +106,8 @@ enum Cmd {
     Run(RunArgs),
     Iso(iso::IsoOptions),
     Test,
+    PublishCheck,
+    Msrv,
     Bench,
     Pgo(String, Vec<String>),
     Help,
@@ -227,6 +238,12 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
         "test" if !run.extra.is_empty() => Err("`test` takes no arguments".into()),
         "test" => Ok(Cmd::Test),
         "bench" => Ok(Cmd::Bench),
+        "publish-check" if !run.extra.is_empty() => {
+            Err("`publish-check` takes no arguments".into())
+        }
+        "publish-check" => Ok(Cmd::PublishCheck),
+        "msrv" if !run.extra.is_empty() => Err("`msrv` takes no arguments".into()),
+        "msrv" => Ok(Cmd::Msrv),
         other => Err(format!("unknown command `{other}`")),
     }
 }
@@ -255,6 +272,11 @@ fn main() -> ExitCode {
         .map(|_| ExitCode::SUCCESS),
         Cmd::Test => test::test(),
         Cmd::Bench => bench::bench(),
+        Cmd::PublishCheck => publish::publish_check().map(|()| ExitCode::SUCCESS),
+        Cmd::Msrv => workspace::COMPONENT_CRATES
+            .iter()
+            .try_for_each(|package| msrv::check(package))
+            .map(|()| ExitCode::SUCCESS),
         Cmd::Pgo(krate, extra) => pgo::pgo(&krate, &extra),
     };
     match result {
@@ -353,6 +375,7 @@ mod tests {
             "iso --iso",
             "test --debug",
             "test -- x",
+            "publish-check --debug",
         ] {
             assert!(parse_str(line).is_err(), "`{line}` should be rejected");
         }

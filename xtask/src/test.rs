@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 use crate::iso::{self, IsoOptions};
 use crate::kernel::{self, Profile};
 use crate::kernel_log::Verdict;
+use crate::msrv;
+use crate::publish;
 use crate::qemu::{self, Boot, Machine, Outcome, Vm};
 use crate::tools::{self, Needs};
 use crate::workspace::{self, COMPONENT_CRATES, KERNEL_PACKAGE, KERNEL_TARGET};
@@ -33,6 +35,8 @@ const LOOM_MODELS: &[(&str, &[&str])] = &[
     ("veridian-sched", &["loom_deque"]),
     ("veridian-io", &["loom_ring"]),
 ];
+/// A bare-metal binary with no global allocator using the allocation-free parts of the crates.
+const NO_ALLOC_CONSUMER: &str = "xtask/no-alloc-consumer/Cargo.toml";
 /// The GRUB entry that runs the test suite.
 const GRUB_TEST_ENTRY: usize = 1;
 
@@ -100,6 +104,22 @@ pub fn test() -> Result<ExitCode> {
             ]),
         )?;
     }
+    for package in COMPONENT_CRATES {
+        for (features, what) in [
+            (None, "default features"),
+            (Some("--all-features"), "all features"),
+        ] {
+            let mut command = cmd::cargo();
+            command
+                .args(["doc", "-p", package, "--no-deps"])
+                .args(features)
+                .env("RUSTDOCFLAGS", "-D warnings");
+            tally.step(
+                &format!("RUSTDOCFLAGS=\"-D warnings\" cargo doc -p {package} ({what})"),
+                succeeded(&mut command),
+            )?;
+        }
+    }
     host_tests(&mut tally)?;
     counted_tests(
         &mut tally,
@@ -120,12 +140,43 @@ pub fn test() -> Result<ExitCode> {
         cmd::cargo().args(["test", "-p", "veridian-sync", "--features", "lockdep"]),
     )?;
     loom_tests(&mut tally)?;
+    publish_checks(&mut tally)?;
     for package in COMPONENT_CRATES {
         tally.step(
             &format!("build {package} ({KERNEL_TARGET})"),
             cargo(&["build", "-p", package, "--target", KERNEL_TARGET]),
         )?;
+        tally.step(
+            &format!("build {package} ({KERNEL_TARGET}, --no-default-features)"),
+            cargo(&[
+                "build",
+                "-p",
+                package,
+                "--target",
+                KERNEL_TARGET,
+                "--no-default-features",
+            ]),
+        )?;
     }
+    for package in COMPONENT_CRATES {
+        let version = msrv::stated(package).unwrap_or_else(|_| "?".into());
+        tally.step(
+            &format!("{package} builds with its MSRV, Rust {version}"),
+            msrv::check(package),
+        )?;
+    }
+    // Building an rlib links nothing: only a binary without a `#[global_allocator]` proves that
+    // the allocation-free parts do not pull in the `alloc` crate.
+    tally.step(
+        &format!("no-alloc consumer links ({KERNEL_TARGET}, no global allocator)"),
+        cargo(&[
+            "build",
+            "--manifest-path",
+            NO_ALLOC_CONSUMER,
+            "--target",
+            KERNEL_TARGET,
+        ]),
+    )?;
 
     let suite = "kernel test suite (QEMU, PVH -kernel)";
     // The lock validator (veridian-sync's `lockdep`) is on in the kernel the suites boot: any
@@ -176,7 +227,12 @@ pub fn test() -> Result<ExitCode> {
 
 /// Runs `cargo <args>`; a non-zero exit is a failure.
 fn cargo(args: &[&str]) -> Result<()> {
-    let status = cmd::run(cmd::cargo().args(args))?;
+    succeeded(cmd::cargo().args(args))
+}
+
+/// Runs `command`; a non-zero exit is a failure.
+fn succeeded(command: &mut std::process::Command) -> Result<()> {
+    let status = cmd::run(command)?;
     if status.success() {
         Ok(())
     } else {
@@ -207,6 +263,25 @@ fn loom_tests(tally: &mut Tally) -> Result<()> {
             command.args(["--test", test]);
         }
         counted_tests(tally, &format!("loom models ({package})"), &mut command)?;
+    }
+    Ok(())
+}
+
+/// `cargo publish --workspace --dry-run`, then each packaged crate's test suites (one step each;
+/// see `publish.rs`).
+fn publish_checks(tally: &mut Tally) -> Result<()> {
+    tally.step("cargo publish --workspace --dry-run", publish::dry_run())?;
+    match publish::unpack_all() {
+        Ok(packages) => {
+            for package in &packages {
+                tally.step(
+                    &format!("packaged {} (tests built, run with std)", package.name),
+                    publish::test_unpacked(package, &packages),
+                )?;
+            }
+        }
+        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Err(Error::Failed(reason)) => tally.fail("unpacking the packaged crates", &reason),
     }
     Ok(())
 }
@@ -293,7 +368,7 @@ fn boot(
     }
 }
 
-/// Step 6: the kernel's own tests, one count each, plus one failure if the run is inconsistent.
+/// Step 7: the kernel's own tests, one count each, plus one failure if the run is inconsistent.
 fn kernel_suite(tally: &mut Tally, step: &str, elf: &Path) -> Result<()> {
     let kernel = Boot::Kernel {
         elf: elf.to_path_buf(),
@@ -350,7 +425,7 @@ fn self_check_name(kind: &str) -> String {
     format!("harness self-check: injected {kind} is detected")
 }
 
-/// Step 7: a deliberately broken test must make the run fail, and be the one blamed.
+/// Step 8: a deliberately broken test must make the run fail, and be the one blamed.
 fn self_check(tally: &mut Tally, elf: &Path, kind: &str) -> Result<()> {
     let step = self_check_name(kind);
     let hang = kind == "hang";
@@ -415,7 +490,7 @@ fn judge_self_check(
     }
 }
 
-/// Step 8: the suite again, booted through GRUB from the BIOS ISO; one step.
+/// Step 9: the suite again, booted through GRUB from the BIOS ISO; one step.
 fn grub_suite(tally: &mut Tally) -> Result<()> {
     let step = "kernel test suite through GRUB (BIOS, -cdrom)";
     let options = IsoOptions {

@@ -40,3 +40,28 @@ pub fn display(path: &Path) -> String {
         .display()
         .to_string()
 }
+
+/// The string value of `key = "value"` in the `[table]` of a manifest (a plain line-based
+/// reading, enough for our own manifests): `None` when the table has no such line, or the
+/// value is not a quoted string (`key.workspace = true` is not `key = ...`).
+pub fn manifest_string(manifest: &str, table: &str, key: &str) -> Option<String> {
+    let header = format!("[{table}]");
+    let mut in_table = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_table = line == header;
+        } else if in_table
+            && let Some(value) = line
+                .strip_prefix(key)
+                .map(str::trim_start)
+                .and_then(|rest| rest.strip_prefix('='))
+        {
+            let value = value.trim();
+            return value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .map(str::to_owned);
+        }
+    }
+    None
+}

@@ -7,7 +7,7 @@
 //! (as `perf` does); the leaf is the interrupted instruction pointer itself. `;` and line
 //! breaks in names would break the format and are written as `:` and a space.
 //!
-//! [`write_folded_line`] needs no allocation (one sample, one line); [`FoldedStacks`] (feature
+//! [`write_folded_line`] needs no allocation (one sample, one line); `FoldedStacks` (feature
 //! `alloc`) counts identical stacks first, so the output has one line per distinct stack.
 
 use core::fmt;

@@ -1,0 +1,61 @@
+//! A bare-metal binary with no `#[global_allocator]` that uses the allocation-free parts of the
+//! Veridian crates: veridian-sync's locks, `SeqLock` and `StaticArrayQueue` in `static`s,
+//! veridian-sched's `Topology` and `CpuSet`, veridian-perf's histogram and veridian-simd's
+//! memcpy. If any of them pulled in the `alloc` crate, linking this binary for
+//! `x86_64-unknown-none` would fail with "no global memory allocator found".
+//!
+//! Built (not run) by `cargo xtask test`; `_start` only has to exist for the link.
+
+#![no_std]
+#![no_main]
+
+use core::hint::black_box;
+use core::panic::PanicInfo;
+
+use veridian_perf::histogram::Histogram;
+use veridian_sched::{CpuSet, Topology};
+use veridian_sync::lock::TicketMutex;
+use veridian_sync::mpmc::StaticArrayQueue;
+use veridian_sync::seqlock::SeqLock;
+
+static COUNTER: TicketMutex<u64> = TicketMutex::new(0);
+static TIME: SeqLock<[u64; 2]> = SeqLock::new([0, 0]);
+static EVENTS: StaticArrayQueue<u32, 16> = StaticArrayQueue::new();
+
+/// Exercises each crate once, so that the code is linked.
+fn exercise() -> u64 {
+    *COUNTER.lock() += 1;
+    TIME.write([1, 2]);
+    let _ = EVENTS.push(3);
+    let mut sum = u64::from(EVENTS.pop().unwrap_or(0)) + TIME.read()[1] + *COUNTER.lock();
+
+    let topology = Topology::uniform(4).map(|t| t.cpu_count()).unwrap_or(0);
+    let allowed = CpuSet::single(1).map(|set| set.count()).unwrap_or(0);
+    sum += (topology + allowed) as u64;
+
+    let mut histogram = Histogram::new();
+    histogram.record(black_box(sum));
+    sum += histogram.count();
+
+    let src = [1_u8; 64];
+    let mut dst = [0_u8; 64];
+    let copied = veridian_simd::copy(&mut dst, &src).is_ok();
+    sum += u64::from(copied);
+    sum + u64::from(dst[63])
+}
+
+/// The entry point the linker looks for.
+#[unsafe(no_mangle)]
+pub extern "C" fn _start() -> ! {
+    black_box(exercise());
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+#[panic_handler]
+fn panic(_: &PanicInfo<'_>) -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
+}
