@@ -1,4 +1,6 @@
-//! ELF loader front end: a real linker-produced executable and a builder-produced one.
+//! ELF loader front end: a real linker-produced executable, a builder-produced one, and
+//! property tests (arbitrary and mutated images never panic; whatever is accepted satisfies
+//! every documented invariant).
 
 #[path = "common/elf_image.rs"]
 mod elf_image;
@@ -10,6 +12,7 @@ mod abi;
 
 use core::ops::Range;
 use elf_image::*;
+use proptest::prelude::*;
 use reference_kernel::elf::{ElfError, MAX_SEGMENTS, Program, Segment};
 
 /// A static x86-64 executable linked by `rust-lld` at `PROGRAM_BASE`: read-only data (with the
@@ -168,4 +171,220 @@ fn builder_produced_executable_parses() {
     assert_eq!(program.segments().len(), 2);
     assert!(program.segments()[0].executable && !program.segments()[0].writable);
     assert!(program.segments()[1].writable && !program.segments()[1].executable);
+}
+
+/// Strategy: a user range, usually the ABI's, sometimes narrow or empty or everything.
+fn user_range() -> impl Strategy<Value = Range<u64>> {
+    prop_oneof![
+        4 => Just(USER),
+        1 => Just(0..u64::MAX),
+        1 => (any::<u64>(), any::<u64>()).prop_map(|(a, b)| a..b),
+        1 => (0u64..0x80_0000, 0u64..0x80_0000).prop_map(|(a, b)| a..b),
+    ]
+}
+
+/// Applies `(index, byte, in_headers)` mutations to `bytes`, each within the first
+/// `header_end` bytes when `in_headers`, then cuts the image to `cut`.
+fn mutate(
+    mut bytes: Vec<u8>,
+    header_end: usize,
+    muts: &[(usize, u8, bool)],
+    cut: Option<usize>,
+) -> Vec<u8> {
+    let n = bytes.len();
+    for &(i, b, in_headers) in muts {
+        let span = if in_headers { header_end.min(n) } else { n };
+        bytes[i % span] = b;
+    }
+    if let Some(c) = cut {
+        bytes.truncate(c % (n + 1));
+    }
+    bytes
+}
+
+/// Strategy: one program header, with fields drawn near the valid image's so that some
+/// combinations are accepted and many fail exactly one check.
+fn phdr() -> impl Strategy<Value = Phdr> {
+    let p_type = prop_oneof![
+        8 => Just(PT_LOAD),
+        1 => Just(PT_NOTE),
+        1 => Just(PT_GNU_STACK),
+        1 => any::<u32>(),
+    ];
+    let small = prop_oneof![4 => 0u64..0x3000, 1 => any::<u64>()];
+    let vaddr = prop_oneof![
+        6 => (0u64..32).prop_map(|page| BASE + page * 0x800),
+        1 => (0u64..0x2000).prop_map(|off| BASE + off),
+        1 => any::<u64>(),
+    ];
+    let file_size = prop_oneof![4 => 0u64..0x200, 1 => any::<u64>()];
+    let align = prop_oneof![
+        Just(0u64),
+        Just(1),
+        Just(0x1000),
+        Just(0x20_0000),
+        any::<u64>()
+    ];
+    (
+        p_type,
+        0u32..8,
+        small.clone(),
+        vaddr,
+        file_size,
+        small,
+        align,
+    )
+        .prop_map(
+            |(p_type, flags, offset, vaddr, file_size, mem_size, align)| Phdr {
+                p_type,
+                flags,
+                offset,
+                vaddr,
+                file_size,
+                mem_size,
+                align,
+            },
+        )
+}
+
+/// Strategy: a valid program's headers (1 to `MAX_SEGMENTS` disjoint `PT_LOAD`s in random
+/// order among ignored headers, no W+X, offsets congruent to addresses modulo the page), its
+/// entry point, and the segments `Program::parse` must return for it.
+fn valid_program() -> impl Strategy<Value = (Vec<Phdr>, u64, Vec<Segment>)> {
+    let segment = (
+        0u64..4,      // gap in pages before the segment
+        0u64..0x1000, // offset of vaddr in its page
+        1u64..0x3000, // mem_size
+        any::<u64>(), // file_size (reduced to at most mem_size and a page)
+        0u64..4,      // file page
+        0usize..3,    // permissions
+        prop_oneof![Just(0u64), Just(1), Just(0x1000), Just(0x20_0000)],
+    );
+    (
+        prop::collection::vec(segment, 1..=MAX_SEGMENTS),
+        any::<prop::sample::Index>(),
+        any::<u64>(),
+    )
+        .prop_flat_map(|(specs, pick, entry_offset)| {
+            let mut page = BASE / 0x1000;
+            let mut phdrs = Vec::new();
+            let mut segments = Vec::new();
+            for (gap, in_page, mem_size, file_size, file_page, perms, align) in specs {
+                page += gap;
+                let vaddr = page * 0x1000 + in_page;
+                let file_size = file_size % (mem_size.min(0x1000) + 1);
+                let offset = file_page * 0x1000 + in_page;
+                let flags = [PF_R, PF_R | PF_X, PF_R | PF_W][perms];
+                phdrs.push(Phdr {
+                    align,
+                    ..Phdr::load(flags, offset, vaddr, file_size, mem_size)
+                });
+                segments.push(Segment {
+                    vaddr,
+                    mem_size,
+                    file_offset: offset,
+                    file_size,
+                    writable: flags & PF_W != 0,
+                    executable: flags & PF_X != 0,
+                });
+                page = (vaddr + mem_size).div_ceil(0x1000);
+            }
+            // Make sure some segment is executable, and put the entry in one.
+            let text = pick.index(segments.len());
+            segments[text].writable = false;
+            segments[text].executable = true;
+            phdrs[text].flags = PF_R | PF_X;
+            let entry = segments[text].vaddr + entry_offset % segments[text].mem_size;
+            phdrs.push(Phdr::other(PT_GNU_STACK));
+            phdrs.push(Phdr::other(PT_NOTE));
+            (Just(phdrs).prop_shuffle(), Just(entry), Just(segments))
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        mut bytes in prop::collection::vec(any::<u8>(), 0..800),
+        patch_header in any::<bool>(),
+        phnum in 0u16..12,
+        user in user_range(),
+    ) {
+        if patch_header && bytes.len() >= 64 {
+            // A valid file header pointing at program headers right after it, so the
+            // arbitrary bytes reach the segment checks.
+            let mut header = ElfImage::valid();
+            header.phdrs.clear();
+            header.phnum = Some(phnum);
+            header.len = 64;
+            bytes[..64].copy_from_slice(&header.build());
+        }
+        let _ = parse_and_check(&bytes, user);
+    }
+
+    #[test]
+    fn mutated_builder_image_never_panics(
+        muts in prop::collection::vec((any::<usize>(), any::<u8>(), any::<bool>()), 0..8),
+        cut in prop::option::of(any::<usize>()),
+        user in user_range(),
+    ) {
+        let bytes = mutate(ElfImage::valid().build(), 64 + 3 * 56, &muts, cut);
+        let _ = parse_and_check(&bytes, user);
+    }
+
+    #[test]
+    fn mutated_linker_image_never_panics(
+        muts in prop::collection::vec((any::<usize>(), any::<u8>(), any::<bool>()), 0..8),
+        cut in prop::option::of(any::<usize>()),
+    ) {
+        let bytes = mutate(STATIC_EXEC.to_vec(), 64 + 6 * 56, &muts, cut);
+        let _ = parse_and_check(&bytes, user());
+    }
+
+    #[test]
+    fn valid_programs_are_accepted_as_built((phdrs, entry, segments) in valid_program()) {
+        let mut image = ElfImage::valid();
+        image.phdrs = phdrs;
+        image.entry = entry;
+        image.len = 0x5000;
+        let bytes = image.build();
+        let program = parse_and_check(&bytes, USER).unwrap();
+        prop_assert_eq!(program.entry(), entry);
+        prop_assert_eq!(program.segments(), segments.as_slice());
+    }
+
+    /// Random program headers: an accepted program holds exactly the non-empty `PT_LOAD`
+    /// segments, sorted, and satisfies every invariant.
+    #[test]
+    fn random_program_headers_are_validated(
+        phdrs in prop::collection::vec(phdr(), 0..10),
+        keep_text in any::<bool>(),
+        entry in prop_oneof![Just(BASE + 0x200), any::<u64>()],
+    ) {
+        let mut image = ElfImage::valid();
+        if !keep_text {
+            image.phdrs.clear();
+        }
+        image.phdrs.extend(phdrs);
+        image.entry = entry;
+        let bytes = image.build();
+        if let Ok(program) = parse_and_check(&bytes, USER) {
+            let mut expected: Vec<Segment> = image
+                .phdrs
+                .iter()
+                .filter(|ph| ph.p_type == PT_LOAD && ph.mem_size > 0)
+                .map(|ph| Segment {
+                    vaddr: ph.vaddr,
+                    mem_size: ph.mem_size,
+                    file_offset: ph.offset,
+                    file_size: ph.file_size,
+                    writable: ph.flags & PF_W != 0,
+                    executable: ph.flags & PF_X != 0,
+                })
+                .collect();
+            expected.sort_by_key(|s| s.vaddr);
+            prop_assert_eq!(program.segments(), expected.as_slice());
+        }
+    }
 }
