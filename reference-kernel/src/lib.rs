@@ -8,6 +8,8 @@
 //! * [`bootinfo`]: validated parsing of the PVH and Multiboot2 boot information into a
 //!   [`BootInfo`].
 //! * [`cmdline`]: key/value and flag lookup in the kernel command line ([`CmdLine`]).
+//! * [`elf`]: validated ELF64 parsing of static user programs into a [`elf::Program`]: entry
+//!   point and loadable segments (inside the user range, W^X, non-overlapping).
 //! * [`physmem`]: which physical pages the frame allocator may manage ([`physmem::plan_frames`]).
 
 #![no_std]
@@ -18,6 +20,7 @@ extern crate std;
 pub mod acpi;
 pub mod bootinfo;
 pub mod cmdline;
+pub mod elf;
 pub mod physmem;
 
 pub use bootinfo::{
