@@ -1,0 +1,117 @@
+//! One safe, typed function per system call of [`crate::abi::nr`]. Each returns the call's
+//! value or its [`Errno`]; [`exit`] does not return.
+
+use crate::abi::{limits, nr};
+use crate::errno::Errno;
+use crate::raw::{syscall0, syscall1, syscall2, syscall3};
+
+/// A raw result as a `Result`: negative is `-errno`, everything else the value.
+fn result(ret: u64) -> Result<u64, Errno> {
+    match Errno::from_result(ret) {
+        Some(e) => Err(e),
+        None => Ok(ret),
+    }
+}
+
+/// Ends the calling process with `code` (what its parent's [`wait`] returns).
+pub fn exit(code: i64) -> ! {
+    // SAFETY: EXIT takes no pointer and ends the process; nothing after it runs. If a kernel
+    // did return, `ud2` faults the process instead of running on.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            "ud2",
+            in("rax") nr::EXIT, in("rdi") code,
+            options(noreturn, nostack)
+        )
+    }
+}
+
+/// Writes `buf` to `fd` (1 is the console); returns the number of bytes written. At most
+/// [`limits::MAX_WRITE`] bytes go in one call: a longer `buf` is written in part (the count
+/// says how much), so a loop over the rest writes it all.
+pub fn write(fd: u64, buf: &[u8]) -> Result<u64, Errno> {
+    let len = buf.len().min(limits::MAX_WRITE as usize);
+    // SAFETY: `buf` is readable for `len` bytes; WRITE only reads it.
+    result(unsafe { syscall3(nr::WRITE, fd, buf.as_ptr() as u64, len as u64) })
+}
+
+/// Lets another thread or process run.
+pub fn yield_now() -> Result<u64, Errno> {
+    // SAFETY: YIELD takes no argument and touches no memory of the program.
+    result(unsafe { syscall0(nr::YIELD) })
+}
+
+/// The calling process's id.
+pub fn getpid() -> Result<u64, Errno> {
+    // SAFETY: GETPID takes no argument and touches no memory of the program.
+    result(unsafe { syscall0(nr::GETPID) })
+}
+
+/// Nanoseconds since boot.
+pub fn clock_ns() -> Result<u64, Errno> {
+    // SAFETY: CLOCK takes no argument and touches no memory of the program.
+    result(unsafe { syscall0(nr::CLOCK) })
+}
+
+/// Sleeps for at least `ms` milliseconds.
+pub fn sleep_ms(ms: u64) -> Result<u64, Errno> {
+    // SAFETY: SLEEP takes a number, not a pointer.
+    result(unsafe { syscall1(nr::SLEEP, ms) })
+}
+
+/// Starts the embedded program `name` as a child with `arg` in its `rdi`; returns its pid.
+pub fn spawn(name: &str, arg: u64) -> Result<u64, Errno> {
+    // SAFETY: `name` is readable for its length; SPAWN only reads it.
+    result(unsafe { syscall3(nr::SPAWN, name.as_ptr() as u64, name.len() as u64, arg) })
+}
+
+/// Waits for the child `pid` to end and returns its exit code ([`crate::abi::KILLED`] if the
+/// kernel ended it).
+///
+/// The kernel returns the exit code itself, and exit codes may be negative ([`KILLED`] is -9,
+/// which is also `-EBADF`), so the sign cannot tell an error from a code. WAIT has one error,
+/// `ESRCH` (no such child): only `-ESRCH` is reported as an error, every other value is an exit
+/// code. A child that exits with -3 is therefore seen as `Err(ESRCH)`; the programs here exit
+/// with 0, small positive codes, [`crate::abi::PANICKED`] or are `KILLED`.
+///
+/// [`KILLED`]: crate::abi::KILLED
+pub fn wait(pid: u64) -> Result<i64, Errno> {
+    // SAFETY: WAIT takes a number, not a pointer.
+    let code = unsafe { syscall1(nr::WAIT, pid) } as i64;
+    if code == -Errno::ESRCH.0 {
+        Err(Errno::ESRCH)
+    } else {
+        Ok(code)
+    }
+}
+
+/// Maps `len` bytes (rounded up to 4 KiB) of zeroed anonymous memory with [`crate::abi::prot`]
+/// bits `prot`; returns its address. The memory is the caller's until [`munmap`]: reaching it
+/// goes through raw pointers (volatile where the kernel's demand paging is what is tested).
+pub fn mmap(len: u64, prot: u64) -> Result<u64, Errno> {
+    // SAFETY: MMAP takes numbers and adds a region the program does not use yet.
+    result(unsafe { syscall2(nr::MMAP, len, prot) })
+}
+
+/// Removes the region [`mmap`] returned at `addr` with length `len`.
+///
+/// # Safety
+/// Nothing may use the region afterwards: no reference or pointer into it is dereferenced
+/// again (a later `mmap` may reuse the addresses for something else).
+pub unsafe fn munmap(addr: u64, len: u64) -> Result<u64, Errno> {
+    // SAFETY: the caller no longer uses the region (function contract).
+    result(unsafe { syscall2(nr::MUNMAP, addr, len) })
+}
+
+/// The index of the CPU running the caller (it may have moved by the time this returns).
+pub fn cpu() -> Result<u64, Errno> {
+    // SAFETY: CPU takes no argument and touches no memory of the program.
+    result(unsafe { syscall0(nr::CPU) })
+}
+
+/// Free physical memory, in bytes.
+pub fn free_memory() -> Result<u64, Errno> {
+    // SAFETY: FREE_MEMORY takes no argument and touches no memory of the program.
+    result(unsafe { syscall0(nr::FREE_MEMORY) })
+}
