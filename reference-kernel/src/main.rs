@@ -27,6 +27,9 @@ mod mm;
 mod sync;
 #[cfg(target_os = "none")]
 mod task;
+#[cfg(target_os = "none")]
+#[allow(dead_code)] // Used once the kernel starts processes.
+mod user_programs;
 
 #[cfg(target_os = "none")]
 extern crate alloc;
