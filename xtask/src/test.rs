@@ -17,7 +17,7 @@ use crate::msrv;
 use crate::publish;
 use crate::qemu::{self, Boot, Machine, Outcome, Vm};
 use crate::tools::{self, Needs};
-use crate::workspace::{self, COMPONENT_CRATES, KERNEL_PACKAGE, KERNEL_TARGET};
+use crate::workspace::{self, COMPONENT_CRATES, KERNEL_PACKAGE, KERNEL_TARGET, USER_MANIFEST};
 
 /// Timeout for a whole kernel test-suite run.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -104,6 +104,7 @@ pub fn test() -> Result<ExitCode> {
             ]),
         )?;
     }
+    user_program_lints(&mut tally)?;
     for package in COMPONENT_CRATES {
         for (features, what) in [
             (None, "default features"),
@@ -238,6 +239,29 @@ fn succeeded(command: &mut std::process::Command) -> Result<()> {
     } else {
         Err(Error::Failed(cmd::describe_status(status)))
     }
+}
+
+/// `cargo fmt --check` and clippy (`-D warnings`, for [`KERNEL_TARGET`]) on the user programs'
+/// workspace, which the main workspace's steps do not cover.
+fn user_program_lints(tally: &mut Tally) -> Result<()> {
+    tally.step(
+        "cargo fmt --all --check (user programs)",
+        cargo(&["fmt", "--all", "--check", "--manifest-path", USER_MANIFEST]),
+    )?;
+    tally.step(
+        &format!("clippy user programs ({KERNEL_TARGET})"),
+        cargo(&[
+            "clippy",
+            "--manifest-path",
+            USER_MANIFEST,
+            "--workspace",
+            "--target",
+            KERNEL_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )
 }
 
 /// `cargo test --workspace` on the host, counting its tests.

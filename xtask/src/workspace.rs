@@ -18,6 +18,11 @@ pub const COMPONENT_CRATES: [&str; 6] = [
     "veridian-simd",
 ];
 
+/// The manifest of the user programs' workspace (relative to the root): a workspace of its own,
+/// excluded from the main one and built only for [`KERNEL_TARGET`] (by the kernel's build
+/// script), so the main workspace's `fmt --all` and clippy steps do not reach it.
+pub const USER_MANIFEST: &str = "reference-kernel/user/Cargo.toml";
+
 /// The workspace root: the parent of this crate's directory.
 pub fn root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
