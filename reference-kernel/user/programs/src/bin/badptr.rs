@@ -77,8 +77,8 @@ fn main(_arg: u64) -> i64 {
     let efault = -errno::EFAULT;
     let einval = -errno::EINVAL;
 
-    // Two fresh pages of valid memory, never touched here: the kernel pages them in when it
-    // reads them. The page after them is unmapped (the only region this process has).
+    // Two fresh pages of valid memory, never touched by this program: the kernel pages them in
+    // when it reads them. The page after them is unmapped (the only region this process has).
     let region = match sys::mmap(2 * PAGE, prot::READ | prot::WRITE) {
         Ok(addr) => addr,
         Err(e) => {
@@ -116,6 +116,15 @@ fn main(_arg: u64) -> i64 {
         }
     };
 
+    // First, while no call has read the region: a name in valid, never-touched memory holding
+    // zeros is no program's name, not a fault.
+    count(run(&spawn(
+        "name in untouched mmap memory",
+        region,
+        8,
+        -errno::ENOENT,
+    )));
+
     for (what, addr, len) in bad {
         count(run(&write(what, addr, len, efault)));
         count(run(&spawn(what, addr, len, efault)));
@@ -136,14 +145,6 @@ fn main(_arg: u64) -> i64 {
         einval,
     )));
     count(run(&spawn("len u64::MAX", region, u64::MAX, einval)));
-
-    // Valid but never-touched memory holding zeros: no such program, not a fault.
-    count(run(&spawn(
-        "name in untouched mmap memory",
-        region + PAGE,
-        8,
-        -errno::ENOENT,
-    )));
 
     // SAFETY: nothing refers to the region any more (only its address was passed to calls).
     if let Err(e) = unsafe { sys::munmap(region, 2 * PAGE) } {
