@@ -1,5 +1,5 @@
 //! `sysfuzz <seed>`: a system-call fuzzer. Issues [`CALLS`] calls with a random number in
-//! 0..64 and six random argument words from a mix of interesting values (0, small integers,
+//! 0..64 (weighted towards the defined ones) and six random argument words from a mix of interesting values (0, small integers,
 //! huge values, kernel-half and non-canonical addresses, unaligned pointers into its own stack,
 //! unmapped user addresses, page-multiple lengths), from a xorshift generator seeded by `arg`.
 //! Every result must be a value (non-negative) or `-errno` of an error the ABI defines.
@@ -24,6 +24,10 @@ use veridian_user_rt::{Errno, println};
 const CALLS: u32 = 10_000;
 /// System-call numbers drawn: all defined ones and many undefined ones (`-ENOSYS`).
 const NUMBERS: u64 = 64;
+/// One past the highest defined number. Three draws in four pick from `0..=DEFINED` (the
+/// defined calls and the first undefined number), the rest from all of `0..NUMBERS`: most calls
+/// then reach argument validation instead of the unknown-number path.
+const DEFINED: u64 = nr::FREE_MEMORY + 1;
 /// Invalid results printed in full (the rest are only counted).
 const SHOWN: u32 = 16;
 
@@ -32,8 +36,12 @@ struct Rng(u64);
 
 impl Rng {
     fn new(seed: u64) -> Rng {
-        // The state must not be 0; mix the seed so nearby seeds start far apart.
-        Rng((seed ^ 0x9e37_79b9_7f4a_7c15).max(1))
+        // splitmix64's output function, so that nearby seeds start far apart; the state must
+        // not be 0.
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng((z ^ (z >> 31)).max(1))
     }
 
     fn next(&mut self) -> u64 {
@@ -108,7 +116,11 @@ fn main(arg: u64) -> i64 {
 
     for i in 0..CALLS {
         let number = loop {
-            let n = mix.rng.below(NUMBERS);
+            let n = if mix.rng.below(4) == 0 {
+                mix.rng.below(NUMBERS)
+            } else {
+                mix.rng.below(DEFINED + 1)
+            };
             if n != nr::EXIT && n != nr::WAIT {
                 break n;
             }
