@@ -2,7 +2,8 @@
 //! and builds and embeds the user programs (`user/`, a workspace of its own).
 //!
 //! For `x86_64-unknown-none` this runs a nested `cargo build --release` of `user/` into
-//! `$OUT_DIR/user-target`, checks each program's ELF headers, and writes
+//! `$OUT_DIR/user-target`, checks each program with the kernel's own ELF parser
+//! (`src/elf.rs`), and writes
 //! `$OUT_DIR/user_programs.rs`: `pub static PROGRAMS: &[(&str, &[u8])]`, one
 //! `(name, include_bytes!(..))` per binary in `user/programs/src/bin`, sorted by name. For any
 //! other target (host builds of the library and its tests, host clippy) the list is empty and
@@ -15,10 +16,17 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The system-call ABI (for the address-space layout the ELF check uses).
+/// The system-call ABI (for the user address range the programs must fit in).
 #[allow(dead_code)]
 #[path = "user/rt/src/abi.rs"]
 mod abi;
+
+/// The kernel's own ELF loader front end: each program is checked at build time exactly as the
+/// kernel will check it at load time (static `ET_EXEC` for x86_64, segments in the user range,
+/// W^X, entry in an executable segment, no interpreter, dynamic section or TLS).
+#[allow(dead_code)]
+#[path = "src/elf.rs"]
+mod elf;
 
 /// The target of the kernel image and of the user programs.
 const KERNEL_TARGET: &str = "x86_64-unknown-none";
@@ -29,6 +37,7 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     println!("cargo:rerun-if-changed=linker.ld");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/elf.rs");
     let programs = if target == KERNEL_TARGET {
         println!("cargo:rustc-link-arg-bins=-T{}/linker.ld", dir.display());
         // 4 KiB segment alignment keeps the image small and lets every section start on its own
@@ -88,7 +97,8 @@ fn build_user_programs(user: &Path, out_dir: &Path) -> Vec<(String, PathBuf)> {
     for (name, path) in &programs {
         let elf = fs::read(path)
             .unwrap_or_else(|e| fail(&format!("user program {name}: {}: {e}", path.display())));
-        if let Err(why) = check_elf(&elf) {
+        let user = abi::layout::USER_MIN..abi::layout::USER_END;
+        if let Err(why) = elf::Program::parse(&elf, user) {
             fail(&format!("user program {name} ({}): {why}", path.display()));
         }
     }
@@ -185,80 +195,6 @@ fn write_program_list(path: &Path, programs: &[(String, PathBuf)]) {
     if fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
         fs::write(path, text).unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
     }
-}
-
-/// Checks what the kernel's loader relies on: a little-endian ELF64 `ET_EXEC` for x86_64 whose
-/// `PT_LOAD` segments lie in the user half at or above `PROGRAM_BASE`, none both writable and
-/// executable, with the entry point in an executable one, and no `PT_INTERP`, `PT_DYNAMIC` or
-/// `PT_TLS`. (The kernel validates again at load time; this catches a broken linker script at
-/// build time.)
-fn check_elf(elf: &[u8]) -> Result<(), String> {
-    const PT_LOAD: u32 = 1;
-    const PT_DYNAMIC: u32 = 2;
-    const PT_INTERP: u32 = 3;
-    const PT_TLS: u32 = 7;
-    const PF_X: u32 = 1;
-    const PF_W: u32 = 2;
-    let u16_at = |at: u64| field(elf, at).map(u16::from_le_bytes);
-    let u32_at = |at: u64| field(elf, at).map(u32::from_le_bytes);
-    let u64_at = |at: u64| field(elf, at).map(u64::from_le_bytes);
-    if elf.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
-        return Err("not a little-endian ELF64 file".into());
-    }
-    // e_type ET_EXEC (2), e_machine EM_X86_64 (62).
-    if u16_at(16)? != 2 || u16_at(18)? != 62 {
-        return Err("not an ET_EXEC for x86_64 (EM_X86_64)".into());
-    }
-    let entry = u64_at(24)?;
-    let phoff = u64_at(32)?;
-    let (phentsize, phnum) = (u64::from(u16_at(54)?), u64::from(u16_at(56)?));
-    let mut entry_ok = false;
-    let mut loads = 0;
-    for i in 0..phnum {
-        let ph = phoff.checked_add(i * phentsize).ok_or("bad e_phoff")?;
-        let (kind, flags) = (u32_at(ph)?, u32_at(ph + 4)?);
-        let (vaddr, memsz) = (u64_at(ph + 16)?, u64_at(ph + 40)?);
-        match kind {
-            PT_INTERP | PT_DYNAMIC | PT_TLS => {
-                return Err(format!(
-                    "program header {i} has type {kind} (interp/dynamic/TLS)"
-                ));
-            }
-            PT_LOAD => {
-                loads += 1;
-                if flags & PF_W != 0 && flags & PF_X != 0 {
-                    return Err(format!(
-                        "segment {i} at {vaddr:#x} is writable and executable"
-                    ));
-                }
-                let end = vaddr.checked_add(memsz).ok_or("segment wraps")?;
-                if vaddr < abi::layout::PROGRAM_BASE || end > abi::layout::USER_END {
-                    return Err(format!(
-                        "segment {i} {vaddr:#x}..{end:#x} is outside user space"
-                    ));
-                }
-                entry_ok |= flags & PF_X != 0 && (vaddr..end).contains(&entry);
-            }
-            _ => {}
-        }
-    }
-    if loads == 0 {
-        return Err("no PT_LOAD segment".into());
-    }
-    if !entry_ok {
-        return Err(format!(
-            "entry point {entry:#x} is not in an executable segment"
-        ));
-    }
-    Ok(())
-}
-
-/// The `N` bytes of `elf` at offset `at`.
-fn field<const N: usize>(elf: &[u8], at: u64) -> Result<[u8; N], String> {
-    usize::try_from(at)
-        .ok()
-        .and_then(|at| elf.get(at..)?.get(..N)?.try_into().ok())
-        .ok_or_else(|| format!("truncated: {N} bytes at {at:#x}"))
 }
 
 /// Fails the build script with `message`.
