@@ -92,7 +92,29 @@ pub fn run_all() -> bool {
     );
 
     ok &= yield_pair(overhead);
+    ok &= user_benchmarks();
     ok
+}
+
+/// The user-mode rows (`null_syscall`, `sched_yield_switch`, `page_fault_anon`): the `bench`
+/// program measures them from ring 3 and prints its own `bench` lines.
+fn user_benchmarks() -> bool {
+    // On one CPU: the yield row needs the program and the child it spawns (which inherits the
+    // affinity) to take turns on the same CPU.
+    let cpu = CpuSet::single(0).expect("cpu 0");
+    match crate::task::process::spawn_on("bench", 0, 0, Some(cpu)) {
+        Ok(child) => {
+            let code = child.wait();
+            if code != 0 {
+                crate::println!("bench: the user benchmark program ended with {code}");
+            }
+            code == 0
+        }
+        Err(e) => {
+            crate::println!("bench: cannot start the user benchmark program: {e}");
+            false
+        }
+    }
 }
 
 /// Two threads pinned to CPU 0 yield to each other; one sample is one `yield_now` call of the

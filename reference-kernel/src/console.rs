@@ -24,6 +24,11 @@ pub fn write_fmt(args: core::fmt::Arguments<'_>) {
     let _ = SERIAL.lock().write_fmt(args);
 }
 
+/// Writes raw bytes (a user program's output) to the console.
+pub fn write_bytes(bytes: &[u8]) {
+    SERIAL.lock().write_bytes(bytes);
+}
+
 /// Writes even if the console lock is held (by code that panicked or faulted): waits a bounded
 /// time for the lock, then writes through a second handle to the same UART.
 pub fn force_write(args: core::fmt::Arguments<'_>) {

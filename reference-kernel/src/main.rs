@@ -24,11 +24,17 @@ mod ktest;
 #[cfg(target_os = "none")]
 mod mm;
 #[cfg(target_os = "none")]
+#[path = "../user/rt/src/abi.rs"]
+#[allow(
+    dead_code,
+    reason = "the whole ABI, shared with user programs; the kernel uses most of it"
+)]
+mod process_abi;
+#[cfg(target_os = "none")]
 mod sync;
 #[cfg(target_os = "none")]
 mod task;
 #[cfg(target_os = "none")]
-#[allow(dead_code)] // Used once the kernel starts processes.
 mod user_programs;
 
 #[cfg(target_os = "none")]
@@ -117,7 +123,7 @@ mod kernel {
         let _ = veridian_simd::force_variant(best);
         crate::console::init();
         crate::console::init_logger(log::LevelFilter::Info);
-        gdt::init();
+        let bsp_tss = gdt::init();
         idt::init();
         crate::arch::x86_64::mask_legacy_pic();
         crate::mm::paging::init_early();
@@ -154,6 +160,7 @@ mod kernel {
             percpu::PerCpu::new(0, bsp_apic_id, bsp_node),
         )));
         percpu::ONLINE.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
+        let user_support = crate::arch::x86_64::user::init_cpu(bsp_tss);
         let ioapic = match (&apic, platform) {
             (Ok(_), Ok(p)) => Some(crate::arch::x86_64::ioapic::init(p.madt())),
             _ => None,
@@ -166,6 +173,7 @@ mod kernel {
         };
         let online_tsc = veridian_perf::arch::rdtsc();
         let tasks = crate::task::init(platform.as_ref().ok());
+        crate::task::process::init();
         // The tick handler and the console are interrupt-safe; nothing else is installed.
         x86_64::instructions::interrupts::enable();
         let cmdline = CmdLine::new(info.cmdline());
@@ -195,6 +203,20 @@ mod kernel {
             ),
             Err(e) => crate::println!("  apic:     not started: {e}"),
         }
+        crate::println!(
+            "  user:     SYSCALL/SYSRET, SMEP {}, SMAP {}, {} embedded programs",
+            if user_support.smep {
+                "on"
+            } else {
+                "off (no CPU support)"
+            },
+            if user_support.smap {
+                "on"
+            } else {
+                "off (no CPU support)"
+            },
+            crate::task::process::programs().count()
+        );
         match platform {
             Ok(p) => {
                 crate::println!("{p}");

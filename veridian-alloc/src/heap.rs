@@ -282,7 +282,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
 
     /// Allocates memory for `layout`; null when out of memory or when the layout cannot be
     /// served (over 1 GiB). A zero-size layout gets a real, minimal allocation.
-    #[inline]
+    #[inline(always)]
     pub fn allocate(&self, layout: Layout) -> *mut u8 {
         match class_for(layout.size(), layout.align()) {
             Some(class) => self.allocate_small(class),
@@ -295,7 +295,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
     /// # Safety
     /// `ptr` was returned by `allocate` (or `reallocate`) of this heap with this `layout` and is
     /// not used afterwards.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn deallocate(&self, ptr: *mut u8, layout: Layout) {
         match class_for(layout.size(), layout.align()) {
             // SAFETY: forwarded contract: `ptr` is a handed-out object of this class.
@@ -342,7 +342,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
         new
     }
 
-    #[inline]
+    #[inline(always)]
     fn allocate_small(&self, class: usize) -> *mut u8 {
         self.with_slot(|entered| {
             // SAFETY: `entered` proves exclusive use of the slot's local state.
@@ -392,7 +392,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
 
     /// # Safety
     /// `ptr` is a handed-out object of class `class` of this heap.
-    #[inline]
+    #[inline(always)]
     unsafe fn free_small(&self, ptr: *mut u8, class: usize) {
         self.with_slot(|entered| {
             // SAFETY: `entered` proves exclusive use of the slot's local state.

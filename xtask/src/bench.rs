@@ -52,6 +52,9 @@ fn target(name: &str) -> &'static str {
     match name {
         "sched_yield_round_trip" => "context switch < 500 ns (2 switches here)",
         "heap_alloc_free_64" => "memory allocation < 200 ns",
+        "null_syscall" => "system call < 100 ns (stretch 50); goal <= 50 instructions",
+        "page_fault_anon" => "page fault < 10 us (stretch 5); goal <= 1000 instructions",
+        "sched_yield_switch" => "context switch < 500 ns (stretch 300); goal <= 150 instructions",
         _ => "",
     }
 }

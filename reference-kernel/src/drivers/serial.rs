@@ -106,14 +106,21 @@ impl SerialPort {
     }
 }
 
-impl core::fmt::Write for SerialPort {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        for b in s.bytes() {
+impl SerialPort {
+    /// Sends `bytes` as they are, with `\n` as `\r\n`.
+    pub fn write_bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
             if b == b'\n' {
                 self.send(b'\r');
             }
             self.send(b);
         }
+    }
+}
+
+impl core::fmt::Write for SerialPort {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.write_bytes(s.as_bytes());
         Ok(())
     }
 }

@@ -23,6 +23,7 @@
 #![deny(unsafe_code)]
 
 mod tests;
+mod user_tests;
 
 use crate::arch::x86_64::recover::{self, Abort};
 

@@ -9,6 +9,7 @@
 
 use reference_kernel::bootinfo::{BootInfo, BootProtocol, PhysMemory};
 
+use super::user_tests as user;
 use super::{Expect, KernelTest};
 use crate::arch::x86_64::idt::{self, vector};
 use crate::arch::x86_64::recover::Abort;
@@ -103,6 +104,30 @@ pub static TESTS: &[KernelTest] = &[
         "vector_registers_survive_interrupt_handlers",
         vector_registers_survive_interrupt_handlers,
     ),
+    test("user_hello_exits_cleanly", user::user_hello_exits_cleanly),
+    test("user_bad_images_refused", user::user_bad_images_refused),
+    test(
+        "user_processes_run_on_every_cpu",
+        user::user_processes_run_on_every_cpu,
+    ),
+    test(
+        "user_faults_kill_only_the_process",
+        user::user_faults_kill_only_the_process,
+    ),
+    test(
+        "user_bad_pointers_get_efault",
+        user::user_bad_pointers_get_efault,
+    ),
+    test(
+        "user_demand_paging_and_munmap",
+        user::user_demand_paging_and_munmap,
+    ),
+    test("user_spawn_and_wait", user::user_spawn_and_wait),
+    test(
+        "user_syscall_fuzzer_survives",
+        user::user_syscall_fuzzer_survives,
+    ),
+    test("user_fuzzers_on_every_cpu", user::user_fuzzers_on_every_cpu),
     KernelTest {
         name: "deliberate_panic_is_caught",
         run: deliberate_panic,

@@ -299,6 +299,13 @@ impl FrameBlock {
         self.phys
     }
 
+    /// Gives up ownership: the caller frees the block (`phys`, this order) with [`free`].
+    pub fn into_raw(self) -> u64 {
+        let phys = self.phys;
+        core::mem::forget(self);
+        phys
+    }
+
     /// Size in bytes.
     pub fn size(&self) -> usize {
         4096 << self.order

@@ -11,6 +11,7 @@
 //! tables), then [`init`]: frames below 4 GiB, the kernel's page tables (built from those
 //! frames), then the frames above 4 GiB that the new direct map reaches.
 
+pub mod aspace;
 pub mod frames;
 pub mod heap;
 pub mod paging;

@@ -321,6 +321,17 @@ pub fn init(info: &BootInfo) -> Result<PagingReport, PagingError> {
         &skip,
     )?;
 
+    // Every upper-half PML4 entry the kernel will use exists before the first process copies
+    // the upper half (the kernel-stack region's; the direct map's and the image's are above):
+    // later kernel mappings then only change tables that processes share.
+    {
+        let pml4 = table.level_4_table_mut();
+        let slot = &mut pml4[((STACK_REGION >> 39) & 511) as usize];
+        if slot.is_unused() {
+            let frame = alloc.allocate_frame().ok_or(PagingError::OutOfFrames)?;
+            slot.set_frame(frame, F::PRESENT | F::WRITABLE);
+        }
+    }
     GUARDS.call_once(|| guards);
     // SAFETY: the new tables map everything the kernel touches from here on: its image (code,
     // constants, data, the stacks minus their guard pages) at the same addresses, and physical
@@ -331,6 +342,7 @@ pub fn init(info: &BootInfo) -> Result<PagingReport, PagingError> {
         Cr3::write(pml4_frame, Cr3Flags::empty());
         Cr4::update(|f| f.insert(Cr4Flags::PAGE_GLOBAL));
     }
+    layout::set_kernel_root(pml4_frame.start_address().as_u64());
     layout::set_direct_map_end(top);
     layout::set_guard_lookup(|addr| guard_page_hit(addr).map(|g| g.stack));
     let report = PagingReport {
@@ -374,10 +386,10 @@ pub fn alloc_kernel_stack(pages: usize) -> Result<KernelStack, PagingError> {
     // The slot is consumed whatever happens below (its virtual range is never reused).
     STACK_SLOTS.store(slot + 1, Ordering::Release);
     let guard = STACK_REGION + slot * STACK_STRIDE;
-    let (pml4_frame, _) = Cr3::read();
-    let pml4 = (PHYS_OFFSET + pml4_frame.start_address().as_u64()) as *mut PageTable;
-    // SAFETY: CR3 holds the kernel's PML4 (built by `init`, checked above), reached through the
-    // direct map; `TABLE_LOCK` makes this the only code changing the tables, and the frames the
+    // The kernel's own PML4, not CR3: a thread of a process runs on the process's tables.
+    let pml4 = (PHYS_OFFSET + layout::kernel_root()) as *mut PageTable;
+    // SAFETY: the kernel's PML4 (built by `init`, checked above), reached through the direct
+    // map; `TABLE_LOCK` makes this the only code changing the tables, and the frames the
     // mapper walks are all page tables the direct map covers.
     let mut table = unsafe { OffsetPageTable::new(&mut *pml4, VirtAddr::new(PHYS_OFFSET)) };
     let mut alloc = TableFrames { allocated: 0 };

@@ -39,6 +39,9 @@
 
 #![deny(unsafe_code)]
 
+pub mod process;
+mod syscall;
+
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -120,6 +123,8 @@ pub struct Thread {
     ran_on: AtomicU64,
     /// Times it was switched to.
     runs: AtomicU64,
+    /// The process it runs in ring 3 (none for a kernel thread).
+    process: Option<Arc<process::Process>>,
 }
 
 impl Task for Thread {
@@ -271,11 +276,34 @@ pub fn current() -> Option<Arc<Thread>> {
     CURRENT.get(&guard)
 }
 
+/// Runs `f` on the running thread, borrowed (no reference count changes); `None` outside a
+/// thread. Interrupts are off while `f` runs.
+pub fn with_current<R>(f: impl FnOnce(&Thread) -> R) -> Option<R> {
+    let guard = SchedGuard::new();
+    CURRENT.peek(&guard, f)
+}
+
 /// Creates a thread running `f` and queues it where [`NumaScheduler::assign_thread`] says.
 pub fn spawn(
     name: &'static str,
     affinity: CpuSet,
     priority: Priority,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle, SpawnError> {
+    spawn_for(name, affinity, priority, None, f)
+}
+
+/// Every online CPU, as an affinity.
+pub fn all_online_cpus() -> Option<CpuSet> {
+    CpuSet::full(percpu::online() as usize).ok()
+}
+
+/// [`spawn`] for a thread that belongs to `process` (if any).
+fn spawn_for(
+    name: &'static str,
+    affinity: CpuSet,
+    priority: Priority,
+    process: Option<Arc<process::Process>>,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<JoinHandle, SpawnError> {
     let sched = SCHED.get().ok_or(SpawnError::NotReady)?;
@@ -303,6 +331,7 @@ pub fn spawn(
         joiners: IrqLock::new("task::Thread::joiners", Vec::new()),
         ran_on: AtomicU64::new(0),
         runs: AtomicU64::new(0),
+        process,
     });
     let handle = thread.clone();
     let guard = SchedGuard::new();
@@ -341,6 +370,9 @@ fn finish(outcome: Result<(), ThreadError>) {
     let Some(t) = current() else {
         return;
     };
+    if let Some(p) = &t.process {
+        process::thread_ending(p, &outcome);
+    }
     *t.outcome.lock() = Some(outcome);
     // No reference of ours may stay on a stack that is never resumed.
     drop(t);

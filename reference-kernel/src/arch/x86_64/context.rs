@@ -24,13 +24,14 @@
 //!   inside the timer handler resumes, possibly on another CPU, with its handler depth, and the
 //!   scheduler context runs at depth zero.
 
+use alloc::sync::Arc;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use veridian_sched::arch::x86_64::{prepare_stack, switch_stacks};
 
 use super::fpu::{self, ThreadFpu};
-use super::percpu::{self, CpuGuard, SchedGuard};
+use super::percpu::{self, CpuGuard, PerCpu, SchedGuard};
 
 /// A mapped kernel stack, owned by whoever holds this value.
 #[derive(Debug)]
@@ -55,6 +56,17 @@ impl KernelStack {
     }
 }
 
+/// A user address space as the scheduler needs it: the page tables to load.
+///
+/// # Safety
+/// [`UserSpace::root`] is the physical address of a PML4 whose upper half maps the kernel
+/// exactly as the kernel's own PML4 does, valid (never freed, its kernel half never changed)
+/// for as long as the value lives.
+pub unsafe trait UserSpace: Send + Sync {
+    /// Physical address of the PML4.
+    fn root(&self) -> u64;
+}
+
 /// One thread's machine state while it is not running.
 pub struct Context {
     /// Saved stack pointer while suspended; written by `switch_stacks` on the CPU it ran on,
@@ -73,10 +85,17 @@ pub struct Context {
     irq_depth: AtomicU32,
     preempt_count: AtomicU32,
     fpu: ThreadFpu,
+    /// The thread's user address space (none for a kernel thread); only touched by the thread
+    /// itself ([`enter_address_space`], [`leave_address_space`]) while its CPU holds `on_cpu`.
+    space: UnsafeCell<Option<Arc<dyn UserSpace>>>,
+    /// Its PML4 (physical), 0 without one: what `run` loads.
+    user_root: AtomicU64,
+    /// Top of the kernel stack (for `rsp0` while a user thread runs).
+    stack_top: u64,
 }
 
-// SAFETY: `rsp` and `stack` are only accessed by the CPU that holds `on_cpu` (in `run` and in
-// the thread's own switch, which runs on that CPU while `run` waits in `switch_stacks`);
+// SAFETY: `rsp`, `stack` and `space` are only accessed by the CPU that holds `on_cpu` (in `run`
+// and in the thread itself, which runs on that CPU while `run` waits in `switch_stacks`);
 // `fpu` has the same protocol (see `ThreadFpu`); everything else is atomic.
 unsafe impl Sync for Context {}
 // SAFETY: as above; the stack and the FPU area are owned memory.
@@ -126,6 +145,7 @@ impl Context {
                 entry as usize,
             )
         };
+        let stack_top = stack.top;
         match rsp {
             Some(rsp) => Ok(Self {
                 rsp: UnsafeCell::new(rsp),
@@ -136,6 +156,9 @@ impl Context {
                 irq_depth: AtomicU32::new(0),
                 preempt_count: AtomicU32::new(0),
                 fpu,
+                space: UnsafeCell::new(None),
+                user_root: AtomicU64::new(0),
+                stack_top,
             }),
             None => Err(stack),
         }
@@ -170,6 +193,13 @@ impl Context {
             .store(core::ptr::from_ref(self).cast_mut(), Ordering::Relaxed);
         cpu.fpu_live.store(false, Ordering::Relaxed);
         fpu::switch_in();
+        let root = self.user_root.load(Ordering::Acquire);
+        if root != 0 {
+            super::user::set_user_stack(cpu, self.stack_top);
+            // SAFETY: `set_address_space`'s contract: a valid PML4 whose upper half is the
+            // kernel's, so this code, its stack and the per-CPU data stay mapped.
+            unsafe { load_root(root) };
+        }
         // SAFETY: we hold `on_cpu`, so the saved stack pointer is final and ours to use.
         let next = unsafe { *self.rsp.get() };
         // SAFETY: `next` is the thread's stack pointer from `prepare_stack` or from its last
@@ -178,7 +208,12 @@ impl Context {
         // thread's switch finds it; this frame stays valid (the scheduler context never
         // migrates and waits here).
         unsafe { switch_stacks(cpu.sched_rsp.as_ptr(), next) };
-        // Back in this CPU's scheduler context.
+        // Back in this CPU's scheduler context. A user thread's tables are not kept loaded:
+        // once they are off every CPU, the process's memory can be freed without a TLB
+        // shootdown (no PCID: the CR3 write flushes its non-global translations). Whatever
+        // `root` was: the thread may have entered its space during this run.
+        // SAFETY: the kernel's own PML4 maps everything the kernel uses.
+        unsafe { load_root(super::layout::kernel_root()) };
         fpu::switch_back();
         cpu.context.store(core::ptr::null_mut(), Ordering::Relaxed);
         let outcome = if self.exited.load(Ordering::Relaxed) {
@@ -198,6 +233,82 @@ impl Context {
         self.on_cpu.store(false, Ordering::Release);
         outcome
     }
+}
+
+/// Loads `root` into CR3 unless it is loaded already.
+///
+/// # Safety
+/// `root` is a PML4 whose upper half maps the kernel as the kernel's own does (0 is ignored).
+unsafe fn load_root(root: u64) {
+    if root == 0 {
+        return;
+    }
+    let current: u64;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe {
+        core::arch::asm!("mov {}, cr3", out(reg) current, options(nomem, nostack, preserves_flags))
+    };
+    if current & !0xfff != root {
+        // SAFETY: the caller's contract; the kernel half is identical, so execution continues.
+        unsafe { core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
+    }
+}
+
+/// The running thread's context (null outside a thread), with interrupts off.
+fn running(cpu: &PerCpu) -> Option<&Context> {
+    let ctx = cpu.context.load(Ordering::Relaxed);
+    // SAFETY: a non-null `context` is the context this CPU runs now, the caller's own; `run`
+    // keeps it alive (it borrows it) while it runs.
+    (!ctx.is_null()).then(|| unsafe { &*ctx })
+}
+
+/// The running thread enters `space`: its tables are loaded now and whenever the thread runs
+/// again, and its kernel stack becomes the one entries from ring 3 use. Returns false (and
+/// does nothing) outside a thread or when the thread has a space already.
+pub fn enter_address_space(space: Arc<dyn UserSpace>) -> bool {
+    let _irq = CpuGuard::enter();
+    let Some(cpu) = percpu::current() else {
+        return false;
+    };
+    let Some(ctx) = running(cpu) else {
+        return false;
+    };
+    // SAFETY: only the running thread touches its own `space`, with interrupts off (so no
+    // switch can interleave), and `run` reads `user_root` only while the thread is switched out.
+    let slot = unsafe { &mut *ctx.space.get() };
+    if slot.is_some() {
+        return false;
+    }
+    let root = space.root();
+    *slot = Some(space);
+    ctx.user_root.store(root, Ordering::Release);
+    super::user::set_user_stack(cpu, ctx.stack_top);
+    // SAFETY: `UserSpace`'s contract: a PML4 with the kernel's upper half, alive while `slot`
+    // holds it.
+    unsafe { load_root(root) };
+    true
+}
+
+/// The running thread leaves its user address space for good (before the space is torn down):
+/// the kernel's tables are loaded and the scheduler no longer loads the space for it. Returns
+/// the space (none outside a thread or without one).
+pub fn leave_address_space() -> Option<Arc<dyn UserSpace>> {
+    let _irq = CpuGuard::enter();
+    let cpu = percpu::current()?;
+    let ctx = running(cpu)?;
+    ctx.user_root.store(0, Ordering::Release);
+    // SAFETY: the kernel's own PML4.
+    unsafe { load_root(super::layout::kernel_root()) };
+    // SAFETY: as in `enter_address_space`: the running thread's own slot, interrupts off.
+    unsafe { (*ctx.space.get()).take() }
+}
+
+/// Whether the caller is a thread with a user address space.
+pub fn has_address_space() -> bool {
+    let _irq = CpuGuard::enter();
+    percpu::current()
+        .and_then(running)
+        .is_some_and(|ctx| ctx.user_root.load(Ordering::Relaxed) != 0)
 }
 
 /// Whether the caller is a thread (a context runs on this CPU).

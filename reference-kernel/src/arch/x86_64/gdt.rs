@@ -43,10 +43,6 @@ pub fn nmi_stack_bottom() -> u64 {
 
 /// Selectors of the descriptors in the GDT.
 #[derive(Debug, Clone, Copy)]
-#[allow(
-    dead_code,
-    reason = "user segments are loaded by the SYSCALL path, which comes later"
-)]
 pub struct Selectors {
     /// 64-bit kernel code.
     pub kernel_code: SegmentSelector,
@@ -60,18 +56,28 @@ pub struct Selectors {
     pub tss: SegmentSelector,
 }
 
-static TSS: Once<TaskStateSegment> = Once::new();
+/// The bootstrap processor's TSS. Written after the GDT refers to it: `rsp0` changes on every
+/// switch to a user thread ([`set_kernel_stack`]), so it is only ever reached through raw
+/// pointers.
+struct BspTss(core::cell::UnsafeCell<TaskStateSegment>);
+// SAFETY: only the bootstrap processor touches its TSS (through `PerCpu::tss`, interrupts off).
+unsafe impl Sync for BspTss {}
+static BSP_TSS: BspTss = BspTss(core::cell::UnsafeCell::new(TaskStateSegment::new()));
 static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
 
 /// A GDT with this kernel's descriptors (flat kernel code/data, user data/code as `SYSRET`
 /// wants them, `tss`), and their selectors. Every CPU's GDT has the same layout.
-fn build(tss: &'static TaskStateSegment) -> (GlobalDescriptorTable, Selectors) {
+///
+/// # Safety
+/// `tss` points at a TSS that stays valid (and at this address) forever.
+unsafe fn build(tss: *const TaskStateSegment) -> (GlobalDescriptorTable, Selectors) {
     let mut gdt = GlobalDescriptorTable::new();
     let kernel_code = gdt.append(Descriptor::kernel_code_segment());
     let kernel_data = gdt.append(Descriptor::kernel_data_segment());
     let user_data = gdt.append(Descriptor::user_data_segment());
     let user_code = gdt.append(Descriptor::user_code_segment());
-    let tss = gdt.append(Descriptor::tss_segment(tss));
+    // SAFETY: the caller's contract: the TSS lives forever at `tss`.
+    let tss = gdt.append(unsafe { Descriptor::tss_segment_unchecked(tss) });
     let selectors = Selectors {
         kernel_code,
         kernel_data,
@@ -98,17 +104,35 @@ fn load(gdt: &'static GlobalDescriptorTable, selectors: &Selectors) {
 }
 
 /// Builds and loads the bootstrap processor's GDT and TSS, and reloads every segment register.
-pub fn init() {
-    let tss = TSS.call_once(|| {
-        let mut tss = TaskStateSegment::new();
-        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
-            VirtAddr::from_ptr(&raw const DOUBLE_FAULT_STACK) + IST_STACK_SIZE as u64;
-        tss.interrupt_stack_table[NMI_IST_INDEX as usize] =
-            VirtAddr::from_ptr(&raw const NMI_STACK) + IST_STACK_SIZE as u64;
-        tss
+/// Returns the TSS (for the per-CPU block's `rsp0` updates).
+pub fn init() -> *mut TaskStateSegment {
+    let tss = BSP_TSS.0.get();
+    let (gdt, selectors) = GDT.call_once(|| {
+        // SAFETY: first and only initialisation, on the bootstrap processor before interrupts
+        // are on and before the TSS is loaded: nothing else reads or writes it meanwhile.
+        unsafe {
+            (*tss).interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
+                VirtAddr::from_ptr(&raw const DOUBLE_FAULT_STACK) + IST_STACK_SIZE as u64;
+            (*tss).interrupt_stack_table[NMI_IST_INDEX as usize] =
+                VirtAddr::from_ptr(&raw const NMI_STACK) + IST_STACK_SIZE as u64;
+        }
+        // SAFETY: `BSP_TSS` is a static.
+        unsafe { build(tss) }
     });
-    let (gdt, selectors) = GDT.call_once(|| build(tss));
     load(gdt, selectors);
+    tss
+}
+
+/// Points the current CPU's TSS `rsp0` at `top`: the stack the CPU switches to when an
+/// interrupt or exception arrives in user mode.
+///
+/// # Safety
+/// `tss` is this CPU's TSS (from [`init`] or [`init_ap`]) and interrupts are off.
+pub unsafe fn set_kernel_stack(tss: *mut TaskStateSegment, top: u64) {
+    // SAFETY: the caller's contract: this CPU's TSS, nothing else writes it meanwhile (the CPU
+    // itself only reads `rsp0` on a privilege change, which cannot happen with interrupts off
+    // in kernel mode).
+    unsafe { (*tss).privilege_stack_table[0] = VirtAddr::new(top) };
 }
 
 /// Pages of each IST stack of an application processor (for whoever allocates them).
@@ -117,8 +141,9 @@ pub const IST_STACK_PAGES: usize = IST_STACK_SIZE / 4096;
 /// Builds and loads a GDT and TSS for an application processor, with IST stacks of its own:
 /// `ist` (double fault, NMI/machine check), allocated by the caller in the kernel-stack region
 /// above guard pages and never freed; where one is missing, a heap stack without a guard page
-/// (still usable). Same layout as [`init`]'s, so [`selectors`] holds for every CPU.
-pub fn init_ap(ist: &'static [Option<KernelStack>; 2]) {
+/// (still usable). Same layout as [`init`]'s, so [`selectors`] holds for every CPU. Returns the
+/// AP's TSS.
+pub fn init_ap(ist: &'static [Option<KernelStack>; 2]) -> *mut TaskStateSegment {
     use alloc::boxed::Box;
     let ist_top = |stack: &Option<KernelStack>| match stack {
         Some(s) => VirtAddr::new(s.top()),
@@ -132,8 +157,11 @@ pub fn init_ap(ist: &'static [Option<KernelStack>; 2]) {
     let mut tss = TaskStateSegment::new();
     tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = ist_top(&ist[0]);
     tss.interrupt_stack_table[NMI_IST_INDEX as usize] = ist_top(&ist[1]);
-    let (gdt, selectors) = build(Box::leak(Box::new(tss)));
+    let tss: *mut TaskStateSegment = Box::leak(Box::new(tss));
+    // SAFETY: leaked: valid forever at this address.
+    let (gdt, selectors) = unsafe { build(tss) };
     load(Box::leak(Box::new(gdt)), &selectors);
+    tss
 }
 
 /// The selectors of the loaded GDT (after [`init`]).

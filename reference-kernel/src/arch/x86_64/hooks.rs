@@ -10,6 +10,7 @@
 use spin::Once;
 
 use super::idt::ExceptionInfo;
+use super::user::{SyscallFrame, UserFault};
 
 /// The scheduler's entry points.
 pub struct SchedulerHooks {
@@ -61,5 +62,49 @@ pub fn ap_idle() -> ! {
             (h.ap_idle)();
         }
         x86_64::instructions::hlt();
+    }
+}
+
+/// The process layer's entry points (user mode): system calls, demand paging, and ending a
+/// process that faulted.
+pub struct ProcessHooks {
+    /// A system call (interrupts on, on the calling thread's kernel stack): reads the number
+    /// and arguments from the frame and writes the result into its `rax`.
+    pub syscall: fn(&mut SyscallFrame),
+    /// A page fault at `addr` with `error_code` (interrupts off, in the exception handler,
+    /// from user mode or from a kernel copy to or from user memory): maps the page and returns
+    /// true if it belongs to the running process's memory, false otherwise.
+    pub page_fault: fn(addr: u64, error_code: u64) -> bool,
+    /// A fault that ends the running process (interrupts off): never returns when a user
+    /// thread runs; returns at once otherwise.
+    pub user_fault: fn(&UserFault),
+}
+
+static PROCESS_HOOKS: Once<&'static ProcessHooks> = Once::new();
+
+/// Registers the process layer's hooks (the first registration wins).
+pub fn register_process(hooks: &'static ProcessHooks) {
+    PROCESS_HOOKS.call_once(|| hooks);
+}
+
+/// A system call; `-ENOSYS` (38) before the process layer registered.
+pub fn syscall(frame: &mut SyscallFrame) {
+    match PROCESS_HOOKS.get() {
+        Some(h) => (h.syscall)(frame),
+        None => frame.rax = (-38i64) as u64,
+    }
+}
+
+/// Demand paging: whether the fault at `addr` was resolved.
+pub fn page_fault(addr: u64, error_code: u64) -> bool {
+    PROCESS_HOOKS
+        .get()
+        .is_some_and(|h| (h.page_fault)(addr, error_code))
+}
+
+/// Ends the running process for `fault` (returns only when no process runs here).
+pub fn user_fault(fault: &UserFault) {
+    if let Some(h) = PROCESS_HOOKS.get() {
+        (h.user_fault)(fault);
     }
 }

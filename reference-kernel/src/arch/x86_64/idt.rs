@@ -259,9 +259,7 @@ fn dispatch(frame: &mut InterruptFrame) {
             log::debug!("breakpoint at {:#x}, resuming", frame.rip.wrapping_sub(1));
         }
         vector::DEVICE_NOT_AVAILABLE if super::fpu::device_not_available() => {}
-        // An exception a probe expects (its instruction is in the probes' exception table).
-        0..=31 if probe::fixup(frame, Cr2::read_raw()) => {}
-        0..=31 => fatal_exception(frame),
+        0..=31 => exception(frame),
         _ => match handler(vector) {
             Some(h) => h(frame),
             None => {
@@ -273,27 +271,54 @@ fn dispatch(frame: &mut InterruptFrame) {
     }
 }
 
-fn fatal_exception(frame: &InterruptFrame) {
-    let info = ExceptionInfo {
-        vector: frame.vector as u8,
+/// CPU exceptions other than #BP and a handled #NM.
+fn exception(frame: &mut InterruptFrame) {
+    let vector = frame.vector as u8;
+    let cr2 = Cr2::read_raw();
+    let from_user = super::user::from_user(frame);
+    // Demand paging: a fault on a user address, from user mode or from a kernel copy to or
+    // from user memory (nowhere else does the kernel touch user addresses).
+    if vector == vector::PAGE_FAULT
+        && cr2 < super::user::USER_END
+        && (from_user || super::user::in_user_copy(frame))
+        && super::hooks::page_fault(cr2, frame.error_code)
+    {
+        return;
+    }
+    // A bad pointer in a user copy, or an exception a probe expects (each instruction is in
+    // an exception table).
+    if super::user::fixup(frame) || probe::fixup(frame, cr2) {
+        return;
+    }
+    if from_user {
+        let info = exception_info(frame, cr2);
+        // Ends the process (never returns when a user thread runs, which one must).
+        super::hooks::user_fault(&super::user::UserFault::Exception(info));
+    }
+    fatal_exception(frame);
+}
+
+/// The report of an exception at `frame` (`cr2` as read on entry).
+fn exception_info(frame: &InterruptFrame, cr2: u64) -> ExceptionInfo {
+    let vector = frame.vector as u8;
+    let cr2 = if matches!(vector, vector::PAGE_FAULT | vector::DOUBLE_FAULT) {
+        cr2
+    } else {
+        0
+    };
+    ExceptionInfo {
+        vector,
         error_code: frame.error_code,
         rip: frame.rip,
-        cr2: if matches!(
-            frame.vector as u8,
-            vector::PAGE_FAULT | vector::DOUBLE_FAULT
-        ) {
-            Cr2::read_raw()
-        } else {
-            0
-        },
-        stack_overflow: None,
-    };
-    let info = ExceptionInfo {
-        stack_overflow: matches!(info.vector, vector::PAGE_FAULT | vector::DOUBLE_FAULT)
-            .then(|| super::layout::guard_page_stack(info.cr2))
+        cr2,
+        stack_overflow: matches!(vector, vector::PAGE_FAULT | vector::DOUBLE_FAULT)
+            .then(|| super::layout::guard_page_stack(cr2))
             .flatten(),
-        ..info
-    };
+    }
+}
+
+fn fatal_exception(frame: &InterruptFrame) {
+    let info = exception_info(frame, Cr2::read_raw());
     crate::println!("CPU EXCEPTION: {info}");
     crate::println!(
         "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}",
@@ -426,6 +451,18 @@ isr_stubs:
     .endr
 
 isr_common:
+    /* From ring 3 (the interrupted CS, above vector and error code, has RPL 3): GS is the
+       user's; make it the per-CPU block's before anything reads it. */
+    test byte ptr [rsp + 24], 3
+    jz 1f
+    swapgs
+1:
+    /* With SMAP, handlers never run with user access allowed (an exception in a user copy
+       arrives with RFLAGS.AC set; `iretq` restores it for the copy). */
+    test byte ptr [rip + VERIDIAN_SMAP_ON], 1
+    jz 1f
+    clac
+1:
     push rax
     push rbx
     push rcx
@@ -530,6 +567,11 @@ isr_common:
     pop rbx
     pop rax
     add rsp, 16
+    /* Back to ring 3: give the user its GS again. */
+    test byte ptr [rsp + 8], 3
+    jz 9f
+    swapgs
+9:
     iretq
 "#,
     area = const super::fpu::SAVE_AREA,

@@ -17,6 +17,20 @@ pub const PHYS_OFFSET: u64 = 0xffff_8000_0000_0000;
 /// the RAM top once the kernel's own tables are loaded.
 static DIRECT_MAP_END: AtomicU64 = AtomicU64::new(0);
 
+/// Physical address of the kernel's own PML4 (0 before `paging::init` loaded it).
+static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
+
+/// Records the kernel's PML4 (by `mm::paging`, once it is loaded).
+pub fn set_kernel_root(phys: u64) {
+    KERNEL_ROOT.store(phys, Ordering::Release);
+}
+
+/// The kernel's PML4 (physical; 0 before `paging::init`). Processes' tables share its upper
+/// half; kernel threads and scheduler contexts run on it.
+pub fn kernel_root() -> u64 {
+    KERNEL_ROOT.load(Ordering::Acquire)
+}
+
 /// Records how far the direct map reaches (by `mm::paging`, after it mapped that far).
 pub fn set_direct_map_end(end: u64) {
     DIRECT_MAP_END.store(end, Ordering::Release);

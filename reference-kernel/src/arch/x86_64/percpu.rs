@@ -64,6 +64,13 @@ pub struct PerCpu {
     pub(super) recovery: UnsafeCell<super::recover::RecoveryStack>,
     /// What the last faulting probe on this CPU saw (`probe`).
     pub(super) probe: super::probe::ProbeState,
+    /// Kernel stack top of the user thread running here: where `SYSCALL` entry switches to
+    /// (`user`), and what the TSS's `rsp0` holds.
+    pub(super) kernel_rsp: AtomicU64,
+    /// The user stack pointer while `SYSCALL` entry switches stacks (scratch).
+    pub(super) user_rsp: AtomicU64,
+    /// This CPU's TSS (for `rsp0`), set by `user::init_cpu`.
+    pub(super) tss: AtomicPtr<x86_64::structures::tss::TaskStateSegment>,
 }
 
 // SAFETY: every field other CPUs may read is atomic or immutable after `install`; `recovery`
@@ -89,6 +96,9 @@ impl PerCpu {
             fpu_live: AtomicBool::new(false),
             recovery: UnsafeCell::new(super::recover::RecoveryStack::new()),
             probe: super::probe::ProbeState::new(),
+            kernel_rsp: AtomicU64::new(0),
+            user_rsp: AtomicU64::new(0),
+            tss: AtomicPtr::new(core::ptr::null_mut()),
         }
     }
 
@@ -361,6 +371,19 @@ impl<T> CpuSlots<T> {
         let result = f();
         slot.store(previous, Ordering::Release);
         result
+    }
+
+    /// Runs `f` on what the guard's CPU slot holds, borrowed (no reference count changes);
+    /// `None` when the slot is empty.
+    pub fn peek<R>(&self, guard: &SchedGuard, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let ptr = self.slots.get(guard.cpu)?.load(Ordering::Acquire);
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: as in `get`: the `Arc` behind a non-null entry stays alive while the guard
+        // keeps this CPU's scheduler context from finishing its `with` frame; the borrow ends
+        // before the guard can be dropped (it borrows the guard's lifetime).
+        Some(f(unsafe { &*ptr }))
     }
 
     /// A new reference to what the guard's CPU slot holds.

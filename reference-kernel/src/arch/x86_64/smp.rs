@@ -283,8 +283,9 @@ extern "C" fn ap_entry(arg: u64) -> ! {
     // Vector state before anything can call the kernel's memcpy (veridian-simd, AVX2 when the
     // bootstrap processor chose it).
     cpu::enable_vector_state();
-    gdt::init_ap(&start.ist);
+    let tss = gdt::init_ap(&start.ist);
     idt::load();
+    super::user::init_cpu(tss);
     let timer = apic::init_ap();
     percpu::ONLINE.fetch_add(1, Ordering::AcqRel);
     start.online.store(true, Ordering::Release);

@@ -4,7 +4,10 @@
 //! Convention (as Linux x86_64): `syscall` with the number in `rax` and up to six arguments in
 //! `rdi rsi rdx r10 r8 r9`; the result comes back in `rax`. A negative result `-e` is an error
 //! code `e` from [`errno`]; everything else is the call's value. `rcx` and `r11` are clobbered
-//! (the CPU keeps the return address and flags there); every other register is preserved.
+//! (the CPU keeps the return address and flags there); every other general-purpose register
+//! is preserved. The x87/SSE/AVX registers are not (kernel code such as its `memcpy` may use
+//! them during a call): treat a system call like a SysV function call for them. The programs
+//! here are built for a soft-float target and keep nothing there.
 //!
 //! A process starts at its ELF entry point with `rsp` 16-byte aligned at the top of its stack
 //! and its spawn argument in `rdi`.

@@ -1,0 +1,480 @@
+//! User address spaces: one PML4 per process sharing the kernel's upper half, a region map on
+//! veridian-simd's `CacheBTree`, and demand paging.
+//!
+//! What it does:
+//! - [`AddressSpace::new`] allocates a PML4 and copies the kernel's upper-half entries (256..512)
+//!   into it; the kernel half is never changed through a process's table (new kernel mappings go
+//!   into lower-level tables the entries already point at: `paging::init` creates every upper
+//!   PML4 entry the kernel uses before the first process).
+//! - Every user mapping belongs to a [`Region`] (program segment, stack, `mmap`), kept in a
+//!   `CacheBTree` keyed by the region's end. Program segments are loaded eagerly (copied from
+//!   the embedded image); stacks and `mmap` regions are backed on first touch
+//!   ([`AddressSpace::handle_fault`]) by a zeroed frame from the faulting CPU's NUMA node.
+//! - [`AddressSpace::munmap`] unmaps a whole `mmap` region and frees its frames; dropping the
+//!   space frees every frame it holds (data and page tables) and reports the count.
+//!
+//! Concurrency: all state is behind one `IrqLock` (the page-fault handler takes it with
+//! interrupts off). TLB: a process runs on one CPU at a time, and the scheduler switches every
+//! CPU back to the kernel's tables when the process's thread leaves it (no PCID, so that CR3
+//! write drops the process's translations there); only the CPU running the process can hold
+//! its translations, so unmapping invalidates them there alone (`invlpg`), without IPIs.
+//!
+//! Not done: promoting full 2 MiB regions to huge pages, PCID, copy-on-write, file mappings.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use veridian_simd::btree::CacheBTree;
+use x86_64::registers::model_specific::{Efer, EferFlags};
+use x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
+use x86_64::structures::paging::{
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame,
+    Size4KiB, Translate,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::frames::{self, FrameBlock};
+use super::paging::{PHYS_OFFSET, phys_to_virt};
+use crate::arch::x86_64::context::UserSpace;
+use crate::arch::x86_64::layout;
+use crate::sync::IrqLock;
+
+/// End (exclusive) of the user half.
+pub const USER_END: u64 = crate::arch::x86_64::user::USER_END;
+/// The top page of the user half is never mapped (so the address after a `SYSCALL` is always
+/// canonical: see `arch::x86_64::user`).
+pub const USER_MAP_END: u64 = USER_END - 4096;
+
+/// What a region is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionKind {
+    /// A program segment (loaded from the image; never demand-paged).
+    Image,
+    /// The main thread's stack (demand-paged).
+    Stack,
+    /// An anonymous `mmap` region (demand-paged).
+    Anonymous,
+}
+
+/// A range of user addresses with one set of permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    /// First address (page-aligned).
+    pub start: u64,
+    /// End (exclusive, page-aligned).
+    pub end: u64,
+    /// User code may write it.
+    pub writable: bool,
+    /// User code may execute it.
+    pub executable: bool,
+    /// What it is for.
+    pub kind: RegionKind,
+}
+
+/// Why an address-space operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AspaceError {
+    /// No frame (or heap memory for the region map) left.
+    OutOfMemory,
+    /// The range is empty, unaligned, outside the user half or overlaps a region.
+    BadRange,
+    /// No `mmap` region starts at the address with that length.
+    NoSuchRegion,
+}
+
+impl core::fmt::Display for AspaceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::OutOfMemory => write!(f, "out of memory"),
+            Self::BadRange => write!(f, "bad address range"),
+            Self::NoSuchRegion => write!(f, "no such region"),
+        }
+    }
+}
+
+struct Inner {
+    /// Regions by end address.
+    regions: CacheBTree<u64, Region>,
+    /// Where the next `mmap` region goes.
+    next_mmap: u64,
+}
+
+/// A process's address space.
+pub struct AddressSpace {
+    /// Physical address of the PML4.
+    root: u64,
+    inner: IrqLock<Inner>,
+    /// Frames it holds now (data pages and page tables, PML4 included).
+    frames: AtomicU64,
+}
+
+// SAFETY: `root` is a PML4 allocated by `new` whose upper half is a copy of the kernel's
+// (which never changes at that level after `paging::init`), freed only in `drop`, so it is
+// valid for as long as the value lives.
+unsafe impl UserSpace for AddressSpace {
+    fn root(&self) -> u64 {
+        self.root
+    }
+}
+
+/// Page-table frames for a process, counted.
+struct Tables<'a>(&'a AtomicU64);
+
+// SAFETY: every frame comes from the frame allocator (unused, ours from now on) and is zeroed
+// through the direct map before it is returned.
+unsafe impl FrameAllocator<Size4KiB> for Tables<'_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        let mut block = FrameBlock::allocate(0).ok()?;
+        block.bytes_mut()?.fill(0);
+        self.0.fetch_add(1, Ordering::Relaxed);
+        PhysFrame::from_start_address(PhysAddr::new(block.into_raw())).ok()
+    }
+}
+
+/// Whether the CPU enforces no-execute (EFER.NXE); the NX bit is reserved otherwise.
+fn nx() -> bool {
+    Efer::read().contains(EferFlags::NO_EXECUTE_ENABLE)
+}
+
+fn leaf_flags(region: &Region) -> F {
+    let mut flags = F::PRESENT | F::USER_ACCESSIBLE;
+    if region.writable {
+        flags |= F::WRITABLE;
+    }
+    if !region.executable && nx() {
+        flags |= F::NO_EXECUTE;
+    }
+    flags
+}
+
+const PARENT_FLAGS: F = F::PRESENT.union(F::WRITABLE).union(F::USER_ACCESSIBLE);
+
+impl AddressSpace {
+    /// An empty address space (the kernel half only). `None` without memory or before
+    /// `paging::init`.
+    pub fn new() -> Option<Self> {
+        let kernel = layout::kernel_root();
+        if kernel == 0 {
+            return None;
+        }
+        let mut block = FrameBlock::allocate(0).ok()?;
+        let bytes = block.bytes_mut()?;
+        bytes.fill(0);
+        let kernel_virt = phys_to_virt(kernel, 4096)?;
+        // SAFETY: the kernel's PML4, mapped by the direct map; its upper half is only read here
+        // (and changes only at boot, before any process exists).
+        let kernel_entries =
+            unsafe { core::slice::from_raw_parts((kernel_virt + 2048) as *const u8, 2048) };
+        bytes[2048..].copy_from_slice(kernel_entries);
+        let root = block.into_raw();
+        Some(Self {
+            root,
+            inner: IrqLock::new(
+                "mm::aspace::AddressSpace",
+                Inner {
+                    regions: CacheBTree::new(),
+                    next_mmap: crate::process_abi::layout::MMAP_BASE,
+                },
+            ),
+            frames: AtomicU64::new(1),
+        })
+    }
+
+    /// Frames held now (data and tables).
+    pub fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    /// The page tables, for code holding the lock.
+    ///
+    /// # Safety
+    /// The caller holds `self.inner`'s lock for as long as it uses the result (the tables are
+    /// only changed under it).
+    unsafe fn tables(&self) -> OffsetPageTable<'_> {
+        let pml4 = (PHYS_OFFSET + self.root) as *mut PageTable;
+        // SAFETY: the PML4 frame is ours (allocated in `new`) and mapped by the direct map, and
+        // so is every table frame below it; the caller's lock makes this the only reference.
+        unsafe { OffsetPageTable::new(&mut *pml4, VirtAddr::new(PHYS_OFFSET)) }
+    }
+
+    fn check_range(start: u64, end: u64) -> Result<(), AspaceError> {
+        if start >= end
+            || !start.is_multiple_of(4096)
+            || !end.is_multiple_of(4096)
+            || end > USER_MAP_END
+            || start < crate::process_abi::layout::USER_MIN
+        {
+            return Err(AspaceError::BadRange);
+        }
+        Ok(())
+    }
+
+    fn overlaps(inner: &Inner, start: u64, end: u64) -> bool {
+        inner
+            .regions
+            .range((
+                core::ops::Bound::Excluded(start),
+                core::ops::Bound::Unbounded,
+            ))
+            .next()
+            .is_some_and(|(_, r)| r.start < end)
+    }
+
+    fn insert(inner: &mut Inner, region: Region) -> Result<(), AspaceError> {
+        inner
+            .regions
+            .try_insert(region.end, region)
+            .map(|_| ())
+            .map_err(|_| AspaceError::OutOfMemory)
+    }
+
+    fn find(inner: &Inner, addr: u64) -> Option<Region> {
+        inner
+            .regions
+            .range((
+                core::ops::Bound::Excluded(addr),
+                core::ops::Bound::Unbounded,
+            ))
+            .next()
+            .map(|(_, r)| *r)
+            .filter(|r| r.start <= addr)
+    }
+
+    /// Maps `frame` at `page` with `flags`; the frame is the space's from now on.
+    ///
+    /// # Safety
+    /// The caller holds the lock; `page` is a user page of one of the regions and unmapped;
+    /// `frame` is an allocated frame nothing else uses.
+    unsafe fn map(&self, page: u64, frame: u64, flags: F) -> Result<(), AspaceError> {
+        // SAFETY: the caller holds the lock.
+        let mut table = unsafe { self.tables() };
+        let mut alloc = Tables(&self.frames);
+        // SAFETY: a user page of this space mapped to a frame we own: no existing translation
+        // changes (the page was unmapped, so no TLB holds it).
+        let result = unsafe {
+            table.map_to_with_table_flags(
+                Page::<Size4KiB>::containing_address(VirtAddr::new(page)),
+                PhysFrame::containing_address(PhysAddr::new(frame)),
+                flags,
+                PARENT_FLAGS,
+                &mut alloc,
+            )
+        };
+        match result {
+            Ok(flush) => {
+                flush.ignore();
+                self.frames.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(MapToError::FrameAllocationFailed) => Err(AspaceError::OutOfMemory),
+            Err(_) => Err(AspaceError::BadRange),
+        }
+    }
+
+    /// Adds a program segment `[start, end)` and fills it: `bytes` at `start + offset` (the
+    /// rest zero). Frames are allocated now.
+    pub fn load(&self, region: Region, offset: u64, bytes: &[u8]) -> Result<(), AspaceError> {
+        Self::check_range(region.start, region.end)?;
+        if offset.saturating_add(bytes.len() as u64) > region.end - region.start {
+            return Err(AspaceError::BadRange);
+        }
+        let mut inner = self.inner.lock();
+        if Self::overlaps(&inner, region.start, region.end) {
+            return Err(AspaceError::BadRange);
+        }
+        Self::insert(&mut inner, region)?;
+        let flags = leaf_flags(&region);
+        let mut page = region.start;
+        while page < region.end {
+            let mut block = FrameBlock::allocate(0).map_err(|_| AspaceError::OutOfMemory)?;
+            let dst = block.bytes_mut().ok_or(AspaceError::OutOfMemory)?;
+            dst.fill(0);
+            // The part of `bytes` that lands in this page.
+            let page_off = page - region.start;
+            let from = offset.max(page_off);
+            let to = (offset + bytes.len() as u64).min(page_off + 4096);
+            if from < to {
+                let src = &bytes[(from - offset) as usize..(to - offset) as usize];
+                dst[(from - page_off) as usize..(to - page_off) as usize].copy_from_slice(src);
+            }
+            let phys = block.into_raw();
+            // SAFETY: we hold the lock; the page is in the region just added (no overlap, so
+            // unmapped); the frame is freshly allocated.
+            if let Err(e) = unsafe { self.map(page, phys, flags) } {
+                // SAFETY: not mapped (the mapping failed), ours.
+                let _ = unsafe { frames::free(phys, 0) };
+                return Err(e);
+            }
+            page += 4096;
+        }
+        Ok(())
+    }
+
+    /// Adds a demand-paged region (stack or anonymous memory) at `[start, end)`.
+    pub fn reserve(&self, region: Region) -> Result<(), AspaceError> {
+        Self::check_range(region.start, region.end)?;
+        let mut inner = self.inner.lock();
+        if Self::overlaps(&inner, region.start, region.end) {
+            return Err(AspaceError::BadRange);
+        }
+        Self::insert(&mut inner, region)
+    }
+
+    /// A new anonymous region of `len` bytes (rounded up to 4 KiB), after the previous one with
+    /// an unmapped page between them; its start.
+    pub fn mmap(&self, len: u64, writable: bool) -> Result<u64, AspaceError> {
+        if len == 0 || len > crate::process_abi::limits::MAX_MMAP {
+            return Err(AspaceError::BadRange);
+        }
+        let len = len.next_multiple_of(4096);
+        let mut inner = self.inner.lock();
+        let start = inner.next_mmap;
+        let end = start.checked_add(len).ok_or(AspaceError::OutOfMemory)?;
+        if end
+            > crate::process_abi::layout::STACK_TOP - crate::process_abi::layout::STACK_SIZE - 4096
+        {
+            return Err(AspaceError::OutOfMemory);
+        }
+        let region = Region {
+            start,
+            end,
+            writable,
+            executable: false,
+            kind: RegionKind::Anonymous,
+        };
+        Self::insert(&mut inner, region)?;
+        inner.next_mmap = end + 4096;
+        Ok(start)
+    }
+
+    /// Removes the `mmap` region that starts at `addr` and is `len` bytes long (rounded up to
+    /// 4 KiB), freeing its frames.
+    pub fn munmap(&self, addr: u64, len: u64) -> Result<(), AspaceError> {
+        let end = len
+            .checked_next_multiple_of(4096)
+            .and_then(|len| addr.checked_add(len))
+            .ok_or(AspaceError::NoSuchRegion)?;
+        let mut inner = self.inner.lock();
+        match inner.regions.get(&end) {
+            Some(r) if r.start == addr && r.kind == RegionKind::Anonymous => {}
+            _ => return Err(AspaceError::NoSuchRegion),
+        }
+        inner.regions.remove(&end);
+        // SAFETY: we hold the lock.
+        let mut table = unsafe { self.tables() };
+        let mut page = addr;
+        while page < end {
+            match table.unmap(Page::<Size4KiB>::containing_address(VirtAddr::new(page))) {
+                Ok((frame, flush)) => {
+                    // Only this CPU can hold the translation (see the module docs).
+                    flush.flush();
+                    // SAFETY: the frame was mapped here alone and is unmapped now; the
+                    // translation is gone from this CPU's TLB and no other CPU has one.
+                    let _ = unsafe { frames::free(frame.start_address().as_u64(), 0) };
+                    self.frames.fetch_sub(1, Ordering::Relaxed);
+                }
+                Err(UnmapError::PageNotMapped) => {}
+                Err(_) => {}
+            }
+            page += 4096;
+        }
+        Ok(())
+    }
+
+    /// Demand paging: maps a zeroed frame at the page of `addr` if it lies in a demand-paged
+    /// region that allows the access (`error_code` as the CPU pushed it: write bit 1,
+    /// instruction fetch bit 4, present bit 0). False for anything else (the process faulted).
+    pub fn handle_fault(&self, addr: u64, error_code: u64) -> bool {
+        let inner = self.inner.lock();
+        let Some(region) = Self::find(&inner, addr) else {
+            return false;
+        };
+        let present = error_code & 1 != 0;
+        let write = error_code & 2 != 0;
+        let fetch = error_code & 0x10 != 0;
+        if present
+            || (write && !region.writable)
+            || (fetch && !region.executable)
+            || region.kind == RegionKind::Image
+        {
+            return false;
+        }
+        let page = addr & !0xfff;
+        // Another fault (from a kernel copy that raced with nothing: the process has one
+        // thread) cannot have mapped it meanwhile; still, never map twice.
+        // SAFETY: we hold the lock.
+        let table = unsafe { self.tables() };
+        if !matches!(
+            table.translate(VirtAddr::new(page)),
+            TranslateResult::NotMapped
+        ) {
+            return false;
+        }
+        let Ok(mut block) = FrameBlock::allocate(0) else {
+            return false;
+        };
+        let Some(bytes) = block.bytes_mut() else {
+            return false;
+        };
+        bytes.fill(0);
+        let phys = block.into_raw();
+        // SAFETY: we hold the lock; the page is in a region and not mapped (checked); the frame
+        // is fresh.
+        if unsafe { self.map(page, phys, leaf_flags(&region)) }.is_err() {
+            // SAFETY: not mapped, ours.
+            let _ = unsafe { frames::free(phys, 0) };
+            return false;
+        }
+        true
+    }
+}
+
+impl Drop for AddressSpace {
+    /// Frees every frame of the user half (data pages, then the tables) and the PML4. The
+    /// space is loaded on no CPU by now (the scheduler switches CPUs back to the kernel's
+    /// tables when a process's thread leaves them, and the thread left for good).
+    fn drop(&mut self) {
+        let freed = free_tables(self.root, 4);
+        self.frames.fetch_sub(freed, Ordering::Relaxed);
+        if self.frames.load(Ordering::Relaxed) != 0 {
+            log::warn!(
+                "aspace: {} frames unaccounted for after teardown",
+                self.frames.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+/// Frees the table at `phys` of `level` (4: PML4, user half only) and everything below it;
+/// the number of frames freed.
+fn free_tables(phys: u64, level: u8) -> u64 {
+    let Some(virt) = phys_to_virt(phys, 4096) else {
+        return 0;
+    };
+    // SAFETY: a page-table frame of this space (no CPU uses the space any more, see `drop`),
+    // mapped by the direct map; nothing else references it.
+    let table = unsafe { &mut *(virt as *mut PageTable) };
+    let entries = if level == 4 { 256 } else { 512 };
+    let mut freed = 0;
+    for entry in table.iter_mut().take(entries) {
+        if !entry.flags().contains(F::PRESENT) {
+            continue;
+        }
+        let child = entry.addr().as_u64();
+        if level == 1 || entry.flags().contains(F::HUGE_PAGE) {
+            let order = match level {
+                1 => 0,
+                2 => 9,
+                _ => 18,
+            };
+            // SAFETY: a data frame (block of `order`) this space mapped and owns alone.
+            let _ = unsafe { frames::free(child, order) };
+            freed += 1;
+        } else {
+            freed += free_tables(child, level - 1);
+        }
+        entry.set_unused();
+    }
+    // SAFETY: the table frame itself, allocated for this space, referenced by nothing now.
+    let _ = unsafe { frames::free(phys, 0) };
+    freed + 1
+}
