@@ -149,6 +149,20 @@ pub trait LockdepEnv: Sync {
     /// Called once per distinct problem, in the context that found it (with the lock about
     /// to be taken not yet taken, if the problem predicts a deadlock).
     fn report(&self, report: &Report);
+
+    /// Keeps the caller in its context until [`LockdepEnv::unpin`] (a kernel: interrupts off,
+    /// so the task can be neither preempted nor migrated to another CPU while the validator
+    /// reads that CPU's held-lock stack); returns what `unpin` needs. The validator brackets
+    /// each of its checks with the pair. The default does nothing, which is right where a
+    /// context cannot change under the caller (hosted threads).
+    fn pin(&self) -> u64 {
+        0
+    }
+
+    /// Ends [`LockdepEnv::pin`], given what it returned.
+    fn unpin(&self, state: u64) {
+        let _ = state;
+    }
 }
 
 /// Installs the environment and starts validating. Only the first call takes effect: it

@@ -514,6 +514,27 @@ impl Context {
     }
 }
 
+/// The environment's [`LockdepEnv::pin`], undone on drop.
+struct Pinned {
+    env: &'static dyn LockdepEnv,
+    state: u64,
+}
+
+impl Pinned {
+    fn new(env: &'static dyn LockdepEnv) -> Self {
+        Self {
+            env,
+            state: env.pin(),
+        }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        self.env.unpin(self.state);
+    }
+}
+
 fn current_context(env: &dyn LockdepEnv) -> Option<(usize, &'static Context)> {
     let index = env.context();
     CONTEXTS.get(index).map(|ctx| (index, ctx))
@@ -539,6 +560,9 @@ pub(crate) struct Held {
 /// the lock is taken, so a report comes out before the deadlock it predicts).
 pub(crate) fn before_lock(key: &ClassKey, site: Site) -> Option<Pending> {
     let env = env()?;
+    // Pinned: a task migrated between reading its context and checking it would check
+    // another CPU's held locks (a false report: found with the kernel's stress test).
+    let _pinned = Pinned::new(env);
     let (_, ctx) = current_context(env)?;
     let _busy = Busy::enter(ctx)?;
     let class = class_of(env, key, site)?;
@@ -584,6 +608,7 @@ pub(crate) fn after_lock(pending: Option<Pending>) -> Option<Held> {
 /// recorded and checked like a blocking acquisition's.
 pub(crate) fn after_try_lock(key: &ClassKey, site: Site) -> Option<Held> {
     let env = env()?;
+    let _pinned = Pinned::new(env);
     let class = {
         let (_, ctx) = current_context(env)?;
         let _busy = Busy::enter(ctx)?;
@@ -596,7 +621,8 @@ pub(crate) fn after_try_lock(key: &ClassKey, site: Site) -> Option<Held> {
     push(env, class, site)
 }
 
-fn push(env: &dyn LockdepEnv, class: usize, site: Site) -> Option<Held> {
+fn push(env: &'static dyn LockdepEnv, class: usize, site: Site) -> Option<Held> {
+    let _pinned = Pinned::new(env);
     // The context is asked again: a task may have been migrated before the lock was taken.
     let (index, ctx) = current_context(env)?;
     let _busy = Busy::enter(ctx)?;
@@ -630,6 +656,7 @@ fn push(env: &dyn LockdepEnv, class: usize, site: Site) -> Option<Held> {
 /// When a tracked lock is released (before the raw unlock).
 pub(crate) fn release(held: Held) {
     let Some(env) = env() else { return };
+    let _pinned = Pinned::new(env);
     let ctx = &CONTEXTS[usize::from(held.ctx)];
     let entry = &ctx.entries[usize::from(held.index)];
     // A compare-exchange, not a store: if the lock is released in another context (it was
@@ -647,6 +674,7 @@ pub(crate) fn release(held: Held) {
 
 pub(crate) fn assert_no_locks_held(site: Site) {
     let Some(env) = env() else { return };
+    let _pinned = Pinned::new(env);
     let Some((_, ctx)) = current_context(env) else {
         return;
     };
@@ -673,6 +701,7 @@ pub(crate) fn assert_no_locks_held(site: Site) {
 
 pub(crate) fn held_count() -> usize {
     let Some(env) = env() else { return 0 };
+    let _pinned = Pinned::new(env);
     current_context(env).map_or(0, |(_, ctx)| ctx.live().count())
 }
 

@@ -92,6 +92,18 @@ impl veridian_sync::lockdep::LockdepEnv for KernelLockdep {
     fn report(&self, report: &veridian_sync::lockdep::Report) {
         crate::console::force_write(format_args!("{report}\n"));
     }
+
+    /// Interrupts off: no preemption, no migration while the validator reads this CPU's
+    /// held-lock stack.
+    fn pin(&self) -> u64 {
+        u64::from(Interrupts::disable())
+    }
+
+    fn unpin(&self, state: u64) {
+        // SAFETY: `state` is what `pin` returned on this CPU (the validator pairs them), and
+        // the section opened there is the innermost one.
+        unsafe { Interrupts::restore(state != 0) };
+    }
 }
 
 /// Turns the validator on (it does nothing unless veridian-sync's `lockdep` feature is on).
