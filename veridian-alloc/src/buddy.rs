@@ -744,6 +744,28 @@ impl BuddyAllocator {
         }
     }
 
+    /// Whether any part of the naturally aligned block of `order` at `ptr` is free (the block
+    /// itself, a free block containing it, or a free block inside it): what
+    /// [`deallocate`](Self::deallocate) refuses as a double free. False for a block outside the
+    /// allocator's regions, misaligned, or of an order above the maximum. For callers that keep
+    /// allocated blocks in caches of their own and must still refuse a double free.
+    pub fn is_free(&self, ptr: *const u8, order: usize) -> bool {
+        if order > MAX_ORDER {
+            return false;
+        }
+        let addr = ptr.addr();
+        let size = block_size(order);
+        let Some(r) = self.region_index(addr) else {
+            return false;
+        };
+        let region = &self.regions[r];
+        if addr & (size - 1) != 0 || addr.checked_add(size).is_none_or(|e| e > region.end) {
+            return false;
+        }
+        (order..=MAX_ORDER).any(|k| region.test(Map::Free, k, addr & !(block_size(k) - 1)))
+            || region.test(Map::FreeInside, order, addr)
+    }
+
     /// Whether `ptr` lies in the allocatable part of a region (not its metadata or trimmed
     /// edges).
     pub fn owns(&self, ptr: *const u8) -> bool {

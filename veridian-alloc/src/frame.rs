@@ -265,6 +265,15 @@ impl FrameAllocator {
         Err(FrameError::NoHugePage { requested: len })
     }
 
+    /// Whether any frame of the block of `order` at `phys` is free (see
+    /// [`BuddyAllocator::is_free`]).
+    pub fn is_free(&self, phys: u64, order: usize) -> bool {
+        let virt = usize::try_from(phys)
+            .ok()
+            .and_then(|p| p.checked_add(self.phys_offset));
+        virt.is_some_and(|v| self.buddy.is_free(ptr::without_provenance(v), order))
+    }
+
     /// Whether the frame at `phys` lies in the allocatable part of a range added.
     pub fn owns(&self, phys: u64) -> bool {
         let virt = usize::try_from(phys)

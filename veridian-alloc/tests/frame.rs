@@ -177,6 +177,46 @@ fn physical_addresses_follow_the_offset() {
     unsafe { dealloc(ptr, layout) };
 }
 
+/// `is_free` answers what `free` would refuse as a double free: a free block, a block inside a
+/// free one, a block with a free part; never an allocated block or one outside the ranges.
+#[test]
+fn is_free_matches_what_free_refuses() {
+    let (ptr, layout) = small_backing(64 << 20);
+    let virt = ptr as usize;
+    let offset = offset_for(virt);
+    let phys_base = (virt - offset) as u64;
+    let mut frames = FrameAllocator::new(offset).unwrap();
+    let start = phys_base.next_multiple_of(2 * MIB);
+    // SAFETY: the range is inside our backing, mapped at phys + offset.
+    unsafe { frames.add_range(start, 32 * MIB) }.unwrap();
+    let big = frames.allocate(4).unwrap(); // 64 KiB
+    assert!(!frames.is_free(big, 4), "allocated block");
+    assert!(!frames.is_free(big, 0), "a frame of an allocated block");
+    // Free one frame of it (the caller owns every frame of the block).
+    // SAFETY: a frame of the block allocated above, not used.
+    unsafe { frames.free(big + PAGE_SIZE as u64, 0) }.unwrap();
+    assert!(frames.is_free(big + PAGE_SIZE as u64, 0), "freed frame");
+    assert!(frames.is_free(big, 4), "a block with a free part");
+    assert!(!frames.is_free(big, 0), "its other frames stay allocated");
+    // SAFETY: as above: a double free, which `free` must refuse (and `is_free` predicts).
+    assert!(unsafe { frames.free(big + PAGE_SIZE as u64, 0) }.is_err());
+    assert!(!frames.is_free(big + 8, 0), "misaligned");
+    assert!(
+        !frames.is_free(phys_base + 200 * MIB, 0),
+        "outside the ranges"
+    );
+    assert!(
+        !frames.is_free(big, MAX_ORDER + 1),
+        "order above the maximum"
+    );
+    let never = frames.allocate(0).unwrap();
+    // SAFETY: allocated just above, not used.
+    unsafe { frames.free(never, 0) }.unwrap();
+    assert!(frames.is_free(never, 0), "a frame given back");
+    // SAFETY: allocated in `small_backing`.
+    unsafe { dealloc(ptr, layout) };
+}
+
 #[test]
 fn identity_map_offset_zero() {
     let (ptr, layout) = small_backing(8 << 20);
