@@ -46,8 +46,15 @@ fn report(name: &str, what: &str, hist: &Histogram, overhead: u64) {
 }
 
 /// Times `f` `ITERATIONS` times (after 100 warm-up runs).
-fn time(mut f: impl FnMut(), overhead: u64) -> Box<Histogram> {
-    let mut hist = Box::new(Histogram::new());
+fn time(f: impl FnMut(), overhead: u64) -> Box<Histogram> {
+    time_split(f, overhead, 1).0
+}
+
+/// As [`time`], also recording each sample divided by `parts` into a second histogram (for a
+/// sample that is `parts` equal operations, such as a round trip of two switches).
+fn time_split(mut f: impl FnMut(), overhead: u64, parts: u64) -> (Box<Histogram>, Box<Histogram>) {
+    let mut whole = Box::new(Histogram::new());
+    let mut part = Box::new(Histogram::new());
     for _ in 0..100 {
         f();
     }
@@ -55,9 +62,11 @@ fn time(mut f: impl FnMut(), overhead: u64) -> Box<Histogram> {
         let t0 = Tsc.start();
         f();
         let t1 = Tsc.stop();
-        hist.record(t1.wrapping_sub(t0).saturating_sub(overhead));
+        let sample = t1.wrapping_sub(t0).saturating_sub(overhead);
+        whole.record(sample);
+        part.record(sample / parts.max(1));
     }
-    hist
+    (whole, part)
 }
 
 /// Runs every benchmark and prints its line. Returns false if one could not run.
@@ -74,7 +83,7 @@ pub fn run_all() -> bool {
         overhead,
     );
     report(
-        "heap_alloc_free_64",
+        "kalloc_free_64",
         "kernel heap alloc+free pair, 64 B",
         &hist,
         overhead,
@@ -140,12 +149,18 @@ fn yield_pair(overhead: u64) -> bool {
     let measurer = {
         let stop = stop.clone();
         crate::task::spawn("yield-measurer", cpu, Priority::Normal, move || {
-            let hist = time(crate::task::yield_now, overhead);
+            let (round_trip, per_switch) = time_split(crate::task::yield_now, overhead, 2);
             stop.store(true, Ordering::Relaxed);
             report(
                 "sched_yield_round_trip",
                 "yield to another kernel thread on the same CPU and back (2 yields)",
-                &hist,
+                &round_trip,
+                overhead,
+            );
+            report(
+                "thread_yield_switch",
+                "the same samples halved: one kernel-thread yield switch",
+                &per_switch,
                 overhead,
             );
         })

@@ -51,7 +51,8 @@ pub fn parse_line(line: &str) -> Option<BenchLine> {
 fn target(name: &str) -> &'static str {
     match name {
         "sched_yield_round_trip" => "context switch < 500 ns (2 switches here)",
-        "heap_alloc_free_64" => "memory allocation < 200 ns",
+        "kalloc_free_64" => "memory allocation < 200 ns",
+        "thread_yield_switch" => "context switch < 500 ns (stretch 300); goal <= 150 instructions",
         "null_syscall" => "system call < 100 ns (stretch 50); goal <= 50 instructions",
         "page_fault_anon" => "page fault < 10 us (stretch 5); goal <= 1000 instructions",
         "sched_yield_switch" => "context switch < 500 ns (stretch 300); goal <= 150 instructions",
@@ -121,11 +122,11 @@ mod tests {
     #[test]
     fn bench_lines_are_parsed() {
         let l = parse_line(
-            "bench heap_alloc_free_64 unit=tsc count=10 min=1 median=2 p99=3 max=4 overhead=5 \
+            "bench kalloc_free_64 unit=tsc count=10 min=1 median=2 p99=3 max=4 overhead=5 \
              what=\"kernel heap, 64 B\"",
         )
         .expect("a bench line");
-        assert_eq!(l.name, "heap_alloc_free_64");
+        assert_eq!(l.name, "kalloc_free_64");
         assert_eq!(l.fields["median"], "2");
         assert_eq!(l.fields["what"], "kernel heap, 64 B");
         assert_eq!(parse_line("ktest pass x"), None);
