@@ -282,9 +282,13 @@ mod kernel {
             "run" => {
                 crate::println!("mode: run");
                 demo_report();
-                demo_threads();
-                log::info!("nothing more to run yet; shutting down");
-                qemu::exit(qemu::ExitCode::Success);
+                let ok = tasks.is_ok() && demo_threads();
+                if ok {
+                    log::info!("nothing more to run yet; shutting down");
+                    qemu::exit(qemu::ExitCode::Success);
+                }
+                crate::println!("mode=run: the demo did not run as asked; exiting with failure");
+                qemu::exit(qemu::ExitCode::Failure);
             }
             "bench" => {
                 crate::println!("mode: bench");
@@ -306,7 +310,9 @@ mod kernel {
                 });
             }
             other => {
-                crate::println!("KERNEL PANIC: mode={other}: unknown mode (expected run or test)");
+                crate::println!(
+                    "KERNEL PANIC: mode={other}: unknown mode (expected run, test or bench)"
+                );
                 qemu::exit(qemu::ExitCode::Failure);
             }
         }
@@ -349,13 +355,17 @@ mod kernel {
     }
 
     /// A short thread workload on every CPU, then the per-CPU counters.
-    fn demo_threads() {
+    /// Runs the demo threads; false if any could not be started or did not end normally (the
+    /// run then ends with a failure status).
+    fn demo_threads() -> bool {
         use alloc::vec::Vec;
         let online = percpu::online() as usize;
         let Ok(all) = veridian_sched::CpuSet::full(online) else {
-            return;
+            crate::println!("demo: no CPU set for {online} CPUs");
+            return false;
         };
         let mut handles = Vec::new();
+        let mut spawn_failures = 0;
         for i in 0..64u64 {
             match crate::task::spawn("demo", all, veridian_sched::Priority::Normal, move || {
                 let mut v: Vec<Vec<u64>> = Vec::new();
@@ -368,8 +378,16 @@ mod kernel {
                 core::hint::black_box(v);
             }) {
                 Ok(h) => handles.push(h),
-                Err(e) => crate::println!("demo: spawn failed: {e}"),
+                Err(e) => {
+                    spawn_failures += 1;
+                    if spawn_failures == 1 {
+                        crate::println!("demo: spawn failed: {e}");
+                    }
+                }
             }
+        }
+        if spawn_failures > 1 {
+            crate::println!("demo: {spawn_failures} spawns failed in all");
         }
         let failed = handles.iter().filter(|h| h.join().is_err()).count();
         crate::println!(
@@ -407,6 +425,7 @@ mod kernel {
                 hits as f64 / allocs as f64
             }
         );
+        spawn_failures == 0 && failed == 0 && !handles.is_empty()
     }
 
     fn banner(info: &BootInfo, vectors: cpu::VectorState) {

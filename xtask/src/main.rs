@@ -204,12 +204,14 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
                 entry_given = true;
             }
             "--machine" => {
-                let text = value("numa, flat or single")?;
+                let text = value("numa, flat, single or numa-asymmetric")?;
                 run.machine = qemu::Machine::ALL
                     .iter()
                     .find(|(name, _)| *name == text)
                     .map(|&(_, m)| m)
-                    .ok_or_else(|| format!("--machine {text}: expected numa, flat or single"))?;
+                    .ok_or_else(|| {
+                        format!("--machine {text}: expected numa, flat, single or numa-asymmetric")
+                    })?;
             }
             "--timeout" => {
                 let text = value("seconds")?;

@@ -138,14 +138,18 @@ pub enum Machine {
     Flat,
     /// 1 CPU, no NUMA options.
     Single,
+    /// As [`Machine::Numa`] with an asymmetric distance table (node 1 to node 0 is 30): ACPI
+    /// allows it, and the scheduler must start on it.
+    NumaAsymmetric,
 }
 
 impl Machine {
     /// Every machine, for option parsing and help.
-    pub const ALL: [(&'static str, Machine); 3] = [
+    pub const ALL: [(&'static str, Machine); 4] = [
         ("numa", Machine::Numa),
         ("flat", Machine::Flat),
         ("single", Machine::Single),
+        ("numa-asymmetric", Machine::NumaAsymmetric),
     ];
 
     /// QEMU's CPU, memory and NUMA options for this machine.
@@ -166,6 +170,24 @@ impl Machine {
                 "node,nodeid=1,cpus=2-3,memdev=mem1",
                 "-numa",
                 "dist,src=0,dst=1,val=20",
+            ],
+            Machine::NumaAsymmetric => &[
+                "-smp",
+                "4",
+                "-m",
+                "256M",
+                "-object",
+                "memory-backend-ram,id=mem0,size=128M",
+                "-object",
+                "memory-backend-ram,id=mem1,size=128M",
+                "-numa",
+                "node,nodeid=0,cpus=0-1,memdev=mem0",
+                "-numa",
+                "node,nodeid=1,cpus=2-3,memdev=mem1",
+                "-numa",
+                "dist,src=0,dst=1,val=20",
+                "-numa",
+                "dist,src=1,dst=0,val=30",
             ],
             Machine::Flat => &["-smp", "4", "-m", "256M"],
             Machine::Single => &["-smp", "1", "-m", "256M"],

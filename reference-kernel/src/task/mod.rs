@@ -236,6 +236,9 @@ pub fn init(platform: Option<&Platform>) -> Result<(), veridian_sched::TopologyE
     let online = percpu::online() as usize;
     let nodes = platform.map_or(1, |p| p.node_count().max(1));
     let mut builder = TopologyBuilder::new(nodes);
+    // ACPI allows an asymmetric SLIT (and the parser accepts it): steal order then follows the
+    // distance as seen from the thief's node.
+    builder.symmetry(veridian_sched::Symmetry::AllowAsymmetric);
     for i in 0..online.min(MAX_CPUS) {
         let node = percpu::cpu(i).map_or(0, |c| c.node as usize);
         builder.cpu(i, node.min(nodes - 1));
