@@ -71,7 +71,7 @@ pub fn user_bad_pointers_get_efault() {
 pub fn user_demand_paging_and_munmap() {
     let (before, after) = frames_back_after(|| {
         // 8 MiB, or an eighth of the free memory on a small machine (at least 1 MiB).
-        let mib = (frames::free_bytes() / 8 >> 20).clamp(1, 8) as u64;
+        let mib = ((frames::free_bytes() / 8) >> 20).clamp(1, 8) as u64;
         let child = start("mmap_touch", mib);
         assert_eq!(child.wait(), 0, "mmap_touch failed");
     });
