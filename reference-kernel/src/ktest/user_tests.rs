@@ -69,6 +69,7 @@ pub fn user_bad_pointers_get_efault() {
 }
 
 pub fn user_demand_paging_and_munmap() {
+    let promoted = crate::mm::aspace::promotions();
     let (before, after) = frames_back_after(|| {
         // 8 MiB, or an eighth of the free memory on a small machine (at least 1 MiB).
         let mib = ((frames::free_bytes() / 8) >> 20).clamp(1, 8) as u64;
@@ -76,6 +77,14 @@ pub fn user_demand_paging_and_munmap() {
         assert_eq!(child.wait(), 0, "mmap_touch failed");
     });
     assert_eq!(before, after, "frames not all returned");
+    // Two runs touched every page of at least one 2 MiB-aligned block each (the region starts
+    // at MMAP_BASE, 2 MiB-aligned, and is at least 2 MiB on any machine that has 16 MiB free).
+    if frames::free_bytes() >= 16 << 20 {
+        assert!(
+            crate::mm::aspace::promotions() >= promoted + 2,
+            "no 2 MiB block was promoted to a huge page"
+        );
+    }
 }
 
 pub fn user_spawn_and_wait() {

@@ -19,8 +19,14 @@
 //! write drops the process's translations there); only the CPU running the process can hold
 //! its translations, so unmapping invalidates them there alone (`invlpg`), without IPIs.
 //!
-//! Not done: promoting full 2 MiB regions to huge pages, PCID, copy-on-write, file mappings.
+//! Huge pages: a 2 MiB block that lies wholly in a demand-paged region and whose 512 pages have
+//! all been touched is promoted to one 2 MiB page (its bytes copied into a 2 MiB frame from
+//! veridian-alloc's buddy allocator, the 4 KiB frames and their page table freed); `munmap` and
+//! teardown free such a page as one block. No promotion when no 2 MiB frame is free.
+//!
+//! Not done: PCID, copy-on-write, file mappings.
 
+use alloc::collections::BTreeMap;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use veridian_simd::btree::CacheBTree;
@@ -28,7 +34,7 @@ use x86_64::registers::model_specific::{Efer, EferFlags};
 use x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
 use x86_64::structures::paging::{
     FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame,
-    Size4KiB, Translate,
+    Size2MiB, Size4KiB, Translate,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -96,6 +102,9 @@ struct Inner {
     regions: CacheBTree<u64, Region>,
     /// Where the next `mmap` region goes.
     next_mmap: u64,
+    /// 4 KiB pages demand-mapped so far in each 2 MiB block that lies wholly in a demand-paged
+    /// region (by block address): at 512 the block is promoted to one 2 MiB page.
+    fills: BTreeMap<u64, u16>,
 }
 
 /// A process's address space.
@@ -173,6 +182,7 @@ impl AddressSpace {
                 Inner {
                     regions: CacheBTree::new(),
                     next_mmap: crate::process_abi::layout::MMAP_BASE,
+                    fills: BTreeMap::new(),
                 },
             ),
             frames: AtomicU64::new(1),
@@ -361,6 +371,10 @@ impl AddressSpace {
         inner.regions.remove(&end);
         // SAFETY: we hold the lock.
         let mut table = unsafe { self.tables() };
+        let fills: alloc::vec::Vec<u64> = inner.fills.range(addr..end).map(|(b, _)| *b).collect();
+        for block in fills {
+            inner.fills.remove(&block);
+        }
         let mut page = addr;
         while page < end {
             match table.unmap(Page::<Size4KiB>::containing_address(VirtAddr::new(page))) {
@@ -372,7 +386,18 @@ impl AddressSpace {
                     let _ = unsafe { frames::free(frame.start_address().as_u64(), 0) };
                     self.frames.fetch_sub(1, Ordering::Relaxed);
                 }
-                Err(UnmapError::PageNotMapped) => {}
+                // A promoted block (2 MiB-aligned, wholly in the region).
+                Err(UnmapError::ParentEntryHugePage) if page.is_multiple_of(HUGE) => {
+                    let huge = Page::<Size2MiB>::containing_address(VirtAddr::new(page));
+                    if let Ok((frame, flush)) = table.unmap(huge) {
+                        flush.flush();
+                        // SAFETY: as above, a 2 MiB block mapped here alone, now unmapped.
+                        let _ = unsafe { frames::free(frame.start_address().as_u64(), 9) };
+                        self.frames.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    page += HUGE;
+                    continue;
+                }
                 Err(_) => {}
             }
             page += 4096;
@@ -384,7 +409,7 @@ impl AddressSpace {
     /// region that allows the access (`error_code` as the CPU pushed it: write bit 1,
     /// instruction fetch bit 4, present bit 0). False for anything else (the process faulted).
     pub fn handle_fault(&self, addr: u64, error_code: u64) -> bool {
-        let inner = self.inner.lock();
+        let mut inner = self.inner.lock();
         let Some(region) = Self::find(&inner, addr) else {
             return false;
         };
@@ -424,8 +449,115 @@ impl AddressSpace {
             let _ = unsafe { frames::free(phys, 0) };
             return false;
         }
+        let block = page & !(HUGE - 1);
+        if block >= region.start && block + HUGE <= region.end {
+            let filled = inner.fills.entry(block).or_insert(0);
+            *filled += 1;
+            if usize::from(*filled) == 512 {
+                inner.fills.remove(&block);
+                // SAFETY: we hold the lock; the block lies wholly in `region`.
+                unsafe { self.promote(block, &region) };
+            }
+        }
         true
     }
+
+    /// The page-directory entry for `addr` (the level that maps 2 MiB), if the levels above it
+    /// exist and do not map a huge page themselves. A raw pointer: the tables are reached
+    /// through the direct map, not through `self`.
+    ///
+    /// # Safety
+    /// The caller holds the lock (the tables change only under it) and uses the pointer only
+    /// while it does.
+    unsafe fn pd_entry(
+        &self,
+        addr: u64,
+    ) -> Option<*mut x86_64::structures::paging::page_table::PageTableEntry> {
+        let table = |phys: u64| (PHYS_OFFSET + phys) as *mut PageTable;
+        // SAFETY: the PML4 and every table below it are this space's frames, mapped by the
+        // direct map; the lock makes this the only access.
+        unsafe {
+            let l4 = &*table(self.root);
+            let e4 = &l4[((addr >> 39) & 511) as usize];
+            if !e4.flags().contains(F::PRESENT) {
+                return None;
+            }
+            let l3 = &*table(e4.addr().as_u64());
+            let e3 = &l3[((addr >> 30) & 511) as usize];
+            if !e3.flags().contains(F::PRESENT) || e3.flags().contains(F::HUGE_PAGE) {
+                return None;
+            }
+            let l2 = &mut *table(e3.addr().as_u64());
+            Some(&raw mut l2[((addr >> 21) & 511) as usize])
+        }
+    }
+
+    /// Replaces the 512 mapped 4 KiB pages of the 2 MiB block at `block` with one 2 MiB page
+    /// holding the same bytes (the huge-page policy: a block that filled up). Does nothing if
+    /// no 2 MiB frame is free or the block is not fully mapped with 4 KiB pages.
+    ///
+    /// # Safety
+    /// The caller holds the lock, the block lies wholly in `region`, and the calling CPU is the
+    /// only one that can hold translations of this space (it runs the process: see the module
+    /// docs), so a local flush is enough.
+    unsafe fn promote(&self, block: u64, region: &Region) {
+        let Ok(mut huge) = FrameBlock::allocate(9) else {
+            return;
+        };
+        // SAFETY: the caller holds the lock, for as long as `pd` is used.
+        let Some(pd) = (unsafe { self.pd_entry(block) }) else {
+            return;
+        };
+        // SAFETY: a valid entry of this space's page directory (see `pd_entry`), only touched
+        // under the lock the caller holds.
+        let pd = unsafe { &mut *pd };
+        if !pd.flags().contains(F::PRESENT) || pd.flags().contains(F::HUGE_PAGE) {
+            return;
+        }
+        let pt_phys = pd.addr().as_u64();
+        // SAFETY: the page table of this block, a frame of this space in the direct map.
+        let pt = unsafe { &*((PHYS_OFFSET + pt_phys) as *const PageTable) };
+        if pt.iter().any(|e| !e.flags().contains(F::PRESENT)) {
+            return;
+        }
+        let Some(dst) = huge.bytes_mut() else {
+            return;
+        };
+        for (i, entry) in pt.iter().enumerate() {
+            let Some(src) = phys_to_virt(entry.addr().as_u64(), 4096) else {
+                return;
+            };
+            // SAFETY: a data frame of this space (mapped by the entry), in the direct map; only
+            // read, under the lock.
+            let src = unsafe { core::slice::from_raw_parts(src as *const u8, 4096) };
+            dst[i * 4096..(i + 1) * 4096].copy_from_slice(src);
+        }
+        let old: alloc::vec::Vec<u64> = pt.iter().map(|e| e.addr().as_u64()).collect();
+        let huge_phys = huge.into_raw();
+        pd.set_addr(PhysAddr::new(huge_phys), leaf_flags(region) | F::HUGE_PAGE);
+        // The old translations may be cached; only this CPU can hold them.
+        x86_64::instructions::tlb::flush_all();
+        for phys in old {
+            // SAFETY: the old frames are mapped nowhere now (and flushed): ours to free.
+            let _ = unsafe { frames::free(phys, 0) };
+        }
+        // SAFETY: the old page table, referenced by nothing now.
+        let _ = unsafe { frames::free(pt_phys, 0) };
+        // 512 data frames and a table gave way to one 2 MiB block.
+        self.frames.fetch_sub(512, Ordering::Relaxed);
+        PROMOTIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Bytes of a 2 MiB page.
+const HUGE: u64 = 2 << 20;
+
+/// 2 MiB blocks promoted so far, all address spaces.
+static PROMOTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many 2 MiB blocks were promoted to huge pages since boot.
+pub fn promotions() -> u64 {
+    PROMOTIONS.load(Ordering::Relaxed)
 }
 
 impl Drop for AddressSpace {
