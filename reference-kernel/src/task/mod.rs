@@ -279,13 +279,6 @@ pub fn current() -> Option<Arc<Thread>> {
     CURRENT.get(&guard)
 }
 
-/// Runs `f` on the running thread, borrowed (no reference count changes); `None` outside a
-/// thread. Interrupts are off while `f` runs.
-pub fn with_current<R>(f: impl FnOnce(&Thread) -> R) -> Option<R> {
-    let guard = SchedGuard::new();
-    CURRENT.peek(&guard, f)
-}
-
 /// Creates a thread running `f` and queues it where [`NumaScheduler::assign_thread`] says.
 pub fn spawn(
     name: &'static str,

@@ -217,8 +217,9 @@ fn start_image(
 ) -> Result<Child, ProcessError> {
     let (space, entry) = build_space(image)?;
     let space = Arc::new(space);
+    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
     let process = Arc::new(Process {
-        pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
+        pid,
         name: name.into(),
         parent,
         space: IrqLock::new("task::process::Process::space", Some(space.clone())),
@@ -236,7 +237,7 @@ fn start_image(
         Some(process.clone()),
         move || {
             let space: Arc<dyn UserSpace> = space;
-            if context::enter_address_space(space) {
+            if context::enter_address_space(space, pid) {
                 user::enter_user(entry, layout::STACK_TOP, arg);
             }
         },
@@ -250,9 +251,11 @@ pub fn current() -> Option<Arc<Process>> {
     super::current().and_then(|t| t.process.clone())
 }
 
-/// The running thread's process id (no reference counting: the `getpid` path).
+/// The running thread's process id: the tag its address space was entered with, one per-CPU
+/// load (the `getpid` path).
 pub fn current_pid() -> Option<u64> {
-    super::with_current(|t| t.process.as_ref().map(|p| p.pid)).flatten()
+    let pid = context::current_tag();
+    (pid != 0).then_some(pid)
 }
 
 /// Ends the calling process with `code` (the `exit` system call). Returns only if the caller

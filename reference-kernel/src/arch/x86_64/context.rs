@@ -90,6 +90,9 @@ pub struct Context {
     space: UnsafeCell<Option<Arc<dyn UserSpace>>>,
     /// Its PML4 (physical), 0 without one: what `run` loads.
     user_root: AtomicU64,
+    /// The caller's tag for the space (the process id), published in the per-CPU block while
+    /// the thread runs ([`current_tag`]); 0 without a space.
+    tag: AtomicU64,
     /// Top of the kernel stack (for `rsp0` while a user thread runs).
     stack_top: u64,
 }
@@ -158,6 +161,7 @@ impl Context {
                 fpu,
                 space: UnsafeCell::new(None),
                 user_root: AtomicU64::new(0),
+                tag: AtomicU64::new(0),
                 stack_top,
             }),
             None => Err(stack),
@@ -194,6 +198,8 @@ impl Context {
         cpu.fpu_live.store(false, Ordering::Relaxed);
         fpu::switch_in();
         let root = self.user_root.load(Ordering::Acquire);
+        cpu.current_tag
+            .store(self.tag.load(Ordering::Relaxed), Ordering::Relaxed);
         if root != 0 {
             super::user::set_user_stack(cpu, self.stack_top);
             // SAFETY: `set_address_space`'s contract: a valid PML4 whose upper half is the
@@ -214,6 +220,7 @@ impl Context {
         // `root` was: the thread may have entered its space during this run.
         // SAFETY: the kernel's own PML4 maps everything the kernel uses.
         unsafe { load_root(super::layout::kernel_root()) };
+        cpu.current_tag.store(0, Ordering::Relaxed);
         fpu::switch_back();
         cpu.context.store(core::ptr::null_mut(), Ordering::Relaxed);
         let outcome = if self.exited.load(Ordering::Relaxed) {
@@ -263,9 +270,10 @@ fn running(cpu: &PerCpu) -> Option<&Context> {
 }
 
 /// The running thread enters `space`: its tables are loaded now and whenever the thread runs
-/// again, and its kernel stack becomes the one entries from ring 3 use. Returns false (and
-/// does nothing) outside a thread or when the thread has a space already.
-pub fn enter_address_space(space: Arc<dyn UserSpace>) -> bool {
+/// again, and its kernel stack becomes the one entries from ring 3 use; `tag` (non-zero: the
+/// process id) is what [`current_tag`] returns while the thread runs. Returns false (and does
+/// nothing) outside a thread or when the thread has a space already.
+pub fn enter_address_space(space: Arc<dyn UserSpace>, tag: u64) -> bool {
     let _irq = CpuGuard::enter();
     let Some(cpu) = percpu::current() else {
         return false;
@@ -282,6 +290,8 @@ pub fn enter_address_space(space: Arc<dyn UserSpace>) -> bool {
     let root = space.root();
     *slot = Some(space);
     ctx.user_root.store(root, Ordering::Release);
+    ctx.tag.store(tag, Ordering::Relaxed);
+    cpu.current_tag.store(tag, Ordering::Relaxed);
     super::user::set_user_stack(cpu, ctx.stack_top);
     // SAFETY: `UserSpace`'s contract: a PML4 with the kernel's upper half, alive while `slot`
     // holds it.
@@ -297,10 +307,31 @@ pub fn leave_address_space() -> Option<Arc<dyn UserSpace>> {
     let cpu = percpu::current()?;
     let ctx = running(cpu)?;
     ctx.user_root.store(0, Ordering::Release);
+    ctx.tag.store(0, Ordering::Relaxed);
+    cpu.current_tag.store(0, Ordering::Relaxed);
     // SAFETY: the kernel's own PML4.
     unsafe { load_root(super::layout::kernel_root()) };
     // SAFETY: as in `enter_address_space`: the running thread's own slot, interrupts off.
     unsafe { (*ctx.space.get()).take() }
+}
+
+/// The tag of the running thread's address space (the process id), 0 when the CPU runs no
+/// thread with a space: one `gs`-relative load, for the system-call fast paths.
+#[inline]
+pub fn current_tag() -> u64 {
+    let tag: u64;
+    // SAFETY: GS points at this CPU's installed per-CPU block (see `percpu::current`); the
+    // field is only written by this CPU, and a thread that migrates reads its new CPU's copy,
+    // which `run` set for it before switching to it.
+    unsafe {
+        core::arch::asm!(
+            "mov {}, gs:[{off}]",
+            out(reg) tag,
+            off = const core::mem::offset_of!(PerCpu, current_tag),
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    tag
 }
 
 /// Whether the caller is a thread with a user address space.

@@ -71,6 +71,8 @@ pub struct PerCpu {
     pub(super) user_rsp: AtomicU64,
     /// This CPU's TSS (for `rsp0`), set by `user::init_cpu`.
     pub(super) tss: AtomicPtr<x86_64::structures::tss::TaskStateSegment>,
+    /// The running thread's address-space tag (`context::current_tag`).
+    pub(super) current_tag: AtomicU64,
 }
 
 // SAFETY: every field other CPUs may read is atomic or immutable after `install`; `recovery`
@@ -99,6 +101,7 @@ impl PerCpu {
             kernel_rsp: AtomicU64::new(0),
             user_rsp: AtomicU64::new(0),
             tss: AtomicPtr::new(core::ptr::null_mut()),
+            current_tag: AtomicU64::new(0),
         }
     }
 
@@ -371,19 +374,6 @@ impl<T> CpuSlots<T> {
         let result = f();
         slot.store(previous, Ordering::Release);
         result
-    }
-
-    /// Runs `f` on what the guard's CPU slot holds, borrowed (no reference count changes);
-    /// `None` when the slot is empty.
-    pub fn peek<R>(&self, guard: &SchedGuard, f: impl FnOnce(&T) -> R) -> Option<R> {
-        let ptr = self.slots.get(guard.cpu)?.load(Ordering::Acquire);
-        if ptr.is_null() {
-            return None;
-        }
-        // SAFETY: as in `get`: the `Arc` behind a non-null entry stays alive while the guard
-        // keeps this CPU's scheduler context from finishing its `with` frame; the borrow ends
-        // before the guard can be dropped (it borrows the guard's lifetime).
-        Some(f(unsafe { &*ptr }))
     }
 
     /// A new reference to what the guard's CPU slot holds.
