@@ -24,7 +24,7 @@ pub mod elf;
 pub mod physmem;
 
 pub use bootinfo::{
-    BootInfo, BootInfoError, BootProtocol, MAX_CMDLINE, MAX_MEMORY_REGIONS, MAX_MODULES,
-    MemoryKind, MemoryRegion, Module, PhysMemory,
+    BootInfo, BootInfoError, BootProtocol, CmdlineFixups, MAX_CMDLINE, MAX_MEMORY_REGIONS,
+    MAX_MODULES, MemoryKind, MemoryRegion, Module, PhysMemory,
 };
 pub use cmdline::CmdLine;

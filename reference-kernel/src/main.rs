@@ -513,6 +513,16 @@ mod kernel {
             None => crate::println!("  acpi:     no RSDP from the loader"),
         }
         crate::println!("  cmdline:  \"{}\"", info.cmdline());
+        let fixups = info.cmdline_fixups();
+        if fixups.any() {
+            crate::println!(
+                "  cmdline:  at least {} bytes dropped (longer than {} bytes or cut by unreadable memory), \
+                 {} bytes replaced by '?' (invalid UTF-8 or control characters)",
+                fixups.dropped,
+                reference_kernel::MAX_CMDLINE,
+                fixups.replaced
+            );
+        }
     }
 
     #[panic_handler]

@@ -485,30 +485,24 @@ fn strings_validated() {
     let m = minimal(|m| {
         m.cmdline(&long);
     });
-    assert_eq!(
-        parse(&m).unwrap_err(),
-        BootInfoError::StringTooLong {
-            what: "kernel command line",
-            max: MAX_CMDLINE
-        }
-    );
+    // The command line is kept up to the limit (as Linux), the fix-up says so.
+    let info = parse(&m).unwrap();
+    assert_eq!(info.cmdline(), &long[..MAX_CMDLINE]);
+    assert_eq!(info.cmdline_fixups().dropped, 1);
 
     let exact = "b".repeat(MAX_CMDLINE);
     let m = minimal(|m| {
         m.cmdline(&exact);
     });
     assert_eq!(parse(&m).unwrap().cmdline(), exact);
+    assert!(!parse(&m).unwrap().cmdline_fixups().any());
 
     let m = minimal(|m| {
         m.string_tag(1, b"ok \xc3\x28");
     });
-    assert_eq!(
-        parse(&m).unwrap_err(),
-        BootInfoError::InvalidUtf8 {
-            what: "kernel command line",
-            valid_up_to: 3
-        }
-    );
+    let info = parse(&m).unwrap();
+    assert_eq!(info.cmdline(), "ok ?(");
+    assert_eq!(info.cmdline_fixups().replaced, 1);
 
     let m = minimal(|m| {
         m.string_tag(2, b"\xff");

@@ -33,7 +33,9 @@
 //!   [`MemoryKind::Usable`] region, has no zero-length regions, no region whose end
 //!   overflows `u64`, is sorted by start address and has no two overlapping regions
 //!   (adjacent regions are allowed; they are kept as reported, not merged).
-//! * The command line and the boot loader name are valid UTF-8 without their NUL terminator.
+//! * The command line and the boot loader name are valid UTF-8 without their NUL terminator;
+//!   the command line has no control characters (a loader's malformed line is made so, not
+//!   refused: see [`BootInfo::cmdline_fixups`]), the boot loader name is refused if malformed.
 
 use core::fmt;
 
@@ -443,6 +445,22 @@ const EMPTY_REGION: MemoryRegion = MemoryRegion {
 };
 const EMPTY_MODULE: Module = Module { start: 0, end: 0 };
 
+/// How the kernel command line was made usable (see [`BootInfo::cmdline_fixups`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CmdlineFixups {
+    /// Bytes dropped because the line is longer than [`MAX_CMDLINE`] (at least this many).
+    pub dropped: usize,
+    /// Bytes replaced by `?`: invalid UTF-8 or control characters.
+    pub replaced: usize,
+}
+
+impl CmdlineFixups {
+    /// Whether anything was changed.
+    pub fn any(&self) -> bool {
+        self.dropped != 0 || self.replaced != 0
+    }
+}
+
 /// Validated boot information, independent of the protocol that delivered it.
 ///
 /// Plain data (no references), about 5 KiB; see the [module documentation](self) for the
@@ -456,6 +474,7 @@ pub struct BootInfo {
     module_count: usize,
     cmdline: [u8; MAX_CMDLINE],
     cmdline_len: usize,
+    cmdline_fixups: CmdlineFixups,
     loader_name: [u8; MAX_BOOTLOADER_NAME],
     loader_name_len: Option<usize>,
     rsdp: Option<u64>,
@@ -474,6 +493,10 @@ impl BootInfo {
             module_count: 0,
             cmdline: [0; MAX_CMDLINE],
             cmdline_len: 0,
+            cmdline_fixups: CmdlineFixups {
+                dropped: 0,
+                replaced: 0,
+            },
             loader_name: [0; MAX_BOOTLOADER_NAME],
             loader_name_len: None,
             rsdp: None,
@@ -517,6 +540,12 @@ impl BootInfo {
             .get(..self.cmdline_len)
             .and_then(|b| core::str::from_utf8(b).ok())
             .unwrap_or("")
+    }
+
+    /// What was changed to make the loader's command line usable (nothing for a well-formed
+    /// one).
+    pub fn cmdline_fixups(&self) -> CmdlineFixups {
+        self.cmdline_fixups
     }
 
     /// Physical address of the ACPI RSDP, if the boot loader provided one.
@@ -650,10 +679,53 @@ impl BootInfo {
         Ok(())
     }
 
-    /// Stores the command line (bytes without NUL terminator).
-    pub(crate) fn set_cmdline(&mut self, bytes: &[u8]) -> Result<(), BootInfoError> {
-        self.cmdline_len = store_str(&mut self.cmdline, bytes, "kernel command line")?;
-        Ok(())
+    /// Stores the command line (bytes without NUL terminator), tolerantly as Linux does: what
+    /// does not fit in [`MAX_CMDLINE`] bytes is dropped (at a character boundary), and each
+    /// byte of an invalid UTF-8 sequence and each control character (which could drive the
+    /// console) becomes `?`. [`BootInfo::cmdline_fixups`] says what was changed.
+    pub(crate) fn set_cmdline(&mut self, bytes: &[u8]) {
+        let mut len = 0;
+        let mut fixups = CmdlineFixups {
+            dropped: 0,
+            replaced: 0,
+        };
+        let mut full = false;
+        for chunk in bytes.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                let mut utf8 = [0u8; 4];
+                let encoded: &[u8] = if c.is_control() {
+                    fixups.replaced += c.len_utf8();
+                    b"?"
+                } else {
+                    c.encode_utf8(&mut utf8).as_bytes()
+                };
+                if full || len + encoded.len() > MAX_CMDLINE {
+                    full = true;
+                    fixups.dropped += c.len_utf8();
+                    continue;
+                }
+                self.cmdline[len..len + encoded.len()].copy_from_slice(encoded);
+                len += encoded.len();
+            }
+            for _ in chunk.invalid() {
+                if full || len >= MAX_CMDLINE {
+                    full = true;
+                    fixups.dropped += 1;
+                    continue;
+                }
+                self.cmdline[len] = b'?';
+                len += 1;
+                fixups.replaced += 1;
+            }
+        }
+        self.cmdline_len = len;
+        self.cmdline_fixups = fixups;
+    }
+
+    /// Records that the loader's command line went on past what was read (`extra` bytes at
+    /// least, or unreadable memory before its end).
+    pub(crate) fn note_cmdline_cut(&mut self, extra: usize) {
+        self.cmdline_fixups.dropped += extra;
     }
 
     /// Stores the boot loader name (bytes without NUL terminator).

@@ -158,7 +158,7 @@ pub(crate) fn parse<M: PhysMemory>(
                 if core::mem::replace(&mut seen.cmdline, true) {
                     return Err(duplicate);
                 }
-                info.set_cmdline(until_nul(data))?;
+                info.set_cmdline(until_nul(data));
             }
             TAG_BOOTLOADER_NAME => {
                 if core::mem::replace(&mut seen.name, true) {

@@ -36,8 +36,10 @@
 //! Besides the guarantees listed in the [parent module](super), the parser rejects: a wrong
 //! magic; a `start_info`, memory map or module list that cannot be read in full; a
 //! version-0 `start_info` or one with zero memory map entries (there is no E820 fallback);
-//! more than [`MAX_MODULES`] modules or a module whose end overflows; a command line that
-//! is longer than [`MAX_CMDLINE`], not UTF-8 or not NUL-terminated before unreadable memory.
+//! more than [`MAX_MODULES`] modules or a module whose end overflows; a command line pointer
+//! that cannot be read at all. A command line longer than [`MAX_CMDLINE`] or running into
+//! unreadable memory before its NUL is kept up to there, and invalid UTF-8 and control
+//! characters become `?` ([`BootInfo::cmdline_fixups`] reports both), as Linux accepts both.
 //! Module command lines and `flags` are ignored. [`BootInfo::boot_data`] lists the
 //! `start_info`, the memory map array, the command line (with its NUL) and the module list.
 
@@ -180,9 +182,20 @@ pub(crate) fn parse<M: PhysMemory>(phys: u64, mem: &M) -> Result<BootInfo, BootI
     // Command line.
     if cmdline_paddr != 0 {
         let mut buf = [0u8; MAX_CMDLINE];
-        let len = read_cstring(mem, CMDLINE, cmdline_paddr, &mut buf)?;
-        info.set_cmdline(buf.get(..len).unwrap_or(&[]))?;
-        // `len < MAX_CMDLINE + 1`, so `len + 1` (the NUL) cannot overflow.
+        // Tolerant, as Linux: a line longer than the buffer, or one that runs into unreadable
+        // memory, is kept up to there (and the banner says so).
+        let (len, cut) = match read_cstring(mem, CMDLINE, cmdline_paddr, &mut buf) {
+            Ok(len) => (len, false),
+            Err(BootInfoError::StringTooLong { .. }) => (MAX_CMDLINE, true),
+            Err(BootInfoError::UnterminatedString { read, .. }) => (read.min(MAX_CMDLINE), true),
+            Err(e) => return Err(e),
+        };
+        info.set_cmdline(buf.get(..len).unwrap_or(&[]));
+        if cut {
+            info.note_cmdline_cut(1);
+        }
+        // `len <= MAX_CMDLINE`, so `len + 1` (the NUL, or the first byte not read) cannot
+        // overflow.
         info.add_boot_data(cmdline_paddr, len as u64 + 1);
     }
 
