@@ -93,12 +93,32 @@ mod kernel {
     }
 
     fn read_platform(info: &BootInfo) -> Result<Platform, AcpiError> {
-        let rsdp = match info.rsdp() {
-            Some(phys) => Rsdp::read(&EarlyPhysMemory, phys)?,
-            None => find_rsdp(&EarlyPhysMemory)?,
-        };
-        let tables = AcpiTables::from_rsdp(&EarlyPhysMemory, rsdp)?;
-        Platform::from_tables(&tables)
+        let acpi = (|| {
+            let rsdp = match info.rsdp() {
+                Some(phys) => Rsdp::read(&EarlyPhysMemory, phys)?,
+                None => find_rsdp(&EarlyPhysMemory)?,
+            };
+            let tables = AcpiTables::from_rsdp(&EarlyPhysMemory, rsdp)?;
+            Platform::from_tables(&tables)
+        })();
+        // Without ACPI, the MultiProcessor Specification's table (one NUMA node).
+        match acpi {
+            Ok(p) => Ok(p),
+            Err(e) => match reference_kernel::acpi::mptable::find_mp_platform(&EarlyPhysMemory) {
+                Ok(p) => {
+                    crate::println!(
+                        "  acpi:     {e}; using the MP table instead: {} CPUs, {} I/O APICs",
+                        p.enabled_cpu_count(),
+                        p.madt().io_apics().len()
+                    );
+                    Ok(p)
+                }
+                Err(mp) => {
+                    crate::println!("  mptable:  {mp}");
+                    Err(e)
+                }
+            },
+        }
     }
 
     /// Entered from the boot trampoline in long mode on the bootstrap processor's stack.

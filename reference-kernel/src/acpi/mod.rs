@@ -51,6 +51,7 @@ use core::fmt;
 pub use crate::bootinfo::PhysMemory;
 
 pub mod madt;
+pub mod mptable;
 pub mod platform;
 pub mod rsdp;
 pub mod sdt;
