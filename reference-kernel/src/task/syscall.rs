@@ -25,9 +25,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         nr::CLOCK => Ok(clock_ns()),
         nr::SLEEP => sleep(a[0]),
         nr::SPAWN => spawn(a[0], a[1], a[2]),
-        nr::WAIT => process::wait_child(a[0])
-            .map(|code| code as u64)
-            .ok_or(errno::ESRCH),
+        nr::WAIT => wait(a[0], a[1]),
         nr::MMAP => mmap(a[0], a[1]),
         nr::MUNMAP => munmap(a[0], a[1]),
         nr::CPU => Ok(crate::arch::x86_64::percpu::cpu_index() as u64),
@@ -100,6 +98,17 @@ fn spawn(name: u64, len: u64, arg: u64) -> SysResult {
         }
         Err(ProcessError::Spawn(_)) => Err(errno::ENOMEM),
     }
+}
+
+/// `wait(pid, status)`: the exit code goes to user memory, so no exit code can be mistaken
+/// for an error.
+fn wait(pid: u64, status: u64) -> SysResult {
+    if !user::user_range(status, 8) {
+        return Err(errno::EFAULT);
+    }
+    let code = process::wait_child(pid).ok_or(errno::ESRCH)?;
+    user::copy_to_user(status, &code.to_le_bytes()).map_err(|_| errno::EFAULT)?;
+    Ok(0)
 }
 
 fn mmap(len: u64, prot_bits: u64) -> SysResult {

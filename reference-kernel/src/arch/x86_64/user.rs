@@ -12,7 +12,7 @@
 //!   `SYSRET` only when the return address is in the user half (the `SYSRET` #GP-in-ring-0
 //!   hazard of Intel CPUs needs a non-canonical one), and ends the process otherwise.
 //! - [`enter_user`]: a thread's first jump to ring 3 (`IRETQ` with user selectors, IF set).
-//! - [`copy_from_user`]: the range is checked to lie in the user half, then
+//! - [`copy_from_user`]/[`copy_to_user`]: the range is checked to lie in the user half, then
 //!   copied with `rep movsb` inside `stac`/`clac` (with SMAP); a page fault on the copy
 //!   instruction resumes at a fix-up that reports how much was left, so a bad pointer becomes
 //!   an error instead of a kernel fault. Demand paging comes first: the page-fault path asks
@@ -214,6 +214,21 @@ pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), BadUserPointer> {
     // so the copy touches no kernel memory through it; an unmapped or forbidden user page
     // faults on the copy instruction, whose fix-up ends the copy.
     let left = unsafe { veridian_user_copy(dst.as_mut_ptr(), src as *const u8, dst.len()) };
+    if left == 0 {
+        Ok(())
+    } else {
+        Err(BadUserPointer)
+    }
+}
+
+/// Copies `src` into user memory at `dst`.
+pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), BadUserPointer> {
+    if !user_range(dst, src.len()) {
+        return Err(BadUserPointer);
+    }
+    // SAFETY: as `copy_from_user`, the other way round: only user-half addresses are written
+    // (a read-only or unmapped user page faults on the copy instruction and ends the copy).
+    let left = unsafe { veridian_user_copy(dst as *mut u8, src.as_ptr(), src.len()) };
     if left == 0 {
         Ok(())
     } else {

@@ -30,8 +30,11 @@ pub mod nr {
     /// `spawn(name: *const u8, name_len: u64, arg: u64) -> pid`: starts the embedded program
     /// `name` as a child process with `arg` in its `rdi`.
     pub const SPAWN: u64 = 6;
-    /// `wait(pid: u64) -> exit code`: waits for the calling process's child `pid` to end and
-    /// returns its exit code ([`super::KILLED`] if the kernel ended it).
+    /// `wait(pid: u64, status: *mut i64) -> 0`: waits for the calling process's child `pid` to
+    /// end and stores its exit code ([`super::KILLED`] if the kernel ended it) at `status`
+    /// (8 bytes, any alignment). `-ESRCH` if `pid` is not a child of the caller (checked
+    /// first); `-EFAULT` if `status` is not writable user memory (checked before waiting when
+    /// it is outside the user half; a child reaped and then not stored is lost).
     pub const WAIT: u64 = 7;
     /// `mmap(len: u64, prot: u64) -> address`: reserves `len` bytes (rounded up to 4 KiB) of
     /// zeroed anonymous memory, backed on first touch. `prot` is [`super::prot`] bits.

@@ -67,23 +67,13 @@ pub fn spawn(name: &str, arg: u64) -> Result<u64, Errno> {
 }
 
 /// Waits for the child `pid` to end and returns its exit code ([`crate::abi::KILLED`] if the
-/// kernel ended it).
-///
-/// The kernel returns the exit code itself, and exit codes may be negative ([`KILLED`] is -9,
-/// which is also `-EBADF`), so the sign cannot tell an error from a code. WAIT has one error,
-/// `ESRCH` (no such child): only `-ESRCH` is reported as an error, every other value is an exit
-/// code. A child that exits with -3 is therefore seen as `Err(ESRCH)`; the programs here exit
-/// with 0, small positive codes, [`crate::abi::PANICKED`] or are `KILLED`.
-///
-/// [`KILLED`]: crate::abi::KILLED
+/// kernel ended it). The code comes back through memory, so any `i64` is a code and every
+/// error is an error (`ESRCH`: not a child of the caller).
 pub fn wait(pid: u64) -> Result<i64, Errno> {
-    // SAFETY: WAIT takes a number, not a pointer.
-    let code = unsafe { syscall1(nr::WAIT, pid) } as i64;
-    if code == -Errno::ESRCH.0 {
-        Err(Errno::ESRCH)
-    } else {
-        Ok(code)
-    }
+    let mut code = 0i64;
+    // SAFETY: `code` is a writable local of 8 bytes; WAIT stores the exit code there.
+    result(unsafe { syscall2(nr::WAIT, pid, (&raw mut code) as u64) })?;
+    Ok(code)
 }
 
 /// Maps `len` bytes (rounded up to 4 KiB) of zeroed anonymous memory with [`crate::abi::prot`]

@@ -1,5 +1,5 @@
 //! `badptr`: passes bad pointers to every pointer-taking system call (`write`'s buffer,
-//! `spawn`'s name) and checks that each call fails with the right error instead of faulting
+//! `spawn`'s name, `wait`'s status) and checks that each call fails with the right error instead of faulting
 //! the process or the kernel. Prints one line per failed check and a summary; exits with the
 //! number of failures.
 //!
@@ -11,6 +11,9 @@
 //! - `-EINVAL` where the length itself is out of range (`write` over `MAX_WRITE` bytes, a name
 //!   over `MAX_NAME` bytes), given with a valid pointer: the length is wrong whatever memory is
 //!   there, and a kernel must reject it rather than write part of it.
+//! - `-EFAULT` for `wait` with a status pointer outside the user half, null, below
+//!   `USER_MIN`, unmapped, or into the program's read-only code (a `hello` child is spawned
+//!   for each: the child is reaped and its code lost).
 //! - `-ENOENT` for a name in valid, never-touched `mmap` memory (zeros): the kernel's copy must
 //!   page it in like any first touch, not report `-EFAULT`.
 
@@ -145,6 +148,37 @@ fn main(_arg: u64) -> i64 {
         einval,
     )));
     count(run(&spawn("len u64::MAX", region, u64::MAX, einval)));
+
+    // WAIT's status pointer: a bad one is -EFAULT (the child is reaped: its code is lost, so
+    // each check spawns a child of its own).
+    for (what, addr, _) in bad.iter().take(7) {
+        let ok = match sys::spawn("hello", 0) {
+            Ok(pid) => {
+                // SAFETY: a bad pointer on purpose: the kernel checks it and refuses it.
+                let r = unsafe { raw_syscall(nr::WAIT, [pid, *addr, 0, 0, 0, 0]) };
+                if r != efault {
+                    println!("badptr: FAIL wait with status {what}: {r}, expected {efault}");
+                }
+                r == efault
+            }
+            Err(e) => {
+                println!("badptr: FAIL spawn hello: {e}");
+                false
+            }
+        };
+        count(ok);
+    }
+    // A read-only status pointer: the program's own code.
+    let code_addr = main as *const () as u64;
+    let ok = match sys::spawn("hello", 0) {
+        // SAFETY: as above.
+        Ok(pid) => unsafe { raw_syscall(nr::WAIT, [pid, code_addr, 0, 0, 0, 0]) == efault },
+        Err(_) => false,
+    };
+    if !ok {
+        println!("badptr: FAIL wait with a status pointer into read-only code");
+    }
+    count(ok);
 
     // SAFETY: nothing refers to the region any more (only its address was passed to calls).
     if let Err(e) = unsafe { sys::munmap(region, 2 * PAGE) } {
