@@ -20,6 +20,7 @@ mod msrv;
 mod pgo;
 mod publish;
 mod qemu;
+mod ratios;
 mod run;
 mod test;
 mod tools;
@@ -44,6 +45,11 @@ Commands:
   pgo    `pgo <crate> [-- <criterion args>]`: the crate's benchmarks before and after
          profile-guided optimisation (instrumented run, llvm-profdata merge, rebuild), with
          the after/before ratio of each.
+  bench-ratios
+         `bench-ratios [--baselines a,b,c] [FILTER...]`: from criterion's saved estimates
+         (target/criterion), each group's `veridian` median, each peer's median and the ratio
+         ours / peer; with several baselines (`cargo bench -- --save-baseline a`), each run's
+         ratio and the spread over the runs. FILTER words keep ids containing one of them.
   publish-check
          `cargo publish --workspace --dry-run`, then each component crate's package unpacked
          and its test suites built (default features) and run (`--features std`) against the
@@ -110,6 +116,7 @@ enum Cmd {
     Msrv,
     Bench,
     Pgo(String, Vec<String>),
+    BenchRatios(Vec<String>, Vec<String>),
     Help,
 }
 
@@ -136,6 +143,27 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
             }
         };
         return Ok(Cmd::Pgo(krate, extra));
+    }
+    if command == "bench-ratios" {
+        let mut baselines = Vec::new();
+        let mut filters = Vec::new();
+        let mut words = rest.iter();
+        while let Some(word) = words.next() {
+            if let Some(list) = word.strip_prefix("--baselines=") {
+                baselines.extend(list.split(',').map(str::to_owned));
+            } else if word == "--baselines" {
+                let list = words
+                    .next()
+                    .ok_or("--baselines needs a comma-separated list of names")?;
+                baselines.extend(list.split(',').map(str::to_owned));
+            } else if word.starts_with('-') {
+                return Err(format!("bench-ratios: unknown option `{word}`"));
+            } else {
+                filters.push(word.clone());
+            }
+        }
+        baselines.retain(|b| !b.is_empty());
+        return Ok(Cmd::BenchRatios(baselines, filters));
     }
     let mut run = RunArgs {
         iso: false,
@@ -278,6 +306,7 @@ fn main() -> ExitCode {
             .try_for_each(|package| msrv::check(package))
             .map(|()| ExitCode::SUCCESS),
         Cmd::Pgo(krate, extra) => pgo::pgo(&krate, &extra),
+        Cmd::BenchRatios(baselines, filters) => ratios::bench_ratios(&baselines, &filters),
     };
     match result {
         Ok(code) => code,
