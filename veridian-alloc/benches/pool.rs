@@ -83,7 +83,9 @@ fn object_pool(c: &mut Criterion) {
     // may have skipped it, and `--test`/`--list` run it once or not at all.
     let stats = POOL.stats();
     if stats.hits + stats.misses > 1 && stats.hits <= stats.misses {
-        eprintln!("warning: the object_pool/veridian benchmark did not run from the cache: {stats:?}");
+        eprintln!(
+            "warning: the object_pool/veridian benchmark did not run from the cache: {stats:?}"
+        );
     }
 }
 

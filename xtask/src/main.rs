@@ -46,10 +46,11 @@ Commands:
          profile-guided optimisation (instrumented run, llvm-profdata merge, rebuild), with
          the after/before ratio of each.
   bench-ratios
-         `bench-ratios [--baselines a,b,c] [FILTER...]`: from criterion's saved estimates
+         `bench-ratios [--baselines a,b,c] [--ours NAME] [FILTER...]`: from criterion's saved estimates
          (target/criterion), each group's `veridian` median, each peer's median and the ratio
          ours / peer; with several baselines (`cargo bench -- --save-baseline a`), each run's
-         ratio and the spread over the runs. FILTER words keep ids containing one of them.
+         ratio and the spread over the runs; --ours picks our implementation (default
+         `veridian`). FILTER words keep ids containing one of them.
   publish-check
          `cargo publish --workspace --dry-run`, then each component crate's package unpacked
          and its test suites built (default features) and run (`--features std`) against the
@@ -116,7 +117,7 @@ enum Cmd {
     Msrv,
     Bench,
     Pgo(String, Vec<String>),
-    BenchRatios(Vec<String>, Vec<String>),
+    BenchRatios(Vec<String>, String, Vec<String>),
     Help,
 }
 
@@ -147,6 +148,7 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
     if command == "bench-ratios" {
         let mut baselines = Vec::new();
         let mut filters = Vec::new();
+        let mut ours = ratios::OURS.to_owned();
         let mut words = rest.iter();
         while let Some(word) = words.next() {
             if let Some(list) = word.strip_prefix("--baselines=") {
@@ -156,6 +158,13 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
                     .next()
                     .ok_or("--baselines needs a comma-separated list of names")?;
                 baselines.extend(list.split(',').map(str::to_owned));
+            } else if let Some(name) = word.strip_prefix("--ours=") {
+                name.clone_into(&mut ours);
+            } else if word == "--ours" {
+                ours = words
+                    .next()
+                    .ok_or("--ours needs an implementation name")?
+                    .clone();
             } else if word.starts_with('-') {
                 return Err(format!("bench-ratios: unknown option `{word}`"));
             } else {
@@ -163,7 +172,7 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
             }
         }
         baselines.retain(|b| !b.is_empty());
-        return Ok(Cmd::BenchRatios(baselines, filters));
+        return Ok(Cmd::BenchRatios(baselines, ours, filters));
     }
     let mut run = RunArgs {
         iso: false,
@@ -306,7 +315,9 @@ fn main() -> ExitCode {
             .try_for_each(|package| msrv::check(package))
             .map(|()| ExitCode::SUCCESS),
         Cmd::Pgo(krate, extra) => pgo::pgo(&krate, &extra),
-        Cmd::BenchRatios(baselines, filters) => ratios::bench_ratios(&baselines, &filters),
+        Cmd::BenchRatios(baselines, ours, filters) => {
+            ratios::bench_ratios(&baselines, &ours, &filters)
+        }
     };
     match result {
         Ok(code) => code,

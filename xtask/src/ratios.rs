@@ -1,7 +1,7 @@
-//! `cargo xtask bench-ratios [--baselines a,b,c] [FILTER...]`: our median against each peer's,
+//! `cargo xtask bench-ratios [--baselines a,b,c] [--ours NAME] [FILTER...]`: our median against each peer's,
 //! read back from criterion's `target/criterion/<group>/<implementation>/<parameter>/<baseline>/estimates.json`.
 //!
-//! In every group the implementation called `veridian` is ours; every other implementation with
+//! In every group the implementation called `veridian` (or the one `--ours` names) is ours; every other implementation with
 //! the same parameter is a peer (including our own variants, e.g. `veridian_pinned_pair`). For
 //! each pair it prints both medians and the ratio ours / peer (below 1.0: we are faster).
 //!
@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::pgo::medians;
 use crate::workspace;
 
-/// The implementation name that is ours in every group.
-const OURS: &str = "veridian";
+/// The implementation that is ours unless `--ours` names another (e.g. `veridian_read`).
+pub const OURS: &str = "veridian";
 
 /// `group/implementation/parameter` split at the implementation.
 fn split(id: &str) -> Option<(String, &str, String)> {
@@ -33,7 +33,7 @@ fn split(id: &str) -> Option<(String, &str, String)> {
 type Pairs = BTreeMap<(String, String), Vec<Option<(f64, f64)>>>;
 
 /// Pairs up ours and each peer per group/parameter, over the runs in `runs`.
-pub fn pair_up(runs: &[BTreeMap<String, f64>], filters: &[String]) -> Pairs {
+pub fn pair_up(runs: &[BTreeMap<String, f64>], ours_name: &str, filters: &[String]) -> Pairs {
     let mut pairs = Pairs::new();
     for (r, medians) in runs.iter().enumerate() {
         for (id, &peer) in medians {
@@ -43,13 +43,13 @@ pub fn pair_up(runs: &[BTreeMap<String, f64>], filters: &[String]) -> Pairs {
             let Some((group, implementation, param)) = split(id) else {
                 continue;
             };
-            if implementation == OURS {
+            if implementation == ours_name {
                 continue;
             }
             let ours_id = if param.is_empty() {
-                format!("{group}/{OURS}")
+                format!("{group}/{ours_name}")
             } else {
-                format!("{group}/{OURS}/{param}")
+                format!("{group}/{ours_name}/{param}")
             };
             let Some(&ours) = medians.get(&ours_id) else {
                 continue;
@@ -81,7 +81,7 @@ pub fn spread(ratios: &[f64]) -> Option<String> {
 }
 
 /// Prints the table.
-pub fn bench_ratios(baselines: &[String], filters: &[String]) -> Result<ExitCode> {
+pub fn bench_ratios(baselines: &[String], ours: &str, filters: &[String]) -> Result<ExitCode> {
     let dir = workspace::target_dir().join("criterion");
     let names: Vec<String> = if baselines.is_empty() {
         vec!["new".to_owned()]
@@ -89,10 +89,10 @@ pub fn bench_ratios(baselines: &[String], filters: &[String]) -> Result<ExitCode
         baselines.to_vec()
     };
     let runs: Vec<_> = names.iter().map(|b| medians(&dir, b)).collect();
-    let pairs = pair_up(&runs, filters);
+    let pairs = pair_up(&runs, ours, filters);
     if pairs.is_empty() {
         return Err(Error::Failed(format!(
-            "no group under {} has both `{OURS}` and a peer measured (baselines: {})",
+            "no group under {} has both `{ours}` and a peer measured (baselines: {})",
             workspace::display(&dir),
             names.join(", ")
         )));
@@ -101,6 +101,7 @@ pub fn bench_ratios(baselines: &[String], filters: &[String]) -> Result<ExitCode
         "{:<40} {:<28} {:>12} {:>12} {:>7}",
         "group/parameter", "peer", "ours (ns)", "peer (ns)", "ratio"
     );
+    println!("(ours: `{ours}`)");
     for ((group, peer), row) in &pairs {
         let mut ratios = Vec::new();
         for (run, cell) in names.iter().zip(row) {
@@ -146,7 +147,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let pairs = pair_up(&[run], &[]);
+        let pairs = pair_up(&[run], OURS, &[]);
         assert_eq!(pairs.len(), 1);
         assert_eq!(
             pairs[&("g/1".to_owned(), "peer".to_owned())],
