@@ -3,9 +3,11 @@
 //!
 //! Ids are `<group>/<implementation>/<threads>`:
 //!
-//! - `deque_push_pop/{veridian,crossbeam_deque}/1`: one push and one pop at the owner end
-//!   (LIFO) per iteration, on a deque holding [`BACKLOG`] elements (so pops never take the
-//!   contended last-element path). `crossbeam_deque` is `Worker::new_lifo`.
+//! - `deque_push_pop/{veridian,st3_lifo,crossbeam_deque}/1`: one push and one pop at the owner
+//!   end (LIFO) per iteration, on a deque holding [`BACKLOG`] elements (so pops never take the
+//!   contended last-element path). `crossbeam_deque` is `Worker::new_lifo`; `st3_lifo` is
+//!   `st3::lifo::Worker` with [`CAPACITY`] slots (its owner pop pays a compare-and-swap on the
+//!   word it shares with thieves, which is what makes its steal cheap: the two belong together).
 //! - `deque_steal/{veridian,st3_lifo,crossbeam_deque}/1`: one owner push and one steal of one
 //!   element from the top per iteration, uncontended, same backlog: the cost of the thief's
 //!   fences and CAS. The same capability is compared where a peer has it:
@@ -43,6 +45,16 @@ fn deque_push_pop(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function(BenchmarkId::new("veridian", 1), |b| {
         let (w, _s) = deque::new::<usize>(CAPACITY);
+        for i in 0..BACKLOG {
+            w.push(i).unwrap();
+        }
+        b.iter(|| {
+            let _ = w.push(black_box(7));
+            black_box(w.pop())
+        });
+    });
+    g.bench_function(BenchmarkId::new("st3_lifo", 1), |b| {
+        let w = st3::lifo::Worker::<usize>::new(CAPACITY);
         for i in 0..BACKLOG {
             w.push(i).unwrap();
         }
