@@ -9,7 +9,13 @@
 //! (`buddy_system_allocator::LockedHeap<33>`).
 //!
 //! Groups (ids are `<group>/<allocator>/<parameter>`):
-//! - `alloc_free_pair/<a>/<size>`: one allocation and one free of `size` bytes (align 8).
+//! - `alloc_free_pair/<a>/<size>`: one allocation and one free of `size` bytes (align 8), for
+//!   sizes 8 B to 16 KiB (16 KiB is above our slab classes: veridian-alloc's buddy path).
+//! - `realloc_growth/<a>/<final>`: a block of 16 B grown by `realloc` to twice its size, again
+//!   and again, until it is `final` bytes (4 KiB: 8 reallocs; 1 MiB: 16), the last byte written
+//!   after each step as a growing `Vec` would, then freed. Each allocator's own
+//!   `GlobalAlloc::realloc` (in place where it can; the trait's default alloc+copy+free where it
+//!   has none).
 //! - `batch_then_free/<a>/{lifo,random}`: 1000 blocks of a fixed seeded mix of 16..=512 bytes,
 //!   then all freed in LIFO order or in a fixed random permutation.
 //! - `cross_thread/<a>/2`: a producer thread allocates [`CROSS_BLOCKS`] blocks per iteration
@@ -17,9 +23,14 @@
 //! - `larson/<a>/2`: two threads, each with [`LARSON_SLOTS`] slots, repeatedly free a random
 //!   slot and allocate a random size (16..=1024 B) into it.
 //!
-//! The threaded groups use `iter_custom`: the two threads are spawned once per *sample* (not
-//! per iteration), meet at a barrier, and the clock runs from the barrier to the last free, so
-//! thread creation and exit are not measured. In `larson` the slots are filled by the main
+//! The threaded groups use `iter_custom` on two *persistent* worker threads ([`Workers`]): each
+//! allocator gets its own pair of threads, started before its first sample (warm-up included)
+//! and kept until its last, so every allocator keeps its per-thread state (our `ThreadSlots`
+//! slot and magazines, mimalloc's and jemalloc's thread caches, glibc's tcache and arena)
+//! warm across samples alike. (Spawning the threads per sample, as before, favoured us: our
+//! per-CPU caches outlive a thread in its slot, while mimalloc and jemalloc hand a thread's
+//! caches back at thread exit.) In each sample the two threads meet at a barrier and the clock
+//! runs from the barrier to the last free. In `larson` the slots are filled by the benchmark
 //! thread before the workers start (untimed), so the workers' first frees are frees from
 //! another thread, as in the original larson where threads inherit their predecessors' blocks.
 
@@ -27,7 +38,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, OnceLock};
+use std::sync::{Arc, Barrier, OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -219,7 +230,7 @@ fn pair_one<A: GlobalAlloc + Sync>(
     name: &'static str,
     a: &'static A,
 ) {
-    for size in [16usize, 64, 256, 1024, 4096] {
+    for size in [8usize, 16, 64, 256, 1024, 4096, 16 << 10] {
         let l = layout(size);
         g.bench_with_input(BenchmarkId::new(name, size), &l, |b, &l| {
             b.iter(|| {
@@ -280,6 +291,114 @@ fn batch_then_free(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BATCH as u64));
     each_allocator!(batch_one, &mut g);
     g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// realloc_growth
+
+/// Size a `realloc_growth` block starts at.
+const GROWTH_START: usize = 16;
+
+fn growth_one<A: GlobalAlloc + Sync>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &'static str,
+    a: &'static A,
+) {
+    for last in [4usize << 10, 1 << 20] {
+        g.bench_with_input(BenchmarkId::new(name, last), &last, |b, &last| {
+            b.iter(|| {
+                let mut size = GROWTH_START;
+                let mut p = alloc_touch(a, name, size, 1);
+                while size < last {
+                    let new_size = size * 2;
+                    // SAFETY: `p` is live, allocated with `layout(size)`; the new size is
+                    // non-zero and far below isize::MAX.
+                    p = unsafe { a.realloc(black_box(p), layout(size), new_size) };
+                    if p.is_null() {
+                        out_of_memory(name, new_size);
+                    }
+                    // SAFETY: `p` points to `new_size` writable bytes we own.
+                    unsafe { p.add(new_size - 1).write(2) };
+                    size = new_size;
+                }
+                // SAFETY: live block of `layout(size)`, freed once.
+                unsafe { a.dealloc(black_box(p), layout(size)) };
+            });
+        });
+    }
+}
+
+fn realloc_growth(c: &mut Criterion) {
+    let mut g = c.benchmark_group("realloc_growth");
+    each_allocator!(growth_one, &mut g);
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Persistent worker threads
+
+/// A job for one [`Workers`] thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Two threads that run one job each per sample and live as long as this value: one pair per
+/// allocator and benchmark, so per-thread allocator state stays as warm for every allocator.
+struct Workers {
+    jobs: Vec<mpsc::Sender<Job>>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn new() -> Self {
+        let (jobs, threads) = (0..2)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel::<Job>();
+                let t = thread::spawn(move || {
+                    while let Ok(job) = rx.recv() {
+                        job();
+                    }
+                });
+                (tx, t)
+            })
+            .unzip();
+        Self { jobs, threads }
+    }
+
+    /// Runs `f0` on the first thread and `f1` on the second, and waits for both results.
+    fn run<R0, R1>(
+        &self,
+        f0: impl FnOnce() -> R0 + Send + 'static,
+        f1: impl FnOnce() -> R1 + Send + 'static,
+    ) -> (R0, R1)
+    where
+        R0: Send + 'static,
+        R1: Send + 'static,
+    {
+        let (tx0, rx0) = mpsc::channel();
+        let (tx1, rx1) = mpsc::channel();
+        self.jobs[0]
+            .send(Box::new(move || {
+                let _ = tx0.send(f0());
+            }))
+            .expect("worker thread alive");
+        self.jobs[1]
+            .send(Box::new(move || {
+                let _ = tx1.send(f1());
+            }))
+            .expect("worker thread alive");
+        (
+            rx0.recv().expect("worker 0 panicked"),
+            rx1.recv().expect("worker 1 panicked"),
+        )
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.jobs.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -356,8 +475,9 @@ impl Ring {
     }
 }
 
-/// One sample of `cross_thread`: `blocks` blocks from a producer to a consumer.
+/// One sample of `cross_thread` on `workers`: `blocks` blocks from a producer to a consumer.
 fn cross_thread_run<A: GlobalAlloc + Sync>(
+    workers: &Workers,
     name: &'static str,
     a: &'static A,
     blocks: u64,
@@ -366,11 +486,7 @@ fn cross_thread_run<A: GlobalAlloc + Sync>(
     let barrier = Arc::new(Barrier::new(2));
     let producer = {
         let (ring, barrier) = (Arc::clone(&ring), Arc::clone(&barrier));
-        thread::spawn(move || {
-            // Claim the allocator's per-thread state before the clock starts.
-            let warm = alloc_touch(a, name, 16, 0);
-            // SAFETY: just allocated with this layout.
-            unsafe { a.dealloc(warm, layout(16)) };
+        move || {
             barrier.wait();
             let start = Instant::now();
             let mut cached_head = 0;
@@ -380,12 +496,9 @@ fn cross_thread_run<A: GlobalAlloc + Sync>(
                 ring.push(&mut cached_head, (p as usize, size));
             }
             start
-        })
+        }
     };
-    let consumer = thread::spawn(move || {
-        let warm = alloc_touch(a, name, 16, 0);
-        // SAFETY: just allocated with this layout.
-        unsafe { a.dealloc(warm, layout(16)) };
+    let consumer = move || {
         barrier.wait();
         let mut cached_tail = 0;
         for _ in 0..blocks {
@@ -395,9 +508,8 @@ fn cross_thread_run<A: GlobalAlloc + Sync>(
             unsafe { a.dealloc(black_box(p as *mut u8), layout(size)) };
         }
         Instant::now()
-    });
-    let start = producer.join().expect("producer panicked");
-    let end = consumer.join().expect("consumer panicked");
+    };
+    let (start, end) = workers.run(producer, consumer);
     end.duration_since(start)
 }
 
@@ -406,8 +518,11 @@ fn cross_one<A: GlobalAlloc + Sync>(
     name: &'static str,
     a: &'static A,
 ) {
+    let mut workers = None;
     g.bench_function(BenchmarkId::new(name, 2), |b| {
-        b.iter_custom(|iters| cross_thread_run(name, a, iters * CROSS_BLOCKS));
+        // Started on the first call (warm-up), only if the filter kept this benchmark.
+        let workers = workers.get_or_insert_with(Workers::new);
+        b.iter_custom(|iters| cross_thread_run(workers, name, a, iters * CROSS_BLOCKS));
     });
 }
 
@@ -422,49 +537,44 @@ fn cross_thread(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------------
 // larson
 
-/// One sample of `larson`: two threads, `ops` free+allocate operations each.
-fn larson_run<A: GlobalAlloc + Sync>(name: &'static str, a: &'static A, ops: u64) -> Duration {
-    const THREADS: usize = 2;
-    let barrier = Arc::new(Barrier::new(THREADS));
-    let workers: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let mut rng = Rng(0x5851_F42D_4C95_7F2D ^ (t as u64 + 1));
-            // Filled by the main thread: the workers' first frees are remote frees.
-            let mut slots: Vec<(usize, usize)> = (0..LARSON_SLOTS)
-                .map(|i| {
-                    let size = 16 + rng.below(1009) as usize;
-                    (alloc_touch(a, name, size, i as u8) as usize, size)
-                })
-                .collect();
-            let barrier = Arc::clone(&barrier);
-            thread::spawn(move || {
-                barrier.wait();
-                let start = Instant::now();
-                for i in 0..ops {
-                    let slot = &mut slots[rng.below(LARSON_SLOTS as u64) as usize];
-                    // SAFETY: every slot holds a live block allocated with this layout.
-                    unsafe { a.dealloc(slot.0 as *mut u8, layout(slot.1)) };
-                    let size = 16 + rng.below(1009) as usize;
-                    *slot = (alloc_touch(a, name, size, i as u8) as usize, size);
-                }
-                (start, Instant::now(), slots)
+/// One sample of `larson` on `workers`: two threads, `ops` free+allocate operations each.
+fn larson_run<A: GlobalAlloc + Sync>(
+    workers: &Workers,
+    name: &'static str,
+    a: &'static A,
+    ops: u64,
+) -> Duration {
+    let barrier = Arc::new(Barrier::new(2));
+    let worker = |t: u64| {
+        let mut rng = Rng(0x5851_F42D_4C95_7F2D ^ (t + 1));
+        // Filled by the benchmark thread: the workers' first frees are remote frees.
+        let mut slots: Vec<(usize, usize)> = (0..LARSON_SLOTS)
+            .map(|i| {
+                let size = 16 + rng.below(1009) as usize;
+                (alloc_touch(a, name, size, i as u8) as usize, size)
             })
-        })
-        .collect();
-    let mut first_start: Option<Instant> = None;
-    let mut last_end: Option<Instant> = None;
-    for w in workers {
-        let (start, end, slots) = w.join().expect("larson worker panicked");
-        first_start = Some(first_start.map_or(start, |s| s.min(start)));
-        last_end = Some(last_end.map_or(end, |e| e.max(end)));
-        for (p, size) in slots {
-            // SAFETY: live blocks allocated with this layout, freed once (untimed).
-            unsafe { a.dealloc(p as *mut u8, layout(size)) };
+            .collect();
+        let barrier = Arc::clone(&barrier);
+        move || {
+            barrier.wait();
+            let start = Instant::now();
+            for i in 0..ops {
+                let slot = &mut slots[rng.below(LARSON_SLOTS as u64) as usize];
+                // SAFETY: every slot holds a live block allocated with this layout.
+                unsafe { a.dealloc(slot.0 as *mut u8, layout(slot.1)) };
+                let size = 16 + rng.below(1009) as usize;
+                *slot = (alloc_touch(a, name, size, i as u8) as usize, size);
+            }
+            (start, Instant::now(), slots)
         }
+    };
+    let (w0, w1) = (worker(0), worker(1));
+    let ((s0, e0, slots0), (s1, e1, slots1)) = workers.run(w0, w1);
+    for (p, size) in slots0.into_iter().chain(slots1) {
+        // SAFETY: live blocks allocated with this layout, freed once (untimed).
+        unsafe { a.dealloc(p as *mut u8, layout(size)) };
     }
-    last_end
-        .expect("workers ran")
-        .duration_since(first_start.expect("workers ran"))
+    e0.max(e1).duration_since(s0.min(s1))
 }
 
 fn larson_one<A: GlobalAlloc + Sync>(
@@ -472,8 +582,11 @@ fn larson_one<A: GlobalAlloc + Sync>(
     name: &'static str,
     a: &'static A,
 ) {
+    let mut workers = None;
     g.bench_function(BenchmarkId::new(name, 2), |b| {
-        b.iter_custom(|iters| larson_run(name, a, iters * LARSON_OPS));
+        // Started on the first call (warm-up), only if the filter kept this benchmark.
+        let workers = workers.get_or_insert_with(Workers::new);
+        b.iter_custom(|iters| larson_run(workers, name, a, iters * LARSON_OPS));
     });
 }
 
@@ -495,6 +608,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = alloc_free_pair, batch_then_free, cross_thread, larson
+    targets = alloc_free_pair, batch_then_free, realloc_growth, cross_thread, larson
 }
 criterion_main!(benches);

@@ -78,11 +78,15 @@ fn object_pool(c: &mut Criterion) {
         })
     });
     group.finish();
+    // A sanity check, not a measurement: the `veridian` variant should have run from the cache.
+    // It only warns, and only when that variant ran at all: a filter (`cargo bench -- <filter>`)
+    // may have skipped it, and `--test`/`--list` run it once or not at all.
     let stats = POOL.stats();
-    assert!(
-        stats.hits > stats.misses,
-        "the pool benchmark should run from the cache: {stats:?}"
-    );
+    if stats.hits + stats.misses > 1 && stats.hits <= stats.misses {
+        eprintln!(
+            "warning: the object_pool/veridian benchmark did not run from the cache: {stats:?}"
+        );
+    }
 }
 
 criterion_group!(benches, object_pool);

@@ -3,11 +3,25 @@
 //!
 //! Ids are `<group>/<implementation>/<threads>`:
 //!
-//! - `deque_push_pop/{veridian,crossbeam_deque}/1`: one push and one pop at the owner end
-//!   (LIFO) per iteration, on a deque holding [`BACKLOG`] elements (so pops never take the
-//!   contended last-element path). `crossbeam_deque` is `Worker::new_lifo`.
-//! - `deque_steal/{veridian,crossbeam_deque}/1`: one owner push and one steal from the top per
-//!   iteration, uncontended, same backlog: the cost of the thief's fences and CAS.
+//! - `deque_push_pop/{veridian,st3_lifo,crossbeam_deque}/1`: one push and one pop at the owner
+//!   end (LIFO) per iteration, on a deque holding [`BACKLOG`] elements (so pops never take the
+//!   contended last-element path). `crossbeam_deque` is `Worker::new_lifo`; `st3_lifo` is
+//!   `st3::lifo::Worker` with [`CAPACITY`] slots (its owner pop pays a compare-and-swap on the
+//!   word it shares with thieves, which is what makes its steal cheap: the two belong together).
+//! - `deque_steal/{veridian,st3_lifo,crossbeam_deque}/1`: one owner push and one steal of one
+//!   element from the top per iteration, uncontended, same backlog: the cost of the thief's
+//!   fences and CAS. The same capability is compared where a peer has it:
+//!   - `veridian`: our fixed-capacity Chase-Lev deque ([`CAPACITY`] slots), `Stealer::steal`.
+//!   - `st3_lifo`: `st3::lifo::Worker` (fixed capacity, [`CAPACITY`] slots, the other bounded
+//!     work-stealing deque on crates.io, Tokio's design). It has no single-element steal: its
+//!     thief steals into its own worker; `steal_and_pop(&thief, |_| 1)` takes exactly one
+//!     element and returns it without touching the thief's queue, the closest it offers.
+//!   - `crossbeam_deque`: `Worker::new_lifo` + `Stealer::steal`. It cannot be bounded: its
+//!     buffer grows (it never has to here), so each steal loads the buffer pointer and pins the
+//!     thread's epoch (crossbeam-epoch) to keep that buffer alive, which a fixed ring does not
+//!     need; on x86_64 the pin's locked instruction also serves as the fence between the `top`
+//!     and `bottom` loads, where ours issues an `mfence`. That is the difference measured
+//!     against it, kept as the deque most users have.
 //! - `context_switch/{veridian,corosensei}/1`: one resume of a green thread that immediately
 //!   suspends again, i.e. two switches per iteration (`Throughput::Elements(2)`: criterion's
 //!   elements/s is switches/s). `veridian` is `hosted::green` on `switch_stacks_fp` (saves
@@ -31,6 +45,16 @@ fn deque_push_pop(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function(BenchmarkId::new("veridian", 1), |b| {
         let (w, _s) = deque::new::<usize>(CAPACITY);
+        for i in 0..BACKLOG {
+            w.push(i).unwrap();
+        }
+        b.iter(|| {
+            let _ = w.push(black_box(7));
+            black_box(w.pop())
+        });
+    });
+    g.bench_function(BenchmarkId::new("st3_lifo", 1), |b| {
+        let w = st3::lifo::Worker::<usize>::new(CAPACITY);
         for i in 0..BACKLOG {
             w.push(i).unwrap();
         }
@@ -63,6 +87,21 @@ fn deque_steal(c: &mut Criterion) {
         b.iter(|| {
             let _ = w.push(black_box(7));
             black_box(s.steal())
+        });
+    });
+    g.bench_function(BenchmarkId::new("st3_lifo", 1), |b| {
+        let w = st3::lifo::Worker::<usize>::new(CAPACITY);
+        let s = w.stealer();
+        let thief = st3::lifo::Worker::<usize>::new(CAPACITY);
+        for i in 0..BACKLOG {
+            w.push(i).unwrap();
+        }
+        // Set-up check (untimed): a steal of one succeeds and leaves the thief's queue empty.
+        assert!(matches!(s.steal_and_pop(&thief, |_| 1), Ok((_, 0))));
+        w.push(BACKLOG).unwrap();
+        b.iter(|| {
+            let _ = w.push(black_box(7));
+            black_box(s.steal_and_pop(&thief, |_| 1).ok())
         });
     });
     g.bench_function(BenchmarkId::new("crossbeam_deque", 1), |b| {

@@ -4,20 +4,35 @@
 //! Ids are `<group>/<implementation>/<parameter>`, the parameter being the number of threads
 //! (for `seqlock_read`, the number of writer threads):
 //!
-//! - `stack_push_pop/{veridian,crossbeam_segqueue,std_mutex_vec}/{1,2}`: one push and one pop
-//!   per iteration and thread. The Treiber stack pins its `LocalHandle` once per push+pop pair
-//!   (one guard covers both operations); `std_mutex_vec` locks a `Mutex<Vec<u64>>` once for the
-//!   push and once for the pop.
+//! - `stack_push_pop/<impl>/{1,2}`: one push and one pop per iteration and thread, every side
+//!   paying its per-operation synchronisation for each of the two operations:
+//!   - `veridian`: the Treiber stack with `push_with`/`pop_with`, i.e. one epoch pin (and unpin)
+//!     of the thread's `LocalHandle` per operation, two per pair;
+//!   - `crossbeam_segqueue`: `SegQueue::push` then `pop` (lock-free, no pinning; it is a FIFO,
+//!     kept as the lock-free peer);
+//!   - `std_mutex_vec`: a LIFO `Mutex<Vec<u64>>`, locked once for the push and once for the pop.
+//!
+//!   And the batched granularity, on the two sides that offer one (SegQueue does not):
+//!   `veridian_pin_per_pair` pins once for the pair (one guard covers push and pop),
+//!   `std_mutex_vec_lock_per_pair` locks once for the pair. Compare `veridian` with the first
+//!   three and `veridian_pin_per_pair` with `std_mutex_vec_lock_per_pair`.
 //! - `mpmc_queue/{veridian,crossbeam_arrayqueue}/{1,2}`: one push and one pop per iteration and
 //!   thread on a bounded queue of [`QUEUE_CAPACITY`] slots.
-//! - `spsc_ring/{veridian,crossbeam_arrayqueue}/1`: a producer thread pushes and a consumer
+//! - `spsc_ring/{veridian,rtrb,crossbeam_arrayqueue}/1`: a producer thread pushes and a consumer
 //!   thread pops single values (no batch operations) through a ring of [`QUEUE_CAPACITY`] slots;
-//!   one iteration is one value handed over. `ArrayQueue` is used as an SPSC queue.
+//!   one iteration is one value handed over. `rtrb` is the SPSC peer (its `Producer::push` and
+//!   `Consumer::pop`, as shipped); crossbeam's MPMC `ArrayQueue` is used as an SPSC queue.
 //! - `seqlock_read/{veridian,seqlock_crate,std_rwlock}/{0,1}`: one read of a 64-byte `Copy`
-//!   struct; with `/1` a writer thread on the other core writes the struct back to back for as
-//!   long as the reads run.
+//!   struct; with `/1` a writer thread on the other core writes the struct once every
+//!   [`WRITE_PERIOD`] (10 µs, paced by spinning on `Instant`; the achieved period is printed
+//!   after each side) for as long as the reads run.
 //! - `counter_increment/{veridian,atomic_u64}/{1,2}`: one increment per iteration and thread, of
 //!   a `ShardedCounter<ThreadCpuIndex, 64>` or of one shared (cache-padded) `AtomicU64`.
+//! - `counter_read_mostly/{veridian,atomic_u64}/{1,2}` and `counter_mixed/...`: per thread,
+//!   operation `i` is an increment when `i % period == 0` and a read otherwise (period
+//!   [`READ_MOSTLY_PERIOD`] = 64: 1 update in 64; period [`MIXED_PERIOD`] = 2: half and half).
+//!   The read is `ShardedCounter::get` (a sum over all [`COUNTER_SLOTS`] slots) against
+//!   `AtomicU64::load`, the update `inc` against `fetch_add(1, Relaxed)`.
 //! - `lock_uncontended/{ticket,mcs,spin_mutex,parking_lot_mutex}/1`: lock, increment a `u64`,
 //!   unlock.
 //! - `lock_contended/{ticket,mcs,spin_mutex,parking_lot_mutex,std_mutex}/2`: two threads each
@@ -170,6 +185,9 @@ fn stack_push_pop(c: &mut Criterion) {
     let mut g = c.benchmark_group("stack_push_pop");
     g.sampling_mode(SamplingMode::Flat);
     for threads in [1, 2] {
+        // One pin per operation (`push_with`/`pop_with` pin and unpin around each), as a
+        // caller that does one operation at a time pays: two pins per pair, like the two lock
+        // acquisitions of `std_mutex_vec`.
         let stack = CachePadded::new(TreiberStack::<u64>::new());
         bench_ops(
             &mut g,
@@ -177,9 +195,8 @@ fn stack_push_pop(c: &mut Criterion) {
             threads,
             || stack.register(),
             |handle, i| {
-                let guard = handle.pin();
-                stack.push(i, &guard);
-                black_box(stack.pop(&guard));
+                stack.push_with(i, handle);
+                black_box(stack.pop_with(handle));
             },
         );
 
@@ -204,6 +221,34 @@ fn stack_push_pop(c: &mut Criterion) {
             |(), i| {
                 vec.lock().expect("not poisoned").push(i);
                 black_box(vec.lock().expect("not poisoned").pop());
+            },
+        );
+
+        // The batched granularity, on both sides that have one: one pin covers the push and
+        // the pop (ours), one lock acquisition covers both (the `Mutex<Vec>`).
+        let stack = CachePadded::new(TreiberStack::<u64>::new());
+        bench_ops(
+            &mut g,
+            "veridian_pin_per_pair",
+            threads,
+            || stack.register(),
+            |handle, i| {
+                let guard = handle.pin();
+                stack.push(i, &guard);
+                black_box(stack.pop(&guard));
+            },
+        );
+
+        let vec = CachePadded::new(std::sync::Mutex::new(Vec::<u64>::with_capacity(64)));
+        bench_ops(
+            &mut g,
+            "std_mutex_vec_lock_per_pair",
+            threads,
+            || (),
+            |(), i| {
+                let mut v = vec.lock().expect("not poisoned");
+                v.push(i);
+                black_box(v.pop());
             },
         );
     }
@@ -325,6 +370,18 @@ fn spsc_ring(c: &mut Criterion) {
             spsc_run(iters, tx, rx, |tx, v| tx.push(v), |rx| rx.pop())
         });
     });
+    g.bench_function(BenchmarkId::new("rtrb", 1), |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = rtrb::RingBuffer::<u64>::new(QUEUE_CAPACITY);
+            spsc_run(
+                iters,
+                tx,
+                rx,
+                |tx, v| tx.push(v).map_err(|rtrb::PushError::Full(back)| back),
+                |rx| rx.pop().ok(),
+            )
+        });
+    });
     g.bench_function(BenchmarkId::new("crossbeam_arrayqueue", 1), |b| {
         b.iter_custom(|iters| {
             let queue = crossbeam_queue::ArrayQueue::<u64>::new(QUEUE_CAPACITY);
@@ -387,19 +444,44 @@ impl Snapshot for std::sync::RwLock<Payload> {
     }
 }
 
+/// Time between two writes of the `seqlock_read/*/1` writer: one write every 10 µs (100 000
+/// writes per second), the same for every side. A reader at ~10 ns per read thus overlaps a write
+/// a few times per thousand reads, the read-mostly regime a seqlock is for.
+const WRITE_PERIOD: Duration = Duration::from_micros(10);
+
+/// Writes done and time spent by the `seqlock_read/*/1` writer of the current implementation,
+/// summed over samples: printed after the group as the rate achieved (a check that the writer
+/// kept to [`WRITE_PERIOD`] on this machine).
+static WRITES: AtomicU64 = AtomicU64::new(0);
+static WRITER_NANOS: AtomicU64 = AtomicU64::new(0);
+
 /// One sample of `seqlock_read/*/1`: `reads` reads on this thread while a writer thread writes
-/// back to back; the clock runs only over the reads, which start once the writer has written.
+/// once every [`WRITE_PERIOD`], paced by spinning on `Instant::now()` (no sleep: a futex wake-up
+/// would make the rate depend on the scheduler). A writer that falls behind does not catch up
+/// with a burst: its next deadline is one period from the late write. The clock runs only over
+/// the reads, which start once the writer has written.
 fn read_with_writer<L: Snapshot>(lock: &L, reads: u64) -> Duration {
     let stop = AtomicBool::new(false);
     let writing = AtomicBool::new(false);
     thread::scope(|s| {
         s.spawn(|| {
+            let began = Instant::now();
             let mut n = 0u64;
+            let mut next = began;
             while !stop.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                if now < next {
+                    spin_loop();
+                    continue;
+                }
                 lock.write(Payload { words: [n; 8] });
                 writing.store(true, Ordering::Relaxed);
                 n = n.wrapping_add(1);
+                next = now + WRITE_PERIOD;
             }
+            WRITES.fetch_add(n, Ordering::Relaxed);
+            let nanos = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            WRITER_NANOS.fetch_add(nanos, Ordering::Relaxed);
         });
         while !writing.load(Ordering::Relaxed) {
             spin_loop();
@@ -414,6 +496,20 @@ fn read_with_writer<L: Snapshot>(lock: &L, reads: u64) -> Duration {
     })
 }
 
+/// Prints (and resets) the writer's achieved period for `name`, if it wrote at all (a filter may
+/// have skipped the `/1` case).
+fn report_writer_rate(name: &str) {
+    let writes = WRITES.swap(0, Ordering::Relaxed);
+    let nanos = WRITER_NANOS.swap(0, Ordering::Relaxed);
+    if writes > 0 {
+        eprintln!(
+            "seqlock_read/{name}/1: writer made {writes} writes, one per {:.2} µs (target {} µs)",
+            nanos as f64 / writes as f64 / 1000.0,
+            WRITE_PERIOD.as_micros()
+        );
+    }
+}
+
 fn seqlock_one<L: Snapshot>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, lock: &L) {
     g.bench_function(BenchmarkId::new(name, 0), |b| {
         b.iter(|| black_box(lock.read()))
@@ -421,6 +517,7 @@ fn seqlock_one<L: Snapshot>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, lo
     g.bench_function(BenchmarkId::new(name, 1), |b| {
         b.iter_custom(|iters| read_with_writer(lock, iters));
     });
+    report_writer_rate(name);
 }
 
 fn seqlock_read(c: &mut Criterion) {
@@ -448,8 +545,18 @@ fn seqlock_read(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------------
 // counter_increment
 
-fn counter_increment(c: &mut Criterion) {
-    let mut g = c.benchmark_group("counter_increment");
+/// `counter_read_mostly`: one update in [`READ_MOSTLY_PERIOD`] operations, the rest reads.
+const READ_MOSTLY_PERIOD: u64 = 64;
+/// `counter_mixed`: one update in [`MIXED_PERIOD`] operations (half updates, half reads).
+const MIXED_PERIOD: u64 = 2;
+
+/// A group in which operation `i` of each thread is an increment when `i % PERIOD == 0` and a
+/// read otherwise (the same branch on every side; `PERIOD` is a constant, so with `PERIOD` 1
+/// the branch folds away and every operation is an increment): `ShardedCounter::inc` against
+/// `AtomicU64::fetch_add(1, Relaxed)`, `ShardedCounter::get` (sums all [`COUNTER_SLOTS`] slots)
+/// against one `AtomicU64::load`.
+fn counter_group<const PERIOD: u64>(c: &mut Criterion, group: &str) {
+    let mut g = c.benchmark_group(group);
     g.sampling_mode(SamplingMode::Flat);
     for threads in [1, 2] {
         let sharded = ShardedCounter::<ThreadCpuIndex, COUNTER_SLOTS>::new(ThreadCpuIndex::new());
@@ -459,7 +566,13 @@ fn counter_increment(c: &mut Criterion) {
             threads,
             // Claims this thread's slot untimed (the first `current_cpu` call assigns it).
             || black_box(sharded.cpu_index().current_cpu()),
-            |_, _| sharded.inc(),
+            |_, i| {
+                if i % PERIOD == 0 {
+                    sharded.inc();
+                } else {
+                    black_box(sharded.get());
+                }
+            },
         );
 
         let shared = CachePadded::new(AtomicU64::new(0));
@@ -468,12 +581,28 @@ fn counter_increment(c: &mut Criterion) {
             "atomic_u64",
             threads,
             || (),
-            |(), _| {
-                shared.fetch_add(1, Ordering::Relaxed);
+            |(), i| {
+                if i % PERIOD == 0 {
+                    shared.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    black_box(shared.load(Ordering::Relaxed));
+                }
             },
         );
     }
     g.finish();
+}
+
+fn counter_increment(c: &mut Criterion) {
+    counter_group::<1>(c, "counter_increment");
+}
+
+fn counter_read_mostly(c: &mut Criterion) {
+    counter_group::<READ_MOSTLY_PERIOD>(c, "counter_read_mostly");
+}
+
+fn counter_mixed(c: &mut Criterion) {
+    counter_group::<MIXED_PERIOD>(c, "counter_mixed");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -581,6 +710,7 @@ criterion_group! {
     name = benches;
     config = config();
     targets = stack_push_pop, mpmc_queue, spsc_ring, seqlock_read, counter_increment,
+        counter_read_mostly, counter_mixed,
         lock_uncontended, lock_contended
 }
 criterion_main!(benches);

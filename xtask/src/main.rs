@@ -20,6 +20,7 @@ mod msrv;
 mod pgo;
 mod publish;
 mod qemu;
+mod ratios;
 mod run;
 mod test;
 mod tools;
@@ -44,6 +45,12 @@ Commands:
   pgo    `pgo <crate> [-- <criterion args>]`: the crate's benchmarks before and after
          profile-guided optimisation (instrumented run, llvm-profdata merge, rebuild), with
          the after/before ratio of each.
+  bench-ratios
+         `bench-ratios [--baselines a,b,c] [--ours NAME] [FILTER...]`: from criterion's saved estimates
+         (target/criterion), each group's `veridian` median, each peer's median and the ratio
+         ours / peer; with several baselines (`cargo bench -- --save-baseline a`), each run's
+         ratio and the spread over the runs; --ours picks our implementation (default
+         `veridian`). FILTER words keep ids containing one of them.
   publish-check
          `cargo publish --workspace --dry-run`, then each component crate's package unpacked
          and its test suites built (default features) and run (`--features std`) against the
@@ -110,6 +117,7 @@ enum Cmd {
     Msrv,
     Bench,
     Pgo(String, Vec<String>),
+    BenchRatios(Vec<String>, String, Vec<String>),
     Help,
 }
 
@@ -136,6 +144,35 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
             }
         };
         return Ok(Cmd::Pgo(krate, extra));
+    }
+    if command == "bench-ratios" {
+        let mut baselines = Vec::new();
+        let mut filters = Vec::new();
+        let mut ours = ratios::OURS.to_owned();
+        let mut words = rest.iter();
+        while let Some(word) = words.next() {
+            if let Some(list) = word.strip_prefix("--baselines=") {
+                baselines.extend(list.split(',').map(str::to_owned));
+            } else if word == "--baselines" {
+                let list = words
+                    .next()
+                    .ok_or("--baselines needs a comma-separated list of names")?;
+                baselines.extend(list.split(',').map(str::to_owned));
+            } else if let Some(name) = word.strip_prefix("--ours=") {
+                name.clone_into(&mut ours);
+            } else if word == "--ours" {
+                ours = words
+                    .next()
+                    .ok_or("--ours needs an implementation name")?
+                    .clone();
+            } else if word.starts_with('-') {
+                return Err(format!("bench-ratios: unknown option `{word}`"));
+            } else {
+                filters.push(word.clone());
+            }
+        }
+        baselines.retain(|b| !b.is_empty());
+        return Ok(Cmd::BenchRatios(baselines, ours, filters));
     }
     let mut run = RunArgs {
         iso: false,
@@ -280,6 +317,9 @@ fn main() -> ExitCode {
             .try_for_each(|package| msrv::check(package))
             .map(|()| ExitCode::SUCCESS),
         Cmd::Pgo(krate, extra) => pgo::pgo(&krate, &extra),
+        Cmd::BenchRatios(baselines, ours, filters) => {
+            ratios::bench_ratios(&baselines, &ours, &filters)
+        }
     };
     match result {
         Ok(code) => code,

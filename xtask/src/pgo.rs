@@ -110,7 +110,7 @@ fn find_dirs(dir: &Path, names: &[&str], mut visit: impl FnMut(&Path)) {
 }
 
 /// Every `<id>/<baseline>/estimates.json` under `dir`, as id -> median.
-fn medians(dir: &Path, baseline: &str) -> BTreeMap<String, f64> {
+pub fn medians(dir: &Path, baseline: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     find_dirs(dir, &[baseline], |path| {
         let est = path.join("estimates.json");
