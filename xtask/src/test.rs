@@ -89,6 +89,20 @@ pub fn test() -> Result<ExitCode> {
             "warnings",
         ]),
     )?;
+    // The benches and hosted back-ends need each crate's `std` feature, which the step above
+    // does not turn on, so they were never linted.
+    tally.step(
+        "clippy (host, workspace, all targets, all features: benches, hosted back-ends)",
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
     for package in std::iter::once(KERNEL_PACKAGE).chain(COMPONENT_CRATES) {
         tally.step(
             &format!("clippy {package} ({KERNEL_TARGET})"),
