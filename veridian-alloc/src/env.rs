@@ -3,6 +3,98 @@
 //! Both are traits the embedder implements (a kernel with its frame allocator and per-CPU data;
 //! the `std` feature supplies hosted versions in `hosted`). Both are `unsafe` traits:
 //! a wrong implementation breaks memory safety, so each method says what it must guarantee.
+//!
+//! # An embedder, as a `no_std` kernel writes one
+//!
+//! A page source carving chunks from a static arena (a kernel would ask its frame allocator
+//! and return addresses in its direct map), and a per-CPU guard for a kernel with up to four
+//! CPUs (here the CPU index and the interrupt flag are stand-ins: a kernel reads its per-CPU
+//! block and disables interrupts while the guard lives):
+//!
+//! ```
+//! use core::alloc::Layout;
+//! use core::ptr::NonNull;
+//! use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+//! use veridian_alloc::env::{CpuLocal, PageSource};
+//! use veridian_alloc::{CHUNK_SIZE, Heap};
+//!
+//! /// Two chunks' worth of memory, aligned to the chunk size as the heap asks.
+//! #[repr(C, align(4194304))]
+//! struct Memory([u8; 2 * CHUNK_SIZE]);
+//! static mut MEMORY: Memory = Memory([0; 2 * CHUNK_SIZE]);
+//!
+//! /// Hands out the arena front to back; released chunks are not reused in this sketch.
+//! struct Arena {
+//!     used: AtomicUsize,
+//! }
+//!
+//! // SAFETY: each chunk is a distinct, aligned, writable part of `MEMORY`, handed out once
+//! // (the compare-exchange claims it), and nothing else uses `MEMORY`.
+//! unsafe impl PageSource for Arena {
+//!     fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+//!         let base = (&raw mut MEMORY).cast::<u8>();
+//!         let mut used = self.used.load(Ordering::Relaxed);
+//!         loop {
+//!             let start = used.checked_next_multiple_of(align)?;
+//!             let end = start.checked_add(len)?;
+//!             if end > 2 * CHUNK_SIZE {
+//!                 return None;
+//!             }
+//!             match self.used.compare_exchange(used, end, Ordering::AcqRel, Ordering::Relaxed) {
+//!                 // SAFETY: `start + len <= 2 * CHUNK_SIZE`: inside `MEMORY`.
+//!                 Ok(_) => return NonNull::new(unsafe { base.add(start) }),
+//!                 Err(now) => used = now,
+//!             }
+//!         }
+//!     }
+//!
+//!     unsafe fn release_chunk(&self, _chunk: NonNull<u8>, _len: usize) {}
+//! }
+//!
+//! /// Slot = CPU index; the guard stands for "interrupts off on this CPU".
+//! struct Cpus;
+//!
+//! /// Whether a guard is out (one CPU in this sketch).
+//! static IN_USE: AtomicBool = AtomicBool::new(false);
+//!
+//! struct Guard;
+//! impl Drop for Guard {
+//!     fn drop(&mut self) {
+//!         IN_USE.store(false, Ordering::Release); // a kernel: restore the interrupt flag
+//!     }
+//! }
+//!
+//! fn this_cpu() -> usize {
+//!     0 // a kernel: one `gs`-relative load of its per-CPU block
+//! }
+//!
+//! // SAFETY: slot `i` is only handed out while no other guard of slot `i` lives (the flag
+//! // here; a kernel: the guard keeps its CPU's interrupts off, so nothing else on that CPU
+//! // runs meanwhile), and slots stay below `max_slots`.
+//! unsafe impl CpuLocal for Cpus {
+//!     type Guard = Guard;
+//!     fn max_slots(&self) -> usize {
+//!         4
+//!     }
+//!     fn enter(&self) -> Option<(usize, Guard)> {
+//!         // A nested entry (an interrupt handler inside an allocation) gets no slot: the
+//!         // heap then uses its shared, locked slot.
+//!         if IN_USE.swap(true, Ordering::Acquire) {
+//!             return None;
+//!         }
+//!         Some((this_cpu(), Guard))
+//!     }
+//! }
+//!
+//! // In a kernel: `#[global_allocator]` on this static.
+//! static HEAP: Heap<Arena, Cpus, 4> = Heap::new(Arena { used: AtomicUsize::new(0) }, Cpus);
+//!
+//! let layout = Layout::from_size_align(64, 8).unwrap();
+//! let p = HEAP.allocate(layout);
+//! assert!(!p.is_null());
+//! // SAFETY: allocated just above with `layout`.
+//! unsafe { HEAP.deallocate(p, layout) };
+//! ```
 
 use core::ptr::NonNull;
 

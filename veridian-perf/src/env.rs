@@ -110,6 +110,28 @@ pub unsafe trait AddressCheck {
 ///
 /// A stale answer (the caller migrated just after asking) only mislabels a sample; nothing in
 /// this crate relies on it for safety.
+///
+/// A `no_std` kernel implements it over its per-CPU data; the index here comes from an atomic
+/// that stands for the kernel's per-CPU block (a kernel reads it with one `gs`-relative load):
+///
+/// ```
+/// use core::sync::atomic::{AtomicU32, Ordering};
+/// use veridian_perf::env::CpuIndex;
+///
+/// /// Stand-in for the per-CPU block's index field.
+/// static THIS_CPU: AtomicU32 = AtomicU32::new(0);
+///
+/// struct KernelCpus;
+///
+/// impl CpuIndex for KernelCpus {
+///     fn current_cpu(&self) -> u32 {
+///         THIS_CPU.load(Ordering::Relaxed)
+///     }
+/// }
+///
+/// THIS_CPU.store(3, Ordering::Relaxed);
+/// assert_eq!(KernelCpus.current_cpu(), 3);
+/// ```
 pub trait CpuIndex {
     /// The current CPU's index.
     fn current_cpu(&self) -> u32;
