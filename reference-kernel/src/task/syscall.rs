@@ -10,7 +10,7 @@ use super::process::{self, ProcessError};
 
 /// The system-call hook: runs the call in `frame.rax` and writes its result there.
 pub fn dispatch(frame: &mut SyscallFrame) {
-    let a = frame.args;
+    let a = &frame.args;
     let result = match frame.rax {
         nr::EXIT => {
             process::exit(a[0] as i64);
