@@ -53,8 +53,8 @@ fn time(f: impl FnMut(), overhead: u64) -> Box<Histogram> {
 /// As [`time`], also recording each sample divided by `parts` into a second histogram (for a
 /// sample that is `parts` equal operations, such as a round trip of two switches).
 fn time_split(mut f: impl FnMut(), overhead: u64, parts: u64) -> (Box<Histogram>, Box<Histogram>) {
-    let mut whole = Box::new(Histogram::new());
-    let mut part = Box::new(Histogram::new());
+    let mut whole = Histogram::boxed();
+    let mut part = Histogram::boxed();
     for _ in 0..100 {
         f();
     }

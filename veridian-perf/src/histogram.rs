@@ -139,6 +139,32 @@ impl Histogram {
         }
     }
 
+    /// Makes `slot` an empty histogram in place and returns it: for a kernel that must not
+    /// build the 15 KiB value on a small stack first (as `new()` followed by a move may).
+    pub fn init_in_place(slot: &mut core::mem::MaybeUninit<Self>) -> &mut Self {
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` points at writable, properly aligned memory for a `Histogram` (the
+        // `MaybeUninit`); every field is written before the reference is made: the counts
+        // with zeros (an all-zero `[u64; BUCKETS]` is valid), the rest one by one.
+        unsafe {
+            core::ptr::addr_of_mut!((*p).counts).write_bytes(0, 1);
+            core::ptr::addr_of_mut!((*p).count).write(0);
+            core::ptr::addr_of_mut!((*p).min).write(u64::MAX);
+            core::ptr::addr_of_mut!((*p).max).write(0);
+            core::ptr::addr_of_mut!((*p).sum).write(0);
+            slot.assume_init_mut()
+        }
+    }
+
+    /// An empty histogram on the heap, built in place (no 15 KiB value on the stack).
+    #[cfg(feature = "alloc")]
+    pub fn boxed() -> alloc::boxed::Box<Self> {
+        let mut b = alloc::boxed::Box::<Self>::new_uninit();
+        Self::init_in_place(&mut b);
+        // SAFETY: `init_in_place` wrote every field.
+        unsafe { b.assume_init() }
+    }
+
     /// Records one value.
     #[inline]
     pub fn record(&mut self, value: u64) {
