@@ -544,8 +544,7 @@ fn smp_all_cpus_online() {
 }
 
 fn all_cpus() -> veridian_sched::CpuSet {
-    let n = crate::arch::x86_64::percpu::online() as usize;
-    veridian_sched::CpuSet::full(n).expect("online CPUs fit a CpuSet")
+    crate::task::all_online_cpus().expect("online CPUs fit a CpuSet")
 }
 
 /// Up to 1000 threads (fewer on a small machine: their stacks, kept for reuse once the threads

@@ -33,13 +33,13 @@ use veridian_simd::btree::CacheBTree;
 use x86_64::registers::model_specific::{Efer, EferFlags};
 use x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
 use x86_64::structures::paging::{
-    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame,
-    Size2MiB, Size4KiB, Translate,
+    Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame, Size2MiB, Size4KiB,
+    Translate,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::frames::{self, FrameBlock};
-use super::paging::{PHYS_OFFSET, phys_to_virt};
+use super::paging::{PHYS_OFFSET, TableFrames, phys_to_virt};
 use crate::arch::x86_64::context::UserSpace;
 use crate::arch::x86_64::layout;
 use crate::sync::IrqLock;
@@ -122,20 +122,6 @@ pub struct AddressSpace {
 unsafe impl UserSpace for AddressSpace {
     fn root(&self) -> u64 {
         self.root
-    }
-}
-
-/// Page-table frames for a process, counted.
-struct Tables<'a>(&'a AtomicU64);
-
-// SAFETY: every frame comes from the frame allocator (unused, ours from now on) and is zeroed
-// through the direct map before it is returned.
-unsafe impl FrameAllocator<Size4KiB> for Tables<'_> {
-    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        let mut block = FrameBlock::allocate(0).ok()?;
-        block.bytes_mut()?.fill(0);
-        self.0.fetch_add(1, Ordering::Relaxed);
-        PhysFrame::from_start_address(PhysAddr::new(block.into_raw())).ok()
     }
 }
 
@@ -257,7 +243,7 @@ impl AddressSpace {
     unsafe fn map(&self, page: u64, frame: u64, flags: F) -> Result<(), AspaceError> {
         // SAFETY: the caller holds the lock.
         let mut table = unsafe { self.tables() };
-        let mut alloc = Tables(&self.frames);
+        let mut alloc = TableFrames { allocated: 0 };
         // SAFETY: a user page of this space mapped to a frame we own: no existing translation
         // changes (the page was unmapped, so no TLB holds it).
         let result = unsafe {
@@ -269,6 +255,8 @@ impl AddressSpace {
                 &mut alloc,
             )
         };
+        // Tables the walk created are the space's too (freed in `drop`).
+        self.frames.fetch_add(alloc.allocated, Ordering::Relaxed);
         match result {
             Ok(flush) => {
                 flush.ignore();

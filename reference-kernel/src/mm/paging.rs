@@ -120,8 +120,8 @@ pub fn init_early() {
 }
 
 /// The frame allocator as the `x86_64` crate wants it for page tables.
-struct TableFrames {
-    allocated: u64,
+pub(super) struct TableFrames {
+    pub(super) allocated: u64,
 }
 
 // SAFETY: every frame comes from the frame allocator (unused, ours from now on) and is zeroed
