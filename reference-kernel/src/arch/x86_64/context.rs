@@ -202,8 +202,9 @@ impl Context {
             .store(self.tag.load(Ordering::Relaxed), Ordering::Relaxed);
         if root != 0 {
             super::user::set_user_stack(cpu, self.stack_top);
-            // SAFETY: `set_address_space`'s contract: a valid PML4 whose upper half is the
-            // kernel's, so this code, its stack and the per-CPU data stay mapped.
+            // SAFETY: `root` came from a `UserSpace` held in `space` (`enter_address_space`):
+            // a valid PML4 whose upper half is the kernel's, so this code, its stack and the
+            // per-CPU data stay mapped.
             unsafe { load_root(root) };
         }
         // SAFETY: we hold `on_cpu`, so the saved stack pointer is final and ours to use.
@@ -216,10 +217,14 @@ impl Context {
         unsafe { switch_stacks(cpu.sched_rsp.as_ptr(), next) };
         // Back in this CPU's scheduler context. A user thread's tables are not kept loaded:
         // once they are off every CPU, the process's memory can be freed without a TLB
-        // shootdown (no PCID: the CR3 write flushes its non-global translations). Whatever
-        // `root` was: the thread may have entered its space during this run.
-        // SAFETY: the kernel's own PML4 maps everything the kernel uses.
-        unsafe { load_root(super::layout::kernel_root()) };
+        // shootdown (no PCID: the CR3 write flushes its non-global translations). A thread
+        // that had no space when it was switched in may have entered one during this run
+        // (then `user_root` is set now); one that left its space loaded the kernel's tables
+        // itself. A kernel thread costs no CR3 access here.
+        if root != 0 || self.user_root.load(Ordering::Relaxed) != 0 {
+            // SAFETY: the kernel's own PML4 maps everything the kernel uses.
+            unsafe { load_root(super::layout::kernel_root()) };
+        }
         cpu.current_tag.store(0, Ordering::Relaxed);
         fpu::switch_back();
         cpu.context.store(core::ptr::null_mut(), Ordering::Relaxed);
