@@ -224,7 +224,7 @@ mod kernel {
             Err(e) => crate::println!("  apic:     not started: {e}"),
         }
         crate::println!(
-            "  user:     SYSCALL/SYSRET, SMEP {}, SMAP {}, {} embedded programs",
+            "  user:     SYSCALL/SYSRET, SMEP {}, SMAP {}, PCID {}, {} embedded programs",
             if user_support.smep {
                 "on"
             } else {
@@ -234,6 +234,11 @@ mod kernel {
                 "on"
             } else {
                 "off (no CPU support)"
+            },
+            if crate::arch::x86_64::tlb::pcids_on() {
+                "on"
+            } else {
+                "off (not on every CPU)"
             },
             crate::task::process::programs().count()
         );

@@ -123,6 +123,7 @@ pub static TESTS: &[KernelTest] = &[
         user::user_demand_paging_and_munmap,
     ),
     test("user_spawn_and_wait", user::user_spawn_and_wait),
+    test("tlb_shootdown_and_pcids", user::tlb_shootdown_and_pcids),
     test(
         "user_syscall_fuzzer_survives",
         user::user_syscall_fuzzer_survives,

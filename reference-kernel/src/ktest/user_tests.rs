@@ -131,3 +131,150 @@ pub fn user_bad_images_refused() {
         "a truncated image was accepted"
     );
 }
+
+/// Runs `f` in a kernel thread pinned to CPU `cpu` and waits for it.
+fn on_cpu(cpu: usize, f: impl FnOnce() + Send + 'static) {
+    let handle = crate::task::spawn(
+        "tlb",
+        veridian_sched::CpuSet::single(cpu).expect("cpu in range"),
+        veridian_sched::Priority::Normal,
+        f,
+    )
+    .expect("spawn");
+    handle.join().expect("the thread ends normally");
+}
+
+/// TLB shootdown and PCIDs: a CPU that keeps a space loaded lazily gets an IPI when the space
+/// unmaps memory (and no other CPU does), a CPU that cached a translation earlier never uses it
+/// after the page was unmapped and the address mapped again, and retiring the space takes it
+/// off every CPU before its tables are freed.
+pub fn tlb_shootdown_and_pcids() {
+    use alloc::sync::Arc;
+
+    use crate::arch::x86_64::context::{self, UserSpace};
+    use crate::arch::x86_64::{percpu, tlb, user};
+    use crate::mm::aspace::{AddressSpace, Region, RegionKind};
+
+    const X: u64 = 0x4000_0000;
+    const TAG: u64 = 0x7ff0;
+    let region = Region {
+        start: X,
+        end: X + 4 * 4096,
+        writable: true,
+        executable: false,
+        kind: RegionKind::Anonymous,
+    };
+    let online = percpu::online() as usize;
+    // The test thread itself runs on `a`; the lazy CPU is `b` (the same one on a 1-CPU machine:
+    // then only the generation check and the retirement are exercised, not the IPIs).
+    let (a, b) = (0, if online > 1 { 1 } else { 0 });
+    let space = Arc::new(AddressSpace::new().expect("an address space"));
+    space.reserve(region).expect("reserve");
+    let enter = |s: &Arc<AddressSpace>| {
+        let s: Arc<dyn UserSpace> = s.clone();
+        assert!(context::enter_address_space(s, TAG), "enter the space");
+    };
+    let read = || {
+        let mut buf = [0u8; 6];
+        user::copy_from_user(&mut buf, X).expect("read X");
+        buf
+    };
+
+    // 1. On `b`: map X, write it, read it (its translation is cached on `b`), and leave the CPU
+    // with the space still loaded (lazily).
+    on_cpu(b, {
+        let s = space.clone();
+        move || {
+            enter(&s);
+            assert!(s.handle_fault(X, 0b10), "demand-map X");
+            user::copy_to_user(X, b"first!").expect("write X");
+            assert_eq!(&read(), b"first!");
+            drop(context::leave_address_space_lazily());
+        }
+    });
+    assert_eq!(
+        space.tlb().loaded_on(),
+        1 << b,
+        "the space stays loaded on CPU {b}"
+    );
+    let before: alloc::vec::Vec<u64> = (0..online).map(|i| tlb::received(i).unwrap_or(0)).collect();
+
+    // 2. On `a`: unmap X (a shootdown to `b`, which holds the space lazily), then map X again to
+    // another frame holding other bytes.
+    on_cpu(a, {
+        let s = space.clone();
+        move || {
+            enter(&s);
+            s.munmap(X, 4 * 4096).expect("munmap X");
+            assert_eq!(
+                s.tlb().loaded_on(),
+                1 << percpu::cpu_index(),
+                "after the shootdown only this CPU has the space loaded"
+            );
+            s.reserve(region).expect("reserve X again");
+            assert!(s.handle_fault(X, 0b10), "demand-map X again");
+            user::copy_to_user(X, b"second").expect("write X again");
+            drop(context::leave_address_space());
+        }
+    });
+    let after: alloc::vec::Vec<u64> = (0..online).map(|i| tlb::received(i).unwrap_or(0)).collect();
+    let ran = space.tlb().ran_on();
+    for i in (0..online).filter(|&i| after[i] != before[i]) {
+        assert!(
+            ran & (1 << i) != 0,
+            "IPI to CPU {i}, which never ran the space"
+        );
+    }
+    if a != b {
+        assert_eq!(after[b], before[b] + 1, "CPU {b} (lazy) got one shootdown");
+        for i in (0..online).filter(|&i| i != b) {
+            assert_eq!(after[i], before[i], "CPU {i} never had the space: no IPI");
+        }
+        assert_eq!(
+            tlb::has_user_tables(b),
+            Some(false),
+            "CPU {b} left the space"
+        );
+    } else {
+        crate::println!("note: tlb_shootdown_and_pcids: one CPU, the IPI part is not exercised");
+    }
+
+    // 3. On `b` again: X reads the new bytes, not the old frame through a stale translation.
+    on_cpu(b, {
+        let s = space.clone();
+        move || {
+            enter(&s);
+            assert_eq!(&read(), b"second", "stale translation of X on CPU {b}");
+            drop(context::leave_address_space_lazily());
+        }
+    });
+
+    // 4. Retirement: `b` still has the space loaded lazily; dropping the last reference takes
+    // it off `b` (an IPI where `b` is another CPU) before the tables are freed.
+    assert_eq!(space.tlb().loaded_on(), 1 << b);
+    let before_b = tlb::received(b).unwrap_or(0);
+    assert_eq!(
+        Arc::strong_count(&space),
+        1,
+        "only the test holds the space"
+    );
+    let pcid = space.tlb().pcid();
+    drop(space);
+    assert_eq!(
+        tlb::has_user_tables(b),
+        Some(false),
+        "CPU {b} left the retired space"
+    );
+    if a != b {
+        assert_eq!(
+            tlb::received(b),
+            Some(before_b + 1),
+            "CPU {b} got the retirement IPI"
+        );
+    }
+    crate::println!(
+        "note: tlb_shootdown_and_pcids: PCIDs {} (the space had PCID {pcid}), shootdown IPIs sent since boot {}",
+        if tlb::pcids_on() { "on" } else { "off" },
+        tlb::stats().sent
+    );
+}

@@ -14,17 +14,20 @@
 //!   space frees every frame it holds (data and page tables) and reports the count.
 //!
 //! Concurrency: all state is behind one `IrqLock` (the page-fault handler takes it with
-//! interrupts off). TLB: a process runs on one CPU at a time, and the scheduler switches every
-//! CPU back to the kernel's tables when the process's thread leaves it (no PCID, so that CR3
-//! write drops the process's translations there); only the CPU running the process can hold
-//! its translations, so unmapping invalidates them there alone (`invlpg`), without IPIs.
+//! interrupts off). TLB: each space has a PCID where the CPU has them, and its tables stay
+//! loaded lazily on a CPU its thread left (`arch::x86_64::tlb`). Every unmap (munmap, huge-page
+//! promotion) goes through `TlbState::invalidate` before the frames are freed: this CPU
+//! invalidates the pages, CPUs that cached them earlier flush when they load the space again,
+//! and CPUs that have it loaded now get a shootdown IPI (only those). Teardown retires the
+//! space (every CPU that still has it loaded switches to the kernel's tables) before it frees
+//! the tables.
 //!
 //! Huge pages: a 2 MiB block that lies wholly in a demand-paged region and whose 512 pages have
 //! all been touched is promoted to one 2 MiB page (its bytes copied into a 2 MiB frame from
 //! veridian-alloc's buddy allocator, the 4 KiB frames and their page table freed); `munmap` and
 //! teardown free such a page as one block. No promotion when no 2 MiB frame is free.
 //!
-//! Not done: PCID, copy-on-write, file mappings.
+//! Not done: copy-on-write, file mappings.
 
 use alloc::collections::BTreeMap;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +45,7 @@ use super::frames::{self, FrameBlock};
 use super::paging::{PHYS_OFFSET, TableFrames, phys_to_virt};
 use crate::arch::x86_64::context::UserSpace;
 use crate::arch::x86_64::layout;
+use crate::arch::x86_64::tlb::TlbState;
 use crate::sync::IrqLock;
 
 /// End (exclusive) of the user half.
@@ -109,19 +113,21 @@ struct Inner {
 
 /// A process's address space.
 pub struct AddressSpace {
-    /// Physical address of the PML4.
-    root: u64,
+    /// The PML4 (physical address), PCID and TLB bookkeeping. Boxed: CPUs refer to it by
+    /// address while they have the space loaded, and the space itself may be moved (out of its
+    /// `Arc`, say) before it is dropped.
+    tlb: alloc::boxed::Box<TlbState>,
     inner: IrqLock<Inner>,
     /// Frames it holds now (data pages and page tables, PML4 included).
     frames: AtomicU64,
 }
 
-// SAFETY: `root` is a PML4 allocated by `new` whose upper half is a copy of the kernel's
-// (which never changes at that level after `paging::init`), freed only in `drop`, so it is
-// valid for as long as the value lives.
+// SAFETY: `tlb` is the space's own state for its whole life; its root is a PML4 allocated by
+// `new` whose upper half is a copy of the kernel's (which never changes at that level after
+// `paging::init`), freed only in `drop`, after `TlbState::retire`.
 unsafe impl UserSpace for AddressSpace {
-    fn root(&self) -> u64 {
-        self.root
+    fn tlb(&self) -> &TlbState {
+        &self.tlb
     }
 }
 
@@ -144,8 +150,8 @@ fn leaf_flags(region: &Region) -> F {
 const PARENT_FLAGS: F = F::PRESENT.union(F::WRITABLE).union(F::USER_ACCESSIBLE);
 
 impl AddressSpace {
-    /// An empty address space (the kernel half only). `None` without memory or before
-    /// `paging::init`.
+    /// An empty address space (the kernel half only). `None` without memory, before
+    /// `paging::init`, or when every PCID is taken (4095 live spaces, where PCIDs are on).
     pub fn new() -> Option<Self> {
         let kernel = layout::kernel_root();
         if kernel == 0 {
@@ -161,8 +167,13 @@ impl AddressSpace {
             unsafe { core::slice::from_raw_parts((kernel_virt + 2048) as *const u8, 2048) };
         bytes[2048..].copy_from_slice(kernel_entries);
         let root = block.into_raw();
+        let Some(tlb) = TlbState::new(root).ok().and_then(super::heap::try_box) else {
+            // SAFETY: the PML4 frame just allocated, used by nothing.
+            let _ = unsafe { frames::free(root, 0) };
+            return None;
+        };
         Some(Self {
-            root,
+            tlb,
             inner: IrqLock::new(
                 "mm::aspace::AddressSpace",
                 Inner {
@@ -186,7 +197,7 @@ impl AddressSpace {
     /// The caller holds `self.inner`'s lock for as long as it uses the result (the tables are
     /// only changed under it).
     unsafe fn tables(&self) -> OffsetPageTable<'_> {
-        let pml4 = (PHYS_OFFSET + self.root) as *mut PageTable;
+        let pml4 = (PHYS_OFFSET + self.tlb.root()) as *mut PageTable;
         // SAFETY: the PML4 frame is ours (allocated in `new`) and mapped by the direct map, and
         // so is every table frame below it; the caller's lock makes this the only reference.
         unsafe { OffsetPageTable::new(&mut *pml4, VirtAddr::new(PHYS_OFFSET)) }
@@ -363,25 +374,21 @@ impl AddressSpace {
         for block in fills {
             inner.fills.remove(&block);
         }
+        let mut batch = UnmapBatch::new();
         let mut page = addr;
         while page < end {
             match table.unmap(Page::<Size4KiB>::containing_address(VirtAddr::new(page))) {
                 Ok((frame, flush)) => {
-                    // Only this CPU can hold the translation (see the module docs).
-                    flush.flush();
-                    // SAFETY: the frame was mapped here alone and is unmapped now; the
-                    // translation is gone from this CPU's TLB and no other CPU has one.
-                    let _ = unsafe { frames::free(frame.start_address().as_u64(), 0) };
-                    self.frames.fetch_sub(1, Ordering::Relaxed);
+                    // Invalidated with the batch, before its frames are freed.
+                    flush.ignore();
+                    batch.push(self, page, 4096, frame.start_address().as_u64(), 0);
                 }
                 // A promoted block (2 MiB-aligned, wholly in the region).
                 Err(UnmapError::ParentEntryHugePage) if page.is_multiple_of(HUGE) => {
                     let huge = Page::<Size2MiB>::containing_address(VirtAddr::new(page));
                     if let Ok((frame, flush)) = table.unmap(huge) {
-                        flush.flush();
-                        // SAFETY: as above, a 2 MiB block mapped here alone, now unmapped.
-                        let _ = unsafe { frames::free(frame.start_address().as_u64(), 9) };
-                        self.frames.fetch_sub(1, Ordering::Relaxed);
+                        flush.ignore();
+                        batch.push(self, page, HUGE, frame.start_address().as_u64(), 9);
                     }
                     page += HUGE;
                     continue;
@@ -390,6 +397,7 @@ impl AddressSpace {
             }
             page += 4096;
         }
+        batch.finish(self);
         Ok(())
     }
 
@@ -465,7 +473,7 @@ impl AddressSpace {
         // SAFETY: the PML4 and every table below it are this space's frames, mapped by the
         // direct map; the lock makes this the only access.
         unsafe {
-            let l4 = &*table(self.root);
+            let l4 = &*table(self.tlb.root());
             let e4 = &l4[((addr >> 39) & 511) as usize];
             if !e4.flags().contains(F::PRESENT) {
                 return None;
@@ -485,9 +493,7 @@ impl AddressSpace {
     /// no 2 MiB frame is free or the block is not fully mapped with 4 KiB pages.
     ///
     /// # Safety
-    /// The caller holds the lock, the block lies wholly in `region`, and the calling CPU is the
-    /// only one that can hold translations of this space (it runs the process: see the module
-    /// docs), so a local flush is enough.
+    /// The caller holds the lock and the block lies wholly in `region`.
     unsafe fn promote(&self, block: u64, region: &Region) {
         let Ok(mut huge) = FrameBlock::allocate(9) else {
             return;
@@ -523,8 +529,9 @@ impl AddressSpace {
         let old: alloc::vec::Vec<u64> = pt.iter().map(|e| e.addr().as_u64()).collect();
         let huge_phys = huge.into_raw();
         pd.set_addr(PhysAddr::new(huge_phys), leaf_flags(region) | F::HUGE_PAGE);
-        // The old translations may be cached; only this CPU can hold them.
-        x86_64::instructions::tlb::flush_all();
+        // The old translations (and the cached pointer to the old table) may be cached on any
+        // CPU that ran the process: gone everywhere before the frames are freed.
+        self.tlb.invalidate(block, block + HUGE);
         for phys in old {
             // SAFETY: the old frames are mapped nowhere now (and flushed): ours to free.
             let _ = unsafe { frames::free(phys, 0) };
@@ -540,6 +547,53 @@ impl AddressSpace {
 /// Bytes of a 2 MiB page.
 const HUGE: u64 = 2 << 20;
 
+/// Frames unmapped from a space and not yet freed: their translations are invalidated on every
+/// CPU (one shootdown per batch) before the frames go back.
+struct UnmapBatch {
+    frames: [(u64, u8); 64],
+    len: usize,
+    start: u64,
+    end: u64,
+}
+
+impl UnmapBatch {
+    fn new() -> Self {
+        Self {
+            frames: [(0, 0); 64],
+            len: 0,
+            start: u64::MAX,
+            end: 0,
+        }
+    }
+
+    /// Adds the block of `order` at `phys`, unmapped from `[page, page + len)` (the caller
+    /// holds the space's lock, and the block is the space's alone).
+    fn push(&mut self, space: &AddressSpace, page: u64, len: u64, phys: u64, order: u8) {
+        if self.len == self.frames.len() {
+            self.finish(space);
+        }
+        self.frames[self.len] = (phys, order);
+        self.len += 1;
+        self.start = self.start.min(page);
+        self.end = self.end.max(page + len);
+    }
+
+    /// Invalidates the batch's range on every CPU, then frees its frames.
+    fn finish(&mut self, space: &AddressSpace) {
+        if self.len == 0 {
+            return;
+        }
+        space.tlb.invalidate(self.start, self.end);
+        for &(phys, order) in &self.frames[..self.len] {
+            // SAFETY: unmapped from this space (the only place it was mapped) and no CPU can
+            // use a translation of it any more (invalidated just above).
+            let _ = unsafe { frames::free(phys, usize::from(order)) };
+            space.frames.fetch_sub(1, Ordering::Relaxed);
+        }
+        *self = Self::new();
+    }
+}
+
 /// 2 MiB blocks promoted so far, all address spaces.
 static PROMOTIONS: AtomicU64 = AtomicU64::new(0);
 
@@ -549,11 +603,12 @@ pub fn promotions() -> u64 {
 }
 
 impl Drop for AddressSpace {
-    /// Frees every frame of the user half (data pages, then the tables) and the PML4. The
-    /// space is loaded on no CPU by now (the scheduler switches CPUs back to the kernel's
-    /// tables when a process's thread leaves them, and the thread left for good).
+    /// Frees every frame of the user half (data pages, then the tables) and the PML4, once no
+    /// CPU has the space loaded (no thread of it runs any more; CPUs that keep it loaded
+    /// lazily switch to the kernel's tables: `TlbState::retire`).
     fn drop(&mut self) {
-        let freed = free_tables(self.root, 4);
+        self.tlb.retire();
+        let freed = free_tables(self.tlb.root(), 4);
         self.frames.fetch_sub(freed, Ordering::Relaxed);
         if self.frames.load(Ordering::Relaxed) != 0 {
             log::warn!(

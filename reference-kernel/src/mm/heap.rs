@@ -146,3 +146,23 @@ pub fn stats() -> HeapStats {
 pub fn trim() {
     HEAP.trim();
 }
+
+/// `Box::new` that returns `None` when the heap is exhausted instead of panicking (stable Rust
+/// has no `Box::try_new`).
+pub fn try_box<T>(value: T) -> Option<alloc::boxed::Box<T>> {
+    let layout = core::alloc::Layout::new::<T>();
+    if layout.size() == 0 {
+        return Some(alloc::boxed::Box::new(value));
+    }
+    // SAFETY: a layout of non-zero size (checked).
+    let ptr = unsafe { alloc::alloc::alloc(layout) }.cast::<T>();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: `ptr` is a fresh allocation of `T`'s layout from the global allocator, which is
+    // what `Box::from_raw` needs once it holds an initialised `T` (written just before).
+    unsafe {
+        ptr.write(value);
+        Some(alloc::boxed::Box::from_raw(ptr))
+    }
+}

@@ -332,7 +332,7 @@ fn page_fault(addr: u64, error_code: u64) -> bool {
 }
 
 static HOOKS: ProcessHooks = ProcessHooks {
-    syscall: super::syscall::dispatch,
+    syscalls: &super::syscall::TABLE,
     page_fault,
     user_fault,
 };

@@ -3,40 +3,71 @@
 //! `arch::x86_64::user`'s copies (a bad pointer is `-EFAULT`, never a kernel fault), and every
 //! failure is a negative error code.
 
-use crate::arch::x86_64::user::{self, SyscallFrame};
+use crate::arch::x86_64::user::{self, SyscallFrame, SyscallHandler};
 use crate::process_abi::{errno, limits, nr, prot};
 
 use super::process::{self, ProcessError};
 
-/// The system-call hook: runs the call in `frame.rax` and writes its result there.
-pub fn dispatch(frame: &mut SyscallFrame) {
-    let a = &frame.args;
-    let result = match frame.rax {
-        nr::EXIT => {
-            process::exit(a[0] as i64);
-            Err(errno::ESRCH)
-        }
-        nr::WRITE => write(a[0], a[1], a[2]),
-        nr::YIELD => {
-            super::yield_now();
-            Ok(0)
-        }
-        nr::GETPID => process::current_pid().ok_or(errno::ESRCH),
-        nr::CLOCK => Ok(clock_ns()),
-        nr::SLEEP => sleep(a[0]),
-        nr::SPAWN => spawn(a[0], a[1], a[2]),
-        nr::WAIT => wait(a[0], a[1]),
-        nr::MMAP => mmap(a[0], a[1]),
-        nr::MUNMAP => munmap(a[0], a[1]),
-        nr::CPU => Ok(crate::arch::x86_64::percpu::cpu_index() as u64),
-        nr::FREE_MEMORY => Ok(crate::mm::frames::free_bytes() as u64),
-        _ => Err(errno::ENOSYS),
-    };
-    frame.rax = match result {
+/// The system calls by number, for `syscall_entry` (a number past the end is `-ENOSYS`).
+pub static TABLE: [SyscallHandler; nr::FREE_MEMORY as usize + 1] = {
+    let mut t: [SyscallHandler; nr::FREE_MEMORY as usize + 1] =
+        [sys_enosys; nr::FREE_MEMORY as usize + 1];
+    t[nr::EXIT as usize] = sys_exit;
+    t[nr::WRITE as usize] = sys_write;
+    t[nr::YIELD as usize] = sys_yield;
+    t[nr::GETPID as usize] = sys_getpid;
+    t[nr::CLOCK as usize] = sys_clock;
+    t[nr::SLEEP as usize] = sys_sleep;
+    t[nr::SPAWN as usize] = sys_spawn;
+    t[nr::WAIT as usize] = sys_wait;
+    t[nr::MMAP as usize] = sys_mmap;
+    t[nr::MUNMAP as usize] = sys_munmap;
+    t[nr::CPU as usize] = sys_cpu;
+    t[nr::FREE_MEMORY as usize] = sys_free_memory;
+    t
+};
+
+/// A result in the ABI's encoding: the value, or the negated error number.
+fn encode(result: SysResult) -> u64 {
+    match result {
         Ok(v) => v,
         Err(e) => (-e) as u64,
+    }
+}
+
+/// One table entry per call: decodes the arguments, encodes the result into `rax`.
+macro_rules! syscall {
+    ($name:ident, |$a:ident| $body:expr) => {
+        extern "C" fn $name(frame: &mut SyscallFrame) {
+            let $a = frame.args;
+            frame.rax = encode($body);
+        }
     };
 }
+
+syscall!(sys_enosys, |_a| Err(errno::ENOSYS));
+syscall!(sys_exit, |a| {
+    process::exit(a[0] as i64);
+    Err(errno::ESRCH)
+});
+syscall!(sys_write, |a| write(a[0], a[1], a[2]));
+syscall!(sys_yield, |_a| {
+    super::yield_now();
+    Ok(0)
+});
+syscall!(sys_getpid, |_a| process::current_pid().ok_or(errno::ESRCH));
+syscall!(sys_clock, |_a| Ok(clock_ns()));
+syscall!(sys_sleep, |a| sleep(a[0]));
+syscall!(sys_spawn, |a| spawn(a[0], a[1], a[2]));
+syscall!(sys_wait, |a| wait(a[0], a[1]));
+syscall!(sys_mmap, |a| mmap(a[0], a[1]));
+syscall!(sys_munmap, |a| munmap(a[0], a[1]));
+syscall!(sys_cpu, |_a| Ok(
+    crate::arch::x86_64::percpu::cpu_index() as u64
+));
+syscall!(sys_free_memory, |_a| Ok(
+    crate::mm::frames::free_bytes() as u64
+));
 
 type SysResult = Result<u64, i64>;
 

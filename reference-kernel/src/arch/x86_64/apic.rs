@@ -241,6 +241,11 @@ pub fn send_reschedule(dest: u32) {
     send_ipi(dest, ICR_ASSERT | u32::from(RESCHEDULE_VECTOR));
 }
 
+/// Sends an IPI with `vector` (fixed delivery) to APIC id `dest`.
+pub fn send_fixed(dest: u32, vector: u8) {
+    send_ipi(dest, ICR_ASSERT | u32::from(vector));
+}
+
 /// Sends INIT (assert, edge) to APIC id `dest`.
 pub fn send_init(dest: u32) {
     send_ipi(dest, ICR_INIT | ICR_ASSERT);

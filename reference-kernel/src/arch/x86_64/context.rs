@@ -26,12 +26,13 @@
 
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use veridian_sched::arch::x86_64::{prepare_stack, switch_stacks};
 
 use super::fpu::{self, ThreadFpu};
 use super::percpu::{self, CpuGuard, PerCpu, SchedGuard};
+use super::tlb::{self, TlbState};
 
 /// A mapped kernel stack, owned by whoever holds this value.
 #[derive(Debug)]
@@ -56,15 +57,17 @@ impl KernelStack {
     }
 }
 
-/// A user address space as the scheduler needs it: the page tables to load.
+/// A user address space as the scheduler needs it: the page tables to load, with their TLB
+/// state.
 ///
 /// # Safety
-/// [`UserSpace::root`] is the physical address of a PML4 whose upper half maps the kernel
-/// exactly as the kernel's own PML4 does, valid (never freed, its kernel half never changed)
-/// for as long as the value lives.
+/// [`UserSpace::tlb`] returns the same state for as long as the value lives; its root is the
+/// physical address of a PML4 whose upper half maps the kernel exactly as the kernel's own
+/// PML4 does, valid (its kernel half never changed) until the value is dropped, and the value
+/// calls [`TlbState::retire`] before it frees the tables.
 pub unsafe trait UserSpace: Send + Sync {
-    /// Physical address of the PML4.
-    fn root(&self) -> u64;
+    /// The space's tables and TLB state.
+    fn tlb(&self) -> &TlbState;
 }
 
 /// One thread's machine state while it is not running.
@@ -88,8 +91,8 @@ pub struct Context {
     /// The thread's user address space (none for a kernel thread); only touched by the thread
     /// itself ([`enter_address_space`], [`leave_address_space`]) while its CPU holds `on_cpu`.
     space: UnsafeCell<Option<Arc<dyn UserSpace>>>,
-    /// Its PML4 (physical), 0 without one: what `run` loads.
-    user_root: AtomicU64,
+    /// The space's TLB state (null without a space): what `run` activates.
+    user_tlb: AtomicPtr<TlbState>,
     /// The caller's tag for the space (the process id), published in the per-CPU block while
     /// the thread runs ([`current_tag`]); 0 without a space.
     tag: AtomicU64,
@@ -160,7 +163,7 @@ impl Context {
                 preempt_count: AtomicU32::new(0),
                 fpu,
                 space: UnsafeCell::new(None),
-                user_root: AtomicU64::new(0),
+                user_tlb: AtomicPtr::new(core::ptr::null_mut()),
                 tag: AtomicU64::new(0),
                 stack_top,
             }),
@@ -197,15 +200,16 @@ impl Context {
             .store(core::ptr::from_ref(self).cast_mut(), Ordering::Relaxed);
         cpu.fpu_live.store(false, Ordering::Relaxed);
         fpu::switch_in();
-        let root = self.user_root.load(Ordering::Acquire);
+        let space = self.user_tlb.load(Ordering::Acquire);
         cpu.current_tag
             .store(self.tag.load(Ordering::Relaxed), Ordering::Relaxed);
-        if root != 0 {
+        if !space.is_null() {
             super::user::set_user_stack(cpu, self.stack_top);
-            // SAFETY: `root` came from a `UserSpace` held in `space` (`enter_address_space`):
-            // a valid PML4 whose upper half is the kernel's, so this code, its stack and the
-            // per-CPU data stay mapped.
-            unsafe { load_root(root) };
+            // SAFETY: `space` is the TLB state of the `UserSpace` held in `self.space`
+            // (`enter_address_space`), alive while it is held, and the thread cannot drop it
+            // while it is switched out; its owner retires it (waiting for this CPU to load
+            // other tables) before freeing it. Interrupts are off (`guard`).
+            unsafe { tlb::activate(cpu, &*space) };
         }
         // SAFETY: we hold `on_cpu`, so the saved stack pointer is final and ours to use.
         let next = unsafe { *self.rsp.get() };
@@ -215,16 +219,10 @@ impl Context {
         // thread's switch finds it; this frame stays valid (the scheduler context never
         // migrates and waits here).
         unsafe { switch_stacks(cpu.sched_rsp.as_ptr(), next) };
-        // Back in this CPU's scheduler context. A user thread's tables are not kept loaded:
-        // once they are off every CPU, the process's memory can be freed without a TLB
-        // shootdown (no PCID: the CR3 write flushes its non-global translations). A thread
-        // that had no space when it was switched in may have entered one during this run
-        // (then `user_root` is set now); one that left its space loaded the kernel's tables
-        // itself. A kernel thread costs no CR3 access here.
-        if root != 0 || self.user_root.load(Ordering::Relaxed) != 0 {
-            // SAFETY: the kernel's own PML4 maps everything the kernel uses.
-            unsafe { load_root(super::layout::kernel_root()) };
-        }
+        // Back in this CPU's scheduler context. A user thread's tables stay loaded lazily
+        // (the kernel half is the same everywhere): the next user thread replaces them, a
+        // shootdown or their retirement switches the CPU to the kernel's tables (`tlb`).
+        tlb::set_lazy(cpu);
         cpu.current_tag.store(0, Ordering::Relaxed);
         fpu::switch_back();
         cpu.context.store(core::ptr::null_mut(), Ordering::Relaxed);
@@ -244,25 +242,6 @@ impl Context {
         // may run the thread.
         self.on_cpu.store(false, Ordering::Release);
         outcome
-    }
-}
-
-/// Loads `root` into CR3 unless it is loaded already.
-///
-/// # Safety
-/// `root` is a PML4 whose upper half maps the kernel as the kernel's own does (0 is ignored).
-unsafe fn load_root(root: u64) {
-    if root == 0 {
-        return;
-    }
-    let current: u64;
-    // SAFETY: reading CR3 has no side effects.
-    unsafe {
-        core::arch::asm!("mov {}, cr3", out(reg) current, options(nomem, nostack, preserves_flags))
-    };
-    if current & !0xfff != root {
-        // SAFETY: the caller's contract; the kernel half is identical, so execution continues.
-        unsafe { core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
     }
 }
 
@@ -287,20 +266,21 @@ pub fn enter_address_space(space: Arc<dyn UserSpace>, tag: u64) -> bool {
         return false;
     };
     // SAFETY: only the running thread touches its own `space`, with interrupts off (so no
-    // switch can interleave), and `run` reads `user_root` only while the thread is switched out.
+    // switch can interleave), and `run` reads `user_tlb` only while the thread is switched out.
     let slot = unsafe { &mut *ctx.space.get() };
     if slot.is_some() {
         return false;
     }
-    let root = space.root();
+    let state: *const TlbState = space.tlb();
     *slot = Some(space);
-    ctx.user_root.store(root, Ordering::Release);
+    ctx.user_tlb.store(state.cast_mut(), Ordering::Release);
     ctx.tag.store(tag, Ordering::Relaxed);
     cpu.current_tag.store(tag, Ordering::Relaxed);
     super::user::set_user_stack(cpu, ctx.stack_top);
-    // SAFETY: `UserSpace`'s contract: a PML4 with the kernel's upper half, alive while `slot`
-    // holds it.
-    unsafe { load_root(root) };
+    // SAFETY: `state` belongs to the space `slot` holds now (alive while held; retired by its
+    // owner before it frees the tables, which waits for this CPU to load other tables);
+    // interrupts are off.
+    unsafe { tlb::activate(cpu, &*state) };
     true
 }
 
@@ -308,14 +288,27 @@ pub fn enter_address_space(space: Arc<dyn UserSpace>, tag: u64) -> bool {
 /// the kernel's tables are loaded and the scheduler no longer loads the space for it. Returns
 /// the space (none outside a thread or without one).
 pub fn leave_address_space() -> Option<Arc<dyn UserSpace>> {
+    leave(true)
+}
+
+/// As [`leave_address_space`], but the space's tables stay loaded on this CPU (lazily, as after
+/// a switch) until another space is loaded here or the space is retired: no CR3 write now.
+pub fn leave_address_space_lazily() -> Option<Arc<dyn UserSpace>> {
+    leave(false)
+}
+
+fn leave(load_kernel_tables: bool) -> Option<Arc<dyn UserSpace>> {
     let _irq = CpuGuard::enter();
     let cpu = percpu::current()?;
     let ctx = running(cpu)?;
-    ctx.user_root.store(0, Ordering::Release);
+    ctx.user_tlb.store(core::ptr::null_mut(), Ordering::Release);
     ctx.tag.store(0, Ordering::Relaxed);
     cpu.current_tag.store(0, Ordering::Relaxed);
-    // SAFETY: the kernel's own PML4.
-    unsafe { load_root(super::layout::kernel_root()) };
+    if load_kernel_tables {
+        tlb::leave(cpu);
+    } else {
+        tlb::set_lazy(cpu);
+    }
     // SAFETY: as in `enter_address_space`: the running thread's own slot, interrupts off.
     unsafe { (*ctx.space.get()).take() }
 }
@@ -344,7 +337,7 @@ pub fn has_address_space() -> bool {
     let _irq = CpuGuard::enter();
     percpu::current()
         .and_then(running)
-        .is_some_and(|ctx| ctx.user_root.load(Ordering::Relaxed) != 0)
+        .is_some_and(|ctx| !ctx.user_tlb.load(Ordering::Relaxed).is_null())
 }
 
 /// Whether the caller is a thread (a context runs on this CPU).

@@ -143,6 +143,7 @@ impl CpuSummary {
             add(f.has_x2apic(), "x2apic");
             add(f.has_tsc_deadline(), "tsc-deadline");
             add(f.has_rdrand(), "rdrand");
+            add(f.has_pcid(), "pcid");
         }
         if let Some(e) = cpuid.get_extended_feature_info() {
             add(e.has_avx2(), "avx2");
@@ -154,6 +155,7 @@ impl CpuSummary {
             add(e.has_avx512vl(), "avx512vl");
             add(e.has_smep(), "smep");
             add(e.has_smap(), "smap");
+            add(e.has_invpcid(), "invpcid");
             // FSRM is CPUID.(EAX=7,ECX=0):EDX[4]; raw-cpuid has no accessor for it.
             add(
                 core::arch::x86_64::__cpuid_count(7, 0).edx & (1 << 4) != 0,

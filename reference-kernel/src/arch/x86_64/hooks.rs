@@ -10,7 +10,7 @@
 use spin::Once;
 
 use super::idt::ExceptionInfo;
-use super::user::{SyscallFrame, UserFault};
+use super::user::{SyscallHandler, UserFault};
 
 /// The scheduler's entry points.
 pub struct SchedulerHooks {
@@ -68,9 +68,10 @@ pub fn ap_idle() -> ! {
 /// The process layer's entry points (user mode): system calls, demand paging, and ending a
 /// process that faulted.
 pub struct ProcessHooks {
-    /// A system call (interrupts on, on the calling thread's kernel stack): reads the number
-    /// and arguments from the frame and writes the result into its `rax`.
-    pub syscall: fn(&mut SyscallFrame),
+    /// The system calls, indexed by number: `syscall_entry` calls entry `rax` directly
+    /// (interrupts on, on the calling thread's kernel stack); it reads the arguments from the
+    /// frame and writes the result into its `rax`. A number past the end gets `-ENOSYS`.
+    pub syscalls: &'static [SyscallHandler],
     /// A page fault at `addr` with `error_code` (interrupts off, in the exception handler,
     /// from user mode or from a kernel copy to or from user memory): maps the page and returns
     /// true if it belongs to the running process's memory, false otherwise.
@@ -82,16 +83,13 @@ pub struct ProcessHooks {
 
 static PROCESS_HOOKS: Once<&'static ProcessHooks> = Once::new();
 
-/// Registers the process layer's hooks (the first registration wins).
+/// Registers the process layer's hooks (the first registration wins) and publishes its
+/// system-call table to `syscall_entry`.
 pub fn register_process(hooks: &'static ProcessHooks) {
-    PROCESS_HOOKS.call_once(|| hooks);
-}
-
-/// A system call; `-ENOSYS` (38) before the process layer registered.
-pub fn syscall(frame: &mut SyscallFrame) {
-    match PROCESS_HOOKS.get() {
-        Some(h) => (h.syscall)(frame),
-        None => frame.rax = (-38i64) as u64,
+    let first = PROCESS_HOOKS.get().is_none();
+    let hooks = *PROCESS_HOOKS.call_once(|| hooks);
+    if first {
+        super::user::set_syscall_table(hooks.syscalls);
     }
 }
 

@@ -21,6 +21,7 @@ pub mod qemu;
 pub mod recover;
 pub mod selftest;
 pub mod smp;
+pub mod tlb;
 pub mod user;
 
 /// Halts the CPU forever with interrupts disabled.

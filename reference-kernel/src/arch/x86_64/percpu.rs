@@ -73,6 +73,8 @@ pub struct PerCpu {
     pub(super) tss: AtomicPtr<x86_64::structures::tss::TaskStateSegment>,
     /// The running thread's address-space tag (`context::current_tag`).
     pub(super) current_tag: AtomicU64,
+    /// Which user tables are loaded here, and shootdown requests (`tlb`).
+    pub(super) tlb: super::tlb::CpuTlb,
 }
 
 // SAFETY: every field other CPUs may read is atomic or immutable after `install`; `recovery`
@@ -102,6 +104,7 @@ impl PerCpu {
             user_rsp: AtomicU64::new(0),
             tss: AtomicPtr::new(core::ptr::null_mut()),
             current_tag: AtomicU64::new(0),
+            tlb: super::tlb::CpuTlb::new(),
         }
     }
 

@@ -7,8 +7,9 @@
 //!   on entry, `KERNEL_GS_BASE` = 0 (the user's GS), and CR4.SMEP/SMAP where the CPU has them.
 //! - `syscall_entry` (assembly): `swapgs`, saves the user `rsp` in the per-CPU block, switches
 //!   to the running thread's kernel stack ([`set_user_stack`] keeps the per-CPU `kernel_rsp` and
-//!   the TSS's `rsp0` on it), builds a [`SyscallFrame`], enables interrupts and calls the
-//!   registered handler (`hooks::syscall`); on the way back, interrupts off, it returns with
+//!   the TSS's `rsp0` on it), builds a [`SyscallFrame`], enables interrupts and calls entry
+//!   `rax` of the process layer's system-call table directly (`-ENOSYS` past its end or before
+//!   it is registered: [`set_syscall_table`]); on the way back, interrupts off, it returns with
 //!   `SYSRET` only when the return address is in the user half (the `SYSRET` #GP-in-ring-0
 //!   hazard of Intel CPUs needs a non-canonical one), and ends the process otherwise.
 //! - [`enter_user`]: a thread's first jump to ring 3 (`IRETQ` with user selectors, IF set).
@@ -22,7 +23,7 @@
 //! code segment has RPL 3, on the way in and out: in kernel mode GS always points at the
 //! per-CPU block.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use x86_64::VirtAddr;
 use x86_64::registers::control::{Cr4, Cr4Flags};
@@ -67,8 +68,8 @@ pub struct UserSupport {
     pub smap: bool,
 }
 
-/// Prepares this CPU for ring 3: records its TSS, programs the `SYSCALL` MSRs, turns SMEP and
-/// SMAP on where the CPU has them. Once per CPU, after its per-CPU block and GDT are installed.
+/// Prepares this CPU for ring 3: records its TSS, programs the `SYSCALL` MSRs, turns SMEP,
+/// SMAP and PCIDs (`tlb::init_cpu`) on where the CPU has them. Once per CPU, after its per-CPU block and GDT are installed.
 pub fn init_cpu(tss: *mut TaskStateSegment) -> UserSupport {
     if let Some(cpu) = percpu::current() {
         cpu.tss.store(tss, Ordering::Relaxed);
@@ -111,6 +112,9 @@ pub fn init_cpu(tss: *mut TaskStateSegment) -> UserSupport {
     }
     if smap {
         VERIDIAN_SMAP_ON.store(true, Ordering::Relaxed);
+    }
+    if let Err(e) = super::tlb::init_cpu() {
+        log::error!("tlb: no shootdown vector: {e}");
     }
     UserSupport { smep, smap }
 }
@@ -298,10 +302,21 @@ impl core::fmt::Display for UserFault {
     }
 }
 
-/// Called by `syscall_entry` with interrupts on, on the thread's kernel stack.
+/// A system call's handler: reads the arguments from the frame, writes the result into its
+/// `rax`. Called by `syscall_entry` with interrupts on, on the thread's kernel stack.
+pub type SyscallHandler = extern "C" fn(&mut SyscallFrame);
+
+/// The system-call table `syscall_entry` indexes (null until registered) and its length
+/// (written before the pointer, so an entry that sees the pointer sees the length).
 #[unsafe(no_mangle)]
-extern "C" fn veridian_syscall_dispatch(frame: &mut SyscallFrame) {
-    super::hooks::syscall(frame);
+static VERIDIAN_SYSCALL_TABLE: AtomicPtr<SyscallHandler> = AtomicPtr::new(core::ptr::null_mut());
+#[unsafe(no_mangle)]
+static VERIDIAN_SYSCALL_COUNT: AtomicU64 = AtomicU64::new(0);
+
+/// Publishes the system-call table (once, before the first process runs; `hooks` does it).
+pub(super) fn set_syscall_table(table: &'static [SyscallHandler]) {
+    VERIDIAN_SYSCALL_COUNT.store(table.len() as u64, Ordering::Release);
+    VERIDIAN_SYSCALL_TABLE.store(table.as_ptr().cast_mut(), Ordering::Release);
 }
 
 core::arch::global_asm!(
@@ -344,7 +359,15 @@ syscall_entry:
     push rdi
     mov rdi, rsp
     sti
-    call veridian_syscall_dispatch
+    /* Entry rax of the table (published with its length before the pointer: x86 keeps
+       these two loads in order), or -ENOSYS. */
+    mov rcx, [rip + VERIDIAN_SYSCALL_TABLE]
+    test rcx, rcx
+    jz 4f
+    cmp rax, [rip + VERIDIAN_SYSCALL_COUNT]
+    jae 4f
+    call [rcx + rax * 8]
+5:
     cli
     /* SYSRET to a non-canonical rcx raises #GP in ring 0 on Intel CPUs, with the user rsp
        already loaded. The kernel never maps the top page of the user half, so the address
@@ -369,7 +392,12 @@ syscall_entry:
     mov rdi, rsp
     call veridian_syscall_bad_return
     ud2
+4:
+    mov qword ptr [rsp + {rax}], -{enosys}
+    jmp 5b
 "#,
     user_rsp = const core::mem::offset_of!(PerCpu, user_rsp),
     kernel_rsp = const core::mem::offset_of!(PerCpu, kernel_rsp),
+    rax = const core::mem::offset_of!(SyscallFrame, rax),
+    enosys = const crate::process_abi::errno::ENOSYS,
 );
