@@ -34,15 +34,14 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use veridian_simd::btree::CacheBTree;
 use x86_64::registers::model_specific::{Efer, EferFlags};
-use x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
+use x86_64::structures::paging::mapper::UnmapError;
 use x86_64::structures::paging::{
-    Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame, Size2MiB, Size4KiB,
-    Translate,
+    Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, Size2MiB, Size4KiB,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::frames::{self, FrameBlock};
-use super::paging::{PHYS_OFFSET, TableFrames, phys_to_virt};
+use super::paging::{PHYS_OFFSET, phys_to_virt};
 use crate::arch::x86_64::context::UserSpace;
 use crate::arch::x86_64::layout;
 use crate::arch::x86_64::tlb::TlbState;
@@ -106,6 +105,9 @@ struct Inner {
     regions: CacheBTree<u64, Region>,
     /// Where the next `mmap` region goes.
     next_mmap: u64,
+    /// The region the last fault fell in (faults come in runs over one region): looked at
+    /// before the map; cleared when a region is removed.
+    last: Option<Region>,
     /// 4 KiB pages demand-mapped so far in each 2 MiB block that lies wholly in a demand-paged
     /// region (by block address): at 512 the block is promoted to one 2 MiB page.
     fills: BTreeMap<u64, u16>,
@@ -128,6 +130,10 @@ pub struct AddressSpace {
 unsafe impl UserSpace for AddressSpace {
     fn tlb(&self) -> &TlbState {
         &self.tlb
+    }
+
+    fn handle_fault(&self, addr: u64, error_code: u64) -> bool {
+        AddressSpace::handle_fault(self, addr, error_code)
     }
 }
 
@@ -179,6 +185,7 @@ impl AddressSpace {
                 Inner {
                     regions: CacheBTree::new(),
                     next_mmap: crate::process_abi::layout::MMAP_BASE,
+                    last: None,
                     fills: BTreeMap::new(),
                 },
             ),
@@ -246,37 +253,43 @@ impl AddressSpace {
             .filter(|r| r.start <= addr)
     }
 
-    /// Maps `frame` at `page` with `flags`; the frame is the space's from now on.
+    /// Maps `frame` at `page` with `flags`; the frame is the space's from now on. Walks the
+    /// tables directly (the demand-paging path), creating missing ones; refuses a page that is
+    /// mapped already or lies under a huge page.
     ///
     /// # Safety
-    /// The caller holds the lock; `page` is a user page of one of the regions and unmapped;
-    /// `frame` is an allocated frame nothing else uses.
+    /// The caller holds the lock; `page` is a user page of one of the regions; `frame` is an
+    /// allocated frame nothing else uses.
     unsafe fn map(&self, page: u64, frame: u64, flags: F) -> Result<(), AspaceError> {
-        // SAFETY: the caller holds the lock.
-        let mut table = unsafe { self.tables() };
-        let mut alloc = TableFrames { allocated: 0 };
-        // SAFETY: a user page of this space mapped to a frame we own: no existing translation
-        // changes (the page was unmapped, so no TLB holds it).
-        let result = unsafe {
-            table.map_to_with_table_flags(
-                Page::<Size4KiB>::containing_address(VirtAddr::new(page)),
-                PhysFrame::containing_address(PhysAddr::new(frame)),
-                flags,
-                PARENT_FLAGS,
-                &mut alloc,
-            )
-        };
-        // Tables the walk created are the space's too (freed in `drop`).
-        self.frames.fetch_add(alloc.allocated, Ordering::Relaxed);
-        match result {
-            Ok(flush) => {
-                flush.ignore();
+        let mut table = self.tlb.root();
+        for shift in [39u32, 30, 21] {
+            // SAFETY: `table` is one of this space's table frames (the PML4, or a frame an
+            // entry below points at), in the direct map; the caller's lock makes this the only
+            // access. User pages index the lower half of the PML4 only.
+            let tab = unsafe { &mut *((PHYS_OFFSET + table) as *mut PageTable) };
+            let entry = &mut tab[((page >> shift) & 511) as usize];
+            let entry_flags = entry.flags();
+            if !entry_flags.contains(F::PRESENT) {
+                let mut block = FrameBlock::allocate(0).map_err(|_| AspaceError::OutOfMemory)?;
+                block.bytes_mut().ok_or(AspaceError::OutOfMemory)?.fill(0);
+                entry.set_addr(PhysAddr::new(block.into_raw()), PARENT_FLAGS);
+                // The new table is the space's (freed in `drop`).
                 self.frames.fetch_add(1, Ordering::Relaxed);
-                Ok(())
+            } else if entry_flags.contains(F::HUGE_PAGE) {
+                return Err(AspaceError::BadRange);
             }
-            Err(MapToError::FrameAllocationFailed) => Err(AspaceError::OutOfMemory),
-            Err(_) => Err(AspaceError::BadRange),
+            table = entry.addr().as_u64();
         }
+        // SAFETY: as above, the page table of `page`.
+        let tab = unsafe { &mut *((PHYS_OFFSET + table) as *mut PageTable) };
+        let entry = &mut tab[((page >> 12) & 511) as usize];
+        if entry.flags().contains(F::PRESENT) {
+            return Err(AspaceError::BadRange);
+        }
+        // A not-present entry is cached by no TLB: no flush.
+        entry.set_addr(PhysAddr::new(frame), flags);
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Adds a program segment `[start, end)` and fills it: `bytes` at `start + offset` (the
@@ -368,6 +381,7 @@ impl AddressSpace {
             _ => return Err(AspaceError::NoSuchRegion),
         }
         inner.regions.remove(&end);
+        inner.last = None;
         // SAFETY: we hold the lock.
         let mut table = unsafe { self.tables() };
         let fills: alloc::vec::Vec<u64> = inner.fills.range(addr..end).map(|(b, _)| *b).collect();
@@ -406,9 +420,11 @@ impl AddressSpace {
     /// instruction fetch bit 4, present bit 0). False for anything else (the process faulted).
     pub fn handle_fault(&self, addr: u64, error_code: u64) -> bool {
         let mut inner = self.inner.lock();
-        let Some(region) = Self::find(&inner, addr) else {
+        let cached = inner.last.filter(|r| r.start <= addr && addr < r.end);
+        let Some(region) = cached.or_else(|| Self::find(&inner, addr)) else {
             return false;
         };
+        inner.last = Some(region);
         let present = error_code & 1 != 0;
         let write = error_code & 2 != 0;
         let fetch = error_code & 0x10 != 0;
@@ -420,16 +436,6 @@ impl AddressSpace {
             return false;
         }
         let page = addr & !0xfff;
-        // Another fault (from a kernel copy that raced with nothing: the process has one
-        // thread) cannot have mapped it meanwhile; still, never map twice.
-        // SAFETY: we hold the lock.
-        let table = unsafe { self.tables() };
-        if !matches!(
-            table.translate(VirtAddr::new(page)),
-            TranslateResult::NotMapped
-        ) {
-            return false;
-        }
         let Ok(mut block) = FrameBlock::allocate(0) else {
             return false;
         };
@@ -438,8 +444,8 @@ impl AddressSpace {
         };
         bytes.fill(0);
         let phys = block.into_raw();
-        // SAFETY: we hold the lock; the page is in a region and not mapped (checked); the frame
-        // is fresh.
+        // SAFETY: we hold the lock; the page is in a region (a page mapped already, by a kernel
+        // copy that raced with nothing, is refused by `map`); the frame is fresh.
         if unsafe { self.map(page, phys, leaf_flags(&region)) }.is_err() {
             // SAFETY: not mapped, ours.
             let _ = unsafe { frames::free(phys, 0) };

@@ -322,22 +322,12 @@ fn user_fault(fault: &UserFault) {
     super::finish(Err(super::ThreadError::Faulted(s)));
 }
 
-/// The page-fault hook: demand paging in the running process's space.
-fn page_fault(addr: u64, error_code: u64) -> bool {
-    // `current()` takes no lock a fault could be holding; the space's own lock is taken with
-    // interrupts off everywhere.
-    current()
-        .and_then(|p| p.space())
-        .is_some_and(|s| s.handle_fault(addr, error_code))
-}
-
 static HOOKS: ProcessHooks = ProcessHooks {
     syscalls: &super::syscall::TABLE,
-    page_fault,
     user_fault,
 };
 
-/// Registers the process layer with the architecture layer (system calls, demand paging,
+/// Registers the process layer with the architecture layer (system calls,
 /// user faults). Once, after `task::init`.
 pub fn init() {
     hooks::register_process(&HOOKS);

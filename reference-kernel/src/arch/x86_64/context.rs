@@ -68,6 +68,11 @@ impl KernelStack {
 pub unsafe trait UserSpace: Send + Sync {
     /// The space's tables and TLB state.
     fn tlb(&self) -> &TlbState;
+
+    /// Demand paging: maps the page of `addr` if the space backs it on first touch and the
+    /// access (`error_code` as the CPU pushed it) is allowed; false otherwise. Called with
+    /// interrupts off, from the page-fault handler of a thread running in the space.
+    fn handle_fault(&self, addr: u64, error_code: u64) -> bool;
 }
 
 /// One thread's machine state while it is not running.
@@ -311,6 +316,18 @@ fn leave(load_kernel_tables: bool) -> Option<Arc<dyn UserSpace>> {
     }
     // SAFETY: as in `enter_address_space`: the running thread's own slot, interrupts off.
     unsafe { (*ctx.space.get()).take() }
+}
+
+/// Demand paging in the running thread's address space (the page-fault path: interrupts
+/// off): false outside a thread, without a space, or when the space does not back `addr`.
+pub fn fault_in_current_space(addr: u64, error_code: u64) -> bool {
+    let _irq = CpuGuard::enter();
+    let Some(ctx) = percpu::current().and_then(running) else {
+        return false;
+    };
+    // SAFETY: only the running thread touches its own `space` slot, and this is that thread
+    // (its fault handler, on its CPU, interrupts off): the space stays alive for the call.
+    unsafe { (*ctx.space.get()).as_ref() }.is_some_and(|s| s.handle_fault(addr, error_code))
 }
 
 /// The tag of the running thread's address space (the process id), 0 when the CPU runs no

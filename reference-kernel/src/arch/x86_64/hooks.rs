@@ -65,17 +65,13 @@ pub fn ap_idle() -> ! {
     }
 }
 
-/// The process layer's entry points (user mode): system calls, demand paging, and ending a
+/// The process layer's entry points (user mode): system calls and ending a
 /// process that faulted.
 pub struct ProcessHooks {
     /// The system calls, indexed by number: `syscall_entry` calls entry `rax` directly
     /// (interrupts on, on the calling thread's kernel stack); it reads the arguments from the
     /// frame and writes the result into its `rax`. A number past the end gets `-ENOSYS`.
     pub syscalls: &'static [SyscallHandler],
-    /// A page fault at `addr` with `error_code` (interrupts off, in the exception handler,
-    /// from user mode or from a kernel copy to or from user memory): maps the page and returns
-    /// true if it belongs to the running process's memory, false otherwise.
-    pub page_fault: fn(addr: u64, error_code: u64) -> bool,
     /// A fault that ends the running process (interrupts off): never returns when a user
     /// thread runs; returns at once otherwise.
     pub user_fault: fn(&UserFault),
@@ -91,13 +87,6 @@ pub fn register_process(hooks: &'static ProcessHooks) {
     if first {
         super::user::set_syscall_table(hooks.syscalls);
     }
-}
-
-/// Demand paging: whether the fault at `addr` was resolved.
-pub fn page_fault(addr: u64, error_code: u64) -> bool {
-    PROCESS_HOOKS
-        .get()
-        .is_some_and(|h| (h.page_fault)(addr, error_code))
 }
 
 /// Ends the running process for `fault` (returns only when no process runs here).

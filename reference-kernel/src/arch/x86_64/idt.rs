@@ -281,7 +281,7 @@ fn exception(frame: &mut InterruptFrame) {
     if vector == vector::PAGE_FAULT
         && cr2 < super::user::USER_END
         && (from_user || super::user::in_user_copy(frame))
-        && super::hooks::page_fault(cr2, frame.error_code)
+        && super::context::fault_in_current_space(cr2, frame.error_code)
     {
         return;
     }
