@@ -20,6 +20,8 @@ mod console;
 #[cfg(target_os = "none")]
 mod drivers;
 #[cfg(target_os = "none")]
+mod ipc;
+#[cfg(target_os = "none")]
 mod ktest;
 #[cfg(target_os = "none")]
 mod mm;

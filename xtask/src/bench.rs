@@ -56,6 +56,7 @@ fn target(name: &str) -> &'static str {
         "null_syscall" => "system call < 100 ns (stretch 50); goal <= 50 instructions",
         "page_fault_anon" => "page fault < 10 us (stretch 5); goal <= 1000 instructions",
         "sched_yield_switch" => "context switch < 500 ns (stretch 300); goal <= 150 instructions",
+        "ipc_call_reply" => "IPC < 1 us (stretch 500 ns); goal <= 600 instructions",
         _ => "",
     }
 }

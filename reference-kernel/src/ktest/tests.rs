@@ -124,6 +124,7 @@ pub static TESTS: &[KernelTest] = &[
     ),
     test("user_spawn_and_wait", user::user_spawn_and_wait),
     test("tlb_shootdown_and_pcids", user::tlb_shootdown_and_pcids),
+    test("user_ipc_call_reply", user::user_ipc_call_reply),
     test(
         "user_syscall_fuzzer_survives",
         user::user_syscall_fuzzer_survives,

@@ -278,3 +278,13 @@ pub fn tlb_shootdown_and_pcids() {
         tlb::stats().sent
     );
 }
+
+/// Synchronous IPC between two processes (`ipc_test` against `ipc_echo`): echoed calls, bad
+/// handles, `EPIPE` when the peer is gone; every frame back afterwards.
+pub fn user_ipc_call_reply() {
+    let (before, after) = frames_back_after(|| {
+        let (code, _) = run("ipc_test", 300);
+        assert_eq!(code, 0, "ipc_test's failed checks");
+    });
+    assert_eq!(before, after, "free frame bytes before and after");
+}

@@ -340,6 +340,23 @@ fn spawn_for(
     })
 }
 
+/// Makes `t`, which blocked (`switch_to_scheduler(Block)`), runnable again on a CPU its
+/// affinity allows, and wakes that CPU. Any context; a thread woken before it finished
+/// blocking runs once its switch completed.
+pub fn wake(t: Arc<Thread>) {
+    let Some(sched) = SCHED.get() else {
+        return;
+    };
+    let guard = SchedGuard::new();
+    let Ok(local) = sched.local(&guard) else {
+        return;
+    };
+    match local.wake(t) {
+        Ok(p) => kick(p.cpu),
+        Err(e) => log::error!("task: waking a thread failed: {e}"),
+    }
+}
+
 /// Wakes CPU `cpu` with a reschedule IPI if it is not the caller's (it may be halted).
 fn kick(cpu: usize) {
     if cpu != percpu::cpu_index()

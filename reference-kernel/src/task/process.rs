@@ -29,6 +29,7 @@ use super::{JoinHandle, SpawnError};
 use crate::arch::x86_64::context::{self, UserSpace};
 use crate::arch::x86_64::hooks::{self, ProcessHooks};
 use crate::arch::x86_64::user::{self, UserFault};
+use crate::ipc::{Endpoint, HandleTable, Ipc};
 use crate::mm::aspace::{AddressSpace, Region, RegionKind, USER_MAP_END};
 use crate::process_abi::{self as abi, layout};
 use crate::sync::IrqLock;
@@ -48,6 +49,10 @@ pub struct Process {
     exit_code: AtomicI64,
     /// Frames its address space gave back when it ended.
     frames_returned: AtomicU64,
+    /// Its IPC endpoints, by handle.
+    handles: IrqLock<HandleTable>,
+    /// Its IPC waiter and reply right.
+    ipc: Ipc,
 }
 
 impl Process {
@@ -56,6 +61,16 @@ impl Process {
         let code = self.exit_code.load(Ordering::Acquire);
         (code != RUNNING).then_some(code)
     }
+    /// Its IPC handle table.
+    pub fn handles(&self) -> &IrqLock<HandleTable> {
+        &self.handles
+    }
+
+    /// Its IPC state.
+    pub fn ipc(&self) -> &Ipc {
+        &self.ipc
+    }
+
     /// Frames returned when its address space was torn down (0 while it runs).
     pub fn frames_returned(&self) -> u64 {
         self.frames_returned.load(Ordering::Relaxed)
@@ -72,6 +87,9 @@ impl Process {
             .exit_code
             .compare_exchange(RUNNING, code, Ordering::AcqRel, Ordering::Acquire);
         drop(context::leave_address_space());
+        // Whoever waits on this process through IPC gets -EPIPE instead of waiting forever.
+        self.ipc.end();
+        self.handles.lock().close_all();
         let space = self.space.lock().take();
         if let Some(space) = space {
             let held = space.frames();
@@ -199,13 +217,25 @@ pub fn spawn_on(
     parent: u64,
     cpus: Option<CpuSet>,
 ) -> Result<Child, ProcessError> {
+    spawn_on_with(name, arg, parent, cpus, None)
+}
+
+/// [`spawn_on`], with `endpoint` (if any) at handle 0 of the child's handle table before it
+/// starts.
+pub fn spawn_on_with(
+    name: &str,
+    arg: u64,
+    parent: u64,
+    cpus: Option<CpuSet>,
+    endpoint: Option<Arc<Endpoint>>,
+) -> Result<Child, ProcessError> {
     let image = image(name).ok_or(ProcessError::NoSuchProgram)?;
-    start_image(name, image, arg, parent, cpus)
+    start_image(name, image, arg, parent, cpus, endpoint)
 }
 
 /// Starts the ELF `image` (validated; copied into the new address space) as process `name`.
 pub fn spawn_image(name: &str, image: &[u8], arg: u64, parent: u64) -> Result<Child, ProcessError> {
-    start_image(name, image, arg, parent, None)
+    start_image(name, image, arg, parent, None, None)
 }
 
 fn start_image(
@@ -214,8 +244,14 @@ fn start_image(
     arg: u64,
     parent: u64,
     cpus: Option<CpuSet>,
+    endpoint: Option<Arc<Endpoint>>,
 ) -> Result<Child, ProcessError> {
     let (space, entry) = build_space(image)?;
+    let mut handles = HandleTable::new();
+    if let Some(ep) = endpoint {
+        // The table is empty: handle 0 is free.
+        let _ = handles.insert(ep);
+    }
     let space = Arc::new(space);
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
     let process = Arc::new(Process {
@@ -225,6 +261,8 @@ fn start_image(
         space: IrqLock::new("task::process::Process::space", Some(space.clone())),
         exit_code: AtomicI64::new(RUNNING),
         frames_returned: AtomicU64::new(0),
+        handles: IrqLock::new("task::process::Process::handles", handles),
+        ipc: Ipc::new(),
     });
     let cpus = match cpus {
         Some(c) => c,
@@ -286,10 +324,14 @@ pub(super) fn thread_ending(process: &Process, outcome: &Result<(), super::Threa
 
 /// Starts `name` as a child of the calling process, on the CPUs the caller may use (children
 /// inherit their parent's affinity); its pid.
-pub(super) fn spawn_child(name: &str, arg: u64) -> Result<u64, ProcessError> {
+pub(super) fn spawn_child(
+    name: &str,
+    arg: u64,
+    endpoint: Option<Arc<Endpoint>>,
+) -> Result<u64, ProcessError> {
     let parent = current().map_or(0, |p| p.pid);
     let cpus = super::current().map(|t| *t.affinity());
-    let child = spawn_on(name, arg, parent, cpus)?;
+    let child = spawn_on_with(name, arg, parent, cpus, endpoint)?;
     let pid = child.process.pid;
     CHILDREN.lock().insert(pid, child);
     Ok(pid)

@@ -6,12 +6,15 @@
 use crate::arch::x86_64::user::{self, SyscallFrame, SyscallHandler};
 use crate::process_abi::{errno, limits, nr, prot};
 
+use alloc::sync::Arc;
+
 use super::process::{self, ProcessError};
+use crate::ipc::{Endpoint, MSG_WORDS, Message};
 
 /// The system calls by number, for `syscall_entry` (a number past the end is `-ENOSYS`).
-pub static TABLE: [SyscallHandler; nr::FREE_MEMORY as usize + 1] = {
-    let mut t: [SyscallHandler; nr::FREE_MEMORY as usize + 1] =
-        [sys_enosys; nr::FREE_MEMORY as usize + 1];
+pub static TABLE: [SyscallHandler; nr::SPAWN_WITH as usize + 1] = {
+    let mut t: [SyscallHandler; nr::SPAWN_WITH as usize + 1] =
+        [sys_enosys; nr::SPAWN_WITH as usize + 1];
     t[nr::EXIT as usize] = sys_exit;
     t[nr::WRITE as usize] = sys_write;
     t[nr::YIELD as usize] = sys_yield;
@@ -24,6 +27,12 @@ pub static TABLE: [SyscallHandler; nr::FREE_MEMORY as usize + 1] = {
     t[nr::MUNMAP as usize] = sys_munmap;
     t[nr::CPU as usize] = sys_cpu;
     t[nr::FREE_MEMORY as usize] = sys_free_memory;
+    t[nr::ENDPOINT as usize] = sys_endpoint;
+    t[nr::SEND as usize] = sys_send;
+    t[nr::RECV as usize] = sys_recv;
+    t[nr::CALL as usize] = sys_call;
+    t[nr::REPLY_RECV as usize] = sys_reply_recv;
+    t[nr::SPAWN_WITH as usize] = sys_spawn_with;
     t
 };
 
@@ -39,8 +48,10 @@ fn encode(result: SysResult) -> u64 {
 macro_rules! syscall {
     ($name:ident, |$a:ident| $body:expr) => {
         extern "C" fn $name(frame: &mut SyscallFrame) {
-            let $a = frame.args;
-            frame.rax = encode($body);
+            fn body($a: [u64; 6]) -> SysResult {
+                $body
+            }
+            frame.rax = encode(body(frame.args));
         }
     };
 }
@@ -58,7 +69,48 @@ syscall!(sys_yield, |_a| {
 syscall!(sys_getpid, |_a| process::current_pid().ok_or(errno::ESRCH));
 syscall!(sys_clock, |_a| Ok(clock_ns()));
 syscall!(sys_sleep, |a| sleep(a[0]));
-syscall!(sys_spawn, |a| spawn(a[0], a[1], a[2]));
+syscall!(sys_spawn, |a| spawn(a[0], a[1], a[2], None));
+syscall!(sys_spawn_with, |a| {
+    endpoint(a[3]).and_then(|ep| spawn(a[0], a[1], a[2], Some(ep)))
+});
+syscall!(sys_endpoint, |_a| {
+    let p = process::current().ok_or(errno::ESRCH)?;
+    let mut handles = p.handles().lock();
+    handles.insert(Arc::new(Endpoint::new()))
+});
+syscall!(sys_send, |a| {
+    let ep = endpoint(a[0])?;
+    let p = process::current().ok_or(errno::ESRCH)?;
+    p.ipc().send(&ep, [a[1], a[2], a[3], a[4]]).map(|()| 0)
+});
+
+/// An IPC call that returns a message: its words go back in `rsi rdx r10 r8`.
+macro_rules! ipc_syscall {
+    ($name:ident, |$p:ident, $ep:ident, $msg:ident| $body:expr) => {
+        extern "C" fn $name(frame: &mut SyscallFrame) {
+            let a = frame.args;
+            let result = endpoint(a[0]).and_then(|$ep| {
+                let $p = process::current().ok_or(errno::ESRCH)?;
+                let $msg: Message = [a[1], a[2], a[3], a[4]];
+                $body
+            });
+            frame.rax = encode(result.map(|reply| {
+                frame.args[1..=MSG_WORDS].copy_from_slice(&reply);
+                0
+            }));
+        }
+    };
+}
+
+ipc_syscall!(sys_recv, |p, ep, _msg| p.ipc().recv(&ep));
+ipc_syscall!(sys_call, |p, ep, msg| p.ipc().call(&ep, msg));
+ipc_syscall!(sys_reply_recv, |p, ep, msg| p.ipc().reply_recv(&ep, msg));
+
+/// The calling process's endpoint `handle`.
+fn endpoint(handle: u64) -> Result<Arc<Endpoint>, i64> {
+    let p = process::current().ok_or(errno::ESRCH)?;
+    p.handles().lock().get(handle)
+}
 syscall!(sys_wait, |a| wait(a[0], a[1]));
 syscall!(sys_mmap, |a| mmap(a[0], a[1]));
 syscall!(sys_munmap, |a| munmap(a[0], a[1]));
@@ -111,7 +163,7 @@ fn sleep(ms: u64) -> SysResult {
     Ok(0)
 }
 
-fn spawn(name: u64, len: u64, arg: u64) -> SysResult {
+fn spawn(name: u64, len: u64, arg: u64, endpoint: Option<Arc<Endpoint>>) -> SysResult {
     if len == 0 || len > limits::MAX_NAME {
         return Err(errno::EINVAL);
     }
@@ -119,7 +171,7 @@ fn spawn(name: u64, len: u64, arg: u64) -> SysResult {
     let buf = &mut buf[..len as usize];
     user::copy_from_user(buf, name).map_err(|_| errno::EFAULT)?;
     let name = core::str::from_utf8(buf).map_err(|_| errno::ENOENT)?;
-    match process::spawn_child(name, arg) {
+    match process::spawn_child(name, arg, endpoint) {
         Ok(pid) => Ok(pid),
         Err(ProcessError::NoSuchProgram) => Err(errno::ENOENT),
         Err(ProcessError::OutOfMemory) => Err(errno::ENOMEM),

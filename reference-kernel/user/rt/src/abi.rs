@@ -5,7 +5,8 @@
 //! `rdi rsi rdx r10 r8 r9`; the result comes back in `rax`. A negative result `-e` is an error
 //! code `e` from [`errno`]; everything else is the call's value. `rcx` and `r11` are clobbered
 //! (the CPU keeps the return address and flags there); every other general-purpose register
-//! is preserved. The x87/SSE/AVX registers are not (kernel code such as its `memcpy` may use
+//! is preserved, except that the IPC calls ([`nr::RECV`], [`nr::CALL`], [`nr::REPLY_RECV`])
+//! return a message in `rsi rdx r10 r8`. The x87/SSE/AVX registers are not (kernel code such as its `memcpy` may use
 //! them during a call): treat a system call like a SysV function call for them. The programs
 //! here are built for a soft-float target and keep nothing there.
 //!
@@ -46,7 +47,29 @@ pub mod nr {
     /// `frames() -> free frame bytes`: free physical memory (for tests that check that frames
     /// come back).
     pub const FREE_MEMORY: u64 = 11;
+    /// `endpoint() -> handle`: creates a synchronous IPC endpoint and returns its handle in the
+    /// caller's handle table (`-EMFILE` when the table is full).
+    pub const ENDPOINT: u64 = 12;
+    /// `send(handle, m0, m1, m2, m3) -> 0`: sends the four-word message in `rsi rdx r10 r8`
+    /// and blocks until a receiver took it.
+    pub const SEND: u64 = 13;
+    /// `recv(handle) -> 0`: blocks until a message arrives; its words come back in
+    /// `rsi rdx r10 r8`. If it came from [`CALL`], the caller waits for the receiver's next
+    /// [`REPLY_RECV`] (a new `recv` first ends that wait with `-EPIPE`).
+    pub const RECV: u64 = 14;
+    /// `call(handle, m0, m1, m2, m3) -> 0`: sends the message and blocks for the reply, whose
+    /// words come back in `rsi rdx r10 r8`.
+    pub const CALL: u64 = 15;
+    /// `reply_recv(handle, m0, m1, m2, m3) -> 0`: replies with the message to the caller whose
+    /// [`CALL`] the caller received last (if any), then receives as [`RECV`].
+    pub const REPLY_RECV: u64 = 16;
+    /// `spawn_with(name, name_len, arg, handle) -> pid`: [`SPAWN`], and the child's handle 0
+    /// is the caller's endpoint `handle`.
+    pub const SPAWN_WITH: u64 = 17;
 }
+
+/// Words in an IPC message (passed in registers both ways).
+pub const MSG_WORDS: usize = 4;
 
 /// Error codes (returned negated).
 pub mod errno {
@@ -62,6 +85,10 @@ pub mod errno {
     pub const EFAULT: i64 = 14;
     /// An argument is out of range.
     pub const EINVAL: i64 = 22;
+    /// Too many handles.
+    pub const EMFILE: i64 = 24;
+    /// The other side of an IPC endpoint is gone: no process left that could answer.
+    pub const EPIPE: i64 = 32;
     /// Unknown system-call number.
     pub const ENOSYS: i64 = 38;
 }

@@ -23,17 +23,23 @@ impl Errno {
     pub const EFAULT: Errno = Errno(errno::EFAULT);
     /// An argument is out of range.
     pub const EINVAL: Errno = Errno(errno::EINVAL);
+    /// Too many handles.
+    pub const EMFILE: Errno = Errno(errno::EMFILE);
+    /// The other side of an IPC endpoint is gone.
+    pub const EPIPE: Errno = Errno(errno::EPIPE);
     /// Unknown system-call number.
     pub const ENOSYS: Errno = Errno(errno::ENOSYS);
 
     /// Every code the ABI defines, in ascending order.
-    pub const ALL: [Errno; 7] = [
+    pub const ALL: [Errno; 9] = [
         Errno::ENOENT,
         Errno::ESRCH,
         Errno::EBADF,
         Errno::ENOMEM,
         Errno::EFAULT,
         Errno::EINVAL,
+        Errno::EMFILE,
+        Errno::EPIPE,
         Errno::ENOSYS,
     ];
 
@@ -58,6 +64,8 @@ impl Errno {
             errno::ENOMEM => Some("ENOMEM"),
             errno::EFAULT => Some("EFAULT"),
             errno::EINVAL => Some("EINVAL"),
+            errno::EMFILE => Some("EMFILE"),
+            errno::EPIPE => Some("EPIPE"),
             errno::ENOSYS => Some("ENOSYS"),
             _ => None,
         }

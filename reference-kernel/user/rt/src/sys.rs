@@ -3,7 +3,7 @@
 
 use crate::abi::{limits, nr};
 use crate::errno::Errno;
-use crate::raw::{syscall0, syscall1, syscall2, syscall3};
+use crate::raw::{syscall0, syscall1, syscall2, syscall3, syscall4};
 
 /// A raw result as a `Result`: negative is `-errno`, everything else the value.
 fn result(ret: u64) -> Result<u64, Errno> {
@@ -104,4 +104,65 @@ pub fn cpu() -> Result<u64, Errno> {
 pub fn free_memory() -> Result<u64, Errno> {
     // SAFETY: FREE_MEMORY takes no argument and touches no memory of the program.
     result(unsafe { syscall0(nr::FREE_MEMORY) })
+}
+
+/// An IPC message ([`crate::abi::MSG_WORDS`] words, passed in registers).
+pub type Message = [u64; crate::abi::MSG_WORDS];
+
+/// An IPC call: handle in `rdi`, message in `rsi rdx r10 r8` both ways.
+fn ipc(nr: u64, handle: u64, msg: Message) -> Result<Message, Errno> {
+    let ret: u64;
+    let (mut m0, mut m1, mut m2, mut m3) = (msg[0], msg[1], msg[2], msg[3]);
+    // SAFETY: the IPC calls take a handle and four words, touch no memory of the program and
+    // return four words in the message registers (the ABI); `rcx` and `r11` are clobbered.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") nr => ret, in("rdi") handle,
+            inlateout("rsi") m0, inlateout("rdx") m1, inlateout("r10") m2, inlateout("r8") m3,
+            out("rcx") _, out("r11") _,
+            options(nostack)
+        )
+    };
+    result(ret).map(|_| [m0, m1, m2, m3])
+}
+
+/// Creates an IPC endpoint; its handle.
+pub fn endpoint() -> Result<u64, Errno> {
+    // SAFETY: ENDPOINT takes no argument and touches no memory of the program.
+    result(unsafe { syscall0(nr::ENDPOINT) })
+}
+
+/// Sends `msg` through the endpoint `handle`, waiting until a receiver takes it.
+pub fn send(handle: u64, msg: Message) -> Result<(), Errno> {
+    ipc(nr::SEND, handle, msg).map(|_| ())
+}
+
+/// Waits for a message on the endpoint `handle`.
+pub fn recv(handle: u64) -> Result<Message, Errno> {
+    ipc(nr::RECV, handle, [0; crate::abi::MSG_WORDS])
+}
+
+/// Sends `msg` through the endpoint `handle` and waits for the reply.
+pub fn call(handle: u64, msg: Message) -> Result<Message, Errno> {
+    ipc(nr::CALL, handle, msg)
+}
+
+/// Replies `msg` to the last caller received (if any), then waits for the next message.
+pub fn reply_recv(handle: u64, msg: Message) -> Result<Message, Errno> {
+    ipc(nr::REPLY_RECV, handle, msg)
+}
+
+/// [`spawn`], with the caller's endpoint `handle` as the child's handle 0.
+pub fn spawn_with(name: &str, arg: u64, handle: u64) -> Result<u64, Errno> {
+    // SAFETY: `name` is readable for its length; SPAWN_WITH only reads it.
+    result(unsafe {
+        syscall4(
+            nr::SPAWN_WITH,
+            name.as_ptr() as u64,
+            name.len() as u64,
+            arg,
+            handle,
+        )
+    })
 }

@@ -13,6 +13,8 @@
 //!   back, halved: per switch. The partner is a copy of this program (`bench 1`) that yields a
 //!   fixed number of times and exits with the mask of CPUs it saw; if the two did not stay on
 //!   one CPU, the line is an `error=` line instead.
+//! - `ipc_call_reply`: one IPC `call` to an `ipc_echo` server process on the same CPU and its
+//!   reply (four message words each way).
 //! - `page_fault_anon`: the first write to each 4 KiB page of a fresh anonymous region
 //!   (allocation, zeroing and mapping of one frame; the touch that fills a 2 MiB-aligned
 //!   region also pays for its promotion to a huge page).
@@ -169,6 +171,40 @@ fn page_fault_anon(buffer: &mut [u64; SAMPLES], overhead: u64) {
     );
 }
 
+fn ipc_call_reply(buffer: &mut [u64; SAMPLES], overhead: u64) {
+    const NAME: &str = "ipc_call_reply";
+    /// `ipc_echo` ends on this word without replying.
+    const QUIT: u64 = u64::MAX;
+    let started = sys::endpoint().and_then(|h| sys::spawn_with("ipc_echo", 0, h).map(|s| (h, s)));
+    let (h, server) = match started {
+        Ok(x) => x,
+        Err(e) => {
+            println!("bench {NAME} error=\"endpoint or server: {e}\"");
+            return;
+        }
+    };
+    let mut i = 0u64;
+    let mut failed = 0u64;
+    time(buffer, overhead, 1, || {
+        if sys::call(h, [i, 0, 0, 0]) != Ok([i + 1, 0, 0, 0x5a5a_5a5a]) {
+            failed += 1;
+        }
+        i += 1;
+    });
+    let _ = sys::call(h, [QUIT, 0, 0, 0]);
+    let code = sys::wait(server);
+    if failed != 0 || code != Ok(0) {
+        println!("bench {NAME} error=\"{failed} wrong replies, server ended with {code:?}\"");
+        return;
+    }
+    report(
+        NAME,
+        "IPC call to a server process on the same CPU and its reply (4 words each way)",
+        buffer,
+        overhead,
+    );
+}
+
 /// The yield partner: yields `PARTNER_YIELDS` times, exits with the CPUs it saw.
 fn partner() -> i64 {
     let mut seen = cpu_bit();
@@ -188,6 +224,7 @@ fn main(arg: u64) -> i64 {
     let overhead = tsc::overhead(1000);
     null_syscall(buffer, overhead);
     sched_yield_switch(buffer, overhead);
+    ipc_call_reply(buffer, overhead);
     page_fault_anon(buffer, overhead);
     0
 }

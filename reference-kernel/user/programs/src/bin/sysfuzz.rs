@@ -27,7 +27,7 @@ const NUMBERS: u64 = 64;
 /// One past the highest defined number. Three draws in four pick from `0..=DEFINED` (the
 /// defined calls and the first undefined number), the rest from all of `0..NUMBERS`: most calls
 /// then reach argument validation instead of the unknown-number path.
-const DEFINED: u64 = nr::FREE_MEMORY + 1;
+const DEFINED: u64 = nr::SPAWN_WITH + 1;
 /// Invalid results printed in full (the rest are only counted).
 const SHOWN: u32 = 16;
 
@@ -132,15 +132,16 @@ fn main(arg: u64) -> i64 {
         match number {
             nr::SLEEP => args[0] %= 3,
             // A name the kernel cannot read, or 0xa5 bytes: never a program's name.
-            nr::SPAWN if mix.rng.below(2) == 0 => args[0] = mix.bad_pointer(),
-            nr::SPAWN => args[0] = mix.scratch + mix.rng.below(mix.scratch_len),
+            nr::SPAWN | nr::SPAWN_WITH if mix.rng.below(2) == 0 => args[0] = mix.bad_pointer(),
+            nr::SPAWN | nr::SPAWN_WITH => args[0] = mix.scratch + mix.rng.below(mix.scratch_len),
             nr::WRITE if args[0] == 1 || args[0] == 2 => args[1] = mix.bad_pointer(),
             _ => {}
         }
 
         // SAFETY: the calls that could hurt this process are left out above (exit, wait, long
         // sleeps, spawns of real programs); MUNMAP can only remove regions this loop mapped and
-        // never uses, and no call writes to memory the process uses.
+        // never uses, and no call writes to memory the process uses. The IPC calls cannot
+        // block: every endpoint the fuzzer can name is its own alone (`EPIPE`).
         let ret = unsafe { raw_syscall(number, args) };
         if ret >= 0 {
             totals.ok += 1;
