@@ -867,6 +867,26 @@ where
         Ok(())
     }
 
+    /// Direct hand-off (IPC fast paths): the running task blocks and `next`, a blocked task
+    /// (not queued anywhere) whose affinity allows this CPU, runs here now instead, without a
+    /// queue operation; this CPU's load is unchanged and `next` starts a fresh time slice.
+    /// [`SchedError::NothingRunning`] if no picked task is running, [`SchedError::NoAllowedCpu`]
+    /// if `next`'s affinity excludes this CPU (nothing changes then).
+    pub fn hand_off(&self, next: &H) -> Result<(), SchedError> {
+        let me = self.me();
+        if me.running_level.load(Ordering::Relaxed) == NOT_RUNNING {
+            return Err(SchedError::NothingRunning);
+        }
+        if !next.affinity().contains(self.cpu) {
+            return Err(SchedError::NoAllowedCpu);
+        }
+        me.running_level
+            .store(next.priority().index(), Ordering::Relaxed);
+        me.slice_start
+            .store(self.sched.clock.now(), Ordering::Relaxed);
+        Ok(())
+    }
+
     /// The running task blocks (it will come back through [`LocalCpu::wake`]): this CPU's
     /// load goes down by one. [`SchedError::NothingRunning`] if no picked task is running.
     pub fn block(&self) -> Result<(), SchedError> {

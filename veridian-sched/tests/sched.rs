@@ -373,3 +373,33 @@ fn overflow_to_injector_and_fifo() {
         (0, 0, 0)
     );
 }
+
+/// `hand_off`: the running task blocks and a blocked one runs in its place without a queue
+/// operation; the load stays the same, and the new task can then block, requeue or exit.
+#[test]
+fn hand_off_keeps_the_load_and_needs_a_running_task_and_an_allowed_cpu() {
+    let clock = ManualClock::new();
+    let s: Sched = NumaScheduler::new(two_nodes(2), &clock, SchedConfig::default());
+    let slots = CpuSlots::new(4);
+    let g = slots.claim(0).unwrap();
+    let c = s.local(&g).unwrap();
+    let blocked = TestTask::new(7, set(&[0, 1]), Priority::Normal);
+    let elsewhere = TestTask::new(8, set(&[2]), Priority::Normal);
+    assert_eq!(c.hand_off(&blocked), Err(SchedError::NothingRunning));
+    c.enqueue_on(0, TestTask::new(1, set(&[0]), Priority::Normal))
+        .unwrap();
+    let running = c.pick_next().unwrap();
+    assert_eq!(running.id, 1);
+    assert_eq!(s.cpu_load(0), 1);
+    assert_eq!(c.hand_off(&elsewhere), Err(SchedError::NoAllowedCpu));
+    assert_eq!(c.hand_off(&blocked), Ok(()));
+    // Task 1 blocked, task 7 runs: one task counted here, none queued.
+    assert_eq!(s.cpu_load(0), 1);
+    assert_eq!(s.queued(Priority::Normal), 0);
+    // The task handed to runs like a picked one: it can be requeued, then picked and end.
+    c.requeue(blocked).unwrap();
+    assert_eq!(c.pick_next().map(|t| t.id), Some(7));
+    c.exit().unwrap();
+    assert_eq!(s.cpu_load(0), 0);
+    assert!(c.pick_next().is_none());
+}

@@ -16,8 +16,12 @@
 //!   each is woken with `-EPIPE`; a blocking call on an endpoint nobody else holds fails at
 //!   once with `-EPIPE`; a caller whose server ends before replying gets `-EPIPE`.
 //!
-//! Not done yet: the fast path (a direct switch to a waiting receiver without the run queue),
-//! notifications and shared-memory channels (issue 16).
+//! - **Fast path**: a `call` that finds its receiver waiting, and a `reply_recv` whose receive
+//!   blocks, switch straight to the other thread on this CPU (`task::switch_to`: one stack
+//!   switch, no run-queue operation, no pass through the scheduler context) when it last ran
+//!   here; otherwise the other thread is woken through the scheduler (the slow path).
+//!
+//! Not done yet: notifications and shared-memory channels (issue 16).
 //!
 //! Concurrency: the endpoint's queues are behind an `IrqLock`; a thread that blocks turns
 //! interrupts off before it queues itself and keeps them off until it has switched away (the
@@ -57,6 +61,16 @@ impl Waiter {
     fn deliver(&self, result: Result<Message, i64>) {
         *self.slot.lock() = Some(result);
         task::wake(self.thread.clone());
+    }
+}
+
+/// The calling thread blocks and `next`'s thread (given its result already, so woken by the
+/// caller alone) runs: on this CPU directly where it can (`task::switch_to`), else through its
+/// run queue. Interrupts off since the caller published itself to its wakers.
+fn block_handing_to(next: &Waiter) {
+    if let Err(thread) = task::switch_to(next.thread.clone()) {
+        task::wake(thread);
+        context::switch_to_scheduler(SwitchReason::Block);
     }
 }
 
@@ -215,13 +229,16 @@ impl Ipc {
         let mut q = ep.queues.lock();
         if let Some(receiver) = q.receivers.pop_front() {
             drop(q);
-            if call {
-                *receiver.reply_to.lock() = Some(me.clone());
-            }
-            receiver.deliver(Ok(msg));
             if !call {
+                receiver.deliver(Ok(msg));
                 return Ok([0; MSG_WORDS]);
             }
+            *receiver.reply_to.lock() = Some(me.clone());
+            *receiver.slot.lock() = Some(Ok(msg));
+            // The fast path: straight to the waiting receiver, which replies straight back.
+            block_handing_to(&receiver);
+            drop(irq);
+            return me.slot.lock().take().unwrap_or(Err(errno::EPIPE));
         } else {
             if ep.holders.load(Ordering::Acquire) <= q.senders.len() + q.receivers.len() + 1 {
                 // Every other holder is blocked here already (or there is none).
@@ -247,11 +264,25 @@ impl Ipc {
         if let Some(stale) = stale {
             stale.deliver(Err(errno::EPIPE));
         }
+        self.receive(ep, &me, None)
+    }
+
+    /// Receives on `ep` as `me`; `answered` is a caller just given its reply, not woken yet:
+    /// it runs next on this CPU if this thread blocks, or is woken if it does not.
+    fn receive(
+        &self,
+        ep: &Endpoint,
+        me: &Arc<Waiter>,
+        answered: Option<Arc<Waiter>>,
+    ) -> Result<Message, i64> {
         let irq = CpuGuard::enter();
         let mut q = ep.queues.lock();
         if let Some(sender) = q.senders.pop_front() {
             drop(q);
             drop(irq);
+            if let Some(caller) = answered {
+                task::wake(caller.thread.clone());
+            }
             if sender.call {
                 *me.reply_to.lock() = Some(sender.waiter);
             } else {
@@ -260,23 +291,32 @@ impl Ipc {
             return Ok(sender.msg);
         }
         if ep.holders.load(Ordering::Acquire) <= q.receivers.len() + 1 {
+            drop(q);
+            drop(irq);
+            if let Some(caller) = answered {
+                task::wake(caller.thread.clone());
+            }
             return Err(errno::EPIPE);
         }
         q.receivers.push_back(me.clone());
         drop(q);
-        context::switch_to_scheduler(SwitchReason::Block);
+        match answered {
+            Some(caller) => block_handing_to(&caller),
+            None => context::switch_to_scheduler(SwitchReason::Block),
+        }
         drop(irq);
         me.slot.lock().take().unwrap_or(Err(errno::EPIPE))
     }
 
-    /// `reply_recv`: answers the last caller (if any) with `msg`, then receives.
+    /// `reply_recv`: answers the last caller (if any) with `msg`, then receives; the caller
+    /// runs next on this CPU when this thread blocks (the fast path back).
     pub fn reply_recv(&self, ep: &Endpoint, msg: Message) -> Result<Message, i64> {
         let me = self.me()?;
         let caller = me.reply_to.lock().take();
-        if let Some(caller) = caller {
-            caller.deliver(Ok(msg));
+        if let Some(caller) = &caller {
+            *caller.slot.lock() = Some(Ok(msg));
         }
-        self.recv(ep)
+        self.receive(ep, &me, caller)
     }
 
     /// The process ended: a caller waiting for its reply gets `-EPIPE`, and the waiter (with

@@ -123,6 +123,8 @@ pub struct Thread {
     ran_on: AtomicU64,
     /// Times it was switched to.
     runs: AtomicU64,
+    /// The CPU it last ran on (for the direct switch, which stays on one CPU).
+    last_cpu: AtomicU64,
     /// The process it runs in ring 3 (none for a kernel thread).
     process: Option<Arc<process::Process>>,
 }
@@ -133,6 +135,12 @@ impl Task for Thread {
     }
     fn priority(&self) -> Priority {
         self.priority
+    }
+}
+
+impl context::OwnsContext for Thread {
+    fn context(&self) -> &Context {
+        &self.context
     }
 }
 
@@ -327,6 +335,7 @@ fn spawn_for(
         joiners: IrqLock::new("task::Thread::joiners", Vec::new()),
         ran_on: AtomicU64::new(0),
         runs: AtomicU64::new(0),
+        last_cpu: AtomicU64::new(u64::MAX),
         process,
     });
     let handle = thread.clone();
@@ -338,6 +347,55 @@ fn spawn_for(
         thread: handle,
         placed_on: placed.cpu,
     })
+}
+
+/// Direct switches (`switch_to`) since boot.
+static DIRECT_SWITCHES: AtomicU64 = AtomicU64::new(0);
+
+/// How many direct switches (`switch_to`) happened since boot.
+pub fn direct_switches() -> u64 {
+    DIRECT_SWITCHES.load(Ordering::Relaxed)
+}
+
+/// The IPC fast path's switch: the calling thread blocks and `next` (blocked, woken by the
+/// caller, which owns that right) runs on this CPU at once, without a run-queue operation or a
+/// pass through the scheduler context (one stack switch). Returns once the caller runs again
+/// (woken as any blocked thread). `Err(next)`, doing nothing, when that is not possible now:
+/// outside a thread, `next` last ran on another CPU (or its affinity excludes this one), or it
+/// is still switching out; the caller then wakes `next` and blocks the usual way. The caller keeps
+/// interrupts off from publishing itself to its wakers until this call.
+pub fn switch_to(next: Arc<Thread>) -> Result<(), Arc<Thread>> {
+    let Some(sched) = SCHED.get() else {
+        return Err(next);
+    };
+    let guard = SchedGuard::new();
+    if !context::in_thread() {
+        return Err(next);
+    }
+    let Ok(local) = sched.local(&guard) else {
+        return Err(next);
+    };
+    let cpu = guard.cpu();
+    // Only where `next` ran last: its cache is here, and the two do not migrate.
+    if next.last_cpu.load(Ordering::Relaxed) != cpu as u64 || !next.context.try_claim() {
+        return Err(next);
+    }
+    if local.hand_off(&next).is_err() {
+        next.context.unclaim();
+        return Err(next);
+    }
+    if cpu < 64 {
+        next.ran_on.fetch_or(1 << cpu, Ordering::Relaxed);
+    }
+    next.runs.fetch_add(1, Ordering::Relaxed);
+    if let Some(block) = guard.block() {
+        block.switches.fetch_add(1, Ordering::Relaxed);
+    }
+    CURRENT.replace(&guard, &next);
+    DIRECT_SWITCHES.fetch_add(1, Ordering::Relaxed);
+    context::switch_direct(next);
+    drop(guard);
+    Ok(())
 }
 
 /// Makes `t`, which blocked (`switch_to_scheduler(Block)`), runnable again on a CPU its
@@ -471,10 +529,16 @@ fn run_threads(mut done: impl FnMut() -> bool) -> bool {
             t.ran_on.fetch_or(1 << cpu, Ordering::Relaxed);
         }
         t.runs.fetch_add(1, Ordering::Relaxed);
+        t.last_cpu.store(cpu as u64, Ordering::Relaxed);
         if let Some(block) = block {
             block.switches.fetch_add(1, Ordering::Relaxed);
         }
-        let outcome = CURRENT.with(&guard, &t, || t.context.run(&guard));
+        let (outcome, direct) = CURRENT.with(&guard, &t, || t.context.run(&guard));
+        // The thread that switched back: `t`, or one a direct switch ran after it (`switch_to`).
+        let t = match direct {
+            Some(owner) => adopt(owner, t),
+            None => t,
+        };
         match outcome {
             RunOutcome::Switched(SwitchReason::Block) => {
                 let _ = local.block();
@@ -506,6 +570,18 @@ fn run_threads(mut done: impl FnMut() -> bool) -> bool {
         }
     }
     ran
+}
+
+/// The thread a direct switch ran (its owner, as `Context::run` hands it back); `t` if it is
+/// not a thread (impossible: only `switch_to` switches directly).
+#[cold]
+#[inline(never)]
+fn adopt(owner: Arc<dyn context::OwnsContext>, t: Arc<Thread>) -> Arc<Thread> {
+    let owner: Arc<dyn core::any::Any + Send + Sync> = owner;
+    owner.downcast::<Thread>().unwrap_or_else(|_| {
+        log::error!("task: a direct switch ran a context that is no thread's");
+        t
+    })
 }
 
 /// Runs threads on the calling CPU's boot context until `done()` holds; halts when there is

@@ -105,6 +105,13 @@ pub struct Context {
     stack_top: u64,
 }
 
+/// What owns a thread context (the task layer's thread): a direct switch keeps the owner of
+/// the context it switches to alive until that thread switches back to its scheduler.
+pub trait OwnsContext: core::any::Any + Send + Sync {
+    /// The context.
+    fn context(&self) -> &Context;
+}
+
 // SAFETY: `rsp`, `stack` and `space` are only accessed by the CPU that holds `on_cpu` (in `run`
 // and in the thread itself, which runs on that CPU while `run` waits in `switch_stacks`);
 // `fpu` has the same protocol (see `ThreadFpu`); everything else is atomic.
@@ -135,6 +142,10 @@ pub enum RunOutcome {
 extern "C" fn context_entry(arg: usize) -> ! {
     // SAFETY: `Context::new` passes the address of a `fn() -> !` as the argument.
     let entry = unsafe { core::mem::transmute::<usize, fn() -> !>(arg) };
+    // A first run may come from a direct switch too (interrupts are still off here).
+    if let Some(ctx) = percpu::current().and_then(running) {
+        finish_switch_in(ctx);
+    }
     x86_64::instructions::interrupts::enable();
     entry()
 }
@@ -182,12 +193,12 @@ impl Context {
 
     /// Runs the thread on this CPU until it switches back. For a scheduler context (not a
     /// thread), which proves with `guard` that interrupts are off on this CPU.
-    pub fn run(&self, guard: &SchedGuard) -> RunOutcome {
+    pub fn run(&self, guard: &SchedGuard) -> (RunOutcome, Option<Arc<dyn OwnsContext>>) {
         let Some(cpu) = guard.block() else {
-            return RunOutcome::NotRunnable;
+            return (RunOutcome::NotRunnable, None);
         };
         if !cpu.context.load(Ordering::Relaxed).is_null() {
-            return RunOutcome::NotRunnable;
+            return (RunOutcome::NotRunnable, None);
         }
         // The thread may still be switching out on the CPU that last ran it.
         while self
@@ -199,23 +210,9 @@ impl Context {
         }
         if self.exited.load(Ordering::Acquire) {
             self.on_cpu.store(false, Ordering::Release);
-            return RunOutcome::NotRunnable;
+            return (RunOutcome::NotRunnable, None);
         }
-        cpu.context
-            .store(core::ptr::from_ref(self).cast_mut(), Ordering::Relaxed);
-        cpu.fpu_live.store(false, Ordering::Relaxed);
-        fpu::switch_in();
-        let space = self.user_tlb.load(Ordering::Acquire);
-        cpu.current_tag
-            .store(self.tag.load(Ordering::Relaxed), Ordering::Relaxed);
-        if !space.is_null() {
-            super::user::set_user_stack(cpu, self.stack_top);
-            // SAFETY: `space` is the TLB state of the `UserSpace` held in `self.space`
-            // (`enter_address_space`), alive while it is held, and the thread cannot drop it
-            // while it is switched out; its owner retires it (waiting for this CPU to load
-            // other tables) before freeing it. Interrupts are off (`guard`).
-            unsafe { tlb::activate(cpu, &*space) };
-        }
+        self.switch_in(cpu);
         // SAFETY: we hold `on_cpu`, so the saved stack pointer is final and ours to use.
         let next = unsafe { *self.rsp.get() };
         // SAFETY: `next` is the thread's stack pointer from `prepare_stack` or from its last
@@ -224,32 +221,185 @@ impl Context {
         // thread's switch finds it; this frame stays valid (the scheduler context never
         // migrates and waits here).
         unsafe { switch_stacks(cpu.sched_rsp.as_ptr(), next) };
-        // Back in this CPU's scheduler context. A user thread's tables stay loaded lazily
-        // (the kernel half is the same everywhere): the next user thread replaces them, a
-        // shootdown or their retirement switches the CPU to the kernel's tables (`tlb`).
+        // Back in this CPU's scheduler context. The thread that switched back is the one this
+        // CPU runs now: `self`, or one that `self` (or a thread after it) switched to directly,
+        // whose owner the per-CPU block holds (handed to the caller with the outcome).
+        // SAFETY: only this CPU touches its `direct` slot, with interrupts off (`guard`).
+        let direct = unsafe { &mut *cpu.direct.get() };
+        let owner = if direct.is_some() {
+            direct.take()
+        } else {
+            None
+        };
+        let back = cpu.context.load(Ordering::Relaxed);
+        // SAFETY: `back` is the context that just switched back on this CPU: `self` (borrowed
+        // by the caller) or the context of `owner`, which we hold.
+        let ctx = unsafe { &*back };
+        // A user thread's tables stay loaded lazily (the kernel half is the same everywhere):
+        // the next user thread replaces them, a shootdown or their retirement switches the
+        // CPU to the kernel's tables (`tlb`).
         tlb::set_lazy(cpu);
         cpu.current_tag.store(0, Ordering::Relaxed);
         fpu::switch_back();
         cpu.context.store(core::ptr::null_mut(), Ordering::Relaxed);
-        let outcome = if self.exited.load(Ordering::Relaxed) {
+        let outcome = if ctx.exited.load(Ordering::Relaxed) {
             // SAFETY: we hold `on_cpu` and the thread will never run again (`exited`), so
             // nothing else touches the stack slot; the switch away from the stack completed.
-            match unsafe { (*self.stack.get()).take() } {
+            match unsafe { (*ctx.stack.get()).take() } {
                 Some(stack) => RunOutcome::Exited(stack),
                 None => RunOutcome::NotRunnable,
             }
-        } else if self.blocked.load(Ordering::Relaxed) {
+        } else if ctx.blocked.load(Ordering::Relaxed) {
             RunOutcome::Switched(SwitchReason::Block)
         } else {
             RunOutcome::Switched(SwitchReason::Yield)
         };
         // Release: the saved stack pointer and vector state are complete before another CPU
         // may run the thread.
+        ctx.on_cpu.store(false, Ordering::Release);
+        (outcome, owner)
+    }
+
+    /// Makes this context the one `cpu` runs (its `on_cpu` is held): per-CPU pointer, lazy
+    /// vector state, address space, tag. Interrupts off.
+    #[inline(always)]
+    fn switch_in(&self, cpu: &PerCpu) {
+        cpu.context
+            .store(core::ptr::from_ref(self).cast_mut(), Ordering::Relaxed);
+        cpu.fpu_live.store(false, Ordering::Relaxed);
+        fpu::switch_in();
+        let space = self.user_tlb.load(Ordering::Acquire);
+        cpu.current_tag
+            .store(self.tag.load(Ordering::Relaxed), Ordering::Relaxed);
+        // A kernel thread runs on whatever tables are loaded: lazily, if a user thread's (its
+        // callers mark them lazy first).
+        if !space.is_null() {
+            super::user::set_user_stack(cpu, self.stack_top);
+            // SAFETY: `space` is the TLB state of the `UserSpace` held in `self.space`
+            // (`enter_address_space`), alive while it is held, and the thread cannot drop it
+            // while it is switched out; its owner retires it (waiting for this CPU to load
+            // other tables) before freeing it. Interrupts are off (the caller's contract).
+            unsafe { tlb::activate(cpu, &*space) };
+        }
+    }
+
+    /// Claims this context for a direct switch: true if it is switched out (not running or
+    /// switching out anywhere) and has not exited. The claim holds `on_cpu` until
+    /// [`switch_direct`] runs it, or [`Context::unclaim`]. (Every resume point, the first
+    /// entry included, runs `finish_switch_in`, which a direct switch relies on.)
+    pub fn try_claim(&self) -> bool {
+        if self
+            .on_cpu
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        if self.exited.load(Ordering::Acquire) {
+            self.on_cpu.store(false, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    /// Gives up a claim that will not be used.
+    pub fn unclaim(&self) {
         self.on_cpu.store(false, Ordering::Release);
-        outcome
     }
 }
 
+/// After a thread resumed from one of its switch calls: releases the context that switched to
+/// it directly (if any; its switch away is complete now), drops that context's owner reference
+/// the switch kept, and brings the thread's interrupt depth and preemption count to this CPU.
+#[inline(always)]
+fn finish_switch_in(ctx: &Context) {
+    let Some(cpu) = percpu::current() else {
+        return;
+    };
+    cpu.irq_depth
+        .store(ctx.irq_depth.load(Ordering::Relaxed), Ordering::Relaxed);
+    cpu.swap_preempt_count(ctx.preempt_count.load(Ordering::Relaxed));
+    let left = cpu.handed_over.load(Ordering::Relaxed);
+    if !left.is_null() {
+        finish_direct(cpu, left);
+    }
+}
+
+/// The rest of [`finish_switch_in`] after a direct switch from `left`.
+#[inline(never)]
+fn finish_direct(cpu: &PerCpu, left: *mut Context) {
+    cpu.handed_over
+        .store(core::ptr::null_mut(), Ordering::Relaxed);
+    // SAFETY: `left` switched to this thread directly, and its owner is kept alive in the
+    // `retiring` slot until here; its saved state is complete.
+    unsafe { (*left).on_cpu.store(false, Ordering::Release) };
+    // SAFETY: only this CPU touches its `retiring` slot, with interrupts off (the caller holds
+    // a `CpuGuard`).
+    drop(unsafe { (*cpu.retiring.get()).take() });
+}
+
+/// Saves the running thread's state before it switches away (depth, count, vector
+/// registers, why). Interrupts off.
+#[inline(always)]
+fn save_out(cpu: &PerCpu, ctx: &Context, why: Option<SwitchReason>) {
+    veridian_sync::lockdep::assert_no_locks_held();
+    ctx.irq_depth
+        .store(cpu.irq_depth.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+    ctx.preempt_count
+        .store(cpu.swap_preempt_count(0), Ordering::Relaxed);
+    if cpu.fpu_live.swap(false, Ordering::Relaxed) {
+        // SAFETY: this CPU runs the context, interrupts are off.
+        unsafe { ctx.fpu.save() };
+    }
+    match why {
+        None => ctx.exited.store(true, Ordering::Relaxed),
+        Some(why) => ctx
+            .blocked
+            .store(why == SwitchReason::Block, Ordering::Relaxed),
+    }
+}
+
+/// Switches from the running thread straight to `owner`'s context, which the caller claimed
+/// ([`Context::try_claim`]), without the scheduler context: the caller is left blocked (as
+/// after `switch_to_scheduler(Block)`; whoever wakes it runs it again) and `owner`'s thread
+/// resumes from its last switch. This CPU keeps `owner` alive until its thread switches back
+/// to the scheduler, whose `Context::run` hands it over. Returns when the caller runs again
+/// (possibly on another CPU); false, doing nothing, outside a thread (the claim is given up).
+/// Interrupts off (the caller holds a guard from before its wakers could see it).
+pub fn switch_direct(owner: Arc<dyn OwnsContext>) -> bool {
+    let irq = CpuGuard::enter();
+    let Some(cpu) = percpu::current() else {
+        owner.context().unclaim();
+        return false;
+    };
+    let Some(me) = running(cpu) else {
+        owner.context().unclaim();
+        return false;
+    };
+    save_out(cpu, me, Some(SwitchReason::Block));
+    let next: *const Context = owner.context();
+    // SAFETY: `next` is `owner`'s context, which the `direct` slot keeps alive from here on.
+    let next = unsafe { &*next };
+    // The caller's tables (if a user thread's) stay loaded lazily unless `next` loads its own.
+    tlb::set_lazy(cpu);
+    next.switch_in(cpu);
+    cpu.handed_over
+        .store(core::ptr::from_ref(me).cast_mut(), Ordering::Relaxed);
+    // SAFETY: only this CPU touches its `direct` and `retiring` slots, with interrupts off.
+    // The owner the slot held before (a thread switched to directly earlier, now `me`) is
+    // kept until `me`'s switch away is complete (`finish_switch_in` on the other side).
+    unsafe {
+        let previous = (*cpu.direct.get()).replace(owner);
+        *cpu.retiring.get() = previous;
+    }
+    // SAFETY: we hold `next.on_cpu` (the claim), so its saved stack pointer is final: a frame
+    // of its last switch out or its first entry; `me.rsp` is the running thread's save slot. Both
+    // stacks are valid; the owner of `next` is kept alive by this CPU's `direct` slot.
+    unsafe { switch_stacks(me.rsp.get(), *next.rsp.get()) };
+    finish_switch_in(me);
+    drop(irq);
+    true
+}
 /// The running thread's context (null outside a thread), with interrupts off.
 fn running(cpu: &PerCpu) -> Option<&Context> {
     let ctx = cpu.context.load(Ordering::Relaxed);
@@ -391,32 +541,14 @@ fn switch_out(why: Option<SwitchReason>) {
     // SAFETY: a non-null `context` is the context this CPU runs now, which is the caller's
     // own; `run` keeps it alive (it borrows it) until the switch below returns to it.
     let ctx = unsafe { &*ctx };
-    veridian_sync::lockdep::assert_no_locks_held();
-    ctx.irq_depth
-        .store(cpu.irq_depth.swap(0, Ordering::Relaxed), Ordering::Relaxed);
-    ctx.preempt_count
-        .store(cpu.swap_preempt_count(0), Ordering::Relaxed);
-    if cpu.fpu_live.swap(false, Ordering::Relaxed) {
-        // SAFETY: this CPU runs the context, interrupts are off.
-        unsafe { ctx.fpu.save() };
-    }
-    match why {
-        None => ctx.exited.store(true, Ordering::Relaxed),
-        Some(why) => ctx
-            .blocked
-            .store(why == SwitchReason::Block, Ordering::Relaxed),
-    }
+    save_out(cpu, ctx, why);
     let next = cpu.sched_rsp.load(Ordering::Relaxed);
     // SAFETY: `ctx.rsp` is the running thread's save slot (only this CPU touches it while it
     // holds `on_cpu`); `next` is this CPU's scheduler context, suspended in `Context::run`'s
     // switch, whose stack is valid. Everything this thread borrows stays valid while it is
     // suspended (its frames are not touched until it is resumed, or never, after an exit).
     unsafe { switch_stacks(ctx.rsp.get(), next) };
-    // Resumed, possibly on another CPU: bring the thread's depth and count there.
-    if let Some(cpu) = percpu::current() {
-        cpu.irq_depth
-            .store(ctx.irq_depth.load(Ordering::Relaxed), Ordering::Relaxed);
-        cpu.swap_preempt_count(ctx.preempt_count.load(Ordering::Relaxed));
-    }
+    // Resumed, possibly on another CPU, by its scheduler or by a direct switch.
+    finish_switch_in(ctx);
     drop(irq);
 }

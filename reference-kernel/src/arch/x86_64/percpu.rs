@@ -75,11 +75,18 @@ pub struct PerCpu {
     pub(super) current_tag: AtomicU64,
     /// Which user tables are loaded here, and shootdown requests (`tlb`).
     pub(super) tlb: super::tlb::CpuTlb,
+    /// The owner of the context running here after a direct switch (`context::switch_direct`),
+    /// until it switches back to the scheduler; only this CPU touches it, interrupts off.
+    pub(super) direct: UnsafeCell<Option<alloc::sync::Arc<dyn super::context::OwnsContext>>>,
+    /// The owner a later direct switch replaced, kept until that switch completed.
+    pub(super) retiring: UnsafeCell<Option<alloc::sync::Arc<dyn super::context::OwnsContext>>>,
+    /// The context a direct switch left, whose `on_cpu` the resumed thread releases.
+    pub(super) handed_over: AtomicPtr<super::context::Context>,
 }
 
-// SAFETY: every field other CPUs may read is atomic or immutable after `install`; `recovery`
-// is only touched by the CPU that owns the block (recover.rs, interrupts off), never through
-// another CPU's block.
+// SAFETY: every field other CPUs may read is atomic or immutable after `install`; `recovery`,
+// `direct` and `retiring` are only touched by the CPU that owns the block (interrupts off),
+// never through another CPU's block.
 unsafe impl Sync for PerCpu {}
 
 impl PerCpu {
@@ -105,6 +112,9 @@ impl PerCpu {
             tss: AtomicPtr::new(core::ptr::null_mut()),
             current_tag: AtomicU64::new(0),
             tlb: super::tlb::CpuTlb::new(),
+            direct: UnsafeCell::new(None),
+            retiring: UnsafeCell::new(None),
+            handed_over: AtomicPtr::new(core::ptr::null_mut()),
         }
     }
 
@@ -379,6 +389,16 @@ impl<T> CpuSlots<T> {
         result
     }
 
+    /// Points the guard's CPU slot at `value` (no reference count changes) inside an enclosing
+    /// [`CpuSlots::with`] frame, which puts its own value back when it ends: for a direct
+    /// switch to another thread, whose `Arc` the caller keeps alive until that frame ends (the
+    /// per-CPU `direct` slot does).
+    pub fn replace(&self, guard: &SchedGuard, value: &Arc<T>) {
+        if let Some(slot) = self.slots.get(guard.cpu) {
+            slot.store(Arc::as_ptr(value).cast_mut(), Ordering::Release);
+        }
+    }
+
     /// A new reference to what the guard's CPU slot holds.
     pub fn get(&self, guard: &SchedGuard) -> Option<Arc<T>> {
         let ptr = self.slots.get(guard.cpu)?.load(Ordering::Acquire);
@@ -386,7 +406,8 @@ impl<T> CpuSlots<T> {
             return None;
         }
         // SAFETY: a non-null entry points into an `Arc` that a `with` frame on this CPU borrows
-        // while it runs (or that an abandoned `with` frame leaked, so it is never freed). Only
+        // while it runs, or one `replace` put there that is kept alive until that frame ends
+        // (or that an abandoned `with` frame leaked, so it is never freed). Only
         // this CPU changes its slot, and the guard keeps interrupts off here, so that frame
         // cannot finish between the load and the increment.
         unsafe {
