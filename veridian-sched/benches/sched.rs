@@ -24,8 +24,12 @@
 //!     against it, kept as the deque most users have.
 //! - `context_switch/{veridian,corosensei}/1`: one resume of a green thread that immediately
 //!   suspends again, i.e. two switches per iteration (`Throughput::Elements(2)`: criterion's
-//!   elements/s is switches/s). `veridian` is `hosted::green` on `switch_stacks_fp` (saves
-//!   MXCSR and the x87 control word, as the ABI asks); `corosensei` is its default stack.
+//!   elements/s is switches/s). `veridian` is `hosted::green::GreenThread::new` on the inline
+//!   `switch_stacks` (rbx, rbp, resume address; the compiler saves what else is live), the same
+//!   capability as `corosensei` (its default stack), which carries no floating-point control
+//!   word either (Rust code never changes them, see `hosted::green`).
+//!   `veridian_fp_control` is `GreenThread::new_preserving_fp_control` (`switch_stacks_fp`:
+//!   also MXCSR and the x87 control word), a capability corosensei does not offer.
 //!
 //! The elements are `usize`s for both deques (ours stores words; crossbeam's stores `T` by
 //! value), so neither side allocates per element.
@@ -120,22 +124,31 @@ fn deque_steal(c: &mut Criterion) {
 
 fn context_switch(c: &mut Criterion) {
     use corosensei::{Coroutine, CoroutineResult};
-    use veridian_sched::hosted::green::{GreenThread, Resumed};
+    use veridian_sched::hosted::green::{GreenThread, Resumed, Yielder};
 
     let mut g = c.benchmark_group("context_switch");
     g.throughput(Throughput::Elements(2));
-    g.bench_function(BenchmarkId::new("veridian", 1), |b| {
-        let mut t = GreenThread::new(64 * 1024, |y, mut v| {
-            loop {
-                v = y.suspend(v);
-            }
-        })
-        .unwrap();
-        b.iter(|| match t.resume(black_box(1)) {
-            Ok(Resumed::Yielded(v)) => v,
-            other => panic!("unexpected {other:?}"),
+    type Make = fn(usize, fn(&Yielder, usize) -> usize) -> std::io::Result<GreenThread>;
+    let variants: [(&str, Make); 2] = [
+        ("veridian", |size, body| GreenThread::new(size, body)),
+        ("veridian_fp_control", |size, body| {
+            GreenThread::new_preserving_fp_control(size, body)
+        }),
+    ];
+    for (name, make) in variants {
+        g.bench_function(BenchmarkId::new(name, 1), |b| {
+            let mut t = make(64 * 1024, |y, mut v| {
+                loop {
+                    v = y.suspend(v);
+                }
+            })
+            .unwrap();
+            b.iter(|| match t.resume(black_box(1)) {
+                Ok(Resumed::Yielded(v)) => v,
+                other => panic!("unexpected {other:?}"),
+            });
         });
-    });
+    }
     g.bench_function(BenchmarkId::new("corosensei", 1), |b| {
         let mut co = Coroutine::new(|y, mut v: usize| {
             loop {

@@ -5,10 +5,21 @@
 //! [`GreenThread::new`] maps a [`Stack`] and prepares it with
 //! `prepare_stack`; [`GreenThread::resume`] switches to
 //! the thread, which runs until it calls [`Yielder::suspend`] or returns. A `usize` travels
-//! with every switch in each direction. The switch is
-//! `switch_stacks_fp`: ordinary compiled code runs on
-//! both sides, so the floating-point control words are part of what the ABI says a call
-//! preserves.
+//! with every switch in each direction. The switch is the inline `switch_stacks`: the
+//! compiler saves only the registers live at each switch, and no `ret` is mispredicted (see
+//! the `arch::x86_64` module docs).
+//!
+//! # Floating-point control words
+//! The System V ABI makes the MXCSR control bits and the x87 control word callee-saved, but
+//! Rust code never changes them: Rust assumes the default rounding mode, exception masks and
+//! denormal handling everywhere, and changing them (`_mm_setcsr`, or `asm!` that does not put
+//! them back) is undefined behaviour (see the `core::arch::x86_64::_mm_setcsr` docs). So a
+//! green thread running Rust code has nothing to preserve there, and [`GreenThread::new`]
+//! switches without touching them, as corosensei does. A thread that calls foreign code which
+//! changes them (C's `fesetround`, x87 precision control) and switches while they differ is
+//! made with [`GreenThread::new_preserving_fp_control`]: its switches use
+//! `switch_stacks_fp`, which carries both words with each side (about 35 ns more per round
+//! trip on the machine of `docs/benchmarks/sched.md`: `stmxcsr`/`fnstcw` are slow).
 //!
 //! # What it relies on
 //! Linux `mmap`/`mprotect`/`munmap` (through `libc`) for stacks, and the x86_64 routine.
@@ -33,7 +44,7 @@ use std::boxed::Box;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use crate::arch::x86_64::{prepare_stack, switch_stacks_fp};
+use crate::arch::x86_64::{prepare_stack, switch_stacks_fp_with, switch_stacks_with};
 
 /// A stack from `mmap`, with an inaccessible guard page below it.
 #[derive(Debug)]
@@ -139,10 +150,12 @@ struct Shared {
     caller_sp: usize,
     /// Stack pointer of the green thread, while it is suspended.
     green_sp: usize,
-    /// The value travelling with the current switch.
+    /// The value of the first resume (later values travel in a register with the switch).
     transfer: usize,
     started: bool,
     finished: bool,
+    /// Switch with `switch_stacks_fp` (see "Floating-point control words").
+    fp_control: bool,
     body: Option<Body>,
     panic: Option<Box<dyn Any + Send>>,
 }
@@ -177,15 +190,37 @@ pub struct Yielder {
 impl Yielder {
     /// Switches back to the caller of [`GreenThread::resume`], which returns
     /// [`Resumed::Yielded`]`(value)`; returns the value of the next `resume`.
+    #[inline]
     pub fn suspend(&self, value: usize) -> usize {
         let shared = self.shared;
         // SAFETY: `shared` is the live `Shared` of the green thread running this code (it is
         // freed only when the thread is finished or will never run again). The caller's stack
         // pointer was stored by the `resume` that switched to us and is resumed only here.
         unsafe {
-            (*shared).transfer = value;
-            switch_stacks_fp(&raw mut (*shared).green_sp, (*shared).caller_sp);
-            (*shared).transfer
+            switch(
+                (*shared).fp_control,
+                &raw mut (*shared).green_sp,
+                (*shared).caller_sp,
+                value,
+            )
+        }
+    }
+}
+
+/// The switch a green thread uses (chosen at creation, the same on both sides); `value` goes
+/// to the other side, which returns what the other side sends back.
+///
+/// # Safety
+/// As for `switch_stacks_with` (and `switch_stacks_fp_with` when `fp_control`, whose extra
+/// conditions always hold in a hosted process).
+#[inline(always)]
+unsafe fn switch(fp_control: bool, save: *mut usize, next: usize, value: usize) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if fp_control {
+            switch_stacks_fp_with(save, next, value)
+        } else {
+            switch_stacks_with(save, next, value)
         }
     }
 }
@@ -202,15 +237,21 @@ extern "C" fn green_entry(arg: usize) -> ! {
             shared,
             _not_send: PhantomData,
         };
+        let mut result = 0;
         if let Some(body) = body {
             match catch_unwind(AssertUnwindSafe(|| body(&yielder, input))) {
-                Ok(value) => (*shared).transfer = value,
+                Ok(value) => result = value,
                 Err(payload) => (*shared).panic = Some(payload),
             }
         }
         (*shared).finished = true;
         let mut dead_sp = 0usize;
-        switch_stacks_fp(&raw mut dead_sp, (*shared).caller_sp);
+        switch(
+            (*shared).fp_control,
+            &raw mut dead_sp,
+            (*shared).caller_sp,
+            result,
+        );
     }
     // A finished thread is never resumed (`resume` refuses), so control cannot come back.
     std::process::abort()
@@ -223,6 +264,21 @@ impl GreenThread {
         stack_size: usize,
         body: impl FnOnce(&Yielder, usize) -> usize + 'static,
     ) -> io::Result<Self> {
+        Self::with_switch(stack_size, false, Box::new(body))
+    }
+
+    /// As [`new`](Self::new), but every switch to and from the thread also carries MXCSR and
+    /// the x87 control word (see "Floating-point control words" in the module docs): for a
+    /// thread that calls foreign code which changes them. The thread starts with the words of
+    /// its first resumer.
+    pub fn new_preserving_fp_control(
+        stack_size: usize,
+        body: impl FnOnce(&Yielder, usize) -> usize + 'static,
+    ) -> io::Result<Self> {
+        Self::with_switch(stack_size, true, Box::new(body))
+    }
+
+    fn with_switch(stack_size: usize, fp_control: bool, body: Body) -> io::Result<Self> {
         let stack = Stack::new(stack_size)?;
         let shared = Box::into_raw(Box::new(Shared {
             caller_sp: 0,
@@ -230,7 +286,8 @@ impl GreenThread {
             transfer: 0,
             started: false,
             finished: false,
-            body: Some(Box::new(body)),
+            fp_control,
+            body: Some(body),
             panic: None,
         }));
         let usable = stack.usable();
@@ -260,6 +317,7 @@ impl GreenThread {
     /// Runs the thread until it suspends or finishes, handing it `value` (the closure's second
     /// argument on the first resume, the return value of `suspend` afterwards). A panic in the
     /// thread is resumed here.
+    #[inline]
     pub fn resume(&mut self, value: usize) -> Result<Resumed, AlreadyFinished> {
         let shared = self.shared;
         // SAFETY: `shared` is live (freed only in `drop`); the green thread is suspended (it
@@ -269,18 +327,25 @@ impl GreenThread {
             if (*shared).finished {
                 return Err(AlreadyFinished);
             }
-            (*shared).started = true;
-            (*shared).transfer = value;
-            switch_stacks_fp(&raw mut (*shared).caller_sp, (*shared).green_sp);
-            if let Some(payload) = (*shared).panic.take() {
-                resume_unwind(payload);
+            if !(*shared).started {
+                // The first switch to a new thread carries no value: `green_entry` reads it.
+                (*shared).started = true;
+                (*shared).transfer = value;
             }
-            let value = (*shared).transfer;
-            Ok(if (*shared).finished {
-                Resumed::Finished(value)
-            } else {
-                Resumed::Yielded(value)
-            })
+            let back = switch(
+                (*shared).fp_control,
+                &raw mut (*shared).caller_sp,
+                (*shared).green_sp,
+                value,
+            );
+            // `green_entry` sets `panic` only together with `finished`.
+            if (*shared).finished {
+                if let Some(payload) = (*shared).panic.take() {
+                    resume_unwind(payload);
+                }
+                return Ok(Resumed::Finished(back));
+            }
+            Ok(Resumed::Yielded(back))
         }
     }
 
