@@ -36,7 +36,7 @@
 
 use std::hint::black_box;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Bencher, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use veridian_sched::deque;
 
 /// Elements kept in a deque while measuring.
@@ -124,31 +124,32 @@ fn deque_steal(c: &mut Criterion) {
 
 fn context_switch(c: &mut Criterion) {
     use corosensei::{Coroutine, CoroutineResult};
-    use veridian_sched::hosted::green::{GreenThread, Resumed, Yielder};
+    use veridian_sched::hosted::green::{GreenThread, Resumed};
 
     let mut g = c.benchmark_group("context_switch");
     g.throughput(Throughput::Elements(2));
-    type Make = fn(usize, fn(&Yielder, usize) -> usize) -> std::io::Result<GreenThread>;
-    let variants: [(&str, Make); 2] = [
-        ("veridian", |size, body| GreenThread::new(size, body)),
-        ("veridian_fp_control", |size, body| {
-            GreenThread::new_preserving_fp_control(size, body)
-        }),
-    ];
-    for (name, make) in variants {
-        g.bench_function(BenchmarkId::new(name, 1), |b| {
-            let mut t = make(64 * 1024, |y, mut v| {
-                loop {
-                    v = y.suspend(v);
-                }
-            })
-            .unwrap();
-            b.iter(|| match t.resume(black_box(1)) {
-                Ok(Resumed::Yielded(v)) => v,
-                other => panic!("unexpected {other:?}"),
-            });
+    fn bench_green<const FP: bool>(b: &mut Bencher<'_>, mut t: GreenThread<FP>) {
+        b.iter(|| match t.resume(black_box(1)) {
+            Ok(Resumed::Yielded(v)) => v,
+            other => panic!("unexpected {other:?}"),
         });
     }
+    g.bench_function(BenchmarkId::new("veridian", 1), |b| {
+        let t = GreenThread::new(64 * 1024, |y, mut v| {
+            loop {
+                v = y.suspend(v);
+            }
+        });
+        bench_green(b, t.unwrap());
+    });
+    g.bench_function(BenchmarkId::new("veridian_fp_control", 1), |b| {
+        let t = GreenThread::new_preserving_fp_control(64 * 1024, |y, mut v| {
+            loop {
+                v = y.suspend(v);
+            }
+        });
+        bench_green(b, t.unwrap());
+    });
     g.bench_function(BenchmarkId::new("corosensei", 1), |b| {
         let mut co = Coroutine::new(|y, mut v: usize| {
             loop {

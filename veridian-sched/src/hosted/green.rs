@@ -17,8 +17,9 @@
 //! green thread running Rust code has nothing to preserve there, and [`GreenThread::new`]
 //! switches without touching them, as corosensei does. A thread that calls foreign code which
 //! changes them (C's `fesetround`, x87 precision control) and switches while they differ is
-//! made with [`GreenThread::new_preserving_fp_control`]: its switches use
-//! `switch_stacks_fp`, which carries both words with each side (about 35 ns more per round
+//! made with [`GreenThread::new_preserving_fp_control`] (a `GreenThread<true>`, whose closure
+//! gets a `Yielder<true>`: the choice is part of the type, so no switch tests a flag): its
+//! switches use `switch_stacks_fp`, which carries both words with each side (about 35 ns more per round
 //! trip on the machine of `docs/benchmarks/sched.md`: `stmxcsr`/`fnstcw` are slow).
 //!
 //! # What it relies on
@@ -142,10 +143,10 @@ impl core::fmt::Display for AlreadyFinished {
 
 impl std::error::Error for AlreadyFinished {}
 
-type Body = Box<dyn FnOnce(&Yielder, usize) -> usize>;
+type Body<const FP: bool> = Box<dyn FnOnce(&Yielder<FP>, usize) -> usize>;
 
 /// State shared by the two sides of a green thread; only ever accessed through a raw pointer.
-struct Shared {
+struct Shared<const FP: bool> {
     /// Stack pointer of the side that called `resume`, while the green thread runs.
     caller_sp: usize,
     /// Stack pointer of the green thread, while it is suspended.
@@ -154,9 +155,7 @@ struct Shared {
     transfer: usize,
     started: bool,
     finished: bool,
-    /// Switch with `switch_stacks_fp` (see "Floating-point control words").
-    fp_control: bool,
-    body: Option<Body>,
+    body: Option<Body<FP>>,
     panic: Option<Box<dyn Any + Send>>,
 }
 
@@ -174,20 +173,20 @@ struct Shared {
 /// assert_eq!(t.resume(5).unwrap(), Resumed::Finished(50));
 /// assert!(t.resume(0).is_err());
 /// ```
-pub struct GreenThread {
-    shared: *mut Shared,
+pub struct GreenThread<const FP_CONTROL: bool = false> {
+    shared: *mut Shared<FP_CONTROL>,
     /// `None` once leaked (dropped while suspended).
     stack: Option<Stack>,
     _not_send: PhantomData<*mut ()>,
 }
 
 /// The green thread's handle for giving control back; passed to its closure.
-pub struct Yielder {
-    shared: *mut Shared,
+pub struct Yielder<const FP_CONTROL: bool = false> {
+    shared: *mut Shared<FP_CONTROL>,
     _not_send: PhantomData<Cell<()>>,
 }
 
-impl Yielder {
+impl<const FP_CONTROL: bool> Yielder<FP_CONTROL> {
     /// Switches back to the caller of [`GreenThread::resume`], which returns
     /// [`Resumed::Yielded`]`(value)`; returns the value of the next `resume`.
     #[inline]
@@ -196,14 +195,7 @@ impl Yielder {
         // SAFETY: `shared` is the live `Shared` of the green thread running this code (it is
         // freed only when the thread is finished or will never run again). The caller's stack
         // pointer was stored by the `resume` that switched to us and is resumed only here.
-        unsafe {
-            switch(
-                (*shared).fp_control,
-                &raw mut (*shared).green_sp,
-                (*shared).caller_sp,
-                value,
-            )
-        }
+        unsafe { switch::<FP_CONTROL>(&raw mut (*shared).green_sp, (*shared).caller_sp, value) }
     }
 }
 
@@ -211,13 +203,13 @@ impl Yielder {
 /// to the other side, which returns what the other side sends back.
 ///
 /// # Safety
-/// As for `switch_stacks_with` (and `switch_stacks_fp_with` when `fp_control`, whose extra
+/// As for `switch_stacks_with` (and `switch_stacks_fp_with` with `FP_CONTROL`, whose extra
 /// conditions always hold in a hosted process).
 #[inline(always)]
-unsafe fn switch(fp_control: bool, save: *mut usize, next: usize, value: usize) -> usize {
+unsafe fn switch<const FP_CONTROL: bool>(save: *mut usize, next: usize, value: usize) -> usize {
     // SAFETY: the caller's contract.
     unsafe {
-        if fp_control {
+        if FP_CONTROL {
             switch_stacks_fp_with(save, next, value)
         } else {
             switch_stacks_with(save, next, value)
@@ -226,8 +218,8 @@ unsafe fn switch(fp_control: bool, save: *mut usize, next: usize, value: usize) 
 }
 
 /// First function on a new green thread's stack.
-extern "C" fn green_entry(arg: usize) -> ! {
-    let shared = arg as *mut Shared;
+extern "C" fn green_entry<const FP_CONTROL: bool>(arg: usize) -> ! {
+    let shared = arg as *mut Shared<FP_CONTROL>;
     // SAFETY: `arg` is the `Shared` pointer given to `prepare_stack`, live while the thread
     // runs; `resume` stored the caller's stack pointer before switching here.
     unsafe {
@@ -246,12 +238,7 @@ extern "C" fn green_entry(arg: usize) -> ! {
         }
         (*shared).finished = true;
         let mut dead_sp = 0usize;
-        switch(
-            (*shared).fp_control,
-            &raw mut dead_sp,
-            (*shared).caller_sp,
-            result,
-        );
+        switch::<FP_CONTROL>(&raw mut dead_sp, (*shared).caller_sp, result);
     }
     // A finished thread is never resumed (`resume` refuses), so control cannot come back.
     std::process::abort()
@@ -264,21 +251,25 @@ impl GreenThread {
         stack_size: usize,
         body: impl FnOnce(&Yielder, usize) -> usize + 'static,
     ) -> io::Result<Self> {
-        Self::with_switch(stack_size, false, Box::new(body))
+        Self::with_body(stack_size, Box::new(body))
     }
+}
 
+impl GreenThread<true> {
     /// As [`new`](Self::new), but every switch to and from the thread also carries MXCSR and
     /// the x87 control word (see "Floating-point control words" in the module docs): for a
     /// thread that calls foreign code which changes them. The thread starts with the words of
     /// its first resumer.
     pub fn new_preserving_fp_control(
         stack_size: usize,
-        body: impl FnOnce(&Yielder, usize) -> usize + 'static,
+        body: impl FnOnce(&Yielder<true>, usize) -> usize + 'static,
     ) -> io::Result<Self> {
-        Self::with_switch(stack_size, true, Box::new(body))
+        Self::with_body(stack_size, Box::new(body))
     }
+}
 
-    fn with_switch(stack_size: usize, fp_control: bool, body: Body) -> io::Result<Self> {
+impl<const FP_CONTROL: bool> GreenThread<FP_CONTROL> {
+    fn with_body(stack_size: usize, body: Body<FP_CONTROL>) -> io::Result<Self> {
         let stack = Stack::new(stack_size)?;
         let shared = Box::into_raw(Box::new(Shared {
             caller_sp: 0,
@@ -286,7 +277,6 @@ impl GreenThread {
             transfer: 0,
             started: false,
             finished: false,
-            fp_control,
             body: Some(body),
             panic: None,
         }));
@@ -296,7 +286,7 @@ impl GreenThread {
             prepare_stack(
                 usable.start as *mut u8,
                 usable.end as *mut u8,
-                green_entry,
+                green_entry::<FP_CONTROL>,
                 shared as usize,
             )
         };
@@ -332,12 +322,8 @@ impl GreenThread {
                 (*shared).started = true;
                 (*shared).transfer = value;
             }
-            let back = switch(
-                (*shared).fp_control,
-                &raw mut (*shared).caller_sp,
-                (*shared).green_sp,
-                value,
-            );
+            let back =
+                switch::<FP_CONTROL>(&raw mut (*shared).caller_sp, (*shared).green_sp, value);
             // `green_entry` sets `panic` only together with `finished`.
             if (*shared).finished {
                 if let Some(payload) = (*shared).panic.take() {
@@ -361,7 +347,7 @@ impl GreenThread {
     }
 }
 
-impl Drop for GreenThread {
+impl<const FP_CONTROL: bool> Drop for GreenThread<FP_CONTROL> {
     fn drop(&mut self) {
         // SAFETY: the thread is not running (it runs only inside `resume`), so nothing else
         // touches `shared`; it came from `Box::into_raw` and is freed only here. The green
@@ -375,7 +361,7 @@ impl Drop for GreenThread {
     }
 }
 
-impl core::fmt::Debug for GreenThread {
+impl<const FP_CONTROL: bool> core::fmt::Debug for GreenThread<FP_CONTROL> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("GreenThread")
             .field("finished", &self.is_finished())
