@@ -145,16 +145,20 @@ impl std::error::Error for AlreadyFinished {}
 
 type Body<const FP: bool> = Box<dyn FnOnce(&Yielder<FP>, usize) -> usize>;
 
+/// `Shared::green_sp` of a finished thread (no stack pointer is 0): one load tells `resume`
+/// both where to switch and whether it may.
+const FINISHED: usize = 0;
+
 /// State shared by the two sides of a green thread; only ever accessed through a raw pointer.
 struct Shared<const FP: bool> {
     /// Stack pointer of the side that called `resume`, while the green thread runs.
     caller_sp: usize,
-    /// Stack pointer of the green thread, while it is suspended.
+    /// Stack pointer of the green thread while it is suspended; [`FINISHED`] once its closure
+    /// returned (or panicked).
     green_sp: usize,
     /// The value of the first resume (later values travel in a register with the switch).
     transfer: usize,
     started: bool,
-    finished: bool,
     body: Option<Body<FP>>,
     panic: Option<Box<dyn Any + Send>>,
 }
@@ -236,7 +240,7 @@ extern "C" fn green_entry<const FP_CONTROL: bool>(arg: usize) -> ! {
                 Err(payload) => (*shared).panic = Some(payload),
             }
         }
-        (*shared).finished = true;
+        (*shared).green_sp = FINISHED;
         let mut dead_sp = 0usize;
         switch::<FP_CONTROL>(&raw mut dead_sp, (*shared).caller_sp, result);
     }
@@ -276,7 +280,6 @@ impl<const FP_CONTROL: bool> GreenThread<FP_CONTROL> {
             green_sp: 0,
             transfer: 0,
             started: false,
-            finished: false,
             body: Some(body),
             panic: None,
         }));
@@ -314,18 +317,17 @@ impl<const FP_CONTROL: bool> GreenThread<FP_CONTROL> {
         // runs only inside this call), so its stack pointer is valid to switch to, and our
         // frame stays valid until it switches back.
         unsafe {
-            if (*shared).finished {
+            let next = (*shared).green_sp;
+            if next == FINISHED {
                 return Err(AlreadyFinished);
             }
-            if !(*shared).started {
-                // The first switch to a new thread carries no value: `green_entry` reads it.
-                (*shared).started = true;
-                (*shared).transfer = value;
-            }
-            let back =
-                switch::<FP_CONTROL>(&raw mut (*shared).caller_sp, (*shared).green_sp, value);
-            // `green_entry` sets `panic` only together with `finished`.
-            if (*shared).finished {
+            // Two plain stores rather than a test: the first switch to a new thread carries no
+            // value (`green_entry` reads `transfer`), and `Drop` needs `started`.
+            (*shared).started = true;
+            (*shared).transfer = value;
+            let back = switch::<FP_CONTROL>(&raw mut (*shared).caller_sp, next, value);
+            // `green_entry` sets `panic` only before it marks the thread finished.
+            if (*shared).green_sp == FINISHED {
                 if let Some(payload) = (*shared).panic.take() {
                     resume_unwind(payload);
                 }
@@ -338,7 +340,7 @@ impl<const FP_CONTROL: bool> GreenThread<FP_CONTROL> {
     /// Whether the thread's closure has returned (or panicked).
     pub fn is_finished(&self) -> bool {
         // SAFETY: `shared` is live until drop and not being written (the thread is not running).
-        unsafe { (*self.shared).finished }
+        unsafe { (*self.shared).green_sp == FINISHED }
     }
 
     /// The thread's stack.
@@ -353,7 +355,7 @@ impl<const FP_CONTROL: bool> Drop for GreenThread<FP_CONTROL> {
         // touches `shared`; it came from `Box::into_raw` and is freed only here. The green
         // stack may still hold a `Yielder` pointing at it, but that code never runs again.
         let shared = unsafe { Box::from_raw(self.shared) };
-        if shared.started && !shared.finished {
+        if shared.started && shared.green_sp != FINISHED {
             // Suspended mid-way: leak the stack (see the module docs).
             core::mem::forget(self.stack.take());
         }
