@@ -422,7 +422,7 @@ const FREE_MAX: usize = 2 * RETIRE_BATCH;
 /// A popped node may still be read by threads that loaded it as the head before the pop
 /// unlinked it (they were pinned), so it can be reused only after they all unpinned, which is
 /// what the epoch scheme tracks. The handle collects popped nodes in a batch of
-/// [`RETIRE_BATCH`]; a full batch is handed to the collector as *one* deferred function, which
+/// 128 (`RETIRE_BATCH`); a full batch is handed to the collector as *one* deferred function, which
 /// only sets the batch's `ready` flag, and the bag is flushed so the collector sees it without
 /// waiting for 63 more deferrals. Once the flag is set (some later pin, on any thread, collected
 /// it), every thread that could have seen one of the batch's nodes has unpinned, and the nodes
