@@ -406,8 +406,9 @@ impl<T> Drop for Chain<T> {
 /// Nodes a [`StackHandle`] retires together: one epoch deferral per batch instead of one per
 /// node. Each batch also flushes the thread's deferral bag to the collector (sealing a bag
 /// moves its 2 KiB), so the batch is large enough to make that about a nanosecond per pop,
-/// while the nodes held back (not yet in flight) stay at most 128 (3 KiB of `u64` nodes).
-const RETIRE_BATCH: usize = 128;
+/// while the nodes held back (not yet in flight) stay at most 128 (3 KiB of `u64` nodes). Under
+/// loom a batch is one node, so the models reach recycling within a few operations.
+const RETIRE_BATCH: usize = if cfg!(loom) { 1 } else { 128 };
 
 /// Reusable nodes a [`StackHandle`] keeps; nodes that become reusable beyond this are freed.
 /// Bounds the memory a thread that pops much more than it pushes holds on to (the nodes of a
