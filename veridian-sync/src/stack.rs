@@ -431,9 +431,9 @@ const FREE_MAX: usize = 2 * RETIRE_BATCH;
 /// allocator. This is the epoch rule the plain [`TreiberStack::pop`] follows, applied per batch:
 /// its per-node deferral and the allocator's free and malloc are what the recycling removes.
 ///
-/// A handle is for one thread (it is `Send`, not `Sync`: move it, do not share it). Dropping it
-/// frees the nodes it holds; nodes still waiting for the epoch are handed to the collector to
-/// free.
+/// A handle is for the thread that made it (neither `Send` nor `Sync`, like the crossbeam-epoch
+/// `LocalHandle` inside it). Dropping it frees the nodes it holds; nodes still waiting for the
+/// epoch are handed to the collector to free.
 ///
 /// ```
 /// use veridian_sync::stack::TreiberStack;
@@ -457,12 +457,6 @@ pub struct StackHandle<'s, T> {
     /// sets.
     in_flight: VecDeque<(Arc<AtomicBool>, Vec<*mut Node<T>>)>,
 }
-
-// SAFETY: the handle owns the nodes in its lists (their values were moved out, so no `T` lives
-// in them) and a `LocalHandle`, which crossbeam-epoch lets move between threads while not
-// pinned (it is only pinned inside `push`/`pop`). Values move in and out as with the stack
-// itself, so `T: Send` is enough.
-unsafe impl<T: Send> Send for StackHandle<'_, T> {}
 
 impl<T> StackHandle<'_, T> {
     /// Pushes `value` on top of the stack, in a recycled node when one is ready.
