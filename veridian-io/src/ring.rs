@@ -416,8 +416,31 @@ impl<T> Consumer<T> {
     }
 
     /// Removes the oldest entry, or returns `None` when the ring is empty.
+    ///
+    /// Entries larger than two words are moved out by an out-of-line function that writes the
+    /// `Option<T>` straight into the caller's return slot. Inlined, LLVM copies a large entry
+    /// into the `Option` in pieces split around its discriminant (for `Sqe`, the opcode byte is
+    /// the niche), with overlapping stores that a later load of the whole value cannot be
+    /// forwarded from: a stall of about ten cycles per pop when the caller keeps the entry in
+    /// memory (`ring_nop` in `docs/benchmarks/io.md`). Small entries stay inlined.
     #[inline]
     pub fn pop(&mut self) -> Option<T> {
+        if size_of::<T>() > 2 * size_of::<usize>() {
+            self.pop_outlined()
+        } else {
+            self.pop_inline()
+        }
+    }
+
+    /// [`pop`](Self::pop) for large entries (see there).
+    #[inline(never)]
+    fn pop_outlined(&mut self) -> Option<T> {
+        self.pop_inline()
+    }
+
+    /// The body of [`pop`](Self::pop).
+    #[inline(always)]
+    fn pop_inline(&mut self) -> Option<T> {
         if self.available(1) == 0 {
             return None;
         }

@@ -4,8 +4,9 @@
 //!   pseudo-random log-uniform sequence (1 ns .. ~1 s), ours vs `hdrhistogram` with 2
 //!   significant digits (1 % error, ours is 1.56 %), bounds 1..2^40, `saturating_record` (no
 //!   `Result` on the path, like ours).
-//! - `clock_read/{veridian_tsc,std_instant}/1`: our serialised start read (`lfence; rdtsc`)
-//!   vs `std::time::Instant::now()` (vDSO `clock_gettime(CLOCK_MONOTONIC)`).
+//! - `clock_read/{veridian_tsc,veridian_rdtsc_unordered,std_instant}/1`: our serialised start
+//!   read (`lfence; rdtsc`), a bare `rdtsc` (the floor of any TSC read), and
+//!   `std::time::Instant::now()` (vDSO `clock_gettime(CLOCK_MONOTONIC)`, an `rdtscp` inside).
 //! - `counter_read/{veridian,perf_event2}/1`: one read of an enabled task-clock software
 //!   counter, our `PerfGroup::read` vs `perf_event::Counter::read` from `perf-event2`.
 
@@ -60,6 +61,12 @@ fn clock_read(c: &mut Criterion) {
     let mut g = c.benchmark_group("clock_read");
     g.bench_function(BenchmarkId::new("veridian_tsc", 1), |b| {
         b.iter(|| black_box(Tsc.start()))
+    });
+    // The floor of any TSC-based clock: one bare `rdtsc` (no fence). `Instant::now` cannot be
+    // beaten by more than this read allows (its vDSO path is one `rdtscp` plus ~85 ordinary
+    // instructions, see docs/benchmarks/perf.md).
+    g.bench_function(BenchmarkId::new("veridian_rdtsc_unordered", 1), |b| {
+        b.iter(|| black_box(veridian_perf::arch::rdtsc()))
     });
     g.bench_function(BenchmarkId::new("std_instant", 1), |b| {
         b.iter(|| black_box(Instant::now()))

@@ -24,15 +24,19 @@
 //!     against it, kept as the deque most users have.
 //! - `context_switch/{veridian,corosensei}/1`: one resume of a green thread that immediately
 //!   suspends again, i.e. two switches per iteration (`Throughput::Elements(2)`: criterion's
-//!   elements/s is switches/s). `veridian` is `hosted::green` on `switch_stacks_fp` (saves
-//!   MXCSR and the x87 control word, as the ABI asks); `corosensei` is its default stack.
+//!   elements/s is switches/s). `veridian` is `hosted::green::GreenThread::new` on the inline
+//!   `switch_stacks` (rbx, rbp, resume address; the compiler saves what else is live), the same
+//!   capability as `corosensei` (its default stack), which carries no floating-point control
+//!   word either (Rust code never changes them, see `hosted::green`).
+//!   `veridian_fp_control` is `GreenThread::new_preserving_fp_control` (`switch_stacks_fp`:
+//!   also MXCSR and the x87 control word), a capability corosensei does not offer.
 //!
 //! The elements are `usize`s for both deques (ours stores words; crossbeam's stores `T` by
 //! value), so neither side allocates per element.
 
 use std::hint::black_box;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Bencher, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use veridian_sched::deque;
 
 /// Elements kept in a deque while measuring.
@@ -124,17 +128,27 @@ fn context_switch(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("context_switch");
     g.throughput(Throughput::Elements(2));
-    g.bench_function(BenchmarkId::new("veridian", 1), |b| {
-        let mut t = GreenThread::new(64 * 1024, |y, mut v| {
-            loop {
-                v = y.suspend(v);
-            }
-        })
-        .unwrap();
+    fn bench_green<const FP: bool>(b: &mut Bencher<'_>, mut t: GreenThread<FP>) {
         b.iter(|| match t.resume(black_box(1)) {
             Ok(Resumed::Yielded(v)) => v,
             other => panic!("unexpected {other:?}"),
         });
+    }
+    g.bench_function(BenchmarkId::new("veridian", 1), |b| {
+        let t = GreenThread::new(64 * 1024, |y, mut v| {
+            loop {
+                v = y.suspend(v);
+            }
+        });
+        bench_green(b, t.unwrap());
+    });
+    g.bench_function(BenchmarkId::new("veridian_fp_control", 1), |b| {
+        let t = GreenThread::new_preserving_fp_control(64 * 1024, |y, mut v| {
+            loop {
+                v = y.suspend(v);
+            }
+        });
+        bench_green(b, t.unwrap());
     });
     g.bench_function(BenchmarkId::new("corosensei", 1), |b| {
         let mut co = Coroutine::new(|y, mut v: usize| {

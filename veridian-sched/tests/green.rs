@@ -74,7 +74,7 @@ fn fp_values_and_mxcsr_control_preserved() {
         unsafe { std::arch::asm!("ldmxcsr [{}]", in(reg) &raw const m, options(nostack)) };
     }
     let before = mxcsr();
-    let mut t = GreenThread::new(64 * 1024, move |y, _| {
+    let mut t = GreenThread::new_preserving_fp_control(64 * 1024, move |y, _| {
         let x = black_box(1.5f64);
         set_mxcsr((mxcsr() & !_MM_ROUND_MASK) | _MM_ROUND_TOWARD_ZERO);
         y.suspend(0);
@@ -89,6 +89,40 @@ fn fp_values_and_mxcsr_control_preserved() {
     assert_eq!(t.resume(0).unwrap(), Resumed::Yielded(0));
     assert_eq!(mxcsr(), before, "the green thread's rounding mode leaked");
     assert_eq!(z * 2.0, 4.5);
+    assert_eq!(t.resume(0).unwrap(), Resumed::Finished(1));
+}
+
+/// The x87 control word travels with each green thread as MXCSR does (the `fldcw` path of
+/// `switch_stacks_fp`), and a new thread starts with its first resumer's.
+#[test]
+fn x87_control_word_preserved() {
+    fn fcw() -> u16 {
+        let mut w = 0u16;
+        // SAFETY: `fnstcw` writes 2 bytes to our local.
+        unsafe { std::arch::asm!("fnstcw [{}]", in(reg) &raw mut w, options(nostack)) };
+        w
+    }
+    fn set_fcw(w: u16) {
+        // SAFETY: loading a valid control word (one we read, precision bits changed).
+        unsafe { std::arch::asm!("fldcw [{}]", in(reg) &raw const w, options(nostack)) };
+    }
+    let before = fcw();
+    let single = before & !0x0300; // precision control = 24-bit
+    let mut t = GreenThread::new_preserving_fp_control(64 * 1024, move |y, _| {
+        assert_eq!(
+            fcw(),
+            before,
+            "a new thread inherits its resumer's control word"
+        );
+        set_fcw(single);
+        y.suspend(0);
+        assert_eq!(fcw(), single, "our own control word came back with us");
+        set_fcw(before);
+        1
+    })
+    .unwrap();
+    assert_eq!(t.resume(0).unwrap(), Resumed::Yielded(0));
+    assert_eq!(fcw(), before, "the green thread's control word leaked");
     assert_eq!(t.resume(0).unwrap(), Resumed::Finished(1));
 }
 
@@ -208,7 +242,7 @@ fn kernel_switch_routine_directly() {
     let small = unsafe {
         prepare_stack(
             usable.start as *mut u8,
-            (usable.start + 32) as *mut u8,
+            (usable.start + 16) as *mut u8,
             kernel_style_thread,
             0,
         )

@@ -6,8 +6,10 @@
 //!
 //! - `stack_push_pop/<impl>/{1,2}`: one push and one pop per iteration and thread, every side
 //!   paying its per-operation synchronisation for each of the two operations:
-//!   - `veridian`: the Treiber stack with `push_with`/`pop_with`, i.e. one epoch pin (and unpin)
-//!     of the thread's `LocalHandle` per operation, two per pair;
+//!   - `veridian`: the Treiber stack through a `StackHandle` (`push`/`pop`), i.e. one epoch pin
+//!     (and unpin) per operation, two per pair, with nodes recycled through the epoch in batches;
+//!   - `veridian_no_recycling`: `push_with`/`pop_with`, the same pins, but a `Box` per push and
+//!     one epoch deferral (then a free) per pop;
 //!   - `crossbeam_segqueue`: `SegQueue::push` then `pop` (lock-free, no pinning; it is a FIFO,
 //!     kept as the lock-free peer);
 //!   - `std_mutex_vec`: a LIFO `Mutex<Vec<u64>>`, locked once for the push and once for the pop.
@@ -185,13 +187,27 @@ fn stack_push_pop(c: &mut Criterion) {
     let mut g = c.benchmark_group("stack_push_pop");
     g.sampling_mode(SamplingMode::Flat);
     for threads in [1, 2] {
-        // One pin per operation (`push_with`/`pop_with` pin and unpin around each), as a
+        // One pin per operation (`StackHandle::push`/`pop` pin and unpin around each), as a
         // caller that does one operation at a time pays: two pins per pair, like the two lock
-        // acquisitions of `std_mutex_vec`.
+        // acquisitions of `std_mutex_vec`. The handle recycles nodes through the epoch.
         let stack = CachePadded::new(TreiberStack::<u64>::new());
         bench_ops(
             &mut g,
             "veridian",
+            threads,
+            || stack.handle(),
+            |handle, i| {
+                handle.push(i);
+                black_box(handle.pop());
+            },
+        );
+
+        // The same without recycling: `push_with`/`pop_with`, a `Box` per push and one epoch
+        // deferral per pop.
+        let stack = CachePadded::new(TreiberStack::<u64>::new());
+        bench_ops(
+            &mut g,
+            "veridian_no_recycling",
             threads,
             || stack.register(),
             |handle, i| {

@@ -260,3 +260,52 @@ fn two_poppers_one_pusher() {
         assert_eq!(drops.count(), 3);
     });
 }
+
+/// `StackHandle` (node recycling; a retire batch is one node under loom): a thread pushes, pops
+/// and pushes again through its handle, so its second push may reuse the node it popped, while
+/// the main thread pops and pushes through its own handle. Every value is seen exactly once and
+/// dropped exactly once; loom checks the reused node's cells are written only after every read
+/// of its previous life (with `crossbeam_loom`, where batches become ready mid-model).
+#[test]
+fn handles_recycle_nodes() {
+    model(|main_yields| {
+        let drops = Drops::default();
+        let stack = Arc::new(TreiberStack::new());
+        let deferred = defer_reclamation_to_end(&stack);
+        let worker = {
+            let stack = Arc::clone(&stack);
+            let drops = drops.clone();
+            thread::spawn(move || {
+                let mut handle = stack.handle();
+                let mut seen = Vec::new();
+                handle.push(drops.value(0));
+                if let Some(v) = handle.pop() {
+                    seen.push(*v.0);
+                }
+                handle.push(drops.value(1));
+                seen
+            })
+        };
+        maybe_yield(main_yields);
+        let mut seen = Vec::new();
+        {
+            let mut handle = stack.handle();
+            if let Some(v) = handle.pop() {
+                seen.push(*v.0);
+            }
+            handle.push(drops.value(2));
+        }
+        seen.extend(worker.join().unwrap());
+        {
+            let mut handle = stack.handle();
+            while let Some(v) = handle.pop() {
+                seen.push(*v.0);
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1, 2]);
+        drop(deferred);
+        drop(stack);
+        assert_eq!(drops.count(), 3);
+    });
+}

@@ -307,3 +307,116 @@ fn concurrent_drops_exactly_once() {
         "a value was dropped twice or never"
     );
 }
+
+/// `StackHandle` (node recycling): a long single-thread run pushes and pops through many retire
+/// batches, mixed with the guard API on the same stack; the order is a stack's, and nodes come
+/// back for reuse (values stay intact across reuse).
+#[test]
+fn handle_matches_vec_model_across_recycling() {
+    let stack = TreiberStack::new();
+    let mut handle = stack.handle();
+    let plain = stack.register();
+    let mut model = Vec::new();
+    let rounds = if cfg!(miri) { 300 } else { 20_000 };
+    for i in 0..rounds {
+        // Grow and shrink the stack in waves so both the free list and fresh nodes are used.
+        let wave = (i / 50) % 3;
+        if wave == 0 || (wave == 1 && i % 2 == 0) {
+            handle.push(i);
+            model.push(i);
+        } else if i % 5 == 0 {
+            stack.push_with(i, &plain);
+            model.push(i);
+        } else {
+            assert_eq!(handle.pop(), model.pop());
+        }
+        if i % 64 == 0 {
+            // Let the collector run the batch deferrals.
+            plain.pin().flush();
+        }
+    }
+    while let Some(v) = model.pop() {
+        assert_eq!(stack.pop_with(&plain), Some(v));
+    }
+    assert_eq!(handle.pop(), None);
+}
+
+/// Values pushed and popped through handles on several threads are all seen exactly once, and
+/// every value is dropped exactly once (popped, left in the stack, or after recycling).
+#[test]
+fn handles_concurrent_exactly_once_and_drops() {
+    let per_thread = if cfg!(miri) { 40 } else { PER_THREAD / 4 };
+    let log = Arc::new(DropLog::default());
+    let stack = Arc::new(TreiberStack::new());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let stack = Arc::clone(&stack);
+            let log = Arc::clone(&log);
+            let seen = Arc::clone(&seen);
+            thread::spawn(move || {
+                let mut handle = stack.handle();
+                let mut popped = Vec::new();
+                for i in 0..per_thread {
+                    handle.push(log.track(t * per_thread + i));
+                    // Odd threads pop twice per push (they drain what even threads leave).
+                    for _ in 0..1 + t % 2 {
+                        if let Some(v) = handle.pop() {
+                            popped.push(v.id);
+                        }
+                    }
+                }
+                seen.lock().unwrap().extend(popped);
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let mut seen = std::mem::take(&mut *seen.lock().unwrap());
+    {
+        let mut handle = stack.handle();
+        while let Some(v) = handle.pop() {
+            seen.push(v.id);
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen.len(), THREADS * per_thread);
+    assert!(
+        seen.iter().enumerate().all(|(i, &v)| i == v),
+        "lost or duplicated values"
+    );
+    drop(stack);
+    let counts = log.counts();
+    assert!(
+        counts.iter().all(|&c| c == 1),
+        "a value was dropped twice or never"
+    );
+}
+
+/// A handle dropped with nodes in every state (free, retiring, in flight) and values left in the
+/// stack: the stack still drops each remaining value once.
+#[test]
+fn handle_dropped_mid_way() {
+    let log = Arc::new(DropLog::default());
+    let stack = TreiberStack::new();
+    let n = 200;
+    {
+        let mut handle = stack.handle();
+        for i in 0..n {
+            handle.push(log.track(i));
+        }
+        for _ in 0..n / 2 {
+            drop(handle.pop());
+        }
+        stack.register().pin().flush();
+        for _ in 0..n / 4 {
+            let t = handle.pop().unwrap();
+            handle.push(t);
+        }
+    }
+    drop(stack);
+    let counts = log.counts();
+    assert_eq!(counts.len(), n);
+    assert!(counts.iter().all(|&c| c == 1), "drop counts: {counts:?}");
+}

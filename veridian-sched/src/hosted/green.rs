@@ -5,10 +5,22 @@
 //! [`GreenThread::new`] maps a [`Stack`] and prepares it with
 //! `prepare_stack`; [`GreenThread::resume`] switches to
 //! the thread, which runs until it calls [`Yielder::suspend`] or returns. A `usize` travels
-//! with every switch in each direction. The switch is
-//! `switch_stacks_fp`: ordinary compiled code runs on
-//! both sides, so the floating-point control words are part of what the ABI says a call
-//! preserves.
+//! with every switch in each direction. The switch is the inline `switch_stacks`: the
+//! compiler saves only the registers live at each switch, and no `ret` is mispredicted (see
+//! the `arch::x86_64` module docs).
+//!
+//! # Floating-point control words
+//! The System V ABI makes the MXCSR control bits and the x87 control word callee-saved, but
+//! Rust code never changes them: Rust assumes the default rounding mode, exception masks and
+//! denormal handling everywhere, and changing them (`_mm_setcsr`, or `asm!` that does not put
+//! them back) is undefined behaviour (see the `core::arch::x86_64::_mm_setcsr` docs). So a
+//! green thread running Rust code has nothing to preserve there, and [`GreenThread::new`]
+//! switches without touching them, as corosensei does. A thread that calls foreign code which
+//! changes them (C's `fesetround`, x87 precision control) and switches while they differ is
+//! made with [`GreenThread::new_preserving_fp_control`] (a `GreenThread<true>`, whose closure
+//! gets a `Yielder<true>`: the choice is part of the type, so no switch tests a flag): its
+//! switches use `switch_stacks_fp`, which carries both words with each side (about 35 ns more per round
+//! trip on the machine of `docs/benchmarks/sched.md`: `stmxcsr`/`fnstcw` are slow).
 //!
 //! # What it relies on
 //! Linux `mmap`/`mprotect`/`munmap` (through `libc`) for stacks, and the x86_64 routine.
@@ -33,7 +45,7 @@ use std::boxed::Box;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use crate::arch::x86_64::{prepare_stack, switch_stacks_fp};
+use crate::arch::x86_64::{prepare_stack, switch_stacks_fp_with, switch_stacks_with};
 
 /// A stack from `mmap`, with an inaccessible guard page below it.
 #[derive(Debug)]
@@ -131,19 +143,23 @@ impl core::fmt::Display for AlreadyFinished {
 
 impl std::error::Error for AlreadyFinished {}
 
-type Body = Box<dyn FnOnce(&Yielder, usize) -> usize>;
+type Body<const FP: bool> = Box<dyn FnOnce(&Yielder<FP>, usize) -> usize>;
+
+/// `Shared::green_sp` of a finished thread (no stack pointer is 0): one load tells `resume`
+/// both where to switch and whether it may.
+const FINISHED: usize = 0;
 
 /// State shared by the two sides of a green thread; only ever accessed through a raw pointer.
-struct Shared {
+struct Shared<const FP: bool> {
     /// Stack pointer of the side that called `resume`, while the green thread runs.
     caller_sp: usize,
-    /// Stack pointer of the green thread, while it is suspended.
+    /// Stack pointer of the green thread while it is suspended; [`FINISHED`] once its closure
+    /// returned (or panicked).
     green_sp: usize,
-    /// The value travelling with the current switch.
+    /// The value of the first resume (later values travel in a register with the switch).
     transfer: usize,
     started: bool,
-    finished: bool,
-    body: Option<Body>,
+    body: Option<Body<FP>>,
     panic: Option<Box<dyn Any + Send>>,
 }
 
@@ -161,38 +177,53 @@ struct Shared {
 /// assert_eq!(t.resume(5).unwrap(), Resumed::Finished(50));
 /// assert!(t.resume(0).is_err());
 /// ```
-pub struct GreenThread {
-    shared: *mut Shared,
+pub struct GreenThread<const FP_CONTROL: bool = false> {
+    shared: *mut Shared<FP_CONTROL>,
     /// `None` once leaked (dropped while suspended).
     stack: Option<Stack>,
     _not_send: PhantomData<*mut ()>,
 }
 
 /// The green thread's handle for giving control back; passed to its closure.
-pub struct Yielder {
-    shared: *mut Shared,
+pub struct Yielder<const FP_CONTROL: bool = false> {
+    shared: *mut Shared<FP_CONTROL>,
     _not_send: PhantomData<Cell<()>>,
 }
 
-impl Yielder {
+impl<const FP_CONTROL: bool> Yielder<FP_CONTROL> {
     /// Switches back to the caller of [`GreenThread::resume`], which returns
     /// [`Resumed::Yielded`]`(value)`; returns the value of the next `resume`.
+    #[inline]
     pub fn suspend(&self, value: usize) -> usize {
         let shared = self.shared;
         // SAFETY: `shared` is the live `Shared` of the green thread running this code (it is
         // freed only when the thread is finished or will never run again). The caller's stack
         // pointer was stored by the `resume` that switched to us and is resumed only here.
-        unsafe {
-            (*shared).transfer = value;
-            switch_stacks_fp(&raw mut (*shared).green_sp, (*shared).caller_sp);
-            (*shared).transfer
+        unsafe { switch::<FP_CONTROL>(&raw mut (*shared).green_sp, (*shared).caller_sp, value) }
+    }
+}
+
+/// The switch a green thread uses (chosen at creation, the same on both sides); `value` goes
+/// to the other side, which returns what the other side sends back.
+///
+/// # Safety
+/// As for `switch_stacks_with` (and `switch_stacks_fp_with` with `FP_CONTROL`, whose extra
+/// conditions always hold in a hosted process).
+#[inline(always)]
+unsafe fn switch<const FP_CONTROL: bool>(save: *mut usize, next: usize, value: usize) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if FP_CONTROL {
+            switch_stacks_fp_with(save, next, value)
+        } else {
+            switch_stacks_with(save, next, value)
         }
     }
 }
 
 /// First function on a new green thread's stack.
-extern "C" fn green_entry(arg: usize) -> ! {
-    let shared = arg as *mut Shared;
+extern "C" fn green_entry<const FP_CONTROL: bool>(arg: usize) -> ! {
+    let shared = arg as *mut Shared<FP_CONTROL>;
     // SAFETY: `arg` is the `Shared` pointer given to `prepare_stack`, live while the thread
     // runs; `resume` stored the caller's stack pointer before switching here.
     unsafe {
@@ -202,15 +233,16 @@ extern "C" fn green_entry(arg: usize) -> ! {
             shared,
             _not_send: PhantomData,
         };
+        let mut result = 0;
         if let Some(body) = body {
             match catch_unwind(AssertUnwindSafe(|| body(&yielder, input))) {
-                Ok(value) => (*shared).transfer = value,
+                Ok(value) => result = value,
                 Err(payload) => (*shared).panic = Some(payload),
             }
         }
-        (*shared).finished = true;
+        (*shared).green_sp = FINISHED;
         let mut dead_sp = 0usize;
-        switch_stacks_fp(&raw mut dead_sp, (*shared).caller_sp);
+        switch::<FP_CONTROL>(&raw mut dead_sp, (*shared).caller_sp, result);
     }
     // A finished thread is never resumed (`resume` refuses), so control cannot come back.
     std::process::abort()
@@ -223,14 +255,32 @@ impl GreenThread {
         stack_size: usize,
         body: impl FnOnce(&Yielder, usize) -> usize + 'static,
     ) -> io::Result<Self> {
+        Self::with_body(stack_size, Box::new(body))
+    }
+}
+
+impl GreenThread<true> {
+    /// As [`new`](Self::new), but every switch to and from the thread also carries MXCSR and
+    /// the x87 control word (see "Floating-point control words" in the module docs): for a
+    /// thread that calls foreign code which changes them. The thread starts with the words of
+    /// its first resumer.
+    pub fn new_preserving_fp_control(
+        stack_size: usize,
+        body: impl FnOnce(&Yielder<true>, usize) -> usize + 'static,
+    ) -> io::Result<Self> {
+        Self::with_body(stack_size, Box::new(body))
+    }
+}
+
+impl<const FP_CONTROL: bool> GreenThread<FP_CONTROL> {
+    fn with_body(stack_size: usize, body: Body<FP_CONTROL>) -> io::Result<Self> {
         let stack = Stack::new(stack_size)?;
         let shared = Box::into_raw(Box::new(Shared {
             caller_sp: 0,
             green_sp: 0,
             transfer: 0,
             started: false,
-            finished: false,
-            body: Some(Box::new(body)),
+            body: Some(body),
             panic: None,
         }));
         let usable = stack.usable();
@@ -239,7 +289,7 @@ impl GreenThread {
             prepare_stack(
                 usable.start as *mut u8,
                 usable.end as *mut u8,
-                green_entry,
+                green_entry::<FP_CONTROL>,
                 shared as usize,
             )
         };
@@ -260,34 +310,37 @@ impl GreenThread {
     /// Runs the thread until it suspends or finishes, handing it `value` (the closure's second
     /// argument on the first resume, the return value of `suspend` afterwards). A panic in the
     /// thread is resumed here.
+    #[inline]
     pub fn resume(&mut self, value: usize) -> Result<Resumed, AlreadyFinished> {
         let shared = self.shared;
         // SAFETY: `shared` is live (freed only in `drop`); the green thread is suspended (it
         // runs only inside this call), so its stack pointer is valid to switch to, and our
         // frame stays valid until it switches back.
         unsafe {
-            if (*shared).finished {
+            let next = (*shared).green_sp;
+            if next == FINISHED {
                 return Err(AlreadyFinished);
             }
+            // Two plain stores rather than a test: the first switch to a new thread carries no
+            // value (`green_entry` reads `transfer`), and `Drop` needs `started`.
             (*shared).started = true;
             (*shared).transfer = value;
-            switch_stacks_fp(&raw mut (*shared).caller_sp, (*shared).green_sp);
-            if let Some(payload) = (*shared).panic.take() {
-                resume_unwind(payload);
+            let back = switch::<FP_CONTROL>(&raw mut (*shared).caller_sp, next, value);
+            // `green_entry` sets `panic` only before it marks the thread finished.
+            if (*shared).green_sp == FINISHED {
+                if let Some(payload) = (*shared).panic.take() {
+                    resume_unwind(payload);
+                }
+                return Ok(Resumed::Finished(back));
             }
-            let value = (*shared).transfer;
-            Ok(if (*shared).finished {
-                Resumed::Finished(value)
-            } else {
-                Resumed::Yielded(value)
-            })
+            Ok(Resumed::Yielded(back))
         }
     }
 
     /// Whether the thread's closure has returned (or panicked).
     pub fn is_finished(&self) -> bool {
         // SAFETY: `shared` is live until drop and not being written (the thread is not running).
-        unsafe { (*self.shared).finished }
+        unsafe { (*self.shared).green_sp == FINISHED }
     }
 
     /// The thread's stack.
@@ -296,13 +349,13 @@ impl GreenThread {
     }
 }
 
-impl Drop for GreenThread {
+impl<const FP_CONTROL: bool> Drop for GreenThread<FP_CONTROL> {
     fn drop(&mut self) {
         // SAFETY: the thread is not running (it runs only inside `resume`), so nothing else
         // touches `shared`; it came from `Box::into_raw` and is freed only here. The green
         // stack may still hold a `Yielder` pointing at it, but that code never runs again.
         let shared = unsafe { Box::from_raw(self.shared) };
-        if shared.started && !shared.finished {
+        if shared.started && shared.green_sp != FINISHED {
             // Suspended mid-way: leak the stack (see the module docs).
             core::mem::forget(self.stack.take());
         }
@@ -310,7 +363,7 @@ impl Drop for GreenThread {
     }
 }
 
-impl core::fmt::Debug for GreenThread {
+impl<const FP_CONTROL: bool> core::fmt::Debug for GreenThread<FP_CONTROL> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("GreenThread")
             .field("finished", &self.is_finished())
