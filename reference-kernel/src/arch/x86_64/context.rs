@@ -8,8 +8,10 @@
 //! [`exit_to_scheduler`] (then `run` hands the thread's stack back). The running context is
 //! recorded in the CPU's per-CPU block for the #NM handler and for the thread's own switch.
 //!
-//! What it relies on: veridian-sched's `switch_stacks` (callee-saved registers and the stack
-//! pointer); a stack handed to [`Context::new`] is exclusively the context's.
+//! What it relies on: veridian-sched's `switch_stacks` (an inline `asm!` switch that keeps the
+//! stack pointer, `rbp`, `rbx` and a resume address, and tells the compiler every other
+//! register is clobbered, so what is live around it is saved by the caller's code); a stack
+//! handed to [`Context::new`] is exclusively the context's.
 //!
 //! What it guarantees (so that `task/` needs no `unsafe`):
 //! - a context runs on at most one CPU at a time: [`Context::run`] claims it (`on_cpu`) and waits
