@@ -108,9 +108,16 @@ use core::ptr::NonNull;
 /// - both methods may be called from any CPU (the heap serialises its own calls under a lock,
 ///   but not with other users of the source).
 pub unsafe trait PageSource {
-    /// Returns a chunk of exactly `len` bytes aligned to `align` (both powers of two, at least
-    /// the page size), or `None` when no memory is left or the source cannot serve the request
-    /// (the heap asks for `align == len`; a source may refuse `align > len`). Must not panic.
+    /// Returns a chunk of exactly `len` bytes aligned to `align`, or `None` when no memory is
+    /// left or the source cannot serve the request. Must not panic.
+    ///
+    /// The heap asks for two kinds of chunk: buddy chunks, `len == align`, a power of two
+    /// (the configured chunk size, 4 MiB by default, or twice a large block that needs more),
+    /// and direct blocks for requests above half the chunk size, where `align` is a power of
+    /// two of at least the page size and `len` a multiple of `align` (the request's size
+    /// rounded up, so a 3 MiB `Vec` asks for 3 MiB at 4 KiB alignment). A source that can only
+    /// hand out power-of-two blocks (a buddy frame allocator) may round `len` up internally;
+    /// `release_chunk` gets the same `len` back, so it can round it the same way.
     ///
     /// The heap calls this (and `release_chunk`) with its `CpuLocal` guard held, so in a kernel
     /// whose guard disables interrupts both run with interrupts off.
