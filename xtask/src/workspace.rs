@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 /// The bare-metal target that the kernel and the component crates are built for.
 pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
 
+/// Bare-metal targets of other architectures every component crate must build for (with
+/// default features and without): their x86_64-only parts are behind `cfg(target_arch)`.
+pub const PORTABLE_TARGETS: [&str; 2] = ["aarch64-unknown-none", "riscv64gc-unknown-none-elf"];
+
 /// The package name of the bootable kernel.
 pub const KERNEL_PACKAGE: &str = "reference-kernel";
 
