@@ -8,7 +8,7 @@
 //! | [`ring`] | SPSC rings: [`ring::Producer`]/[`ring::Consumer`] (back-pressure when full) over heap ([`ring::Ring`]) or inline static ([`ring::StaticRing`]) slots, [`ring::OverflowProducer`] (completions never dropped) |
 //! | [`entry`] | [`Sqe`]/[`Cqe`], the entries the rings carry, and their flags |
 //! | [`error`] | [`IoError`]: errno values and this crate's own refusals |
-//! | [`pool`] | [`PageSource`] (the embedder's pages), [`BufferPool`], [`PoolBuf`] |
+//! | [`pool`] | [`PageSource`] (the embedder's pages, shared with veridian-alloc through `veridian-embed`) and [`DmaSource`] (their device addresses), [`BufferPool`], [`PoolBuf`] |
 //! | [`backend`] | the [`Backend`] trait |
 //! | [`batch`] | [`BatchedIo`]: typed [`Op`]s, one doorbell per batch, [`Completion`]s by user data |
 //! | [`batch_processor`] | [`BatchProcessor`]: items collected and handed to a processor on size, time ([`Clock`]), `flush` and drop |
@@ -20,7 +20,8 @@
 //! allocator at all and offers the ring ([`ring::StaticRing`], [`ring::Producer`],
 //! [`ring::Consumer`]), the entries ([`Sqe`], [`Cqe`]) and [`IoError`]. What it needs from its
 //! environment enters through traits the embedder implements: [`Backend`] (the kernel drives
-//! virtio devices with it) and [`PageSource`] for DMA-able buffer memory (both feature `alloc`).
+//! virtio devices with it) and [`PageSource`] + [`DmaSource`] for DMA-able buffer memory (feature
+//! `alloc`).
 
 #![no_std]
 // The docs describe the whole crate; without `alloc` their links to the heap-only items have
@@ -61,4 +62,4 @@ pub use error::IoError;
 #[cfg(feature = "alloc")]
 pub use loopback::{CompletionOrder, LoopbackBackend};
 #[cfg(feature = "alloc")]
-pub use pool::{BufferPool, HeapPages, PageSource, PoolBuf};
+pub use pool::{BufferPool, DmaSource, HeapPages, PageSource, PoolBuf};

@@ -98,7 +98,8 @@ pub fn unpack_all() -> Result<Vec<Unpacked>> {
     Ok(packages)
 }
 
-/// Step 2 for one package: its test suites built with default features, then run with `std`.
+/// Step 2 for one package: its test suites built with default features, then run with `std`
+/// (with default features for a crate that has no `std` feature).
 pub fn test_unpacked(package: &Unpacked, all: &[Unpacked]) -> Result<()> {
     let manifest = std::fs::read_to_string(package.dir.join("Cargo.toml")).map_err(|err| {
         Error::Failed(format!(
@@ -116,11 +117,18 @@ pub fn test_unpacked(package: &Unpacked, all: &[Unpacked]) -> Result<()> {
         })?;
         patches.push(patch_config(sibling, &unpacked.dir));
     }
-    for features in [None, Some("std")] {
+    // A crate without hosted back-ends (no `std` feature: the embedder traits) runs its tests
+    // with default features.
+    let has_std = manifest
+        .lines()
+        .any(|line| line.trim_start().starts_with("std = "));
+    let run = if has_std { Some("std") } else { Some("") };
+    for features in [None, run] {
         let mut command = cmd::cargo();
         command.current_dir(&package.dir).arg("test");
         match features {
             None => command.arg("--no-run"),
+            Some("") => &mut command,
             Some(features) => command.args(["--features", features]),
         };
         for patch in &patches {

@@ -12,8 +12,11 @@ pub const PORTABLE_TARGETS: [&str; 2] = ["aarch64-unknown-none", "riscv64gc-unkn
 /// The package name of the bootable kernel.
 pub const KERNEL_PACKAGE: &str = "reference-kernel";
 
-/// The `no_std` component crates, each of which must build for [`KERNEL_TARGET`].
-pub const COMPONENT_CRATES: [&str; 6] = [
+/// The `no_std` component crates, each of which must build for [`KERNEL_TARGET`], in
+/// dependency order (`publish-check` packages them in this order): the shared embedder traits
+/// first.
+pub const COMPONENT_CRATES: [&str; 7] = [
+    "veridian-embed",
     "veridian-alloc",
     "veridian-sync",
     "veridian-sched",
