@@ -119,10 +119,11 @@ pub fn test_unpacked(package: &Unpacked, all: &[Unpacked]) -> Result<()> {
     }
     // A crate without hosted back-ends (no `std` feature: the embedder traits) runs its tests
     // with default features.
-    let has_std = manifest
-        .lines()
-        .any(|line| line.trim_start().starts_with("std = "));
-    let run = if has_std { Some("std") } else { Some("") };
+    let run = if has_std_feature(&manifest) {
+        Some("std")
+    } else {
+        Some("")
+    };
     for features in [None, run] {
         let mut command = cmd::cargo();
         command.current_dir(&package.dir).arg("test");
@@ -137,6 +138,20 @@ pub fn test_unpacked(package: &Unpacked, all: &[Unpacked]) -> Result<()> {
         cmd::run_checked(&mut command)?;
     }
     Ok(())
+}
+
+/// Whether a packaged (normalised) manifest declares a `std` feature: a `std = [...]` line in
+/// its `[features]` table.
+fn has_std_feature(manifest: &str) -> bool {
+    let mut in_features = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_features = line == "[features]";
+        } else if in_features && line.starts_with("std = ") {
+            return true;
+        }
+    }
+    false
 }
 
 /// The `--config` value that resolves crates.io's `name` to the unpacked package in `dir`.
@@ -186,6 +201,16 @@ fn parse_workspace_version(manifest: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn std_feature_is_found_only_in_the_features_table() {
+        let with = "[package]\nname = \"a\"\n\n[features]\ndefault = []\nstd = [\"alloc\"]\n";
+        assert!(has_std_feature(with));
+        let without = "[package]\nname = \"veridian-embed\"\n\n[lib]\nname = \"x\"\n";
+        assert!(!has_std_feature(without));
+        let elsewhere = "[features]\nalloc = []\n\n[dependencies.x]\nstd = true\n";
+        assert!(!has_std_feature(elsewhere));
+    }
 
     #[test]
     fn sibling_dependencies_are_read_from_normalised_manifests() {
