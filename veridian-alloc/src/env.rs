@@ -1,7 +1,8 @@
 //! What the allocator needs from its environment: a source of memory and the current CPU.
 //!
 //! Both are traits the embedder implements (a kernel with its frame allocator and per-CPU data;
-//! the `std` feature supplies hosted versions in `hosted`). Both are `unsafe` traits:
+//! the `std` feature supplies hosted versions in `hosted`); [`PageSource`] is defined once for
+//! all the Veridian crates in `veridian-embed` and re-exported here. Both are `unsafe` traits:
 //! a wrong implementation breaks memory safety, so each method says what it must guarantee.
 //!
 //! # An embedder, as a `no_std` kernel writes one
@@ -96,33 +97,22 @@
 //! unsafe { HEAP.deallocate(p, layout) };
 //! ```
 
-use core::ptr::NonNull;
-
-/// Where the heap gets memory from, in large chunks that its buddy allocator then manages.
+/// Where the heap gets memory from: the workspace-wide embedder trait of `veridian-embed`,
+/// re-exported (a kernel that also embeds veridian-io implements it once).
 ///
-/// # Safety
-/// Implementations must guarantee:
-/// - a chunk returned by [`PageSource::allocate_chunk`] is `len` bytes, aligned to `align`,
-///   readable and writable, and used by nothing else until it is given back with
-///   [`PageSource::release_chunk`];
-/// - both methods may be called from any CPU (the heap serialises its own calls under a lock,
-///   but not with other users of the source).
-pub unsafe trait PageSource {
-    /// Returns a chunk of exactly `len` bytes aligned to `align` (both powers of two, at least
-    /// the page size), or `None` when no memory is left or the source cannot serve the request
-    /// (the heap asks for `align == len`; a source may refuse `align > len`). Must not panic.
-    ///
-    /// The heap calls this (and `release_chunk`) with its `CpuLocal` guard held, so in a kernel
-    /// whose guard disables interrupts both run with interrupts off.
-    fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>>;
-
-    /// Gives a chunk back.
-    ///
-    /// # Safety
-    /// `ptr` and `len` are exactly a chunk this source returned and not yet released, and no
-    /// reference into it is used afterwards.
-    unsafe fn release_chunk(&self, ptr: NonNull<u8>, len: usize);
-}
+/// # What the heap asks for
+///
+/// Two kinds of chunk: buddy chunks, `len == align`, a power of two (the configured chunk
+/// size, 4 MiB by default, or twice a large block that needs more), and direct blocks for
+/// requests above half the chunk size, where `align` is a power of two of at least the page
+/// size and `len` a multiple of `align` (the request's size rounded up, so a 3 MiB `Vec` asks
+/// for 3 MiB at 4 KiB alignment). A source that can only hand out power-of-two blocks (a buddy
+/// frame allocator) may round `len` up internally; `release_chunk` gets the same `len` back,
+/// so it can round it the same way.
+///
+/// The heap calls both methods with its `CpuLocal` guard held, so in a kernel whose guard
+/// disables interrupts they run with interrupts off.
+pub use veridian_embed::PageSource;
 
 /// The current CPU, and a guard that keeps the caller on it.
 ///
@@ -189,17 +179,5 @@ unsafe impl CpuLocal for SingleCpu {
     #[inline]
     fn enter(&self) -> Option<(usize, ())> {
         Some((0, ()))
-    }
-}
-
-// SAFETY: a shared reference forwards to the source itself, which upholds the contract.
-unsafe impl<T: PageSource + ?Sized> PageSource for &T {
-    fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
-        (**self).allocate_chunk(len, align)
-    }
-
-    unsafe fn release_chunk(&self, ptr: NonNull<u8>, len: usize) {
-        // SAFETY: forwarded contract.
-        unsafe { (**self).release_chunk(ptr, len) }
     }
 }

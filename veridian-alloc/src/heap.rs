@@ -18,6 +18,11 @@
 //!   batched messages to the owner, never a global lock).
 //! - **Large** requests (> 8192 B or aligned to more than a page) go to the buddy allocator
 //!   under its lock, and fully free chunks are given back to the page source.
+//! - **Direct** requests: a large request whose buddy block would be more than half a chunk
+//!   (over 2 MiB with the default 4 MiB chunks) is not served from the buddy allocator at all:
+//!   the heap asks the page source for exactly its size rounded up to the page size (and to its
+//!   alignment), and gives it back on free. So a 3 MiB `Vec` costs 3 MiB from the source, not a
+//!   4 MiB buddy block in an 8 MiB chunk, and a 6 MiB block fits a 16 MiB arena.
 //!
 //! # Slots
 //!
@@ -48,26 +53,130 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
+use lock_api::RawMutex;
 
 use crate::buddy::{BuddyAllocator, BuddyStats, PAGE_SIZE};
 use crate::env::{CpuLocal, PageSource};
-use crate::pinned::{Pinned, PinnedMutex};
+use crate::pinned::{Pinned, PinnedMutex, SpinLock};
 use crate::size_class::{CLASS_SIZES, NUM_CLASSES, class_for, objects_per_slab, slab_bytes};
 use crate::slab::{FreeObject, SlabHeader, slab_of};
 
 /// Empty slabs a slot keeps per class before returning them to the buddy allocator.
 pub const EMPTY_SLABS_KEPT: u32 = 1;
 
-/// Chunks the heap keeps even when they are entirely free.
+/// Chunks the heap keeps by default even when they are entirely free
+/// ([`HeapConfig::with_chunks_kept`] changes it).
 pub const CHUNKS_KEPT: usize = 1;
 
-/// Size (and alignment) of the chunks the heap asks its page source for, unless a large request
-/// needs a bigger one. 4 MiB: large enough that the per-chunk buddy metadata is noise, small
-/// enough to give memory back to the source in useful pieces.
+/// Default size (and alignment) of the chunks the heap asks its page source for
+/// ([`HeapConfig::with_chunk_size`] changes it). 4 MiB: large enough that the per-chunk buddy
+/// metadata (under 1 %) is noise, small enough to give memory back to the source in useful
+/// pieces.
 pub const CHUNK_SIZE: usize = 4 << 20;
 
-/// Default number of per-CPU slots.
+/// Default number of per-CPU slots (`Heap`'s `CPUS`). Each slot costs [`SLOT_BYTES`] of the
+/// `Heap` value, so the default heap is about 171 KiB (a `static`, never on a stack).
 pub const DEFAULT_CPUS: usize = 64;
+
+/// Bytes one per-CPU slot adds to the size of a [`Heap`]: one cache line per size class plus
+/// the remote queues, cache-padded (2432 bytes on x86_64). A heap is `CPUS * SLOT_BYTES` plus
+/// about 15 KiB (the shared slot, the buddy allocator's region table, counters): 171 KiB with
+/// the default 64 slots, 35 KiB with 8 (`tests/embedder_config.rs` checks the per-slot cost).
+pub const SLOT_BYTES: usize = core::mem::size_of::<CachePadded<Slot>>();
+
+/// The heap's tunables besides the number of CPU slots (a const parameter, because it sizes
+/// an array): the chunk size and how many free chunks are kept. `const`, so a configured heap
+/// can still be a `static`:
+///
+/// ```
+/// use veridian_alloc::HeapConfig;
+/// // 1 MiB chunks: finer-grained give-back to the page source, direct blocks from 512 KiB up.
+/// const CONFIG: HeapConfig = HeapConfig::DEFAULT.with_chunk_size(1 << 20).expect("valid size");
+/// assert_eq!(CONFIG.chunk_size(), 1 << 20);
+/// assert!(HeapConfig::DEFAULT.with_chunk_size(3 << 20).is_none()); // not a power of two
+/// ```
+///
+/// # Costs
+///
+/// - **Chunk size** (a power of two, [`HeapConfig::MIN_CHUNK_SIZE`] ..= 1 GiB): the unit the
+///   heap takes from and gives back to the page source, each aligned to its size. Every chunk
+///   costs the buddy allocator's bitmaps (about 3 bits per 4 KiB page, at least one page) and one
+///   of its 64 region entries, so the heap can hold at most 64 chunks at once: with 4 MiB chunks
+///   256 MiB of small and medium objects (direct blocks do not count). Smaller chunks give memory
+///   back sooner and need a less strict page source; larger chunks mean fewer calls to it and a
+///   bigger ceiling. A large block whose buddy block is more than half a chunk is served
+///   directly by the page source (one call per allocation and per free, no buddy rounding).
+/// - **Chunks kept**: entirely free chunks kept instead of being given back, to absorb
+///   alloc/free oscillation across a chunk boundary (each holds `chunk_size` bytes idle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapConfig {
+    chunk_size: usize,
+    chunks_kept: usize,
+}
+
+impl HeapConfig {
+    /// 4 MiB chunks ([`CHUNK_SIZE`]), one free chunk kept ([`CHUNKS_KEPT`]).
+    pub const DEFAULT: Self = Self {
+        chunk_size: CHUNK_SIZE,
+        chunks_kept: CHUNKS_KEPT,
+    };
+
+    /// The smallest chunk size: twice the largest slab (256 KiB), so that a slab fits in the
+    /// half of a chunk the buddy allocator's metadata leaves whole.
+    pub const MIN_CHUNK_SIZE: usize = 512 << 10;
+
+    /// The largest chunk size: one block of the buddy allocator's largest order (1 GiB).
+    pub const MAX_CHUNK_SIZE: usize = crate::buddy::PAGE_SIZE << crate::buddy::MAX_ORDER;
+
+    /// This configuration with chunks of `bytes`; `None` unless `bytes` is a power of two in
+    /// [`MIN_CHUNK_SIZE`](Self::MIN_CHUNK_SIZE) ..= [`MAX_CHUNK_SIZE`](Self::MAX_CHUNK_SIZE).
+    pub const fn with_chunk_size(self, bytes: usize) -> Option<Self> {
+        if !bytes.is_power_of_two() || bytes < Self::MIN_CHUNK_SIZE || bytes > Self::MAX_CHUNK_SIZE
+        {
+            return None;
+        }
+        Some(Self {
+            chunk_size: bytes,
+            ..self
+        })
+    }
+
+    /// This configuration keeping up to `chunks` entirely free chunks (0: give every free chunk
+    /// back at once).
+    pub const fn with_chunks_kept(self, chunks: usize) -> Self {
+        Self {
+            chunks_kept: chunks,
+            ..self
+        }
+    }
+
+    /// The chunk size.
+    pub const fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    /// How many entirely free chunks are kept.
+    pub const fn chunks_kept(&self) -> usize {
+        self.chunks_kept
+    }
+}
+
+impl Default for HeapConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// How a large layout is served (a function of the layout and the chunk size alone, so
+/// `deallocate` finds the same answer as `allocate`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Large {
+    /// A buddy block of this order.
+    Buddy(usize),
+    /// A chunk of exactly `len` bytes aligned to `align` straight from the page source
+    /// (`len` a multiple of `align`, both multiples of the page size).
+    Direct { len: usize, align: usize },
+}
 
 /// Magazine capacity of a class: about 16 KiB of objects, at least 16 and at most 256 objects.
 /// Bigger magazines mean fewer refills and flushes; the bound keeps the memory a slot can hold
@@ -190,18 +299,30 @@ struct Backing {
 
 /// A size-class heap with per-CPU caches; see the module documentation.
 ///
-/// `P` supplies memory, `C` says which CPU slot the caller may use, and `CPUS` is the number of
-/// per-CPU slots (callers whose slot is `>= CPUS` share one locked slot).
-pub struct Heap<P: PageSource, C: CpuLocal, const CPUS: usize = DEFAULT_CPUS> {
+/// `P` supplies memory, `C` says which CPU slot the caller may use, `CPUS` is the number of
+/// per-CPU slots (callers whose slot is `>= CPUS` share one locked slot; each slot costs
+/// [`SLOT_BYTES`]), and `L` is the raw lock of the buddy allocator and the shared slot (any
+/// [`lock_api::RawMutex`], [`SpinLock`] by default; it is only ever taken under the
+/// `CpuLocal` guard, see the module documentation). The chunk size and the free chunks kept
+/// are set by a [`HeapConfig`] ([`Heap::with_config`]).
+pub struct Heap<
+    P: PageSource,
+    C: CpuLocal,
+    const CPUS: usize = DEFAULT_CPUS,
+    L: RawMutex = SpinLock,
+> {
     pages: P,
     cpu: C,
+    config: HeapConfig,
     slots: [CachePadded<Slot>; CPUS],
     shared: CachePadded<Slot>,
-    shared_lock: PinnedMutex<()>,
-    backing: PinnedMutex<Backing>,
+    shared_lock: PinnedMutex<(), L>,
+    backing: PinnedMutex<Backing, L>,
     large_allocs: AtomicU64,
     large_frees: AtomicU64,
     large_live_bytes: AtomicUsize,
+    direct_live: AtomicU64,
+    direct_live_bytes: AtomicUsize,
     chunks_from_source: AtomicU64,
     chunks_released: AtomicU64,
     failed: AtomicU64,
@@ -211,9 +332,15 @@ pub struct Heap<P: PageSource, C: CpuLocal, const CPUS: usize = DEFAULT_CPUS> {
 // guard (whose contract makes it exclusive) or under `shared_lock` for the shared slot, or
 // through `&mut self`; slab headers are only touched by their owner slot's holder; everything
 // else is atomic or behind a `Mutex`. Raw pointers in the state point into memory the heap owns.
-unsafe impl<P: PageSource + Sync, C: CpuLocal + Sync, const CPUS: usize> Sync for Heap<P, C, CPUS> {}
+unsafe impl<P: PageSource + Sync, C: CpuLocal + Sync, const CPUS: usize, L: RawMutex + Sync> Sync
+    for Heap<P, C, CPUS, L>
+{
+}
 // SAFETY: as above; moving the heap moves ownership of all its memory with it.
-unsafe impl<P: PageSource + Send, C: CpuLocal + Send, const CPUS: usize> Send for Heap<P, C, CPUS> {}
+unsafe impl<P: PageSource + Send, C: CpuLocal + Send, const CPUS: usize, L: RawMutex + Send> Send
+    for Heap<P, C, CPUS, L>
+{
+}
 
 /// A slot the caller may use exclusively: whoever holds one holds the slot's `CpuLocal` guard,
 /// or the shared slot's lock (under the guard `enter` gave, if any), or `&mut Heap`; `pinned`
@@ -225,13 +352,19 @@ struct Entered<'h> {
     pinned: Pinned<'h>,
 }
 
-impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
-    /// A heap that takes memory from `pages` and CPU slots from `cpu`. `const`, so it can be a
-    /// `static` (`#[global_allocator]`).
+impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS, L> {
+    /// A heap that takes memory from `pages` and CPU slots from `cpu`, with the default
+    /// [`HeapConfig`]. `const`, so it can be a `static` (`#[global_allocator]`).
     pub const fn new(pages: P, cpu: C) -> Self {
+        Self::with_config(pages, cpu, HeapConfig::DEFAULT)
+    }
+
+    /// A heap with the chunk size and free chunks kept of `config`. `const`, as [`Heap::new`].
+    pub const fn with_config(pages: P, cpu: C, config: HeapConfig) -> Self {
         Self {
             pages,
             cpu,
+            config,
             slots: [const { CachePadded::new(Slot::new()) }; CPUS],
             shared: CachePadded::new(Slot::new()),
             shared_lock: PinnedMutex::new(()),
@@ -242,6 +375,8 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
             large_allocs: AtomicU64::new(0),
             large_frees: AtomicU64::new(0),
             large_live_bytes: AtomicUsize::new(0),
+            direct_live: AtomicU64::new(0),
+            direct_live_bytes: AtomicUsize::new(0),
             chunks_from_source: AtomicU64::new(0),
             chunks_released: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -321,8 +456,8 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
         ) {
             (Some(a), Some(b)) if a == b => return ptr,
             (None, None) => {
-                let old = BuddyAllocator::order_for(layout.size(), layout.align());
-                let new = BuddyAllocator::order_for(new_size, layout.align());
+                let old = self.large_kind(layout.size(), layout.align());
+                let new = self.large_kind(new_size, layout.align());
                 if old.is_some() && old == new {
                     self.large_live_bytes.fetch_add(new_size, Ordering::Relaxed);
                     self.large_live_bytes
@@ -619,15 +754,43 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
         }
     }
 
+    /// How a large request of `size` bytes aligned to `align` is served: from the buddy
+    /// allocator when its block is at most half a chunk (so it fits beside the buddy metadata
+    /// in one chunk), otherwise directly from the page source, rounded up only to the page size
+    /// and the alignment. `None`: the request cannot be served (over 1 GiB, or a bad alignment).
+    fn large_kind(&self, size: usize, align: usize) -> Option<Large> {
+        let order = BuddyAllocator::order_for(size, align)?;
+        if (PAGE_SIZE << order) <= self.config.chunk_size / 2 {
+            return Some(Large::Buddy(order));
+        }
+        // `order_for` accepted it, so `align` is a power of two <= 1 GiB and `size` <= 1 GiB:
+        // the rounding cannot overflow.
+        let align = align.max(PAGE_SIZE);
+        let len = size.max(1).next_multiple_of(align);
+        Some(Large::Direct { len, align })
+    }
+
     fn allocate_large(&self, layout: Layout) -> *mut u8 {
-        let Some(order) = BuddyAllocator::order_for(layout.size(), layout.align()) else {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-            return ptr::null_mut();
+        let block = match self.large_kind(layout.size(), layout.align()) {
+            Some(Large::Buddy(order)) => {
+                // The buddy lock is taken under the CPU guard (see `crate::pinned`); the slot
+                // itself is not used.
+                let entered = self.cpu.enter();
+                self.buddy_allocate(Pinned::new(&entered), order)
+            }
+            Some(Large::Direct { len, align }) => {
+                // The page source is called under the CPU guard too (as for chunks).
+                let _entered = self.cpu.enter();
+                let block = self.pages.allocate_chunk(len, align);
+                if block.is_some() {
+                    self.direct_live.fetch_add(1, Ordering::Relaxed);
+                    self.direct_live_bytes.fetch_add(len, Ordering::Relaxed);
+                }
+                block
+            }
+            None => None,
         };
-        // The buddy lock is taken under the CPU guard (see `crate::pinned`); the slot itself is
-        // not used.
-        let entered = self.cpu.enter();
-        match self.buddy_allocate(Pinned::new(&entered), order) {
+        match block {
             Some(block) => {
                 self.large_allocs.fetch_add(1, Ordering::Relaxed);
                 self.large_live_bytes
@@ -644,17 +807,28 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
     /// # Safety
     /// `ptr` came from `allocate_large(layout)` of this heap.
     unsafe fn free_large(&self, ptr: *mut u8, layout: Layout) {
-        let Some(order) = BuddyAllocator::order_for(layout.size(), layout.align()) else {
+        let Some(kind) = self.large_kind(layout.size(), layout.align()) else {
             return; // no such block was ever handed out
+        };
+        let Some(p) = NonNull::new(ptr) else {
+            return;
         };
         self.large_frees.fetch_add(1, Ordering::Relaxed);
         self.large_live_bytes
             .fetch_sub(layout.size(), Ordering::Relaxed);
-        if let Some(p) = NonNull::new(ptr) {
-            // As in `allocate_large`: the buddy lock only under the CPU guard.
-            let entered = self.cpu.enter();
+        // As in `allocate_large`: the buddy lock and the page source only under the CPU guard.
+        let entered = self.cpu.enter();
+        match kind {
             // SAFETY: forwarded contract.
-            unsafe { self.buddy_free(Pinned::new(&entered), p, order) };
+            Large::Buddy(order) => unsafe { self.buddy_free(Pinned::new(&entered), p, order) },
+            Large::Direct { len, .. } => {
+                self.direct_live.fetch_sub(1, Ordering::Relaxed);
+                self.direct_live_bytes.fetch_sub(len, Ordering::Relaxed);
+                // SAFETY: `allocate_large` got exactly this chunk (`len` is a function of the
+                // layout and the configuration, the same now) from the page source; the caller
+                // no longer uses it.
+                unsafe { self.pages.release_chunk(p, len) };
+            }
         }
     }
 
@@ -667,7 +841,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
         // A chunk of twice the block (at least CHUNK_SIZE), aligned to its size: after the buddy
         // carves its metadata from the start, the upper half is still an aligned free block.
         let block_bytes = PAGE_SIZE << order;
-        let len = CHUNK_SIZE.max(block_bytes.checked_mul(2)?);
+        let len = self.config.chunk_size.max(block_bytes.checked_mul(2)?);
         let chunk = self.pages.allocate_chunk(len, len)?;
         self.chunks_from_source.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the page source guarantees the chunk is ours, readable and writable, until we
@@ -696,7 +870,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
             freed.is_ok(),
             "heap: bad free of {block:p} (order {order}): {freed:?}"
         );
-        while backing.chunks > CHUNKS_KEPT {
+        while backing.chunks > self.config.chunks_kept {
             match backing.buddy.take_free_region() {
                 Some((start, len)) => {
                     backing.chunks -= 1;
@@ -839,6 +1013,8 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize> Heap<P, C, CPUS> {
                 .load(Ordering::Relaxed)
                 .wrapping_sub(self.large_frees.load(Ordering::Relaxed)),
             large_live_bytes: self.large_live_bytes.load(Ordering::Relaxed),
+            direct_live: self.direct_live.load(Ordering::Relaxed),
+            direct_live_bytes: self.direct_live_bytes.load(Ordering::Relaxed),
             chunks_held: backing.chunks,
             chunks_from_source: self.chunks_from_source.load(Ordering::Relaxed),
             chunks_released: self.chunks_released.load(Ordering::Relaxed),
@@ -916,7 +1092,12 @@ pub struct HeapStats {
     pub large_live: u64,
     /// Bytes requested by those large blocks.
     pub large_live_bytes: usize,
-    /// Chunks currently held from the page source.
+    /// Large blocks served directly by the page source (more than half a chunk), live.
+    pub direct_live: u64,
+    /// Bytes the page source gave for those blocks (their sizes rounded up to the page size).
+    pub direct_live_bytes: usize,
+    /// Chunks currently held from the page source (for the buddy allocator; direct blocks are
+    /// not counted here).
     pub chunks_held: usize,
     /// Chunks obtained from the page source so far.
     pub chunks_from_source: u64,
@@ -942,7 +1123,9 @@ impl HeapStats {
 // `layout.align()` that no other live allocation overlaps (size classes and buddy blocks are
 // disjoint, and an object is handed out only from a free list it was removed from);
 // `dealloc`/`realloc` forward their contracts.
-unsafe impl<P: PageSource, C: CpuLocal, const CPUS: usize> GlobalAlloc for Heap<P, C, CPUS> {
+unsafe impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> GlobalAlloc
+    for Heap<P, C, CPUS, L>
+{
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.allocate(layout)
@@ -963,8 +1146,8 @@ unsafe impl<P: PageSource, C: CpuLocal, const CPUS: usize> GlobalAlloc for Heap<
 // SAFETY: blocks are valid until deallocated and do not move; zero-size requests get a dangling,
 // aligned pointer that `deallocate` ignores; `grow`/`shrink` use the provided defaults, built on
 // `allocate`/`deallocate`, which uphold the same guarantees as the `GlobalAlloc` impl.
-unsafe impl<P: PageSource, C: CpuLocal, const CPUS: usize> allocator_api2::alloc::Allocator
-    for &Heap<P, C, CPUS>
+unsafe impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex>
+    allocator_api2::alloc::Allocator for &Heap<P, C, CPUS, L>
 {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
         if layout.size() == 0 {
@@ -1085,13 +1268,14 @@ mod tests {
         let pages = CheckedPages::default();
         let mut heap: Heap<&CheckedPages, FakeCpu, 2> = Heap::new(&pages, FakeCpu::new(Some(slot)));
         let _ = LockReport::take();
-        // `what` must take at least one internal lock unless it is the fast path of a free.
+        // `what` must take at least one internal lock unless it is the fast path of a free or a
+        // direct block (no lock: its page-source calls are checked for the guard instead).
         let check = |what: &str, op: &mut dyn FnMut(&Heap<&CheckedPages, FakeCpu, 2>)| {
             let enters = heap.cpu.enters();
             op(&heap);
             let report = LockReport::take();
             assert!(
-                report.locks > 0 || what == "small free",
+                report.locks > 0 || what == "small free" || what.starts_with("direct"),
                 "{what}: took no lock, so checked nothing"
             );
             assert_eq!(
@@ -1122,6 +1306,17 @@ mod tests {
         check("large free (chunk released)", &mut |h| unsafe {
             h.deallocate(blocks[1], big)
         });
+        // A direct block (over half a chunk): straight from the page source and back.
+        let direct = layout(3 << 20, 8);
+        let mut d = ptr::null_mut();
+        check("direct allocation", &mut |h| d = h.allocate(direct));
+        assert!(!d.is_null());
+        assert_eq!(heap.stats().direct_live, 1);
+        let calls = pages.calls.load(Ordering::Relaxed);
+        // SAFETY: a live block of this layout.
+        check("direct free", &mut |h| unsafe { h.deallocate(d, direct) });
+        assert_eq!(pages.calls.load(Ordering::Relaxed), calls + 1);
+        assert_eq!(heap.stats().direct_live_bytes, 0);
         // Realloc small -> medium -> large -> small: every step allocates and frees in another
         // class (or the buddy allocator).
         let mut p = ptr::null_mut();

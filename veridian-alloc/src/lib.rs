@@ -48,6 +48,11 @@ mod testing;
 pub use allocator_api2;
 pub use env::{CpuLocal, PageSource, SingleCpu};
 pub use heap::{
-    CHUNK_SIZE, CHUNKS_KEPT, ClassStats, DEFAULT_CPUS, EMPTY_SLABS_KEPT, Heap, HeapStats,
+    CHUNK_SIZE, CHUNKS_KEPT, ClassStats, DEFAULT_CPUS, EMPTY_SLABS_KEPT, Heap, HeapConfig,
+    HeapStats, SLOT_BYTES,
 };
+/// The `lock_api` crate whose [`RawMutex`](lock_api::RawMutex) is [`Heap`]'s lock parameter,
+/// re-exported so an embedder implements or names it without adding it at a matching version.
+pub use lock_api;
+pub use pinned::SpinLock;
 pub use pool::{ObjectPool, PoolConfig, PoolStats, Pooled};

@@ -11,12 +11,19 @@
 //! spins on the same lock forever. With the guard held around every lock, an embedder whose
 //! guard disables interrupts gets an allocator that interrupt handlers may use.
 //!
-//! The token is zero-sized: it costs nothing at run time. In this crate's own unit tests each
-//! acquisition also reports to `crate::testing`, which checks that a fake guard was held.
+//! The raw lock is any [`lock_api::RawMutex`] (the heap's `L` parameter, the embedder's choice;
+//! [`SpinLock`] by default). The token is zero-sized: it costs nothing at run time. In this
+//! crate's own unit tests each acquisition also reports to `crate::testing`, which checks that a
+//! fake guard was held.
 
 use core::marker::PhantomData;
 
-use spin::{Mutex, MutexGuard};
+use lock_api::{Mutex, MutexGuard, RawMutex};
+
+/// The default raw lock of the heap and the pool: `spin`'s test-and-set spin lock (no OS
+/// needed). An embedder may pick any other [`lock_api::RawMutex`] (a ticket lock, a lock that
+/// also counts contention, ...) through [`Heap`](crate::Heap)'s `L` parameter.
+pub type SpinLock = spin::mutex::SpinMutex<()>;
 
 /// Evidence that the current context holds what `CpuLocal::enter` returned, for `'g`.
 #[derive(Clone, Copy)]
@@ -32,17 +39,17 @@ impl<'g> Pinned<'g> {
     }
 }
 
-/// A spin lock that can only be locked with a [`Pinned`] token (or through `&mut`).
-pub(crate) struct PinnedMutex<T>(Mutex<T>);
+/// A lock that can only be locked with a [`Pinned`] token (or through `&mut`).
+pub(crate) struct PinnedMutex<T, L: RawMutex = SpinLock>(Mutex<L, T>);
 
-impl<T> PinnedMutex<T> {
+impl<T, L: RawMutex> PinnedMutex<T, L> {
     pub(crate) const fn new(value: T) -> Self {
-        Self(Mutex::new(value))
+        Self(Mutex::const_new(L::INIT, value))
     }
 
     /// Locks; the returned guard cannot outlive `'g`, the caller's `CpuLocal` guard.
     #[inline]
-    pub(crate) fn lock<'a, 'g: 'a>(&'a self, pinned: Pinned<'g>) -> MutexGuard<'a, T> {
+    pub(crate) fn lock<'a, 'g: 'a>(&'a self, pinned: Pinned<'g>) -> MutexGuard<'a, L, T> {
         let _ = pinned;
         #[cfg(all(test, feature = "std"))]
         crate::testing::on_internal_lock();

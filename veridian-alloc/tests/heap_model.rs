@@ -226,11 +226,22 @@ fn huge_and_overflowing_layouts_fail_cleanly() {
     for (size, align) in [
         (isize::MAX as usize - 4096, 4096),
         (3 << 30, 8),
-        (1 << 30, 1 << 30),
+        ((1 << 30) + 1, 8),
+        (1 << 30, 2 << 30),
     ] {
         let layout = Layout::from_size_align(size, align).unwrap();
         // SAFETY: non-zero size.
         assert!(unsafe { heap.alloc(layout) }.is_null(), "{layout:?}");
+    }
+    // The largest block, 1 GiB at 1 GiB alignment, is served directly by the source: exactly
+    // 1 GiB from a source that has 1 GiB (not a 2 GiB chunk, as a buddy block would need).
+    let layout = Layout::from_size_align(1 << 30, 1 << 30).unwrap();
+    // SAFETY: non-zero size; then a live block of this layout.
+    unsafe {
+        let p = heap.alloc(layout);
+        assert!(!p.is_null());
+        assert_eq!(pages.live_bytes(), 1 << 30);
+        heap.dealloc(p, layout);
     }
     // Realloc to an impossible size fails and leaves the block intact.
     let layout = Layout::from_size_align(100, 8).unwrap();

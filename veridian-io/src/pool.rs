@@ -8,7 +8,7 @@
 //! free buffers on a lock-free stack of indices. Because the region is one piece with a stable
 //! address, a back-end registers it once ([`Backend::register_pool`](crate::Backend)): io_uring
 //! pins it and skips the per-operation page mapping (`READ_FIXED`), and a kernel driver hands
-//! the page source's [`device_address`](PageSource::device_address)es to its device.
+//! the page source's [`device_address`](DmaSource::device_address)es to its device.
 //!
 //! Zero-copy receive: a read into a [`PoolBuf`] hands the *same* buffer, now filled, to the
 //! caller ([`Completion::into_pool_buf`](crate::Completion::into_pool_buf)); nothing is copied
@@ -53,32 +53,21 @@ const BUFFER_ALIGN: usize = 64;
 /// Marks the empty stack.
 const NIL: u32 = u32::MAX;
 
-/// Where a buffer pool gets its memory: pages, and for devices their bus addresses.
-///
-/// The same two methods as veridian-alloc's `PageSource` (a kernel implements both traits on
-/// its frame allocator), plus [`device_address`](Self::device_address) for DMA.
+/// Where a buffer pool gets its memory: the workspace-wide embedder trait of
+/// `veridian-embed`, re-exported (a kernel that also embeds veridian-alloc implements it once).
+/// A pool asks for one region of whole pages at page alignment.
+pub use veridian_embed::PageSource;
+
+/// A [`PageSource`] whose memory a device can reach, and at which address: what a
+/// [`BufferPool`] needs on top of the pages.
 ///
 /// # Safety
-/// An implementation must guarantee that:
-/// - a chunk returned by [`allocate_chunk`](Self::allocate_chunk) is `len` bytes, aligned to
-///   `align`, readable and writable, and used by nothing else until it is given back with
-///   [`release_chunk`](Self::release_chunk);
+/// An implementation must guarantee, besides [`PageSource`]'s contract, that:
 /// - for a device back-end: the memory is DMA-able by that device, and
 ///   [`device_address`](Self::device_address) returns the address at which the device sees
 ///   the byte at `ptr`, contiguously for the whole chunk;
-/// - both methods may be called from any CPU.
-pub unsafe trait PageSource: Send + Sync {
-    /// Returns a chunk of exactly `len` bytes aligned to `align` (both non-zero, `align` a
-    /// power of two), or `None` when no memory is left. Must not panic.
-    fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>>;
-
-    /// Gives a chunk back.
-    ///
-    /// # Safety
-    /// `ptr` and `len` are exactly a chunk this source returned and not yet released, and no
-    /// reference into it is used afterwards.
-    unsafe fn release_chunk(&self, ptr: NonNull<u8>, len: usize);
-
+/// - all methods may be called from any CPU.
+pub unsafe trait DmaSource: PageSource + Send + Sync {
     /// The address a device uses for the byte at `ptr` (inside a chunk of this source). For
     /// hosted memory and identity-mapped kernels this is the virtual address.
     fn device_address(&self, ptr: NonNull<u8>) -> u64;
@@ -87,7 +76,7 @@ pub unsafe trait PageSource: Send + Sync {
 /// Pages from the global allocator (`alloc`), aligned to at most [`PAGE_SIZE`].
 ///
 /// For the loopback and hosted back-ends (io_uring registers any user memory). Not DMA-able:
-/// [`device_address`](PageSource::device_address) is the virtual address, which is only right
+/// [`device_address`](DmaSource::device_address) is the virtual address, which is only right
 /// for devices that see virtual addresses.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HeapPages;
@@ -111,7 +100,11 @@ unsafe impl PageSource for HeapPages {
             unsafe { alloc::alloc::dealloc(ptr.as_ptr(), layout) };
         }
     }
+}
 
+// SAFETY: the global allocator's memory is what hosted back-ends (io_uring, the loopback) use
+// directly, at its virtual address; `HeapPages` is `Send + Sync` (no state).
+unsafe impl DmaSource for HeapPages {
     fn device_address(&self, ptr: NonNull<u8>) -> u64 {
         ptr.as_ptr() as usize as u64
     }
@@ -142,7 +135,7 @@ struct PoolShared {
     /// Free buffers (a statistic).
     free: AtomicUsize,
     /// Where the region came from.
-    source: Box<dyn PageSource>,
+    source: Box<dyn DmaSource>,
 }
 
 // SAFETY: the region is plain bytes owned by the pool; which buffer belongs to whom is decided
@@ -236,7 +229,7 @@ impl BufferPool {
     /// than `u32::MAX` bytes (one operation could not describe it); [`IoError::NoMemory`] if
     /// the region size overflows or the page source refuses it.
     pub fn new(
-        source: impl PageSource + 'static,
+        source: impl DmaSource + 'static,
         buffer_size: usize,
         count: usize,
     ) -> Result<Self, IoError> {
@@ -326,7 +319,7 @@ impl BufferPool {
         (self.shared.base, self.shared.region_len)
     }
 
-    /// The device address of the region's first byte (see [`PageSource::device_address`]).
+    /// The device address of the region's first byte (see [`DmaSource::device_address`]).
     pub fn device_address(&self) -> u64 {
         self.shared.source.device_address(self.shared.base)
     }

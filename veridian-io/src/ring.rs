@@ -8,7 +8,14 @@
 //! position to read, advanced only by the consumer). Position `p` lives in slot `p & mask`; the
 //! counters wrap around `usize::MAX` (harmless: the capacity divides `2^usize::BITS`), and
 //! `tail - head` is the number of entries. [`Ring::split`] hands out the two ends,
-//! [`Producer`] and [`Consumer`]. Neither is `Clone` and every operation takes `&mut self`, so
+//! [`Producer`] and [`Consumer`].
+//!
+//! **Storage.** A [`Ring`] (feature `alloc`) keeps its slots on the heap and its ends share it
+//! through an `Arc`. A [`StaticRing<T, N>`] keeps `N` slots inline, has a `const fn new`, and
+//! is split once from a `static`: no allocator at all (what a kernel without a heap, or an
+//! interrupt handler's ring, uses). Both hand out the same [`Producer`] and [`Consumer`]; each
+//! end reaches the shared counters through a raw pointer (the `Arc`, where there is one, only
+//! keeps the ring alive), so the two kinds run the same code. Neither is `Clone` and every operation takes `&mut self`, so
 //! the types guarantee one producer and one consumer; each end is `Send` and can move to the
 //! thread (or CPU, or interrupt handler) that drives it.
 //!
@@ -47,16 +54,22 @@
 //! from the shared atomic, and nothing else needs ordering, so there is no `SeqCst` and no
 //! read-modify-write instruction anywhere in the ring.
 
+#[cfg(feature = "alloc")]
 use alloc::boxed::Box;
+#[cfg(feature = "alloc")]
 use alloc::collections::VecDeque;
 use core::fmt;
 use core::mem::MaybeUninit;
+use core::ops::Deref;
 use core::ptr::NonNull;
 
 use crossbeam_utils::CachePadded;
 
+#[cfg(feature = "alloc")]
 use crate::error::IoError;
-use crate::primitives::{Arc, AtomicUsize, Ordering, UnsafeCell};
+#[cfg(feature = "alloc")]
+use crate::primitives::Arc;
+use crate::primitives::{AtomicUsize, Ordering, UnsafeCell};
 
 /// The producer's shared line: its counter and the overflow hint.
 struct ProducerLine {
@@ -66,13 +79,56 @@ struct ProducerLine {
     overflow: AtomicUsize,
 }
 
-/// The shared ring behind a [`Producer`]/[`Consumer`] pair. Create it, then
-/// [`split`](Self::split) it.
-pub struct Ring<T> {
+/// What both ends share besides the slots: the two counters, each in its own cache line.
+struct Counters {
     /// Next position to read; stored by the consumer only.
     head: CachePadded<AtomicUsize>,
     /// The producer's counter and overflow hint.
     producer: CachePadded<ProducerLine>,
+}
+
+impl Counters {
+    #[cfg(feature = "alloc")]
+    fn new(start: usize) -> Self {
+        Self {
+            head: CachePadded::new(AtomicUsize::new(start)),
+            producer: CachePadded::new(ProducerLine {
+                tail: AtomicUsize::new(start),
+                overflow: AtomicUsize::new(0),
+            }),
+        }
+    }
+}
+
+/// How an end reaches the shared [`Counters`]: a raw pointer (the same load on every path,
+/// whatever the storage) and, for a heap ring, the `Arc` that keeps the ring alive.
+struct Shared<T> {
+    /// The ring's counters: inside the `Arc`'s ring, or inside a `'static` [`StaticRing`].
+    counters: NonNull<Counters>,
+    /// Keeps a heap ring alive (`None` for a `StaticRing`, which lives forever).
+    #[cfg(feature = "alloc")]
+    _owner: Option<Arc<Ring<T>>>,
+    #[cfg(not(feature = "alloc"))]
+    _owner: core::marker::PhantomData<T>,
+}
+
+impl<T> Deref for Shared<T> {
+    type Target = Counters;
+
+    #[inline(always)]
+    fn deref(&self) -> &Counters {
+        // SAFETY: `counters` points into the ring `_owner` keeps alive, or into a `'static`
+        // `StaticRing`; the counters are only accessed through atomics (shared access).
+        unsafe { self.counters.as_ref() }
+    }
+}
+
+/// The shared ring behind a [`Producer`]/[`Consumer`] pair, with its slots on the heap.
+/// Create it, then [`split`](Self::split) it.
+#[cfg(feature = "alloc")]
+pub struct Ring<T> {
+    /// The two counters.
+    counters: Counters,
     /// `capacity` slots; slot `p & mask` holds an entry exactly when `head <= p < tail`.
     slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
     /// `capacity - 1`.
@@ -81,9 +137,11 @@ pub struct Ring<T> {
 
 // SAFETY: each entry is written by the producer and moved out by the consumer; no `&T` is ever
 // shared between them, so the ring only sends `T`s between threads (`T: Send`).
+#[cfg(feature = "alloc")]
 unsafe impl<T: Send> Send for Ring<T> {}
 // SAFETY: all shared access goes through the two ends, which admit one accessor per slot at a
 // time (the counter protocol in the module docs) and only move `T`s across threads.
+#[cfg(feature = "alloc")]
 unsafe impl<T: Send> Sync for Ring<T> {}
 
 /// Largest capacity accepted: counters must be able to tell full from empty, and the slot
@@ -104,10 +162,12 @@ const MAX_CAPACITY: usize = 1 << (usize::BITS - 2);
 ///
 /// # Errors
 /// [`IoError::InvalidArgument`] if `capacity` is 0 or larger than `usize::MAX / 4 + 1`.
+#[cfg(feature = "alloc")]
 pub fn channel<T>(capacity: usize) -> Result<(Producer<T>, Consumer<T>), IoError> {
     Ok(Ring::new(capacity)?.split())
 }
 
+#[cfg(feature = "alloc")]
 impl<T> Ring<T> {
     /// Creates a ring of at least `capacity` entries, rounded up to a power of two so the slot
     /// index is a mask and the counters may wrap.
@@ -129,11 +189,7 @@ impl<T> Ring<T> {
         }
         let capacity = capacity.next_power_of_two();
         Ok(Self {
-            head: CachePadded::new(AtomicUsize::new(start)),
-            producer: CachePadded::new(ProducerLine {
-                tail: AtomicUsize::new(start),
-                overflow: AtomicUsize::new(0),
-            }),
+            counters: Counters::new(start),
             slots: (0..capacity)
                 .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
                 .collect(),
@@ -149,28 +205,22 @@ impl<T> Ring<T> {
     /// Splits the ring into its producer and consumer ends.
     pub fn split(self) -> (Producer<T>, Consumer<T>) {
         // Relaxed: we own the ring; nothing to synchronise with.
-        let start = self.head.load(Ordering::Relaxed);
+        let start = self.counters.head.load(Ordering::Relaxed);
         let mask = self.mask;
         let ring = Arc::new(self);
         // The boxed slice does not move when the ring moves into the `Arc`; take its address
-        // from there, once, for both ends.
+        // (and the counters') from there, once, for both ends.
         let slots = NonNull::from(&ring.slots[..]).cast::<UnsafeCell<MaybeUninit<T>>>();
-        (
-            Producer {
-                ring: Arc::clone(&ring),
-                tail: start,
-                cached_head: start,
-                mask,
-                slots,
-            },
-            Consumer {
-                ring,
-                head: start,
-                cached_tail: start,
-                mask,
-                slots,
-            },
-        )
+        let counters = NonNull::from(&ring.counters);
+        let producer = Shared {
+            counters,
+            _owner: Some(Arc::clone(&ring)),
+        };
+        let consumer = Shared {
+            counters,
+            _owner: Some(ring),
+        };
+        ends(producer, consumer, start, mask, slots)
     }
 
     /// The cell for `position`.
@@ -181,12 +231,13 @@ impl<T> Ring<T> {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl<T> Drop for Ring<T> {
     fn drop(&mut self) {
         // `&mut self`: both ends are gone (they hold the `Arc`), each having published its
         // counter after its last operation. Relaxed: the `Arc` drop already synchronised us.
-        let mut position = self.head.load(Ordering::Relaxed);
-        let tail = self.producer.tail.load(Ordering::Relaxed);
+        let mut position = self.counters.head.load(Ordering::Relaxed);
+        let tail = self.counters.producer.tail.load(Ordering::Relaxed);
         while position != tail {
             // SAFETY: positions `head..tail` were written and not read; each is dropped once.
             unsafe { self.slot(position).with_mut(|p| (*p).assume_init_drop()) };
@@ -195,6 +246,7 @@ impl<T> Drop for Ring<T> {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl<T> fmt::Debug for Ring<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ring")
@@ -203,10 +255,134 @@ impl<T> fmt::Debug for Ring<T> {
     }
 }
 
-/// The writing end of a [`Ring`] (for a submission ring: the side that queues operations).
+/// Both ends of a ring whose counters start at `start`.
+fn ends<T>(
+    producer: Shared<T>,
+    consumer: Shared<T>,
+    start: usize,
+    mask: usize,
+    slots: NonNull<UnsafeCell<MaybeUninit<T>>>,
+) -> (Producer<T>, Consumer<T>) {
+    (
+        Producer {
+            ring: producer,
+            tail: start,
+            cached_head: start,
+            mask,
+            slots,
+        },
+        Consumer {
+            ring: consumer,
+            head: start,
+            cached_tail: start,
+            mask,
+            slots,
+        },
+    )
+}
+
+/// A ring of `N` slots stored inline (`N` a power of two), with a `const fn new`, for a
+/// `static`: no allocator needed. [`split`](Self::split) hands out its two ends once.
+///
+/// ```
+/// use veridian_io::ring::StaticRing;
+///
+/// static EVENTS: StaticRing<u32, 8> = StaticRing::new();
+///
+/// let (mut tx, mut rx) = EVENTS.split().expect("first split");
+/// assert!(EVENTS.split().is_none()); // one producer, one consumer, ever
+/// tx.push(7).unwrap();
+/// assert_eq!(rx.pop(), Some(7));
+/// ```
+///
+/// A static is never dropped, so entries still in the ring when both ends are gone are not
+/// dropped either (they are forgotten, as `core::mem::forget` would).
+#[cfg(not(loom))]
+pub struct StaticRing<T, const N: usize> {
+    /// The two counters.
+    counters: Counters,
+    /// Whether the ends were handed out.
+    split: core::sync::atomic::AtomicBool,
+    /// The slots; slot `p & (N - 1)` holds an entry exactly when `head <= p < tail`.
+    slots: [UnsafeCell<MaybeUninit<T>>; N],
+}
+
+// SAFETY: as for `Ring`: the slots are only reached through the two ends (handed out once),
+// which admit one accessor per slot at a time and only move `T`s across threads.
+#[cfg(not(loom))]
+unsafe impl<T: Send, const N: usize> Sync for StaticRing<T, N> {}
+
+#[cfg(not(loom))]
+impl<T, const N: usize> StaticRing<T, N> {
+    /// An empty ring. `N` must be a power of two (so the slot index is a mask and the
+    /// counters may wrap) and at most `usize::MAX / 4 + 1`; any other `N` is a compile error.
+    pub const fn new() -> Self {
+        const {
+            assert!(
+                N.is_power_of_two() && N <= MAX_CAPACITY,
+                "StaticRing: N must be a power of two, at most usize::MAX / 4 + 1"
+            );
+        }
+        Self {
+            counters: Counters {
+                head: CachePadded::new(AtomicUsize::new(0)),
+                producer: CachePadded::new(ProducerLine {
+                    tail: AtomicUsize::new(0),
+                    overflow: AtomicUsize::new(0),
+                }),
+            },
+            split: core::sync::atomic::AtomicBool::new(false),
+            slots: [const { UnsafeCell::new(MaybeUninit::uninit()) }; N],
+        }
+    }
+
+    /// The number of slots.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// The producer and consumer ends, the first time; `None` afterwards (a ring has one
+    /// producer and one consumer, ever).
+    pub fn split(&'static self) -> Option<(Producer<T>, Consumer<T>)> {
+        // Relaxed: the flag only decides who gets the ends; the counters are still at their
+        // initial values, which every thread sees.
+        if self.split.swap(true, core::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let slots = NonNull::from(&self.slots[..]).cast::<UnsafeCell<MaybeUninit<T>>>();
+        let counters = NonNull::from(&self.counters);
+        let shared = || Shared {
+            counters,
+            #[cfg(feature = "alloc")]
+            _owner: None,
+            #[cfg(not(feature = "alloc"))]
+            _owner: core::marker::PhantomData,
+        };
+        Some(ends(shared(), shared(), 0, N - 1, slots))
+    }
+}
+
+#[cfg(not(loom))]
+impl<T, const N: usize> Default for StaticRing<T, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(not(loom))]
+impl<T, const N: usize> fmt::Debug for StaticRing<T, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticRing")
+            .field("capacity", &N)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writing end of a [`Ring`] or [`StaticRing`] (for a submission ring: the side that
+/// queues operations).
 pub struct Producer<T> {
-    /// The shared ring.
-    ring: Arc<Ring<T>>,
+    /// The shared counters (and what keeps the ring alive).
+    ring: Shared<T>,
     /// Our counter (the ring's `tail` equals it between operations).
     tail: usize,
     /// The last `head` we loaded; the consumer's real `head` is at least this.
@@ -218,7 +394,7 @@ pub struct Producer<T> {
 }
 
 // SAFETY: the producer end only moves `T`s into the ring (`T: Send`); `slots` points into the
-// ring its `Arc` keeps alive, and the counter protocol keeps its accesses apart from the
+// ring its `Arc` (or a `'static` `StaticRing`) keeps alive, and the counter protocol keeps its accesses apart from the
 // consumer's.
 unsafe impl<T: Send> Send for Producer<T> {}
 
@@ -244,7 +420,7 @@ impl<T> Producer<T> {
     /// `position` is in `tail..cached_head + capacity` (free for the producer).
     #[inline(always)]
     unsafe fn write(&self, position: usize, value: T) {
-        // SAFETY: `slots` is the slot array our `Arc` keeps alive (its whole-slice provenance)
+        // SAFETY: `slots` is the slot array our `Arc` or a static keeps alive (whole-slice provenance)
         // and `position & mask` is inside it. The caller guarantees the slot is free: the
         // consumer moved its previous entry out (ordered before us by the `Acquire` load of
         // `head`) and will not read it until we publish a `tail` beyond `position`.
@@ -362,10 +538,11 @@ impl<T> fmt::Debug for Producer<T> {
     }
 }
 
-/// The reading end of a [`Ring`] (for a completion ring: the side that collects results).
+/// The reading end of a [`Ring`] or [`StaticRing`] (for a completion ring: the side that
+/// collects results).
 pub struct Consumer<T> {
-    /// The shared ring.
-    ring: Arc<Ring<T>>,
+    /// The shared counters (and what keeps the ring alive).
+    ring: Shared<T>,
     /// Our counter (the ring's `head` equals it between operations).
     head: usize,
     /// The last `tail` we loaded; the producer's real `tail` is at least this.
@@ -377,7 +554,7 @@ pub struct Consumer<T> {
 }
 
 // SAFETY: the consumer end only moves `T`s out of the ring (`T: Send`); `slots` points into the
-// ring its `Arc` keeps alive, and the counter protocol keeps its accesses apart from the
+// ring its `Arc` (or a `'static` `StaticRing`) keeps alive, and the counter protocol keeps its accesses apart from the
 // producer's.
 unsafe impl<T: Send> Send for Consumer<T> {}
 
@@ -403,7 +580,7 @@ impl<T> Consumer<T> {
     /// past it so it is read once.
     #[inline(always)]
     unsafe fn read(&self, position: usize) -> T {
-        // SAFETY: `slots` is the slot array our `Arc` keeps alive and `position & mask` is
+        // SAFETY: `slots` is the slot array our `Arc` or a static keeps alive, `position & mask`
         // inside it. The caller guarantees the slot was published (its write ordered before us
         // by the `Acquire` load of `tail`) and not yet read; the producer will not touch it
         // until we publish a `head` beyond it.
@@ -536,6 +713,7 @@ impl<T> fmt::Debug for Consumer<T> {
 }
 
 /// What [`OverflowProducer::push`] did with an entry.
+#[cfg(feature = "alloc")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pushed {
     /// The entry is in the ring.
@@ -550,6 +728,7 @@ pub enum Pushed {
 /// What does not fit goes to a private FIFO list; every push and every
 /// [`flush`](Self::flush) first moves the list's oldest entries into the ring, so the consumer
 /// sees entries in push order. See the module docs for the policy.
+#[cfg(feature = "alloc")]
 pub struct OverflowProducer<T> {
     /// The ring end.
     inner: Producer<T>,
@@ -559,6 +738,7 @@ pub struct OverflowProducer<T> {
     overflowed_total: u64,
 }
 
+#[cfg(feature = "alloc")]
 impl<T> OverflowProducer<T> {
     /// Wraps a ring's producer end.
     pub fn new(inner: Producer<T>) -> Self {
@@ -627,6 +807,7 @@ impl<T> OverflowProducer<T> {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl<T> fmt::Debug for OverflowProducer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OverflowProducer")

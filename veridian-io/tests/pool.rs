@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use veridian_io::pool::PAGE_SIZE;
-use veridian_io::{BufferPool, HeapPages, IoError, PageSource};
+use veridian_io::{BufferPool, DmaSource, HeapPages, IoError, PageSource};
 
 #[test]
 fn bad_arguments_and_exhaustion() {
@@ -81,7 +81,10 @@ unsafe impl PageSource for Counting {
         // SAFETY: forwarded contract.
         unsafe { HeapPages.release_chunk(ptr, len) }
     }
+}
 
+// SAFETY: hosted memory; the made-up device address only has to be consistent.
+unsafe impl DmaSource for Counting {
     fn device_address(&self, ptr: NonNull<u8>) -> u64 {
         ptr.as_ptr() as u64 + 0x1000_0000
     }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use veridian_io::IoError;
-use veridian_io::ring::{self, OverflowProducer, Pushed, Ring};
+use veridian_io::ring::{self, Consumer, OverflowProducer, Producer, Pushed, Ring, StaticRing};
 
 #[derive(Debug, Clone)]
 enum Action {
@@ -29,6 +29,71 @@ fn action() -> impl Strategy<Value = Action> {
     ]
 }
 
+/// Runs `actions` on the two ends of an empty ring, checking every answer against a bounded
+/// `VecDeque`.
+fn run_model(
+    mut tx: Producer<u32>,
+    mut rx: Consumer<u32>,
+    actions: Vec<Action>,
+) -> Result<(), TestCaseError> {
+    let cap = tx.capacity();
+    let mut model: VecDeque<u32> = VecDeque::new();
+    let mut next = 0u32;
+    for a in actions {
+        match a {
+            Action::Push => {
+                let r = tx.push(next);
+                if model.len() < cap {
+                    prop_assert!(r.is_ok());
+                    model.push_back(next);
+                } else {
+                    prop_assert_eq!(r, Err(next));
+                }
+                next += 1;
+            }
+            Action::PushIter(n) => {
+                let mut it = next..next + n as u32;
+                let pushed = tx.push_iter(&mut it);
+                let expect = n.min(cap - model.len());
+                prop_assert_eq!(pushed, expect);
+                // The iterator is not advanced beyond what fitted.
+                prop_assert_eq!(it.start, next + expect as u32);
+                model.extend(next..next + expect as u32);
+                next += expect as u32;
+            }
+            Action::Pop => prop_assert_eq!(rx.pop(), model.pop_front()),
+            Action::PopBatch(n) => {
+                let mut got = Vec::new();
+                let count = rx.pop_batch(n, |v| got.push(v));
+                let expect: Vec<u32> = model.drain(..n.min(model.len())).collect();
+                prop_assert_eq!(count, expect.len());
+                prop_assert_eq!(got, expect);
+            }
+        }
+        prop_assert_eq!(tx.len(), model.len());
+        prop_assert_eq!(rx.len(), model.len());
+        prop_assert_eq!(tx.is_full(), model.len() == cap);
+        prop_assert_eq!(rx.is_empty(), model.is_empty());
+    }
+    Ok(())
+}
+
+/// [`run_model`] on a fresh `StaticRing<u32, N>`. `split` wants `&'static self`: the ring is
+/// a box turned into a raw pointer, freed again once both ends are gone (so Miri sees no leak).
+fn on_static_ring<const N: usize>(actions: Vec<Action>) -> Result<(), TestCaseError> {
+    let ring: *mut StaticRing<u32, N> = Box::into_raw(Box::new(StaticRing::new()));
+    // SAFETY: the box stays allocated until the end of this function, after the ends that
+    // borrow it are dropped (by `run_model`, which takes them by value).
+    let (tx, rx) = unsafe { &*ring }.split().unwrap();
+    let capacity = tx.capacity();
+    let result = run_model(tx, rx, actions);
+    // SAFETY: both ends are gone and nothing else refers to the ring; it came from
+    // `Box::into_raw` above.
+    drop(unsafe { Box::from_raw(ring) });
+    prop_assert_eq!(capacity, N);
+    result
+}
+
 proptest! {
     /// Every sequence of operations behaves like a bounded `VecDeque`, also when the counters
     /// wrap around `usize::MAX` during the run.
@@ -39,46 +104,22 @@ proptest! {
         actions in proptest::collection::vec(action(), 1..200),
     ) {
         let start = if near_wrap { usize::MAX - 20 } else { 0 };
-        let (mut tx, mut rx) = Ring::with_start(capacity, start).unwrap().split();
-        let cap = capacity.next_power_of_two();
-        prop_assert_eq!(tx.capacity(), cap);
-        let mut model: VecDeque<u32> = VecDeque::new();
-        let mut next = 0u32;
-        for a in actions {
-            match a {
-                Action::Push => {
-                    let r = tx.push(next);
-                    if model.len() < cap {
-                        prop_assert!(r.is_ok());
-                        model.push_back(next);
-                    } else {
-                        prop_assert_eq!(r, Err(next));
-                    }
-                    next += 1;
-                }
-                Action::PushIter(n) => {
-                    let mut it = next..next + n as u32;
-                    let pushed = tx.push_iter(&mut it);
-                    let expect = n.min(cap - model.len());
-                    prop_assert_eq!(pushed, expect);
-                    // The iterator is not advanced beyond what fitted.
-                    prop_assert_eq!(it.start, next + expect as u32);
-                    model.extend(next..next + expect as u32);
-                    next += expect as u32;
-                }
-                Action::Pop => prop_assert_eq!(rx.pop(), model.pop_front()),
-                Action::PopBatch(n) => {
-                    let mut got = Vec::new();
-                    let count = rx.pop_batch(n, |v| got.push(v));
-                    let expect: Vec<u32> = model.drain(..n.min(model.len())).collect();
-                    prop_assert_eq!(count, expect.len());
-                    prop_assert_eq!(got, expect);
-                }
-            }
-            prop_assert_eq!(tx.len(), model.len());
-            prop_assert_eq!(rx.len(), model.len());
-            prop_assert_eq!(tx.is_full(), model.len() == cap);
-            prop_assert_eq!(rx.is_empty(), model.is_empty());
+        let (tx, rx) = Ring::with_start(capacity, start).unwrap().split();
+        prop_assert_eq!(tx.capacity(), capacity.next_power_of_two());
+        run_model(tx, rx, actions)?;
+    }
+
+    /// The same model on a `StaticRing` (inline slots, no heap for the ring), `N` 1..=8.
+    #[test]
+    fn static_ring_matches_vecdeque_model(
+        log2 in 0u32..4,
+        actions in proptest::collection::vec(action(), 1..200),
+    ) {
+        match log2 {
+            0 => on_static_ring::<1>(actions)?,
+            1 => on_static_ring::<2>(actions)?,
+            2 => on_static_ring::<4>(actions)?,
+            _ => on_static_ring::<8>(actions)?,
         }
     }
 
@@ -185,12 +226,27 @@ fn panicking_callback_keeps_the_ring_consistent() {
 /// in order.
 #[test]
 fn two_threads_transfer_everything_in_order() {
+    let (tx, rx) = ring::channel::<u64>(64).unwrap();
+    transfer_in_order(tx, rx);
+}
+
+/// The same through a `static` `StaticRing`, split once.
+#[test]
+fn two_threads_through_a_static_ring() {
+    static RING: StaticRing<u64, 64> = StaticRing::new();
+    let (tx, rx) = RING.split().unwrap();
+    assert!(RING.split().is_none(), "a static ring is split once");
+    transfer_in_order(tx, rx);
+}
+
+/// Sends 0..N from a producer thread to this thread in batches of varying size; checks that
+/// every value arrives once, in order.
+fn transfer_in_order(mut tx: Producer<u64>, mut rx: Consumer<u64>) {
     const N: u64 = if cfg!(debug_assertions) {
         200_000
     } else {
         2_000_000
     };
-    let (mut tx, mut rx) = ring::channel::<u64>(64).unwrap();
     let producer = std::thread::spawn(move || {
         let mut next = 0u64;
         while next < N {

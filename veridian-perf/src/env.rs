@@ -106,25 +106,31 @@ pub unsafe trait AddressCheck {
     fn is_readable(&self, addr: usize, len: usize) -> bool;
 }
 
-/// The index of the CPU the caller runs on, for samples and per-CPU data.
+/// The index of the CPU the caller runs on, for samples and per-CPU data: the workspace-wide
+/// embedder trait of `veridian-embed`, re-exported (a kernel that also embeds veridian-sync
+/// implements it once).
 ///
 /// A stale answer (the caller migrated just after asking) only mislabels a sample; nothing in
-/// this crate relies on it for safety.
+/// this crate relies on it for safety. A sample records the index as a `u32` (`u32::MAX` for
+/// an index that does not fit).
 ///
 /// A `no_std` kernel implements it over its per-CPU data; the index here comes from an atomic
 /// that stands for the kernel's per-CPU block (a kernel reads it with one `gs`-relative load):
 ///
 /// ```
-/// use core::sync::atomic::{AtomicU32, Ordering};
+/// use core::sync::atomic::{AtomicUsize, Ordering};
 /// use veridian_perf::env::CpuIndex;
 ///
 /// /// Stand-in for the per-CPU block's index field.
-/// static THIS_CPU: AtomicU32 = AtomicU32::new(0);
+/// static THIS_CPU: AtomicUsize = AtomicUsize::new(0);
 ///
 /// struct KernelCpus;
 ///
 /// impl CpuIndex for KernelCpus {
-///     fn current_cpu(&self) -> u32 {
+///     fn max_cpus(&self) -> usize {
+///         64
+///     }
+///     fn current_cpu(&self) -> usize {
 ///         THIS_CPU.load(Ordering::Relaxed)
 ///     }
 /// }
@@ -132,7 +138,4 @@ pub unsafe trait AddressCheck {
 /// THIS_CPU.store(3, Ordering::Relaxed);
 /// assert_eq!(KernelCpus.current_cpu(), 3);
 /// ```
-pub trait CpuIndex {
-    /// The current CPU's index.
-    fn current_cpu(&self) -> u32;
-}
+pub use veridian_embed::CpuIndex;

@@ -35,9 +35,15 @@ impl ReferenceClock for MonotonicClock {
 pub struct SchedCpu;
 
 impl CpuIndex for SchedCpu {
-    fn current_cpu(&self) -> u32 {
+    fn max_cpus(&self) -> usize {
+        // SAFETY: sysconf takes a name constant and has no preconditions.
+        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+        usize::try_from(n).unwrap_or(1).max(1)
+    }
+
+    fn current_cpu(&self) -> usize {
         // SAFETY: sched_getcpu takes no arguments and has no preconditions.
         let cpu = unsafe { libc::sched_getcpu() };
-        u32::try_from(cpu).unwrap_or(0)
+        usize::try_from(cpu).unwrap_or(0)
     }
 }

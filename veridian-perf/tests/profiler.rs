@@ -403,7 +403,11 @@ impl CycleCounter for Ticks {
 }
 struct Cpu3;
 impl CpuIndex for Cpu3 {
-    fn current_cpu(&self) -> u32 {
+    fn max_cpus(&self) -> usize {
+        4
+    }
+
+    fn current_cpu(&self) -> usize {
         3
     }
 }

@@ -25,6 +25,11 @@
 //! to exactly one node; nodes without CPUs (memory-only nodes) are allowed.
 
 use core::fmt;
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
+
+#[cfg(feature = "alloc")]
+use alloc::boxed::Box;
 
 use crate::cpuset::{CpuOutOfRange, CpuSet, MAX_CPUS};
 
@@ -214,6 +219,22 @@ pub struct DistanceTable<'a> {
     pub entries: &'a [u8],
 }
 
+/// Writes "no node" and "no core id" for every CPU into the two per-CPU tables, element by
+/// element (no temporary array).
+///
+/// # Safety
+/// Both pointers are valid for writes (they may point to uninitialised memory).
+unsafe fn init_cpu_tables(cpu_node: *mut [u8; MAX_CPUS], cpu_core: *mut [Option<u32>; MAX_CPUS]) {
+    // SAFETY: the caller guarantees both tables are writable; `u8` has no invalid values.
+    unsafe {
+        cpu_node.cast::<u8>().write_bytes(NONE, MAX_CPUS);
+        let core = cpu_core.cast::<Option<u32>>();
+        for i in 0..MAX_CPUS {
+            core.add(i).write(None);
+        }
+    }
+}
+
 /// A list of CPUs in a chosen order (the steal order of [`Topology::nearby_cpus`]), in a fixed
 /// array.
 #[derive(Clone)]
@@ -290,14 +311,74 @@ pub struct Topology {
     distance: [[u8; MAX_NODES]; MAX_NODES],
 }
 
+/// # Large values
+///
+/// A `Topology` is about 8 KiB and a [`TopologyBuilder`] about 10 KiB (fixed arrays, no
+/// allocation). Returned by value they pass through the stack, which a small kernel stack may
+/// not afford; every constructor therefore also comes in place (into a `MaybeUninit` the caller
+/// put wherever it likes, a `static` for instance) and, with feature `alloc`, boxed. None of
+/// the in-place or boxed versions creates a temporary of either type on the stack.
 impl Topology {
     /// A single node holding CPUs `0..cpus`, no SMT: what a machine without SRAT looks like.
     pub fn uniform(cpus: usize) -> Result<Self, TopologyError> {
-        let mut b = TopologyBuilder::new(1);
-        for cpu in 0..cpus {
-            b.cpu(cpu, 0);
+        let mut slot = MaybeUninit::uninit();
+        Self::uniform_in_place(cpus, &mut slot)?;
+        // SAFETY: `uniform_in_place` returned `Ok`, so it initialised the slot.
+        Ok(unsafe { slot.assume_init() })
+    }
+
+    /// [`uniform`](Self::uniform), written into `slot` (no 8 KiB value on the stack); on error
+    /// `slot` is left as it was.
+    pub fn uniform_in_place(
+        cpus: usize,
+        slot: &mut MaybeUninit<Self>,
+    ) -> Result<&mut Self, TopologyError> {
+        if cpus == 0 {
+            return Err(TopologyError::NoCpus);
         }
-        b.build()
+        if cpus > MAX_CPUS {
+            return Err(TopologyError::CpuOutOfRange { cpu: MAX_CPUS });
+        }
+        let topology = Self::empty_in_place(slot, 1);
+        topology.distance[0][0] = LOCAL_DISTANCE;
+        for cpu in 0..cpus {
+            // `cpu < cpus <= MAX_CPUS`: the inserts cannot fail.
+            let _ = topology.online.insert(cpu);
+            let _ = topology.node_cpus[0].insert(cpu);
+            topology.cpu_node[cpu] = 0;
+        }
+        Ok(topology)
+    }
+
+    /// [`uniform`](Self::uniform), on the heap (no 8 KiB value on the stack).
+    #[cfg(feature = "alloc")]
+    pub fn uniform_boxed(cpus: usize) -> Result<Box<Self>, TopologyError> {
+        let mut slot = Box::new_uninit();
+        Self::uniform_in_place(cpus, &mut slot)?;
+        // SAFETY: `uniform_in_place` returned `Ok`, so it initialised the box.
+        Ok(unsafe { slot.assume_init() })
+    }
+
+    /// Writes a topology of `node_count` nodes, no CPUs, all distances 0, into `slot` field by
+    /// field (no temporary of the whole value), and returns it for the caller to fill.
+    fn empty_in_place(slot: &mut MaybeUninit<Self>, node_count: usize) -> &mut Self {
+        let p = slot.as_mut_ptr();
+        // SAFETY: every field of `*p` is written through a raw pointer to it before the slot is
+        // treated as initialised; the arrays are written element by element (all-zero bytes are
+        // valid `u8`s, and `None`/`CpuSet::empty()` are written as values).
+        unsafe {
+            addr_of_mut!((*p).online).write(CpuSet::empty());
+            addr_of_mut!((*p).node_count).write(node_count);
+            init_cpu_tables(addr_of_mut!((*p).cpu_node), addr_of_mut!((*p).cpu_core));
+            let sets = addr_of_mut!((*p).node_cpus).cast::<CpuSet>();
+            for i in 0..MAX_NODES {
+                sets.add(i).write(CpuSet::empty());
+            }
+            addr_of_mut!((*p).distance)
+                .cast::<u8>()
+                .write_bytes(0, MAX_NODES * MAX_NODES);
+            slot.assume_init_mut()
+        }
     }
 
     /// Builds the topology from the firmware's processor affinities and distance table.
@@ -310,6 +391,42 @@ impl Topology {
         distances: Option<DistanceTable<'_>>,
         symmetry: Symmetry,
     ) -> Result<Self, TopologyError> {
+        let mut builder = MaybeUninit::uninit();
+        Self::firmware_builder(cpus, distances, symmetry, &mut builder)?.build()
+    }
+
+    /// [`from_firmware`](Self::from_firmware), written into `slot`, with `scratch` as the
+    /// builder's room (both wherever the caller likes: no 8 or 10 KiB value on the stack). On
+    /// error `slot` is left as it was; `scratch` holds nothing to drop either way.
+    pub fn from_firmware_in_place<'t>(
+        cpus: &[CpuAffinity],
+        distances: Option<DistanceTable<'_>>,
+        symmetry: Symmetry,
+        scratch: &mut MaybeUninit<TopologyBuilder>,
+        slot: &'t mut MaybeUninit<Self>,
+    ) -> Result<&'t mut Self, TopologyError> {
+        Self::firmware_builder(cpus, distances, symmetry, scratch)?.build_in_place(slot)
+    }
+
+    /// [`from_firmware`](Self::from_firmware), on the heap (the builder too): no 8 or 10 KiB
+    /// value on the stack.
+    #[cfg(feature = "alloc")]
+    pub fn from_firmware_boxed(
+        cpus: &[CpuAffinity],
+        distances: Option<DistanceTable<'_>>,
+        symmetry: Symmetry,
+    ) -> Result<Box<Self>, TopologyError> {
+        let mut scratch = Box::new_uninit();
+        Self::firmware_builder(cpus, distances, symmetry, &mut scratch)?.build_boxed()
+    }
+
+    /// The builder `from_firmware` validates, set up in `scratch`.
+    fn firmware_builder<'b>(
+        cpus: &[CpuAffinity],
+        distances: Option<DistanceTable<'_>>,
+        symmetry: Symmetry,
+        scratch: &'b mut MaybeUninit<TopologyBuilder>,
+    ) -> Result<&'b mut TopologyBuilder, TopologyError> {
         let nodes = match distances {
             Some(t) => {
                 if t.localities > MAX_NODES {
@@ -338,7 +455,7 @@ impl Topology {
                 max
             }
         };
-        let mut b = TopologyBuilder::new(nodes);
+        let b = TopologyBuilder::init_in_place(scratch, nodes);
         b.symmetry(symmetry);
         for c in cpus {
             b.cpu(c.cpu, c.node as usize);
@@ -364,7 +481,7 @@ impl Topology {
                 }
             }
         }
-        b.build()
+        Ok(b)
     }
 
     /// The online CPUs (those given a node).
@@ -525,20 +642,60 @@ pub struct TopologyBuilder {
 
 impl TopologyBuilder {
     /// A builder for `nodes` nodes (ids `0..nodes`); `nodes > MAX_NODES` is reported by `build`.
+    /// About 10 KiB by value: see [`init_in_place`](Self::init_in_place) and
+    /// [`boxed`](Self::boxed) for a small stack.
     pub fn new(nodes: usize) -> Self {
-        let mut b = Self {
-            nodes: nodes.min(MAX_NODES),
-            cpu_node: [NONE; MAX_CPUS],
-            cpu_core: [None; MAX_CPUS],
-            distance: [[0; MAX_NODES]; MAX_NODES],
-            given: [[false; MAX_NODES]; MAX_NODES],
-            symmetry: Symmetry::RequireSymmetric,
-            error: None,
-        };
-        if nodes > MAX_NODES {
-            b.error = Some(TopologyError::NodeOutOfRange { node: nodes - 1 });
+        let mut slot = MaybeUninit::uninit();
+        Self::init_in_place(&mut slot, nodes);
+        // SAFETY: `init_in_place` initialised every field.
+        unsafe { slot.assume_init() }
+    }
+
+    /// [`new`](Self::new), written into `slot` field by field (no 10 KiB value on the stack).
+    ///
+    /// ```
+    /// use core::mem::MaybeUninit;
+    /// use veridian_sched::{Topology, TopologyBuilder};
+    ///
+    /// // Both could as well be `static`s, or parts of a larger structure.
+    /// let mut builder = MaybeUninit::uninit();
+    /// let mut topology = MaybeUninit::<Topology>::uninit();
+    /// let b = TopologyBuilder::init_in_place(&mut builder, 2);
+    /// b.cpu(0, 0).cpu(1, 1).uniform_remote(20);
+    /// let topology = b.build_in_place(&mut topology).unwrap();
+    /// assert_eq!(topology.distance(0, 1), Some(20));
+    /// ```
+    pub fn init_in_place(slot: &mut MaybeUninit<Self>, nodes: usize) -> &mut Self {
+        let p = slot.as_mut_ptr();
+        // SAFETY: every field of `*p` is written through a raw pointer to it before the slot is
+        // treated as initialised; the arrays element by element or as bytes valid for their
+        // element type (`u8`, and `bool` 0 = `false`).
+        unsafe {
+            addr_of_mut!((*p).nodes).write(nodes.min(MAX_NODES));
+            init_cpu_tables(addr_of_mut!((*p).cpu_node), addr_of_mut!((*p).cpu_core));
+            addr_of_mut!((*p).distance)
+                .cast::<u8>()
+                .write_bytes(0, MAX_NODES * MAX_NODES);
+            addr_of_mut!((*p).given)
+                .cast::<bool>()
+                .write_bytes(0, MAX_NODES * MAX_NODES);
+            addr_of_mut!((*p).symmetry).write(Symmetry::RequireSymmetric);
+            addr_of_mut!((*p).error).write(if nodes > MAX_NODES {
+                Some(TopologyError::NodeOutOfRange { node: nodes - 1 })
+            } else {
+                None
+            });
+            slot.assume_init_mut()
         }
-        b
+    }
+
+    /// [`new`](Self::new), on the heap (no 10 KiB value on the stack).
+    #[cfg(feature = "alloc")]
+    pub fn boxed(nodes: usize) -> Box<Self> {
+        let mut slot = Box::new_uninit();
+        Self::init_in_place(&mut slot, nodes);
+        // SAFETY: `init_in_place` initialised every field.
+        unsafe { slot.assume_init() }
     }
 
     fn fail(&mut self, e: TopologyError) -> &mut Self {
@@ -618,76 +775,96 @@ impl TopologyBuilder {
         self
     }
 
-    /// Validates and builds the topology.
-    #[allow(
-        clippy::needless_range_loop,
-        reason = "node and CPU ids index several tables"
-    )]
+    /// Validates and builds the topology (about 8 KiB by value: see
+    /// [`build_in_place`](Self::build_in_place) and [`build_boxed`](Self::build_boxed) for a
+    /// small stack).
     pub fn build(&self) -> Result<Topology, TopologyError> {
+        let mut slot = MaybeUninit::uninit();
+        self.build_in_place(&mut slot)?;
+        // SAFETY: `build_in_place` returned `Ok`, so it initialised the slot.
+        Ok(unsafe { slot.assume_init() })
+    }
+
+    /// [`build`](Self::build), on the heap (no 8 KiB value on the stack).
+    #[cfg(feature = "alloc")]
+    pub fn build_boxed(&self) -> Result<Box<Topology>, TopologyError> {
+        let mut slot = Box::new_uninit();
+        self.build_in_place(&mut slot)?;
+        // SAFETY: `build_in_place` returned `Ok`, so it initialised the box.
+        Ok(unsafe { slot.assume_init() })
+    }
+
+    /// The validated distance from `from` to `to` (both `< nodes`): 10 on the diagonal.
+    fn checked_distance(&self, from: usize, to: usize) -> Result<u8, TopologyError> {
+        let given = self.given[from][to];
+        let d = self.distance[from][to];
+        if from == to {
+            if given && d != LOCAL_DISTANCE {
+                return Err(TopologyError::LocalDistanceNot10 {
+                    node: from,
+                    distance: d,
+                });
+            }
+            return Ok(LOCAL_DISTANCE);
+        }
+        if !given {
+            return Err(TopologyError::MissingDistance { from, to });
+        }
+        if d < LOCAL_DISTANCE {
+            return Err(TopologyError::InvalidDistance {
+                from,
+                to,
+                distance: d,
+            });
+        }
+        Ok(d)
+    }
+
+    /// Validates, then writes the topology into `slot` (no 8 KiB value on the stack). On
+    /// error `slot` is left as it was.
+    pub fn build_in_place<'t>(
+        &self,
+        slot: &'t mut MaybeUninit<Topology>,
+    ) -> Result<&'t mut Topology, TopologyError> {
         if let Some(e) = self.error {
             return Err(e);
         }
         let n = self.nodes;
-        let mut distance = [[0u8; MAX_NODES]; MAX_NODES];
+        // Every check before the slot is touched.
         for from in 0..n {
             for to in 0..n {
-                let given = self.given[from][to];
-                let d = self.distance[from][to];
-                if from == to {
-                    if given && d != LOCAL_DISTANCE {
-                        return Err(TopologyError::LocalDistanceNot10 {
-                            node: from,
-                            distance: d,
-                        });
-                    }
-                    distance[from][to] = LOCAL_DISTANCE;
-                } else {
-                    if !given {
-                        return Err(TopologyError::MissingDistance { from, to });
-                    }
-                    if d < LOCAL_DISTANCE {
-                        return Err(TopologyError::InvalidDistance {
-                            from,
-                            to,
-                            distance: d,
-                        });
-                    }
-                    distance[from][to] = d;
-                }
+                self.checked_distance(from, to)?;
             }
         }
         if self.symmetry == Symmetry::RequireSymmetric {
             for a in 0..n {
                 for b in a + 1..n {
-                    let (ab, ba) = (distance[a][b], distance[b][a]);
+                    let (ab, ba) = (self.checked_distance(a, b)?, self.checked_distance(b, a)?);
                     if ab != ba {
                         return Err(TopologyError::Asymmetric { a, b, ab, ba });
                     }
                 }
             }
         }
-        let mut online = CpuSet::empty();
-        let mut node_cpus = [CpuSet::empty(); MAX_NODES];
-        let mut cpu_core = [None; MAX_CPUS];
-        for cpu in 0..MAX_CPUS {
-            let node = self.cpu_node[cpu];
-            if node != NONE {
-                // `cpu < MAX_CPUS`, so the inserts cannot fail.
-                let _ = online.insert(cpu);
-                let _ = node_cpus[usize::from(node)].insert(cpu);
-                cpu_core[cpu] = self.cpu_core[cpu];
-            }
-        }
-        if online.is_empty() {
+        if self.cpu_node.iter().all(|&node| node == NONE) {
             return Err(TopologyError::NoCpus);
         }
-        Ok(Topology {
-            online,
-            node_count: n,
-            cpu_node: self.cpu_node,
-            cpu_core,
-            node_cpus,
-            distance,
-        })
+        let topology = Topology::empty_in_place(slot, n);
+        for from in 0..n {
+            for to in 0..n {
+                // Checked above.
+                topology.distance[from][to] = self.checked_distance(from, to)?;
+            }
+        }
+        for (cpu, &node) in self.cpu_node.iter().enumerate() {
+            if node != NONE {
+                // `cpu < MAX_CPUS`, so the inserts cannot fail.
+                let _ = topology.online.insert(cpu);
+                let _ = topology.node_cpus[usize::from(node)].insert(cpu);
+                topology.cpu_node[cpu] = node;
+                topology.cpu_core[cpu] = self.cpu_core[cpu];
+            }
+        }
+        Ok(topology)
     }
 }

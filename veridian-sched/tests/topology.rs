@@ -268,3 +268,136 @@ fn full_size_topology() {
     let next: Vec<usize> = o[3..11].iter().map(|&c| t.node_of(c).unwrap()).collect();
     assert_eq!(next, [1, 1, 1, 1, 63, 63, 63, 63]);
 }
+
+/// Everything a `Topology` answers, for comparing two of them.
+fn same(a: &Topology, b: &Topology) {
+    assert_eq!(a.cpus(), b.cpus());
+    assert_eq!(a.node_count(), b.node_count());
+    for node in 0..MAX_NODES {
+        assert_eq!(a.node_cpus(node), b.node_cpus(node));
+        for to in 0..MAX_NODES {
+            assert_eq!(a.distance(node, to), b.distance(node, to));
+        }
+    }
+    for cpu in 0..MAX_CPUS {
+        assert_eq!(a.node_of(cpu), b.node_of(cpu));
+        assert_eq!(a.smt_siblings(cpu), b.smt_siblings(cpu));
+        assert_eq!(
+            a.nearby_cpus(cpu).map(|l| l.as_slice().to_vec()),
+            b.nearby_cpus(cpu).map(|l| l.as_slice().to_vec())
+        );
+    }
+}
+
+#[test]
+fn in_place_and_boxed_constructors_equal_the_by_value_ones() {
+    use core::mem::MaybeUninit;
+
+    let by_value = line_of_three();
+    // The same builder calls on a builder in place and on a boxed one.
+    let fill = |b: &mut TopologyBuilder| {
+        for cpu in 0..4 {
+            b.cpu(cpu, 0).core(cpu, (cpu / 2) as u32);
+        }
+        b.cpu(4, 1).cpu(5, 1).cpu(6, 2).cpu(7, 2);
+        let d = [[10, 20, 30], [20, 10, 20], [30, 20, 10]];
+        for (i, row) in d.iter().enumerate() {
+            for (j, &x) in row.iter().enumerate() {
+                b.distance(i, j, x);
+            }
+        }
+    };
+    let mut builder = MaybeUninit::uninit();
+    let b = TopologyBuilder::init_in_place(&mut builder, 3);
+    fill(b);
+    let mut slot = MaybeUninit::uninit();
+    same(b.build_in_place(&mut slot).unwrap(), &by_value);
+    same(&b.build_boxed().unwrap(), &by_value);
+    let mut boxed = TopologyBuilder::boxed(3);
+    fill(&mut boxed);
+    same(&boxed.build_boxed().unwrap(), &by_value);
+
+    for cpus in [1, 5, MAX_CPUS] {
+        let by_value = Topology::uniform(cpus).unwrap();
+        let mut slot = MaybeUninit::uninit();
+        same(
+            Topology::uniform_in_place(cpus, &mut slot).unwrap(),
+            &by_value,
+        );
+        same(&Topology::uniform_boxed(cpus).unwrap(), &by_value);
+        // `uniform_in_place` fills the topology itself (no builder): same as a builder's.
+        let mut b = TopologyBuilder::new(1);
+        for cpu in 0..cpus {
+            b.cpu(cpu, 0);
+        }
+        same(&b.build().unwrap(), &by_value);
+    }
+    for bad in [0, MAX_CPUS + 1] {
+        let mut slot = MaybeUninit::uninit();
+        let by_builder = {
+            let mut b = TopologyBuilder::new(1);
+            for cpu in 0..bad {
+                b.cpu(cpu, 0);
+            }
+            b.build().unwrap_err()
+        };
+        assert_eq!(Topology::uniform(bad).unwrap_err(), by_builder);
+        assert_eq!(
+            Topology::uniform_in_place(bad, &mut slot).unwrap_err(),
+            by_builder
+        );
+        assert_eq!(Topology::uniform_boxed(bad).unwrap_err(), by_builder);
+    }
+
+    let cpus: Vec<CpuAffinity> = (0..6)
+        .map(|cpu| CpuAffinity {
+            cpu,
+            node: (cpu / 2) as u32,
+            core: Some(cpu as u32 / 2),
+        })
+        .collect();
+    let slit = [10, 21, 31, 21, 10, 21, 31, 21, 10];
+    let table = || {
+        Some(DistanceTable {
+            localities: 3,
+            entries: &slit,
+        })
+    };
+    let by_value = Topology::from_firmware(&cpus, table(), Symmetry::RequireSymmetric).unwrap();
+    let mut scratch = MaybeUninit::uninit();
+    let mut slot = MaybeUninit::uninit();
+    same(
+        Topology::from_firmware_in_place(
+            &cpus,
+            table(),
+            Symmetry::RequireSymmetric,
+            &mut scratch,
+            &mut slot,
+        )
+        .unwrap(),
+        &by_value,
+    );
+    same(
+        &Topology::from_firmware_boxed(&cpus, table(), Symmetry::RequireSymmetric).unwrap(),
+        &by_value,
+    );
+}
+
+#[test]
+fn a_failed_in_place_build_leaves_the_slot_as_it_was() {
+    use core::mem::MaybeUninit;
+
+    let mut slot = MaybeUninit::new(line_of_three());
+    let mut b = TopologyBuilder::new(2);
+    b.cpu(0, 0).distance(0, 1, 20).distance(1, 0, 30);
+    assert!(matches!(
+        b.build_in_place(&mut slot),
+        Err(TopologyError::Asymmetric { .. })
+    ));
+    assert!(matches!(
+        Topology::uniform_in_place(0, &mut slot),
+        Err(TopologyError::NoCpus)
+    ));
+    // SAFETY: initialised by `MaybeUninit::new`, and a failed build writes nothing.
+    same(unsafe { slot.assume_init_ref() }, &line_of_three());
+}

@@ -4,16 +4,14 @@
 //! Both are traits the embedder implements; the `std` feature supplies hosted versions in
 //! `hosted`.
 
-/// The index of the CPU the caller runs on, for per-CPU sharding.
+/// The index of the CPU the caller runs on, for per-CPU sharding: the workspace-wide embedder
+/// trait of `veridian-embed`, re-exported (a kernel that also embeds veridian-perf implements
+/// it once).
 ///
 /// Used only to pick a shard, so a stale answer (the caller migrated right after asking) costs
-/// contention, never correctness: the sharded structures stay correct with any index.
-pub trait CpuIndex {
-    /// Number of distinct indices; must not change.
-    fn max_cpus(&self) -> usize;
-    /// Index of the current CPU, `< max_cpus()` (larger values are reduced modulo `max_cpus`).
-    fn current_cpu(&self) -> usize;
-}
+/// contention, never correctness: the sharded structures stay correct with any index (larger
+/// values than `max_cpus()` are reduced modulo `max_cpus`).
+pub use veridian_embed::CpuIndex;
 
 /// Disabling and restoring interrupts (or preemption) around a critical section, for locks that
 /// interrupt handlers also take.

@@ -23,6 +23,9 @@
 //! structures that allocate; without it nothing in this crate needs a global allocator.
 
 #![no_std]
+// The docs describe the whole crate; without `alloc` their links to the heap-only items have
+// no target (the default and all-features docs are checked with `-D warnings`).
+#![cfg_attr(not(feature = "alloc"), allow(rustdoc::broken_intra_doc_links))]
 
 #[cfg(any(feature = "alloc", loom))]
 extern crate alloc;

@@ -98,7 +98,8 @@ pub fn unpack_all() -> Result<Vec<Unpacked>> {
     Ok(packages)
 }
 
-/// Step 2 for one package: its test suites built with default features, then run with `std`.
+/// Step 2 for one package: its test suites built with default features, then run with `std`
+/// (with default features for a crate that has no `std` feature).
 pub fn test_unpacked(package: &Unpacked, all: &[Unpacked]) -> Result<()> {
     let manifest = std::fs::read_to_string(package.dir.join("Cargo.toml")).map_err(|err| {
         Error::Failed(format!(
@@ -116,11 +117,19 @@ pub fn test_unpacked(package: &Unpacked, all: &[Unpacked]) -> Result<()> {
         })?;
         patches.push(patch_config(sibling, &unpacked.dir));
     }
-    for features in [None, Some("std")] {
+    // A crate without hosted back-ends (no `std` feature: the embedder traits) runs its tests
+    // with default features.
+    let run = if has_std_feature(&manifest) {
+        Some("std")
+    } else {
+        Some("")
+    };
+    for features in [None, run] {
         let mut command = cmd::cargo();
         command.current_dir(&package.dir).arg("test");
         match features {
             None => command.arg("--no-run"),
+            Some("") => &mut command,
             Some(features) => command.args(["--features", features]),
         };
         for patch in &patches {
@@ -129,6 +138,20 @@ pub fn test_unpacked(package: &Unpacked, all: &[Unpacked]) -> Result<()> {
         cmd::run_checked(&mut command)?;
     }
     Ok(())
+}
+
+/// Whether a packaged (normalised) manifest declares a `std` feature: a `std = [...]` line in
+/// its `[features]` table.
+fn has_std_feature(manifest: &str) -> bool {
+    let mut in_features = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_features = line == "[features]";
+        } else if in_features && line.starts_with("std = ") {
+            return true;
+        }
+    }
+    false
 }
 
 /// The `--config` value that resolves crates.io's `name` to the unpacked package in `dir`.
@@ -178,6 +201,16 @@ fn parse_workspace_version(manifest: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn std_feature_is_found_only_in_the_features_table() {
+        let with = "[package]\nname = \"a\"\n\n[features]\ndefault = []\nstd = [\"alloc\"]\n";
+        assert!(has_std_feature(with));
+        let without = "[package]\nname = \"veridian-embed\"\n\n[lib]\nname = \"x\"\n";
+        assert!(!has_std_feature(without));
+        let elsewhere = "[features]\nalloc = []\n\n[dependencies.x]\nstd = true\n";
+        assert!(!has_std_feature(elsewhere));
+    }
 
     #[test]
     fn sibling_dependencies_are_read_from_normalised_manifests() {

@@ -17,7 +17,9 @@ use crate::msrv;
 use crate::publish;
 use crate::qemu::{self, Boot, Machine, Outcome, Vm};
 use crate::tools::{self, Needs};
-use crate::workspace::{self, COMPONENT_CRATES, KERNEL_PACKAGE, KERNEL_TARGET, USER_MANIFEST};
+use crate::workspace::{
+    self, COMPONENT_CRATES, KERNEL_PACKAGE, KERNEL_TARGET, PORTABLE_TARGETS, USER_MANIFEST,
+};
 
 /// Timeout for a whole kernel test-suite run.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -173,6 +175,7 @@ pub fn test() -> Result<ExitCode> {
             ]),
         )?;
     }
+    portable_builds(&mut tally)?;
     for package in COMPONENT_CRATES {
         let version = msrv::stated(package).unwrap_or_else(|_| "?".into());
         tally.step(
@@ -246,6 +249,35 @@ pub fn test() -> Result<ExitCode> {
 }
 
 /// Runs `cargo <args>`; a non-zero exit is a failure.
+/// Every component crate, with default features and without, for each of
+/// [`PORTABLE_TARGETS`] (the target installed with rustup first when missing).
+fn portable_builds(tally: &mut Tally) -> Result<()> {
+    for target in PORTABLE_TARGETS {
+        let installed = tools::ensure_rust_target(target);
+        let missing = installed.as_ref().err().map(|e| e.to_string());
+        tally.step(&format!("Rust target {target} installed"), installed)?;
+        for package in COMPONENT_CRATES {
+            for features in [None, Some("--no-default-features")] {
+                let step = format!(
+                    "build {package} ({target}{})",
+                    features.map_or(String::new(), |f| format!(", {f}"))
+                );
+                let result = match &missing {
+                    // One clear failure for the target above, not one per crate.
+                    Some(reason) => Err(Error::Failed(format!("target missing: {reason}"))),
+                    None => {
+                        let mut args = vec!["build", "-p", package, "--target", target];
+                        args.extend(features);
+                        cargo(&args)
+                    }
+                };
+                tally.step(&step, result)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn cargo(args: &[&str]) -> Result<()> {
     succeeded(cmd::cargo().args(args))
 }

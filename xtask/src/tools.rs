@@ -89,27 +89,33 @@ pub fn ensure(needs: Needs) -> Result<()> {
 
 /// The Rust target for the kernel.
 fn ensure_target() -> Result<()> {
+    ensure_rust_target(KERNEL_TARGET)
+}
+
+/// The Rust target `target` (its `core`/`alloc` for cross builds), added with rustup when
+/// missing.
+pub fn ensure_rust_target(target: &str) -> Result<()> {
     if cmd::find_program("rustup").is_none() {
         // Without rustup (a distribution toolchain), all we can do is look at the sysroot.
         let sysroot = cmd::capture(Command::new("rustc").args(["--print", "sysroot"]))?;
         let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
-        let lib = Path::new(&sysroot).join("lib/rustlib").join(KERNEL_TARGET);
+        let lib = Path::new(&sysroot).join("lib/rustlib").join(target);
         return if lib.is_dir() {
             Ok(())
         } else {
             Err(Error::Failed(format!(
-                "the Rust target {KERNEL_TARGET} is not installed and rustup is not available \
-                 to add it (install rustup, then: rustup target add {KERNEL_TARGET})"
+                "the Rust target {target} is not installed and rustup is not available \
+                 to add it (install rustup, then: rustup target add {target})"
             )))
         };
     }
     let installed = cmd::capture(Command::new("rustup").args(["target", "list", "--installed"]))?;
     let installed = String::from_utf8_lossy(&installed.stdout);
-    if installed.lines().any(|line| line.trim() == KERNEL_TARGET) {
+    if installed.lines().any(|line| line.trim() == target) {
         return Ok(());
     }
-    println!("xtask: the Rust target {KERNEL_TARGET} is missing: adding it with rustup");
-    cmd::run_checked(Command::new("rustup").args(["target", "add", KERNEL_TARGET]))
+    println!("xtask: the Rust target {target} is missing: adding it with rustup");
+    cmd::run_checked(Command::new("rustup").args(["target", "add", target]))
 }
 
 /// rustfmt and clippy (through cargo, so that the check works with or without rustup).

@@ -5,11 +5,18 @@ use std::path::{Path, PathBuf};
 /// The bare-metal target that the kernel and the component crates are built for.
 pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
 
+/// Bare-metal targets of other architectures every component crate must build for (with
+/// default features and without): their x86_64-only parts are behind `cfg(target_arch)`.
+pub const PORTABLE_TARGETS: [&str; 2] = ["aarch64-unknown-none", "riscv64gc-unknown-none-elf"];
+
 /// The package name of the bootable kernel.
 pub const KERNEL_PACKAGE: &str = "reference-kernel";
 
-/// The `no_std` component crates, each of which must build for [`KERNEL_TARGET`].
-pub const COMPONENT_CRATES: [&str; 6] = [
+/// The `no_std` component crates, each of which must build for [`KERNEL_TARGET`], in
+/// dependency order (`publish-check` packages them in this order): the shared embedder traits
+/// first.
+pub const COMPONENT_CRATES: [&str; 7] = [
+    "veridian-embed",
     "veridian-alloc",
     "veridian-sync",
     "veridian-sched",

@@ -36,9 +36,12 @@ fn order_of(len: usize, align: usize) -> Option<usize> {
 // heap until released; the frame allocator's lock makes both methods callable from any CPU.
 unsafe impl PageSource for FramePages {
     fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        // The heap's `len` is a multiple of `align` (the `PageSource` contract), so the block
+        // order of `len` alone, which `release_chunk` recomputes, also meets `align`. A direct
+        // block of a size that is not a power of two is rounded up to one here (the frame
+        // allocator is a buddy allocator).
         let order = order_of(len, align)?;
-        if (PAGE_SIZE << order) != len {
-            // The heap asks for power-of-two chunks; anything else would leak the tail.
+        if order_of(len, PAGE_SIZE) != Some(order) {
             return None;
         }
         let phys = frames::allocate(order).ok()?;

@@ -14,6 +14,8 @@ pub struct RecordingPages {
     pub chunks: Mutex<Vec<(usize, usize)>>,
     /// Most bytes out at once.
     pub limit: usize,
+    /// Every request, granted or not: (len, align).
+    pub asked: Mutex<Vec<(usize, usize)>>,
 }
 
 impl RecordingPages {
@@ -22,7 +24,13 @@ impl RecordingPages {
         Self {
             chunks: Mutex::new(Vec::new()),
             limit,
+            asked: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The requests so far: (len, align).
+    pub fn asked(&self) -> Vec<(usize, usize)> {
+        self.asked.lock().unwrap().clone()
     }
 
     /// Bytes currently handed out.
@@ -43,6 +51,7 @@ impl RecordingPages {
 // SAFETY: forwards to MmapPages, which upholds the contract; the bookkeeping is behind a Mutex.
 unsafe impl PageSource for RecordingPages {
     fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        self.asked.lock().unwrap().push((len, align));
         let mut chunks = self.chunks.lock().unwrap();
         let live: usize = chunks.iter().map(|c| c.1).sum();
         if live + len > self.limit {

@@ -117,7 +117,8 @@ impl<'a, A: AddressCheck, C: CycleCounter, P: CpuIndex, const N: usize> Sampler<
     /// a full ring drops this sample (counted in the ring).
     pub fn on_interrupt(&mut self, ip: u64, fp: usize, thread: u64) -> u64 {
         let t0 = self.clock.start();
-        let mut sample = Sample::new(t0, self.cpu.current_cpu(), thread, ip);
+        let cpu = u32::try_from(self.cpu.current_cpu()).unwrap_or(u32::MAX);
+        let mut sample = Sample::new(t0, cpu, thread, ip);
         sample.walk_stack(fp, &self.check);
         self.producer.push(&sample);
         let t1 = self.clock.stop();

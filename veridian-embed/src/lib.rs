@@ -1,0 +1,143 @@
+//! # veridian-embed
+//!
+//! The traits a kernel implements once to embed any of the Veridian component crates, defined
+//! in one place so that a kernel using two crates does not implement the same concept twice.
+//! No code besides the traits, no dependencies, no allocation; each component crate re-exports
+//! the traits it uses (`veridian_alloc::PageSource` *is* [`PageSource`]), so an embedder never
+//! needs to name this crate.
+//!
+//! | trait | used by |
+//! |---|---|
+//! | [`PageSource`] | veridian-alloc (the heap's chunks and direct blocks), veridian-io (buffer pool memory; its `DmaSource` adds the device address) |
+//! | [`CpuIndex`] | veridian-sync (`ShardedCounter`), veridian-perf (the sampler's CPU field) |
+//!
+//! `#![no_std]`, builds for any target.
+
+#![no_std]
+
+use core::ptr::NonNull;
+
+/// A source of large, aligned pieces of memory (a kernel: blocks of its frame allocator seen
+/// through its direct map).
+///
+/// Each user states in its own documentation what it asks for (veridian-alloc: chunks aligned
+/// to their power-of-two size and page-aligned direct blocks; veridian-io: buffer regions); a
+/// source may refuse any request it cannot serve by returning `None`.
+///
+/// # Safety
+/// Implementations must guarantee:
+/// - a chunk returned by [`PageSource::allocate_chunk`] is `len` bytes, aligned to `align`,
+///   readable and writable, and used by nothing else until it is given back with
+///   [`PageSource::release_chunk`];
+/// - both methods may be called from any CPU (users serialise their own calls, not with other
+///   users of the same source).
+///
+/// # Example
+///
+/// A source carving chunks from a static arena, front to back (released chunks are not reused
+/// in this sketch):
+///
+/// ```
+/// use core::ptr::NonNull;
+/// use core::sync::atomic::{AtomicUsize, Ordering};
+/// use veridian_embed::PageSource;
+///
+/// #[repr(C, align(4096))]
+/// struct Memory([u8; 64 * 1024]);
+/// static mut MEMORY: Memory = Memory([0; 64 * 1024]);
+///
+/// struct Arena {
+///     used: AtomicUsize,
+/// }
+///
+/// // SAFETY: each chunk is a distinct, aligned, writable part of `MEMORY`, handed out once
+/// // (the compare-exchange claims it), and nothing else uses `MEMORY`.
+/// unsafe impl PageSource for Arena {
+///     fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+///         if !align.is_power_of_two() || align > 4096 {
+///             return None; // the arena itself is only 4 KiB-aligned
+///         }
+///         let base = (&raw mut MEMORY).cast::<u8>();
+///         let mut used = self.used.load(Ordering::Relaxed);
+///         loop {
+///             let start = used.checked_next_multiple_of(align)?;
+///             let end = start.checked_add(len)?;
+///             if end > 64 * 1024 {
+///                 return None;
+///             }
+///             match self.used.compare_exchange(used, end, Ordering::AcqRel, Ordering::Relaxed) {
+///                 // SAFETY: `start + len <= 64 KiB`: inside `MEMORY`.
+///                 Ok(_) => return NonNull::new(unsafe { base.add(start) }),
+///                 Err(now) => used = now,
+///             }
+///         }
+///     }
+///
+///     unsafe fn release_chunk(&self, _chunk: NonNull<u8>, _len: usize) {}
+/// }
+///
+/// let arena = Arena { used: AtomicUsize::new(0) };
+/// let chunk = arena.allocate_chunk(8192, 4096).unwrap();
+/// assert_eq!(chunk.as_ptr() as usize % 4096, 0);
+/// assert!(arena.allocate_chunk(1 << 20, 4096).is_none());
+/// ```
+pub unsafe trait PageSource {
+    /// Returns a chunk of exactly `len` bytes aligned to `align` (a power of two), or `None`
+    /// when no memory is left or the source cannot serve the request. Must not panic.
+    fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>>;
+
+    /// Gives a chunk back.
+    ///
+    /// # Safety
+    /// `ptr` and `len` are exactly a chunk this source returned and not yet released, and no
+    /// reference into it is used afterwards.
+    unsafe fn release_chunk(&self, ptr: NonNull<u8>, len: usize);
+}
+
+// SAFETY: a shared reference forwards to the source itself, which upholds the contract.
+unsafe impl<T: PageSource + ?Sized> PageSource for &T {
+    fn allocate_chunk(&self, len: usize, align: usize) -> Option<NonNull<u8>> {
+        (**self).allocate_chunk(len, align)
+    }
+
+    unsafe fn release_chunk(&self, ptr: NonNull<u8>, len: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { (**self).release_chunk(ptr, len) }
+    }
+}
+
+/// The index of the CPU the caller runs on, for per-CPU sharding and labelling.
+///
+/// A stale answer (the caller migrated right after asking) must cost its users at most
+/// contention or a mislabelled record, never correctness: no user relies on it for safety
+/// (where exclusivity matters, the crates take a guard instead: veridian-alloc's `CpuLocal`,
+/// veridian-sched's `CpuGuard`).
+///
+/// ```
+/// use core::sync::atomic::{AtomicUsize, Ordering};
+/// use veridian_embed::CpuIndex;
+///
+/// /// Stand-in for the per-CPU block's index field (a kernel: one `gs`-relative load).
+/// static THIS_CPU: AtomicUsize = AtomicUsize::new(0);
+///
+/// struct KernelCpus;
+///
+/// impl CpuIndex for KernelCpus {
+///     fn max_cpus(&self) -> usize {
+///         8
+///     }
+///     fn current_cpu(&self) -> usize {
+///         THIS_CPU.load(Ordering::Relaxed)
+///     }
+/// }
+///
+/// THIS_CPU.store(3, Ordering::Relaxed);
+/// assert_eq!(KernelCpus.current_cpu(), 3);
+/// ```
+pub trait CpuIndex {
+    /// Number of distinct indices; must not change.
+    fn max_cpus(&self) -> usize;
+    /// Index of the current CPU, `< max_cpus()` (users reduce larger values modulo
+    /// `max_cpus()` or treat them as unknown).
+    fn current_cpu(&self) -> usize;
+}
