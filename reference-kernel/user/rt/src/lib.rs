@@ -9,6 +9,7 @@
 //!   the spawn argument and exits with its result. A panic prints `panic: <message>` and exits
 //!   with [`abi::PANICKED`].
 //! - [`tsc`]: serialised time-stamp-counter reads for user-side benchmarks.
+//! - [`checks::Failures`]: counts a test program's failed checks for its exit code.
 //!
 //! A program is `#![no_std] #![no_main]`, depends on this crate and says
 //! `veridian_user_rt::entry!(main);`.
@@ -18,6 +19,7 @@
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod abi;
+pub mod checks;
 pub mod errno;
 pub mod print;
 pub mod raw;

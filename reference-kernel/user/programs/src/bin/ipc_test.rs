@@ -7,26 +7,16 @@
 #![no_std]
 #![no_main]
 
+use veridian_user_rt::checks::Failures;
 use veridian_user_rt::{Errno, println, sys};
 
 /// `ipc_echo`'s protocol.
 const QUIT: u64 = u64::MAX;
 const ECHO_MARK: u64 = 0x5a5a_5a5a;
 
-struct Failures(i64);
-
-impl Failures {
-    fn check(&mut self, ok: bool, what: core::fmt::Arguments<'_>) {
-        if !ok {
-            println!("ipc_test: FAIL {what}");
-            self.0 += 1;
-        }
-    }
-}
-
 fn main(arg: u64) -> i64 {
     let calls = if arg == 0 { 1000 } else { arg };
-    let mut fail = Failures(0);
+    let mut fail = Failures::new("ipc_test");
     let h = match sys::endpoint() {
         Ok(h) => h,
         Err(e) => {
@@ -57,7 +47,7 @@ fn main(arg: u64) -> i64 {
         Ok(pid) => pid,
         Err(e) => {
             println!("ipc_test: FAIL spawn_with ipc_echo: {e}");
-            return fail.0 + 1;
+            return fail.count + 1;
         }
     };
     let mut wrong = 0;
@@ -94,8 +84,8 @@ fn main(arg: u64) -> i64 {
         r == Err(Errno::EPIPE),
         format_args!("recv after the server ended: {r:?}, expected EPIPE"),
     );
-    println!("ipc_test: {calls} calls, {} failed checks", fail.0);
-    fail.0
+    println!("ipc_test: {calls} calls, {} failed checks", fail.count);
+    fail.count
 }
 
 veridian_user_rt::entry!(main);

@@ -8,6 +8,7 @@
 #![no_main]
 
 use veridian_user_rt::abi::KILLED;
+use veridian_user_rt::checks::Failures;
 use veridian_user_rt::{Errno, println, sys};
 
 /// Children of the first check when `arg` is 0.
@@ -15,22 +16,10 @@ const DEFAULT_CHILDREN: u64 = 4;
 /// Most children at once (the size of the pid table).
 const MAX_CHILDREN: usize = 64;
 
-/// Counts failed checks, printing each.
-struct Failures(i64);
-
-impl Failures {
-    fn check(&mut self, ok: bool, what: core::fmt::Arguments<'_>) {
-        if !ok {
-            println!("spawner: FAIL {what}");
-            self.0 += 1;
-        }
-    }
-}
-
 fn main(arg: u64) -> i64 {
     let n = if arg == 0 { DEFAULT_CHILDREN } else { arg };
     let n = n.min(MAX_CHILDREN as u64) as usize;
-    let mut fail = Failures(0);
+    let mut fail = Failures::new("spawner");
 
     let mut pids = [0u64; MAX_CHILDREN];
     let mut started = 0;
@@ -94,8 +83,8 @@ fn main(arg: u64) -> i64 {
         format_args!("spawn no-such-program: {pid:?}, expected ENOENT"),
     );
 
-    println!("spawner: {started} children, {} failed checks", fail.0);
-    fail.0
+    println!("spawner: {started} children, {} failed checks", fail.count);
+    fail.count
 }
 
 veridian_user_rt::entry!(main);
