@@ -89,13 +89,11 @@ macro_rules! ipc_syscall {
     ($name:ident, |$p:ident, $ep:ident, $msg:ident| $body:expr) => {
         extern "C" fn $name(frame: &mut SyscallFrame) {
             let a = frame.args;
-            let result = process::current()
-                .ok_or(errno::ESRCH)
-                .and_then(|$p| {
-                    let $ep = $p.handles().lock().get(a[0])?;
-                    let $msg: Message = [a[1], a[2], a[3], a[4]];
-                    $body
-                });
+            let result = process::current().ok_or(errno::ESRCH).and_then(|$p| {
+                let $ep = $p.handles().lock().get(a[0])?;
+                let $msg: Message = [a[1], a[2], a[3], a[4]];
+                $body
+            });
             frame.rax = encode(result.map(|reply| {
                 frame.args[1..=MSG_WORDS].copy_from_slice(&reply);
                 0
