@@ -107,8 +107,16 @@ pub fn test_unpacked(package: &Unpacked, all: &[Unpacked]) -> Result<()> {
             package.name
         ))
     })?;
+    // Every component crate it depends on, directly or through another one (veridian-sched ->
+    // veridian-sync -> veridian-embed): each resolves to its unpacked package.
     let mut patches = Vec::new();
-    for sibling in sibling_dependencies(&manifest) {
+    let mut pending: Vec<&'static str> = sibling_dependencies(&manifest);
+    let mut seen: Vec<&'static str> = Vec::new();
+    while let Some(sibling) = pending.pop() {
+        if seen.contains(&sibling) {
+            continue;
+        }
+        seen.push(sibling);
         let unpacked = all.iter().find(|p| p.name == sibling).ok_or_else(|| {
             Error::Failed(format!(
                 "{} depends on {sibling}, which is not a component crate",
@@ -116,6 +124,13 @@ pub fn test_unpacked(package: &Unpacked, all: &[Unpacked]) -> Result<()> {
             ))
         })?;
         patches.push(patch_config(sibling, &unpacked.dir));
+        let sibling_manifest =
+            std::fs::read_to_string(unpacked.dir.join("Cargo.toml")).map_err(|err| {
+                Error::Failed(format!(
+                    "cannot read the packaged manifest of {sibling}: {err}"
+                ))
+            })?;
+        pending.extend(sibling_dependencies(&sibling_manifest));
     }
     // A crate without hosted back-ends (no `std` feature: the embedder traits) runs its tests
     // with default features.
