@@ -21,7 +21,7 @@
 //! a serialising event for the receiving CPU, and the AP's report (a `Release` store read with
 //! `Acquire`) orders everything it did before it.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use alloc::boxed::Box;
 use reference_kernel::BootInfo;
@@ -66,9 +66,21 @@ struct ApStart {
     kernel_cr3: u64,
     percpu: *mut PerCpu,
     online: AtomicBool,
+    /// [`WAITING`], then [`CLAIMED`] by the AP as the first thing it does in 64-bit code, or
+    /// [`ABANDONED`] by the bootstrap processor when it gave up waiting: an AP that starts
+    /// after that halts at once instead of running with a record the BSP no longer expects.
+    state: AtomicU8,
     /// The AP's IST stacks (double fault, NMI), allocated by the bootstrap processor.
     ist: [Option<KernelStack>; 2],
 }
+
+const WAITING: u8 = 0;
+const CLAIMED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// How long the bootstrap processor waits for one AP to come up (a loaded host can hold a TCG
+/// vCPU back for many milliseconds).
+const AP_WAIT_US: u64 = 1_000_000;
 
 /// Why [`start_aps`] could not start the APs at all.
 #[derive(Debug)]
@@ -216,6 +228,7 @@ pub fn start_aps(
             kernel_cr3: kernel_pml4.start_address().as_u64(),
             percpu,
             online: AtomicBool::new(false),
+            state: AtomicU8::new(WAITING),
             ist: [
                 alloc_stack(super::gdt::IST_STACK_PAGES),
                 alloc_stack(super::gdt::IST_STACK_PAGES),
@@ -240,12 +253,28 @@ pub fn start_aps(
         apic::send_startup(cpu.apic_id, vector);
         let mut waited = 0;
         let mut second_sent = false;
-        while !start.online.load(Ordering::Acquire) && waited < 100_000 {
+        while !start.online.load(Ordering::Acquire) && waited < AP_WAIT_US {
             delay_us(100);
             waited += 100;
             if waited >= 200 && !second_sent {
                 apic::send_startup(cpu.apic_id, vector);
                 second_sent = true;
+            }
+        }
+        // Give up on it only if it has not claimed its record; once it has, it is running
+        // kernel code and comes online (wait for that).
+        let abandoned = start
+            .state
+            .compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if abandoned {
+            // Park it (INIT: wait-for-SIPI), so that it cannot run the trampoline with the next
+            // AP's parameters; should it get to 64-bit code first, it sees ABANDONED and halts.
+            apic::send_init(cpu.apic_id);
+            delay_us(10_000);
+        } else {
+            while !start.online.load(Ordering::Acquire) {
+                core::hint::spin_loop();
             }
         }
         if start.online.load(Ordering::Acquire) {
@@ -264,6 +293,23 @@ extern "C" fn ap_entry(arg: u64) -> ! {
     // SAFETY: `arg` is the `ApStart` leaked by `start_aps` for this AP, alive forever; the
     // bootstrap processor only reads `online` from now on.
     let start = unsafe { &*(arg as *const ApStart) };
+    // SAFETY: the record's per-CPU block was leaked for it and is only read here.
+    let expected = unsafe { (*start.percpu).apic_id };
+    // CPUID leaf 1: the initial APIC id (8 bits) of the CPU running this.
+    let mine = core::arch::x86_64::__cpuid(1).ebx >> 24;
+    if expected <= 0xff && mine != expected {
+        // Another AP's record (this one started late, after the bootstrap processor moved on).
+        super::halt_forever();
+    }
+    if start
+        .state
+        .compare_exchange(WAITING, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // The bootstrap processor gave up on this CPU (and may be starting another with the
+        // trampoline's parameters): stay out of the way.
+        super::halt_forever();
+    }
     // SAFETY: the kernel's PML4 maps everything this code touches (its image, its stack in the
     // kernel-stack region, the direct map) exactly as the APs' boot table's upper half does.
     unsafe {
