@@ -59,7 +59,7 @@ pub struct MiriRun {
 const MIRI_FLAGS: &str = "-Zmiri-disable-isolation";
 /// How many of each crate's Miri targets `--quick` runs: Miri interprets every instruction,
 /// and on the loaded 2-core CI machine one proptest suite takes minutes.
-const MIRI_QUICK_TARGETS: usize = 2;
+const MIRI_QUICK_TARGETS: usize = 1;
 /// proptest cases per property under Miri (tests that set no count of their own).
 const MIRI_PROPTEST_CASES: &str = "8";
 
