@@ -87,10 +87,11 @@ pub const MIRI: &[MiriRun] = &[
         ],
         flags: "-Zmiri-tree-borrows",
     },
-    // `green` switches stacks with inline assembly; `simulation` runs 100k tasks.
+    // `green` switches stacks with inline assembly; `simulation` runs 100k tasks. The crate has
+    // no unit tests, so `topology` comes first.
     MiriRun {
         package: "veridian-sched",
-        targets: &["lib", "topology", "cpuset", "sched", "deque", "sched_model"],
+        targets: &["topology", "lib", "cpuset", "sched", "deque", "sched_model"],
         flags: "",
     },
     // `linux_files` and `send_file` drive io_uring and splice through FFI.
@@ -99,10 +100,11 @@ pub const MIRI: &[MiriRun] = &[
         targets: &["lib", "loopback", "pool", "batch_processor", "ring"],
         flags: "",
     },
-    // `clock` and `linux` read the TSC and open perf events.
+    // `clock` and `linux` read the TSC and open perf events. The crate has no unit tests, so
+    // `pmu` (the PMU code on fake MSR/CPUID back-ends) comes first.
     MiriRun {
         package: "veridian-perf",
-        targets: &["lib", "histogram", "pmu", "profiler"],
+        targets: &["pmu", "lib", "histogram", "profiler"],
         flags: "",
     },
     // `exhaustive` (every length x every misalignment) and `proptests` are sized for native
