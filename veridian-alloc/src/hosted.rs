@@ -44,20 +44,22 @@ unsafe impl PageSource for MmapPages {
         if base == libc::MAP_FAILED {
             return None;
         }
-        let start = base as usize;
-        let aligned = (start + align - 1) & !(align - 1);
-        let head = aligned - start;
+        // Pointers into the mapping are derived from `base` (its provenance), never made from
+        // integers: the crate's hosted code passes Miri with strict provenance.
+        let base = base.cast::<u8>();
+        let head = base.addr().wrapping_neg() & (align - 1);
         let tail = span - head - len;
+        let aligned = base.wrapping_add(head);
         // SAFETY: both trimmed ranges are inside the mapping we just made and nothing uses them.
         unsafe {
             if head > 0 {
-                libc::munmap(base, head);
+                libc::munmap(base.cast(), head);
             }
             if tail > 0 {
-                libc::munmap((aligned + len) as *mut libc::c_void, tail);
+                libc::munmap(aligned.wrapping_add(len).cast(), tail);
             }
         }
-        NonNull::new(aligned as *mut u8)
+        NonNull::new(aligned)
     }
 
     unsafe fn release_chunk(&self, ptr: NonNull<u8>, len: usize) {

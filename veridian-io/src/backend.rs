@@ -90,7 +90,10 @@ pub(crate) unsafe fn requested_len(sqe: &Sqe) -> Option<u64> {
             }
             // SAFETY: the caller guarantees `len` readable iovecs at `addr`.
             let iovecs = unsafe {
-                core::slice::from_raw_parts(sqe.addr as *const crate::IoVec, sqe.len as usize)
+                core::slice::from_raw_parts(
+                    core::ptr::with_exposed_provenance::<crate::IoVec>(sqe.addr),
+                    sqe.len as usize,
+                )
             };
             Some(iovecs.iter().map(|v| v.len as u64).sum())
         }

@@ -160,15 +160,20 @@ impl LoopbackBackend {
         let single;
         let pieces: &[crate::IoVec] = match sqe.opcode {
             Opcode::Read | Opcode::Write => {
+                // Entries carry addresses as integers (as io_uring's do); `Sqe`'s constructors
+                // exposed the buffer's provenance.
                 single = [crate::IoVec {
-                    base: sqe.addr as *mut u8,
+                    base: core::ptr::with_exposed_provenance_mut(sqe.addr),
                     len: sqe.len as usize,
                 }];
                 &single
             }
             // SAFETY: `len` valid iovecs at `addr` (the caller's contract).
             Opcode::Readv | Opcode::Writev => unsafe {
-                core::slice::from_raw_parts(sqe.addr as *const crate::IoVec, sqe.len as usize)
+                core::slice::from_raw_parts(
+                    core::ptr::with_exposed_provenance::<crate::IoVec>(sqe.addr),
+                    sqe.len as usize,
+                )
             },
             Opcode::Fsync | Opcode::Nop => return 0,
         };

@@ -106,7 +106,7 @@ unsafe impl PageSource for HeapPages {
 // directly, at its virtual address; `HeapPages` is `Send + Sync` (no state).
 unsafe impl DmaSource for HeapPages {
     fn device_address(&self, ptr: NonNull<u8>) -> u64 {
-        ptr.as_ptr() as usize as u64
+        ptr.as_ptr().expose_provenance() as u64
     }
 }
 

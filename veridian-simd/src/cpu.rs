@@ -52,7 +52,7 @@ pub trait CpuidSource {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NativeCpuid;
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 impl CpuidSource for NativeCpuid {
     fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidRegs {
         // CPUID exists on every x86_64 CPU; the intrinsic has no other precondition.
@@ -81,7 +81,7 @@ impl CpuidSource for NativeCpuid {
 ///
 /// # Safety
 /// CR4.OSXSAVE must be set (CPUID.1:ECX.OSXSAVE reports it), or the instruction raises #UD.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 unsafe fn xgetbv0() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: the caller guarantees XGETBV is enabled; it reads XCR0 into EDX:EAX, touches no
@@ -93,10 +93,11 @@ unsafe fn xgetbv0() -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+/// Not an x86 CPU, or Miri (which cannot execute CPUID or XGETBV): every leaf reads as zero,
+/// which decodes to "no feature, no cache", so the portable variants run.
+#[cfg(any(not(target_arch = "x86_64"), miri))]
 impl CpuidSource for NativeCpuid {
     fn cpuid(&self, _leaf: u32, _subleaf: u32) -> CpuidRegs {
-        // Not an x86 CPU: every leaf reads as zero, which decodes to "no feature, no cache".
         CpuidRegs::default()
     }
 

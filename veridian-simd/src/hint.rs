@@ -16,7 +16,8 @@
 //!
 //! **What it relies on.** Nothing: a prefetch is a hint that never faults, not even for an
 //! unmapped or null address, and never changes memory, so both functions are safe for any
-//! pointer value. On other architectures they compile to nothing.
+//! pointer value. On other architectures, and under Miri (which cannot run inline assembly), they
+//! compile to nothing.
 //!
 //! **What it guarantees.** No observable effect other than timing. The branch hints return
 //! their argument unchanged.
@@ -64,7 +65,7 @@ pub enum Locality {
 /// Safe for any pointer, including dangling and null ones: a prefetch never faults.
 #[inline(always)]
 pub fn prefetch_read<T>(ptr: *const T, locality: Locality) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         let p = ptr.cast::<u8>();
         // SAFETY: prefetch instructions never fault, never write memory and never change
@@ -82,7 +83,7 @@ pub fn prefetch_read<T>(ptr: *const T, locality: Locality) {
             }
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(any(not(target_arch = "x86_64"), miri))]
     let _ = (ptr, locality);
 }
 
@@ -92,7 +93,7 @@ pub fn prefetch_read<T>(ptr: *const T, locality: Locality) {
 /// Safe for any pointer, including dangling and null ones: a prefetch never faults.
 #[inline(always)]
 pub fn prefetch_write<T>(ptr: *const T) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         if has_prefetchw() {
             let p = ptr.cast::<u8>();
@@ -106,7 +107,7 @@ pub fn prefetch_write<T>(ptr: *const T) {
             prefetch_read(ptr, Locality::T0);
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(any(not(target_arch = "x86_64"), miri))]
     let _ = ptr;
 }
 
@@ -114,7 +115,7 @@ pub fn prefetch_write<T>(ptr: *const T) {
 ///
 /// The cached value is 0 (not yet detected), 1 (absent) or 2 (present). Relaxed is enough:
 /// the value depends only on the CPU, so racing first calls store the same thing.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 #[inline]
 pub fn has_prefetchw() -> bool {
     use core::sync::atomic::{AtomicU8, Ordering};
@@ -130,13 +131,13 @@ pub fn has_prefetchw() -> bool {
 }
 
 /// Whether `prefetchw` is available: always `false` off x86_64.
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(any(not(target_arch = "x86_64"), miri))]
 #[inline]
 pub fn has_prefetchw() -> bool {
     false
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 #[cold]
 fn detect_prefetchw() -> bool {
     raw_cpuid::CpuId::new()

@@ -97,24 +97,28 @@ pub fn run_lines(cmd: &mut Command, mut on_line: impl FnMut(&str)) -> Result<Exi
         .spawn()
         .map_err(|err| spawn_error(cmd, &err))?;
     if let Some(stdout) = child.stdout.take() {
-        let mut reader = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf);
-                    let line = line.trim_end_matches(['\n', '\r']);
-                    println!("{line}");
-                    on_line(line);
-                }
-            }
-        }
+        for_each_line(stdout, |line| {
+            println!("{line}");
+            on_line(line);
+        });
     }
     let status = child.wait().map_err(|err| spawn_error(cmd, &err))?;
     check_interrupt()?;
     Ok(status)
+}
+
+/// Calls `f` with each line `pipe` gives (lossily decoded, without its line ending) until it
+/// ends.
+pub fn for_each_line(pipe: impl std::io::Read, mut f: impl FnMut(&str)) {
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => f(String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r'])),
+        }
+    }
 }
 
 /// Runs `cmd` quietly and returns what it printed.

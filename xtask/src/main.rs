@@ -12,6 +12,7 @@
 mod bench;
 mod cmd;
 mod error;
+mod extra;
 mod interrupt;
 mod iso;
 mod kernel;
@@ -61,6 +62,13 @@ Commands:
   test   Everything: tool checks, fmt, clippy, host tests, bare-metal builds, the kernel test
          suite in QEMU (PVH), harness self-checks, and the suite again through GRUB.
          Ends with the line `<N> passed, <M> failed`; exits 0 iff M is 0.
+  check-extra
+         `check-extra [--quick] [--only fuzz,miri,sanitizers,matrix]`: the nightly and long
+         checks: every cargo-fuzz target (300 s each; --quick: 30 s), Miri on every crate's
+         hosted tests, ThreadSanitizer and AddressSanitizer, and the kernel suite booted on a
+         matrix of machine shapes (--quick: a sample), printed as a table. Installs the nightly
+         toolchain (miri, rust-src) and cargo-fuzz when missing. A finding fails the command
+         and prints its reproducer. Ends with `<N> passed, <M> failed`.
   help   Print this help.
 
 Options for run:
@@ -118,6 +126,7 @@ enum Cmd {
     Bench,
     Pgo(String, Vec<String>),
     BenchRatios(Vec<String>, String, Vec<String>),
+    CheckExtra(extra::Options),
     Help,
 }
 
@@ -144,6 +153,39 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
             }
         };
         return Ok(Cmd::Pgo(krate, extra));
+    }
+    if command == "check-extra" {
+        let mut options = extra::Options {
+            quick: false,
+            only: Vec::new(),
+        };
+        let mut words = rest.iter();
+        while let Some(word) = words.next() {
+            let list = if let Some(list) = word.strip_prefix("--only=") {
+                list
+            } else if word == "--only" {
+                words
+                    .next()
+                    .ok_or("--only needs a comma-separated list of parts")?
+            } else if word == "--quick" {
+                options.quick = true;
+                continue;
+            } else if word == "-h" || word == "--help" {
+                return Ok(Cmd::Help);
+            } else {
+                return Err(format!("check-extra: unexpected `{word}`"));
+            };
+            for part in list.split(',').filter(|p| !p.is_empty()) {
+                if !extra::PARTS.contains(&part) {
+                    return Err(format!(
+                        "check-extra: unknown part `{part}` (expected {})",
+                        extra::PARTS.join(", ")
+                    ));
+                }
+                options.only.push(part.to_owned());
+            }
+        }
+        return Ok(Cmd::CheckExtra(options));
     }
     if command == "bench-ratios" {
         let mut baselines = Vec::new();
@@ -320,6 +362,7 @@ fn main() -> ExitCode {
         Cmd::BenchRatios(baselines, ours, filters) => {
             ratios::bench_ratios(&baselines, &ours, &filters)
         }
+        Cmd::CheckExtra(options) => extra::check_extra(&options),
     };
     match result {
         Ok(code) => code,
@@ -389,6 +432,24 @@ mod tests {
     }
 
     #[test]
+    fn check_extra_options() {
+        assert_eq!(
+            parse_str("check-extra --quick --only=fuzz,matrix"),
+            Ok(Cmd::CheckExtra(extra::Options {
+                quick: true,
+                only: vec!["fuzz".into(), "matrix".into()],
+            }))
+        );
+        assert_eq!(
+            parse_str("check-extra"),
+            Ok(Cmd::CheckExtra(extra::Options {
+                quick: false,
+                only: vec![],
+            }))
+        );
+    }
+
+    #[test]
     fn help_everywhere() {
         for line in [
             "help",
@@ -418,6 +479,9 @@ mod tests {
             "test --debug",
             "test -- x",
             "publish-check --debug",
+            "check-extra --fast",
+            "check-extra --only fuzz,lint",
+            "check-extra --only",
         ] {
             assert!(parse_str(line).is_err(), "`{line}` should be rejected");
         }

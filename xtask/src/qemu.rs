@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread;
@@ -214,9 +214,7 @@ pub fn command(boot: &Boot, vm: impl Into<Vm>) -> Command {
     if vm.icount {
         qemu.args(["-icount", "shift=0"]);
     }
-    qemu.args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
-        .arg("-no-reboot")
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    console_and_exit(&mut qemu);
     match boot {
         Boot::Kernel { elf, cmdline } => {
             qemu.arg("-kernel").arg(elf).arg("-append").arg(cmdline);
@@ -229,6 +227,24 @@ pub fn command(boot: &Boot, vm: impl Into<Vm>) -> Command {
         }
     }
     qemu
+}
+
+/// A QEMU command booting the kernel `elf` (PVH) with `cmdline` on a machine given entirely by
+/// `machine` (`-machine`, `-cpu`, `-smp`, `-m`, NUMA options, ...; TCG is added here).
+pub fn kernel_command(machine: &[String], elf: &Path, cmdline: &str) -> Command {
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args(["-accel", "tcg"]).args(machine);
+    console_and_exit(&mut qemu);
+    qemu.arg("-kernel").arg(elf).arg("-append").arg(cmdline);
+    qemu
+}
+
+/// No display or monitor, the serial port on stdio, no reboot (a triple fault ends QEMU) and
+/// the `isa-debug-exit` device the kernel reports through.
+fn console_and_exit(qemu: &mut Command) {
+    qemu.args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .arg("-no-reboot")
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
 }
 
 /// Where a line came from.
@@ -259,7 +275,12 @@ impl Drop for KillOnDrop {
 /// Boots `boot`, streams its output, and returns how it ended. Ctrl-C kills QEMU and returns
 /// [`Error::Interrupted`]; a timeout kills QEMU and returns an [`Outcome`] saying so.
 pub fn run(boot: &Boot, vm: impl Into<Vm>, timeout: Duration) -> Result<Outcome> {
-    let mut qemu = command(boot, vm);
+    run_command(command(boot, vm), timeout, true)
+}
+
+/// [`run`] for a QEMU command built by the caller (e.g. the boot matrix's machine shapes);
+/// with `echo` off the serial log is kept in the [`Outcome`] but not printed.
+pub fn run_command(mut qemu: Command, timeout: Duration, echo: bool) -> Result<Outcome> {
     qemu.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -286,7 +307,9 @@ pub fn run(boot: &Boot, vm: impl Into<Vm>, timeout: Duration) -> Result<Outcome>
     let mut qemu_stderr = Vec::new();
     let mut serial = Vec::new();
     let mut handle = |msg: Message| {
-        println!("{}", displayable(&msg.line));
+        if echo {
+            println!("{}", displayable(&msg.line));
+        }
         match msg.source {
             Source::Serial => {
                 serial.push(crate::kernel_log::clean(&msg.line));

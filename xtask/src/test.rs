@@ -44,24 +44,24 @@ const GRUB_TEST_ENTRY: usize = 1;
 
 /// Passed and failed counts.
 #[derive(Debug, Default)]
-struct Tally {
-    passed: usize,
-    failed: usize,
+pub(crate) struct Tally {
+    pub(crate) passed: usize,
+    pub(crate) failed: usize,
 }
 
 impl Tally {
-    fn pass(&mut self, step: &str) {
+    pub(crate) fn pass(&mut self, step: &str) {
         println!("xtask: [PASS] {step}");
         self.passed += 1;
     }
 
-    fn fail(&mut self, step: &str, reason: &str) {
+    pub(crate) fn fail(&mut self, step: &str, reason: &str) {
         println!("xtask: [FAIL] {step}: {reason}");
         self.failed += 1;
     }
 
     /// Counts a step by its result; only Ctrl-C stops the run.
-    fn step(&mut self, step: &str, result: Result<()>) -> Result<()> {
+    pub(crate) fn step(&mut self, step: &str, result: Result<()>) -> Result<()> {
         match result {
             Ok(()) => self.pass(step),
             Err(Error::Interrupted) => return Err(Error::Interrupted),

@@ -73,3 +73,4 @@ unsafe impl PageSource for RecordingPages {
         unsafe { MmapPages.release_chunk(ptr, len) };
     }
 }
+pub mod heap_model;
