@@ -9,8 +9,8 @@
 //! 4. **matrix**: the kernel's test suite (`mode=test`) booted on many machine shapes under TCG
 //!    ([`matrix_shapes`]), printed as a table.
 //!
-//! `--quick` (what CI runs) gives each fuzz target [`FUZZ_SECS_QUICK`] seconds and boots only
-//! the shapes marked quick. A finding fails the command and prints its reproducer: the crash
+//! `--quick` (what CI runs) gives each fuzz target [`FUZZ_SECS_QUICK`] seconds, boots only
+//! the shapes marked quick and leaves the sanitizers out (unless `--only` names them). A finding fails the command and prints its reproducer: the crash
 //! input (path and base64) with the command that replays it, the Miri or sanitizer command, or
 //! the QEMU command line with the end of the serial log. Missing tools (the nightly toolchain
 //! with `miri` and `rust-src`, cargo-fuzz) are installed with rustup and cargo.
@@ -201,10 +201,17 @@ pub fn check_extra(options: &Options) -> Result<ExitCode> {
             miri(&mut tally, run, options.quick)?;
         }
     }
-    if wanted("sanitizers") {
+    // The sanitizers rebuild the standard library twice (`-Zbuild-std`), which alone takes
+    // most of CI's half hour on a fresh 2-core machine: they run in the full mode, or with
+    // `--only sanitizers` (also with `--quick`).
+    if wanted("sanitizers") && (!options.quick || !options.only.is_empty()) {
         for run in SANITIZERS {
             sanitizer(&mut tally, run, options.quick)?;
         }
+    } else if wanted("sanitizers") {
+        println!(
+            "xtask: sanitizers skipped with --quick (run: cargo xtask check-extra --only sanitizers)"
+        );
     }
     if wanted("matrix") {
         matrix(&mut tally, options.quick)?;
