@@ -441,6 +441,10 @@ fn malformed_cpuid_is_rejected() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "reads this machine's CPUID and PMU with inline assembly, which Miri cannot run"
+)]
 fn this_machine_is_either_a_pmu_or_cleanly_none() {
     match detect(&NativeCpuid) {
         Ok(info) => assert!(info.general_counters > 0 && (32..=64).contains(&info.general_width)),
