@@ -110,13 +110,26 @@ pub fn run_lines(cmd: &mut Command, mut on_line: impl FnMut(&str)) -> Result<Exi
 /// Calls `f` with each line `pipe` gives (lossily decoded, without its line ending) until it
 /// ends.
 pub fn for_each_line(pipe: impl std::io::Read, mut f: impl FnMut(&str)) {
+    for_each_raw_line(pipe, |raw| {
+        f(String::from_utf8_lossy(raw).trim_end_matches(['\n', '\r']));
+        true
+    });
+}
+
+/// Calls `f` with the bytes of each line `pipe` gives (line ending included) until it ends or
+/// `f` returns false.
+pub fn for_each_raw_line(pipe: impl std::io::Read, mut f: impl FnMut(&[u8]) -> bool) {
     let mut reader = BufReader::new(pipe);
     let mut buf = Vec::new();
     loop {
         buf.clear();
         match reader.read_until(b'\n', &mut buf) {
             Ok(0) | Err(_) => break,
-            Ok(_) => f(String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r'])),
+            Ok(_) => {
+                if !f(&buf) {
+                    break;
+                }
+            }
         }
     }
 }

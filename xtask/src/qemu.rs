@@ -4,7 +4,7 @@
 //! parsed by [`KernelLog`]. The child is polled every 20 ms so that Ctrl-C and the timeout are
 //! noticed promptly; QEMU runs in its own process group, so only xtask decides when it dies.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -389,24 +389,14 @@ fn stop(child: &mut Child) {
 /// Forwards the lines of `pipe` (lossily decoded) to `tx`, stamped with their arrival time.
 fn spawn_reader(pipe: impl Read + Send + 'static, source: Source, tx: Sender<Message>) {
     thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let message = Message {
-                        source,
-                        line: String::from_utf8_lossy(&buf).into_owned(),
-                        at: Instant::now(),
-                    };
-                    if tx.send(message).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
+        cmd::for_each_raw_line(pipe, |raw| {
+            let message = Message {
+                source,
+                line: String::from_utf8_lossy(raw).into_owned(),
+                at: Instant::now(),
+            };
+            tx.send(message).is_ok()
+        });
     });
 }
 

@@ -238,7 +238,7 @@ fn reschedule(_frame: &mut InterruptFrame) {
 
 /// Sends the reschedule IPI (fixed delivery) to APIC id `dest`.
 pub fn send_reschedule(dest: u32) {
-    send_ipi(dest, ICR_ASSERT | u32::from(RESCHEDULE_VECTOR));
+    send_fixed(dest, RESCHEDULE_VECTOR);
 }
 
 /// Sends an IPI with `vector` (fixed delivery) to APIC id `dest`.
