@@ -105,7 +105,47 @@ pub fn run_all() -> bool {
 
     ok &= yield_pair(overhead);
     ok &= user_benchmarks();
+    ok &= user_cross_cpu();
     ok
+}
+
+/// `ipc_call_reply_cross_cpu`: the `bench` program on CPU 0 (`bench 2`) calls an `ipc_echo`
+/// server pinned to CPU 1 through an endpoint the kernel gives both (handle 0). Skipped, with
+/// a line saying so, on one CPU.
+fn user_cross_cpu() -> bool {
+    use crate::ipc::{Endpoint, KernelHold, Object};
+    use crate::task::process;
+    const NAME: &str = "ipc_call_reply_cross_cpu";
+    if crate::arch::x86_64::percpu::ONLINE.load(Ordering::Acquire) < 2 {
+        crate::println!("bench {NAME} skipped=\"one CPU online\"");
+        return true;
+    }
+    let (Ok(cpu0), Ok(cpu1)) = (CpuSet::single(0), CpuSet::single(1)) else {
+        return false;
+    };
+    // Held until both run, so that neither finds itself alone on the endpoint.
+    let held = KernelHold::new(Object::Endpoint(Arc::new(Endpoint::new())));
+    let ep = core::slice::from_ref(held.object());
+    let server = process::spawn_on_with("ipc_echo", 0, 0, Some(cpu1), ep);
+    let client = process::spawn_on_with("bench", 2, 0, Some(cpu0), ep);
+    drop(held);
+    match (server, client) {
+        (Ok(server), Ok(client)) => {
+            let (c, s) = (client.wait(), server.wait());
+            if c != 0 || s != 0 {
+                crate::println!("bench: {NAME}: the client ended with {c}, the server with {s}");
+            }
+            c == 0 && s == 0
+        }
+        (server, client) => {
+            crate::println!(
+                "bench: {NAME}: cannot start the programs: {:?} {:?}",
+                server.err(),
+                client.err()
+            );
+            false
+        }
+    }
 }
 
 /// The user-mode rows (`null_syscall`, `sched_yield_switch`, `page_fault_anon`): the `bench`

@@ -196,6 +196,9 @@ mod kernel {
         let online_tsc = veridian_perf::arch::rdtsc();
         let tasks = crate::task::init(platform.as_ref().ok());
         crate::task::process::init();
+        if let Err(e) = crate::arch::x86_64::irq::init() {
+            log::warn!("user interrupt lines unavailable: {e}");
+        }
         // The tick handler and the console are interrupt-safe; nothing else is installed.
         x86_64::instructions::interrupts::enable();
         let cmdline = CmdLine::new(info.cmdline());

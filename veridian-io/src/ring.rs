@@ -72,6 +72,7 @@ use crate::primitives::Arc;
 use crate::primitives::{AtomicUsize, Ordering, UnsafeCell};
 
 /// The producer's shared line: its counter and the overflow hint.
+#[repr(C)]
 struct ProducerLine {
     /// Next position to write; stored by the producer only.
     tail: AtomicUsize,
@@ -80,6 +81,8 @@ struct ProducerLine {
 }
 
 /// What both ends share besides the slots: the two counters, each in its own cache line.
+/// `repr(C)`, all zero when empty at position 0: a [`SharedRing`] may be zeroed memory.
+#[repr(C)]
 struct Counters {
     /// Next position to read; stored by the consumer only.
     head: CachePadded<AtomicUsize>,
@@ -88,6 +91,18 @@ struct Counters {
 }
 
 impl Counters {
+    /// Both counters at 0 (the same bytes as zeroed memory).
+    #[cfg(not(loom))]
+    const fn empty() -> Self {
+        Self {
+            head: CachePadded::new(AtomicUsize::new(0)),
+            producer: CachePadded::new(ProducerLine {
+                tail: AtomicUsize::new(0),
+                overflow: AtomicUsize::new(0),
+            }),
+        }
+    }
+
     #[cfg(feature = "alloc")]
     fn new(start: usize) -> Self {
         Self {
@@ -324,13 +339,7 @@ impl<T, const N: usize> StaticRing<T, N> {
             );
         }
         Self {
-            counters: Counters {
-                head: CachePadded::new(AtomicUsize::new(0)),
-                producer: CachePadded::new(ProducerLine {
-                    tail: AtomicUsize::new(0),
-                    overflow: AtomicUsize::new(0),
-                }),
-            },
+            counters: Counters::empty(),
             split: core::sync::atomic::AtomicBool::new(false),
             slots: [const { UnsafeCell::new(MaybeUninit::uninit()) }; N],
         }
@@ -373,6 +382,145 @@ impl<T, const N: usize> Default for StaticRing<T, N> {
 impl<T, const N: usize> fmt::Debug for StaticRing<T, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StaticRing")
+            .field("capacity", &N)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A ring of `N` slots (`N` a power of two) laid out in memory that two parties reach by
+/// address rather than through one owner: a region two processes map, each at its own address.
+/// `repr(C)`, no pointers inside, and all-zero bytes are an empty ring, so freshly zeroed shared
+/// memory is a ring already. Each party takes its end with [`SharedRing::producer`] or
+/// [`SharedRing::consumer`]; the ends are the same [`Producer`] and [`Consumer`] as the other
+/// rings', so the same code (and the same `Release`/`Acquire` protocol) runs on both sides.
+///
+/// `T: Copy`: entries are never dropped (an entry left behind is forgotten), and a party must
+/// not rely on the other for anything but the bytes it writes. A peer that writes nonsense into
+/// the counters can make this side read stale or garbage entries (always inside the slot array,
+/// whatever the counters say), never reach memory outside the ring: use a `T` for which every
+/// bit pattern is valid (integers, arrays of them) when the peer is not trusted.
+///
+/// ```
+/// use core::ptr::NonNull;
+/// use veridian_io::ring::SharedRing;
+///
+/// // Here one address space; in a kernel, a region mapped into two processes.
+/// let mut memory = Box::new(SharedRing::<u64, 16>::new());
+/// let ring = NonNull::from(&mut *memory);
+/// // SAFETY: `memory` outlives both ends, which are the ring's only producer and consumer.
+/// let (mut tx, mut rx) = unsafe { (SharedRing::producer(ring), SharedRing::consumer(ring)) };
+/// tx.push(5).unwrap();
+/// assert_eq!(rx.pop(), Some(5));
+/// ```
+#[cfg(not(loom))]
+#[repr(C)]
+pub struct SharedRing<T, const N: usize> {
+    /// The two counters.
+    counters: Counters,
+    /// The slots; slot `p & (N - 1)` holds an entry exactly when `head <= p < tail`.
+    slots: [UnsafeCell<MaybeUninit<T>>; N],
+}
+
+// SAFETY: the slots are only reached through the ends, which admit one accessor per slot at a
+// time and only move `T`s across threads.
+#[cfg(not(loom))]
+unsafe impl<T: Send, const N: usize> Sync for SharedRing<T, N> {}
+
+#[cfg(not(loom))]
+impl<T: Copy, const N: usize> SharedRing<T, N> {
+    /// An empty ring (the same bytes as zeroed memory). `N` must be a power of two, at most
+    /// `usize::MAX / 4 + 1`; any other `N` is a compile error.
+    pub const fn new() -> Self {
+        const {
+            assert!(
+                N.is_power_of_two() && N <= MAX_CAPACITY,
+                "SharedRing: N must be a power of two, at most usize::MAX / 4 + 1"
+            );
+        }
+        Self {
+            counters: Counters::empty(),
+            slots: [const { UnsafeCell::new(MaybeUninit::uninit()) }; N],
+        }
+    }
+
+    /// The number of slots.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    fn parts(ring: NonNull<Self>) -> (NonNull<Counters>, NonNull<UnsafeCell<MaybeUninit<T>>>) {
+        // Field addresses only (no reference to the whole ring, which the peer writes).
+        let base = ring.as_ptr();
+        // SAFETY: an in-bounds field projection of the ring the caller vouches for; non-null as
+        // a field of a non-null pointer.
+        let counters = unsafe { NonNull::new_unchecked(&raw mut (*base).counters) };
+        // SAFETY: as above, the slot array.
+        let slots = unsafe { NonNull::new_unchecked(&raw mut (*base).slots) };
+        (counters, slots.cast())
+    }
+
+    fn shared(counters: NonNull<Counters>) -> Shared<T> {
+        Shared {
+            counters,
+            #[cfg(feature = "alloc")]
+            _owner: None,
+            #[cfg(not(feature = "alloc"))]
+            _owner: core::marker::PhantomData,
+        }
+    }
+
+    /// The producer end of the ring at `ring`, continuing from its current `tail`.
+    ///
+    /// # Safety
+    /// `ring` points to an initialised `SharedRing<T, N>` ([`new`](Self::new)'s bytes, zeroed
+    /// memory, or a ring earlier ends used) that stays valid for reads and writes while the
+    /// end lives, and no other producer end of this ring exists meanwhile (in any address space).
+    pub unsafe fn producer(ring: NonNull<Self>) -> Producer<T> {
+        let (counters, slots) = Self::parts(ring);
+        let shared = Self::shared(counters);
+        // Acquire: as the producer's refresh of `head` (the consumer's moves out come first).
+        let tail = shared.producer.tail.load(Ordering::Relaxed);
+        let cached_head = shared.head.load(Ordering::Acquire);
+        Producer {
+            ring: shared,
+            tail,
+            cached_head,
+            mask: N - 1,
+            slots,
+        }
+    }
+
+    /// The consumer end of the ring at `ring`, continuing from its current `head`.
+    ///
+    /// # Safety
+    /// As [`producer`](Self::producer), for the consumer: the ring stays valid while the end
+    /// lives, and no other consumer end of it exists meanwhile.
+    pub unsafe fn consumer(ring: NonNull<Self>) -> Consumer<T> {
+        let (counters, slots) = Self::parts(ring);
+        let shared = Self::shared(counters);
+        let head = shared.head.load(Ordering::Relaxed);
+        Consumer {
+            ring: shared,
+            head,
+            // Refreshed (with `Acquire`) on the first pop.
+            cached_tail: head,
+            mask: N - 1,
+            slots,
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T: Copy, const N: usize> Default for SharedRing<T, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(not(loom))]
+impl<T, const N: usize> fmt::Debug for SharedRing<T, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedRing")
             .field("capacity", &N)
             .finish_non_exhaustive()
     }

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use veridian_io::IoError;
-use veridian_io::ring::{self, Consumer, OverflowProducer, Producer, Pushed, Ring, StaticRing};
+use veridian_io::ring::{
+    self, Consumer, OverflowProducer, Producer, Pushed, Ring, SharedRing, StaticRing,
+};
 
 #[derive(Debug, Clone)]
 enum Action {
@@ -94,7 +96,40 @@ fn on_static_ring<const N: usize>(actions: Vec<Action>) -> Result<(), TestCaseEr
     result
 }
 
+/// [`run_model`] on a `SharedRing<u32, N>` in zeroed memory (what a fresh shared region
+/// holds), its ends taken through the raw constructors.
+fn on_shared_ring<const N: usize>(actions: Vec<Action>) -> Result<(), TestCaseError> {
+    // Zeroed bytes, not `SharedRing::new()`: the layout promise is that zeroes are an empty ring.
+    let layout = std::alloc::Layout::new::<SharedRing<u32, N>>();
+    // SAFETY: a non-zero-sized layout.
+    let raw = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<SharedRing<u32, N>>();
+    let ring = std::ptr::NonNull::new(raw).expect("allocation");
+    // SAFETY: zeroed memory is an empty ring; it stays allocated until both ends are gone
+    // (`run_model` takes them by value); one producer and one consumer.
+    let (tx, rx) = unsafe { (SharedRing::producer(ring), SharedRing::consumer(ring)) };
+    let capacity = tx.capacity();
+    let result = run_model(tx, rx, actions);
+    // SAFETY: allocated above with this layout; no end refers to it any more.
+    unsafe { std::alloc::dealloc(raw.cast(), layout) };
+    prop_assert_eq!(capacity, N);
+    result
+}
+
 proptest! {
+    /// The same model on a `SharedRing` in zeroed memory, `N` 1..=8.
+    #[test]
+    fn shared_ring_matches_vecdeque_model(
+        log2 in 0u32..4,
+        actions in proptest::collection::vec(action(), 1..200),
+    ) {
+        match log2 {
+            0 => on_shared_ring::<1>(actions)?,
+            1 => on_shared_ring::<2>(actions)?,
+            2 => on_shared_ring::<4>(actions)?,
+            _ => on_shared_ring::<8>(actions)?,
+        }
+    }
+
     /// Every sequence of operations behaves like a bounded `VecDeque`, also when the counters
     /// wrap around `usize::MAX` during the run.
     #[test]
@@ -237,6 +272,33 @@ fn two_threads_through_a_static_ring() {
     let (tx, rx) = RING.split().unwrap();
     assert!(RING.split().is_none(), "a static ring is split once");
     transfer_in_order(tx, rx);
+}
+
+/// Ends of a `SharedRing` taken again (a party that restarted) continue where the old ends
+/// stopped; two threads then move everything through it in order.
+#[test]
+fn shared_ring_ends_continue_and_transfer() {
+    let mut memory = Box::new(SharedRing::<u64, 64>::new());
+    let ring = std::ptr::NonNull::from(&mut *memory);
+    {
+        // SAFETY: `memory` outlives the ends; one producer and one consumer at a time.
+        let (mut tx, mut rx) = unsafe { (SharedRing::producer(ring), SharedRing::consumer(ring)) };
+        assert_eq!(tx.push_iter(0..10), 10);
+        assert_eq!(rx.pop(), Some(0));
+    }
+    // SAFETY: as above; the earlier ends are gone.
+    let (mut tx, mut rx) = unsafe { (SharedRing::producer(ring), SharedRing::consumer(ring)) };
+    assert_eq!(
+        rx.len(),
+        9,
+        "the entries the old producer published are still there"
+    );
+    assert_eq!(tx.push(10), Ok(()));
+    let mut got = Vec::new();
+    rx.pop_batch(64, |v| got.push(v));
+    assert_eq!(got, (1..=10).collect::<Vec<u64>>());
+    transfer_in_order(tx, rx);
+    drop(memory);
 }
 
 /// Sends 0..N from a producer thread to this thread in batches of varying size; checks that

@@ -9,7 +9,8 @@
 //! ktest start <name>
 //! ktest pass <name>
 //! ktest fail <name>: <reason>
-//! ktest summary <P> passed, <F> failed
+//! ktest skip <name>: <reason>
+//! ktest summary <P> passed, <F> failed[, <S> skipped]
 //! KERNEL PANIC: <msg>                 a panic; inside a test it fails that test
 //! lockdep: <report>                   the lock validator found a problem: fails the run
 //! ```
@@ -31,6 +32,13 @@ pub enum Line<'a> {
     Start(&'a str),
     /// `ktest pass <name>`.
     Pass(&'a str),
+    /// `ktest skip <name>: <reason>`: the test cannot run on this machine.
+    Skip {
+        /// The test's name.
+        name: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
     /// `ktest fail <name>: <reason>`.
     Fail {
         /// The test's name.
@@ -38,12 +46,14 @@ pub enum Line<'a> {
         /// Why it failed (may be empty).
         reason: &'a str,
     },
-    /// `ktest summary <P> passed, <F> failed`.
+    /// `ktest summary <P> passed, <F> failed[, <S> skipped]`.
     Summary {
         /// P.
         passed: usize,
         /// F.
         failed: usize,
+        /// S (0 when the part is absent).
+        skipped: usize,
     },
     /// `KERNEL PANIC: <msg>`.
     Panic(&'a str),
@@ -104,6 +114,13 @@ pub fn classify(line: &str) -> Line<'_> {
         "plan" => arg.parse().ok().map(Line::Plan),
         "start" if !arg.is_empty() => Some(Line::Start(arg)),
         "pass" if !arg.is_empty() => Some(Line::Pass(arg)),
+        "skip" if !arg.is_empty() => {
+            let (name, reason) = arg.split_once(": ").unwrap_or((arg, ""));
+            Some(Line::Skip {
+                name: name.strip_suffix(':').unwrap_or(name),
+                reason: reason.trim(),
+            })
+        }
         "fail" if !arg.is_empty() => {
             let (name, reason) = arg.split_once(": ").unwrap_or((arg, ""));
             let name = name.strip_suffix(':').unwrap_or(name);
@@ -118,15 +135,25 @@ pub fn classify(line: &str) -> Line<'_> {
     parsed.unwrap_or(Line::Malformed(line))
 }
 
-/// Parses `<P> passed, <F> failed`.
+/// Parses `<P> passed, <F> failed[, <S> skipped]`.
 fn parse_summary(text: &str) -> Option<Line<'static>> {
-    let (passed, failed) = text.split_once(',')?;
-    let count = |part: &str, word: &str| -> Option<usize> {
-        part.trim().strip_suffix(word)?.trim().parse().ok()
+    let mut parts = text.split(',');
+    let count = |part: Option<&str>, word: &str| -> Option<usize> {
+        part?.trim().strip_suffix(word)?.trim().parse().ok()
     };
+    let passed = count(parts.next(), "passed")?;
+    let failed = count(parts.next(), "failed")?;
+    let skipped = match parts.next() {
+        None => 0,
+        some => count(some, "skipped")?,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
     Some(Line::Summary {
-        passed: count(passed, "passed")?,
-        failed: count(failed, "failed")?,
+        passed,
+        failed,
+        skipped,
     })
 }
 
@@ -146,9 +173,10 @@ pub struct KernelLog {
     plan: Option<usize>,
     started: usize,
     passed: Vec<String>,
+    skipped: Vec<FailedTest>,
     failed: Vec<FailedTest>,
     running: Option<String>,
-    summary: Option<(usize, usize)>,
+    summary: Option<(usize, usize, usize)>,
     panic: Option<String>,
     anomalies: Vec<String>,
 }
@@ -193,6 +221,13 @@ impl KernelLog {
                 self.finish(name);
                 self.passed.push(name.to_owned());
             }
+            Line::Skip { name, reason } => {
+                self.finish(name);
+                self.skipped.push(FailedTest {
+                    name: name.to_owned(),
+                    reason: reason.to_owned(),
+                });
+            }
             Line::Fail { name, reason } => {
                 self.finish(name);
                 self.failed.push(FailedTest {
@@ -200,11 +235,15 @@ impl KernelLog {
                     reason: reason.to_owned(),
                 });
             }
-            Line::Summary { passed, failed } => {
+            Line::Summary {
+                passed,
+                failed,
+                skipped,
+            } => {
                 if self.summary.is_some() {
                     self.anomalies.push("a second summary line".to_owned());
                 }
-                self.summary = Some((passed, failed));
+                self.summary = Some((passed, failed, skipped));
             }
             Line::Lockdep(report) => self.anomalies.push(report.to_owned()),
             Line::Panic(msg) => match self.running.take() {
@@ -293,15 +332,20 @@ impl KernelLog {
         }
         match self.summary {
             None => problems.push("no `ktest summary` line".into()),
-            Some((p, f)) if (p, f) != (self.passed.len(), failed) => problems.push(format!(
-                "the summary says {p} passed, {f} failed but the log shows {} passed, {failed} failed",
-                self.passed.len()
-            )),
+            Some((p, f, s)) if (p, f, s) != (self.passed.len(), failed, self.skipped.len()) => {
+                problems.push(format!(
+                    "the summary says {p} passed, {f} failed, {s} skipped but the log shows {} \
+                     passed, {failed} failed, {} skipped",
+                    self.passed.len(),
+                    self.skipped.len()
+                ))
+            }
             Some(_) => {}
         }
 
         Verdict {
             passed: self.passed.clone(),
+            skipped: self.skipped.clone(),
             failed: self.failed.clone(),
             unfinished: self.running.clone(),
             problems,
@@ -336,6 +380,8 @@ pub enum Exit {
 pub struct Verdict {
     /// Tests reported as passed.
     pub passed: Vec<String>,
+    /// Tests reported as skipped, with the reason.
+    pub skipped: Vec<FailedTest>,
     /// Tests reported as failed (including one that panicked).
     pub failed: Vec<FailedTest>,
     /// The test that was running when the run ended, if any.
@@ -514,7 +560,9 @@ ktest summary 2 passed, 0 failed
         let verdict = feed_all(&text).judge(&Exit::Success);
         assert_eq!(
             verdict.problems,
-            ["the summary says 3 passed, 0 failed but the log shows 2 passed, 0 failed"]
+            [
+                "the summary says 3 passed, 0 failed, 0 skipped but the log shows 2 passed, 0 failed, 0 skipped"
+            ]
         );
     }
 
@@ -606,8 +654,28 @@ ktest summary 2 passed, 0 failed
             classify("ktest summary 5 passed, 1 failed"),
             Line::Summary {
                 passed: 5,
-                failed: 1
+                failed: 1,
+                skipped: 0
             }
+        );
+        assert_eq!(
+            classify("ktest summary 5 passed, 1 failed, 2 skipped"),
+            Line::Summary {
+                passed: 5,
+                failed: 1,
+                skipped: 2
+            }
+        );
+        assert_eq!(
+            classify("ktest skip smp::two: one CPU online"),
+            Line::Skip {
+                name: "smp::two",
+                reason: "one CPU online"
+            }
+        );
+        assert_eq!(
+            classify("ktest summary 5 passed, 1 failed, 2 lost"),
+            Line::Malformed("ktest summary 5 passed, 1 failed, 2 lost")
         );
         assert_eq!(classify("KERNEL PANIC: oops"), Line::Panic("oops"));
         assert_eq!(
@@ -619,6 +687,39 @@ ktest summary 2 passed, 0 failed
             Line::Malformed("ktest summary lots")
         );
         assert_eq!(classify("ktests are nice"), Line::Other);
+    }
+
+    /// A skipped test is neither passed nor failed, and the summary must count it.
+    #[test]
+    fn skipped_tests_are_reported_apart() {
+        let mut log = KernelLog::new();
+        for line in [
+            "Veridian reference kernel 0.1.0",
+            "ktest plan 2",
+            "ktest start a",
+            "ktest pass a",
+            "ktest start b",
+            "ktest skip b: one CPU online",
+            "ktest summary 1 passed, 0 failed, 1 skipped",
+        ] {
+            log.feed(line);
+        }
+        let verdict = log.judge(&Exit::Success);
+        assert!(verdict.ok(), "{:?}", verdict.problems);
+        assert_eq!(verdict.passed, ["a"]);
+        assert_eq!(verdict.skipped.len(), 1);
+        assert_eq!(verdict.skipped[0].reason, "one CPU online");
+        let mut log = KernelLog::new();
+        for line in [
+            "Veridian reference kernel 0.1.0",
+            "ktest plan 1",
+            "ktest start b",
+            "ktest skip b: one CPU online",
+            "ktest summary 1 passed, 0 failed",
+        ] {
+            log.feed(line);
+        }
+        assert!(!log.judge(&Exit::Success).ok(), "a skip counted as a pass");
         assert_eq!(classify("[INFO] ktest plan 3"), Line::Other);
     }
 

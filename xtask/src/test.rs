@@ -402,13 +402,17 @@ pub fn print_suite(verdict: &Verdict) {
     for name in &verdict.passed {
         println!("xtask: [PASS] ktest {name}");
     }
+    for test in &verdict.skipped {
+        println!("xtask: [SKIP] ktest {}: {}", test.name, test.reason);
+    }
     for test in &verdict.failed {
         println!("xtask: [FAIL] ktest {}: {}", test.name, test.reason);
     }
     println!(
-        "xtask: kernel tests: {} passed, {} failed",
+        "xtask: kernel tests: {} passed, {} failed, {} skipped",
         verdict.passed.len(),
-        verdict.failed.len()
+        verdict.failed.len(),
+        verdict.skipped.len()
     );
 }
 

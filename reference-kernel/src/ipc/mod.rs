@@ -1,5 +1,6 @@
-//! Synchronous IPC: endpoints with `send`, `recv`, `call` and `reply_recv`, register-sized
-//! messages, and per-process handle tables.
+//! IPC: synchronous endpoints with `send`, `recv`, `call` and `reply_recv` and register-sized
+//! messages; asynchronous [`notification`]s; shared memory ([`crate::mm::shared`]) for
+//! channels; per-process handle tables naming all three.
 //!
 //! What it does:
 //! - An [`Endpoint`] holds the threads waiting on it: receivers, or senders with their
@@ -9,8 +10,9 @@
 //!   [`Ipc`] state keeps the caller (a one-shot reply right, as seL4's reply capability), and
 //!   its next `reply_recv` answers it. A `recv` that finds a caller still waiting for a reply
 //!   from this receiver ends that wait with `-EPIPE` first.
-//! - **Handles** ([`HandleTable`]): a process names endpoints by small indices into its own
-//!   table; an index from another process's table means nothing here (`-EBADF`).
+//! - **Handles** ([`HandleTable`]): a process names endpoints, notifications and shared-memory
+//!   objects by small indices into its own table; an index from another process's table means
+//!   nothing here, and a handle of the wrong kind for the call is refused (`-EBADF` both).
 //! - **No hang on a dead peer**: an endpoint counts the handles that name it; when a process
 //!   ends, its handles are closed, and once every remaining holder is blocked on the endpoint,
 //!   each is woken with `-EPIPE`; a blocking call on an endpoint nobody else holds fails at
@@ -21,11 +23,18 @@
 //!   switch, no run-queue operation, no pass through the scheduler context) when it last ran
 //!   here; otherwise the other thread is woken through the scheduler (the slow path).
 //!
-//! Not done yet: notifications and shared-memory channels (issue 16).
+//! - **Cancellation** ([`Ipc::cancel`], for killing a process): a thread blocked in an IPC
+//!   call or a notification wait is taken off what it waits on (an endpoint's queue, a
+//!   server's reply right, a notification) and woken with `-EINTR`; its system call then ends
+//!   the process instead of returning. Each blocked thread records what it waits on
+//!   ([`Blocked`]); exactly one party (a peer delivering, or the canceller) takes it off and
+//!   wakes it.
 //!
 //! Concurrency: the endpoint's queues are behind an `IrqLock`; a thread that blocks turns
 //! interrupts off before it queues itself and keeps them off until it has switched away (the
-//! pattern `join` uses), so a waker on another CPU may queue it at once.
+//! pattern `join` uses), so a waker on another CPU may queue it at once. Lock order: an
+//! endpoint's queue lock, then a waiter's `blocked` or `reply_to` lock (never the reverse; the
+//! canceller takes them one at a time).
 
 #![deny(unsafe_code)]
 
@@ -33,11 +42,18 @@ use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use core::sync::atomic::AtomicBool;
+
 use crate::arch::x86_64::context::{self, SwitchReason};
 use crate::arch::x86_64::percpu::CpuGuard;
+use crate::mm::shared::SharedMemory;
 use crate::process_abi::errno;
 use crate::sync::IrqLock;
 use crate::task::{self, Thread};
+
+pub mod notification;
+
+pub use notification::Notification;
 
 pub use crate::process_abi::MSG_WORDS;
 
@@ -47,6 +63,20 @@ pub type Message = [u64; MSG_WORDS];
 /// Handles per process.
 pub const MAX_HANDLES: usize = 16;
 
+/// What a blocked thread waits on (for [`Ipc::cancel`]).
+#[derive(Clone, Default)]
+enum Blocked {
+    /// Not blocked in IPC (running, or woken and not yet looked at its result).
+    #[default]
+    No,
+    /// In an endpoint's queue (as a receiver or a sender).
+    Queue(Arc<Endpoint>),
+    /// A caller whose message this server took: waiting in the server's `reply_to`.
+    Reply(Arc<Waiter>),
+    /// Waiting on a notification.
+    Notify(Arc<Notification>),
+}
+
 /// A blocked IPC participant: the thread and what it is given when woken.
 struct Waiter {
     thread: Arc<Thread>,
@@ -54,6 +84,8 @@ struct Waiter {
     slot: IrqLock<Option<Result<Message, i64>>>,
     /// The caller whose `call` this receiver took last (the one-shot reply right).
     reply_to: IrqLock<Option<Arc<Waiter>>>,
+    /// What it waits on now.
+    blocked: IrqLock<Blocked>,
 }
 
 impl Waiter {
@@ -71,6 +103,37 @@ fn block_handing_to(next: &Waiter) {
     if let Err(thread) = task::switch_to(next.thread.clone()) {
         task::wake(thread);
         context::switch_to_scheduler(SwitchReason::Block);
+    }
+}
+
+/// Takes `w` off what its `blocked` names (an endpoint queue, a server's reply right, a
+/// notification): true if it was there (the caller now owns waking it; a notification waiter
+/// is woken here), false if it was not (not blocked, or a peer took it and wakes it).
+fn withdraw(w: &Arc<Waiter>) -> bool {
+    let blocked = w.blocked.lock().clone();
+    match blocked {
+        Blocked::No => false,
+        Blocked::Queue(ep) => {
+            let mut q = ep.queues.lock();
+            let before = q.receivers.len() + q.senders.len();
+            q.receivers.retain(|r| !Arc::ptr_eq(r, w));
+            q.senders.retain(|s| !Arc::ptr_eq(&s.waiter, w));
+            before != q.receivers.len() + q.senders.len()
+        }
+        Blocked::Reply(server) => {
+            let mut r = server.reply_to.lock();
+            if r.as_ref().is_some_and(|c| Arc::ptr_eq(c, w)) {
+                *r = None;
+                true
+            } else {
+                false
+            }
+        }
+        Blocked::Notify(n) => {
+            // Woken there; its wait loop sees the cancellation.
+            n.interrupt(&w.thread);
+            false
+        }
     }
 }
 
@@ -129,9 +192,64 @@ impl Default for Endpoint {
     }
 }
 
-/// A process's endpoints, by handle.
+/// What a handle names.
+#[derive(Clone)]
+pub enum Object {
+    /// A synchronous endpoint.
+    Endpoint(Arc<Endpoint>),
+    /// A notification.
+    Notification(Arc<Notification>),
+    /// A shared-memory object.
+    Memory(Arc<SharedMemory>),
+}
+
+impl Object {
+    fn hold(&self) {
+        match self {
+            Self::Endpoint(ep) => {
+                ep.holders.fetch_add(1, Ordering::AcqRel);
+            }
+            Self::Notification(n) => n.hold(),
+            Self::Memory(_) => {}
+        }
+    }
+
+    fn close(self) {
+        match self {
+            Self::Endpoint(ep) => ep.close(),
+            Self::Notification(n) => n.close(),
+            Self::Memory(_) => {}
+        }
+    }
+}
+
+/// The kernel holding an object as a process's handle would (counted as a holder until
+/// dropped): what kernel code keeps while it hands one object to several processes, so that
+/// the first one started does not find itself alone (`-EPIPE`) before the others exist.
+pub struct KernelHold(Object);
+
+impl KernelHold {
+    /// Holds `object`.
+    pub fn new(object: Object) -> Self {
+        object.hold();
+        Self(object)
+    }
+
+    /// The object held.
+    pub fn object(&self) -> &Object {
+        &self.0
+    }
+}
+
+impl Drop for KernelHold {
+    fn drop(&mut self) {
+        self.0.clone().close();
+    }
+}
+
+/// A process's IPC objects, by handle.
 pub struct HandleTable {
-    slots: [Option<Arc<Endpoint>>; MAX_HANDLES],
+    slots: [Option<Object>; MAX_HANDLES],
 }
 
 impl HandleTable {
@@ -142,21 +260,21 @@ impl HandleTable {
         }
     }
 
-    /// Adds `ep` at the lowest free handle; `-EMFILE` when full.
-    pub fn insert(&mut self, ep: Arc<Endpoint>) -> Result<u64, i64> {
+    /// Adds `object` at the lowest free handle; `-EMFILE` when full.
+    pub fn insert(&mut self, object: Object) -> Result<u64, i64> {
         let (i, slot) = self
             .slots
             .iter_mut()
             .enumerate()
             .find(|(_, s)| s.is_none())
             .ok_or(errno::EMFILE)?;
-        ep.holders.fetch_add(1, Ordering::AcqRel);
-        *slot = Some(ep);
+        object.hold();
+        *slot = Some(object);
         Ok(i as u64)
     }
 
-    /// The endpoint `handle` names; `-EBADF` for anything else.
-    pub fn get(&self, handle: u64) -> Result<Arc<Endpoint>, i64> {
+    /// What `handle` names; `-EBADF` for a handle that names nothing.
+    pub fn get(&self, handle: u64) -> Result<Object, i64> {
         usize::try_from(handle)
             .ok()
             .and_then(|h| self.slots.get(h))
@@ -164,11 +282,35 @@ impl HandleTable {
             .ok_or(errno::EBADF)
     }
 
+    /// The endpoint `handle` names; `-EBADF` for anything else.
+    pub fn endpoint(&self, handle: u64) -> Result<Arc<Endpoint>, i64> {
+        match self.get(handle)? {
+            Object::Endpoint(ep) => Ok(ep),
+            _ => Err(errno::EBADF),
+        }
+    }
+
+    /// The notification `handle` names; `-EBADF` for anything else.
+    pub fn notification(&self, handle: u64) -> Result<Arc<Notification>, i64> {
+        match self.get(handle)? {
+            Object::Notification(n) => Ok(n),
+            _ => Err(errno::EBADF),
+        }
+    }
+
+    /// The shared-memory object `handle` names; `-EBADF` for anything else.
+    pub fn memory(&self, handle: u64) -> Result<Arc<SharedMemory>, i64> {
+        match self.get(handle)? {
+            Object::Memory(m) => Ok(m),
+            _ => Err(errno::EBADF),
+        }
+    }
+
     /// Closes every handle (the process ended).
     pub fn close_all(&mut self) {
         for slot in &mut self.slots {
-            if let Some(ep) = slot.take() {
-                ep.close();
+            if let Some(object) = slot.take() {
+                object.close();
             }
         }
     }
@@ -185,6 +327,8 @@ impl Default for HandleTable {
 /// reply.
 pub struct Ipc {
     waiter: IrqLock<Option<Arc<Waiter>>>,
+    /// The process is being killed ([`Ipc::cancel`]): no new wait starts.
+    killed: AtomicBool,
 }
 
 impl Ipc {
@@ -192,7 +336,41 @@ impl Ipc {
     pub const fn new() -> Self {
         Self {
             waiter: IrqLock::new("ipc::Ipc::waiter", None),
+            killed: AtomicBool::new(false),
         }
+    }
+
+    /// Whether [`Ipc::cancel`] was called.
+    pub fn killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
+    /// The process is being killed: from now on every IPC wait of its thread ends at once with
+    /// `-EINTR`, and the one it is blocked in now (if any) is ended the same way. False if it
+    /// was cancelled already (nothing done).
+    pub fn cancel(&self) -> bool {
+        if self.killed.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        let Some(me) = self.waiter.lock().clone() else {
+            return true;
+        };
+        // A waiter that is not in what its `blocked` names any more was taken by a peer, which
+        // wakes it; one that publishes itself after this point sees `killed` first.
+        if withdraw(&me) {
+            me.deliver(Err(errno::EINTR));
+        }
+        true
+    }
+
+    /// `wait` on notification `n` as this process's thread (see [`Notification::wait`]);
+    /// `-EINTR` if the process is being killed.
+    pub fn wait_notification(&self, n: &Arc<Notification>) -> Result<u64, i64> {
+        let me = self.me()?;
+        *me.blocked.lock() = Blocked::Notify(n.clone());
+        let r = n.wait(|| self.killed());
+        *me.blocked.lock() = Blocked::No;
+        r
     }
 
     /// The caller's waiter (the running thread must be the process's own).
@@ -206,39 +384,49 @@ impl Ipc {
             thread,
             slot: IrqLock::new("ipc::Waiter::slot", None),
             reply_to: IrqLock::new("ipc::Waiter::reply_to", None),
+            blocked: IrqLock::new("ipc::Waiter::blocked", Blocked::No),
         });
         *waiter = Some(w.clone());
         Ok(w)
     }
 
     /// `send`: delivers `msg` to a waiting receiver, or waits until one takes it.
-    pub fn send(&self, ep: &Endpoint, msg: Message) -> Result<(), i64> {
+    pub fn send(&self, ep: &Arc<Endpoint>, msg: Message) -> Result<(), i64> {
         self.transfer(ep, msg, false).map(|_| ())
     }
 
     /// `call`: delivers `msg` and waits for the reply.
-    pub fn call(&self, ep: &Endpoint, msg: Message) -> Result<Message, i64> {
+    pub fn call(&self, ep: &Arc<Endpoint>, msg: Message) -> Result<Message, i64> {
         self.transfer(ep, msg, true)
     }
 
-    fn transfer(&self, ep: &Endpoint, msg: Message, call: bool) -> Result<Message, i64> {
+    fn transfer(&self, ep: &Arc<Endpoint>, msg: Message, call: bool) -> Result<Message, i64> {
         let me = self.me()?;
         // Off from queueing (or delivering a call) until the switch: a waker on another CPU
         // may queue this thread at once.
         let irq = CpuGuard::enter();
         let mut q = ep.queues.lock();
         if let Some(receiver) = q.receivers.pop_front() {
-            drop(q);
             if !call {
+                drop(q);
                 receiver.deliver(Ok(msg));
                 return Ok([0; MSG_WORDS]);
             }
+            // Under the queue lock (see `Ipc::cancel`): from here we wait for the reply.
+            *me.blocked.lock() = Blocked::Reply(receiver.clone());
             *receiver.reply_to.lock() = Some(me.clone());
+            drop(q);
             *receiver.slot.lock() = Some(Ok(msg));
+            if self.cancelled_before_blocking(&me) {
+                // The receiver has its message; it runs, we do not wait for its reply.
+                task::wake(receiver.thread.clone());
+                drop(irq);
+                return Err(errno::EINTR);
+            }
             // The fast path: straight to the waiting receiver, which replies straight back.
             block_handing_to(&receiver);
             drop(irq);
-            return me.slot.lock().take().unwrap_or(Err(errno::EPIPE));
+            return self.woken(&me);
         } else {
             if ep.holders.load(Ordering::Acquire) <= q.senders.len() + q.receivers.len() + 1 {
                 // Every other holder is blocked here already (or there is none).
@@ -249,15 +437,40 @@ impl Ipc {
                 msg,
                 call,
             });
+            *me.blocked.lock() = Blocked::Queue(Arc::clone(ep));
             drop(q);
+        }
+        if self.cancelled_before_blocking(&me) {
+            drop(irq);
+            return Err(errno::EINTR);
         }
         context::switch_to_scheduler(SwitchReason::Block);
         drop(irq);
+        self.woken(&me)
+    }
+
+    /// The result a woken waiter was given (its `blocked` reset first).
+    fn woken(&self, me: &Waiter) -> Result<Message, i64> {
+        *me.blocked.lock() = Blocked::No;
         me.slot.lock().take().unwrap_or(Err(errno::EPIPE))
     }
 
+    /// Called after publishing `me` as blocked, before switching away: if the process is
+    /// being killed, takes `me` off what it waits on (true: it must not block) unless a peer
+    /// took it already (false: that peer wakes it).
+    fn cancelled_before_blocking(&self, me: &Arc<Waiter>) -> bool {
+        if !self.killed.load(Ordering::SeqCst) {
+            return false;
+        }
+        let taken = withdraw(me);
+        if taken {
+            *me.blocked.lock() = Blocked::No;
+        }
+        taken
+    }
+
     /// `recv`: takes a waiting sender's message, or waits for one.
-    pub fn recv(&self, ep: &Endpoint) -> Result<Message, i64> {
+    pub fn recv(&self, ep: &Arc<Endpoint>) -> Result<Message, i64> {
         let me = self.me()?;
         // A caller still waiting for this receiver's reply will not get one now.
         let stale = me.reply_to.lock().take();
@@ -271,22 +484,25 @@ impl Ipc {
     /// it runs next on this CPU if this thread blocks, or is woken if it does not.
     fn receive(
         &self,
-        ep: &Endpoint,
+        ep: &Arc<Endpoint>,
         me: &Arc<Waiter>,
         answered: Option<Arc<Waiter>>,
     ) -> Result<Message, i64> {
         let irq = CpuGuard::enter();
         let mut q = ep.queues.lock();
         if let Some(sender) = q.senders.pop_front() {
-            drop(q);
+            if sender.call {
+                // Under the queue lock (see `Ipc::cancel`): the caller now waits for our reply.
+                *sender.waiter.blocked.lock() = Blocked::Reply(me.clone());
+                *me.reply_to.lock() = Some(sender.waiter);
+                drop(q);
+            } else {
+                drop(q);
+                sender.waiter.deliver(Ok([0; MSG_WORDS]));
+            }
             drop(irq);
             if let Some(caller) = answered {
                 task::wake(caller.thread.clone());
-            }
-            if sender.call {
-                *me.reply_to.lock() = Some(sender.waiter);
-            } else {
-                sender.waiter.deliver(Ok([0; MSG_WORDS]));
             }
             return Ok(sender.msg);
         }
@@ -299,18 +515,26 @@ impl Ipc {
             return Err(errno::EPIPE);
         }
         q.receivers.push_back(me.clone());
+        *me.blocked.lock() = Blocked::Queue(Arc::clone(ep));
         drop(q);
+        if self.cancelled_before_blocking(me) {
+            if let Some(caller) = answered {
+                task::wake(caller.thread.clone());
+            }
+            drop(irq);
+            return Err(errno::EINTR);
+        }
         match answered {
             Some(caller) => block_handing_to(&caller),
             None => context::switch_to_scheduler(SwitchReason::Block),
         }
         drop(irq);
-        me.slot.lock().take().unwrap_or(Err(errno::EPIPE))
+        self.woken(me)
     }
 
     /// `reply_recv`: answers the last caller (if any) with `msg`, then receives; the caller
     /// runs next on this CPU when this thread blocks (the fast path back).
-    pub fn reply_recv(&self, ep: &Endpoint, msg: Message) -> Result<Message, i64> {
+    pub fn reply_recv(&self, ep: &Arc<Endpoint>, msg: Message) -> Result<Message, i64> {
         let me = self.me()?;
         let caller = me.reply_to.lock().take();
         if let Some(caller) = &caller {

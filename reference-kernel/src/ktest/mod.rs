@@ -8,9 +8,13 @@
 //! ktest plan <N>
 //! ktest start <name>
 //! ktest pass <name>
+//! ktest skip <name>: <reason>
 //! ktest fail <name>: <reason>
-//! ktest summary <P> passed, <F> failed
+//! ktest summary <P> passed, <F> failed[, <S> skipped]
 //! ```
+//!
+//! A test that cannot run on this machine (one CPU where it needs two, say) calls [`skip`]
+//! and returns: it is reported as skipped with the reason, never as passed.
 //!
 //! A test that hangs is caught by xtask's timeout, which names the last test started.
 //! `ktest.filter=<substring>` runs only matching tests; `ktest.inject=<fail|panic|fault|hang>`
@@ -26,6 +30,15 @@ mod tests;
 mod user_tests;
 
 use crate::arch::x86_64::recover::{self, Abort};
+
+/// The reason the running test gave to [`skip`] (tests run one at a time, on the bootstrap
+/// processor's boot context).
+static SKIPPED: spin::Mutex<Option<&'static str>> = spin::Mutex::new(None);
+
+/// Marks the running test as skipped with `reason` (it should return right after).
+pub fn skip(reason: &'static str) {
+    *SKIPPED.lock() = Some(reason);
+}
 
 /// What a test is expected to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,9 +78,10 @@ pub fn run_all(filter: Option<&str>, inject: Option<&str>) -> bool {
     let all = || tests::TESTS.iter().chain(injected).filter(selected);
     let planned = all().count();
     crate::println!("ktest plan {planned}");
-    let (mut passed, mut failed) = (0usize, 0usize);
+    let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
     for test in all() {
         crate::println!("ktest start {}", test.name);
+        *SKIPPED.lock() = None;
         // SAFETY: the suite runs in the bootstrap processor's boot context (`kernel_entry`),
         // which is not a thread and never migrates; a test that is aborted leaves its frames
         // behind, which the harness accepts (a failed test may leave a lock held, and the
@@ -81,7 +95,12 @@ pub fn run_all(filter: Option<&str>, inject: Option<&str>) -> bool {
             (Expect::Panic, Err(reason)) => Err(Failure::Aborted(reason)),
             (Expect::Panic, Ok(())) => Err(Failure::DidNotPanic),
         };
+        let skip_reason = SKIPPED.lock().take();
         match verdict {
+            Ok(()) if let Some(reason) = skip_reason => {
+                skipped += 1;
+                crate::println!("ktest skip {}: {reason}", test.name);
+            }
             Ok(()) => {
                 passed += 1;
                 crate::println!("ktest pass {}", test.name);
@@ -105,7 +124,11 @@ pub fn run_all(filter: Option<&str>, inject: Option<&str>) -> bool {
             filter.unwrap_or("")
         );
     }
-    crate::println!("ktest summary {passed} passed, {failed} failed");
+    if skipped > 0 {
+        crate::println!("ktest summary {passed} passed, {failed} failed, {skipped} skipped");
+    } else {
+        crate::println!("ktest summary {passed} passed, {failed} failed");
+    }
     failed == 0 && planned > 0
 }
 

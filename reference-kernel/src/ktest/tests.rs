@@ -125,6 +125,14 @@ pub static TESTS: &[KernelTest] = &[
     test("user_spawn_and_wait", user::user_spawn_and_wait),
     test("tlb_shootdown_and_pcids", user::tlb_shootdown_and_pcids),
     test("user_ipc_call_reply", user::user_ipc_call_reply),
+    test("user_ipc_cross_cpu", user::user_ipc_cross_cpu),
+    test("user_ipc_many_clients", user::user_ipc_many_clients),
+    test("user_ipc_kill", user::user_ipc_kill),
+    test("user_notifications", user::user_notifications),
+    test(
+        "user_channel_million_messages",
+        user::user_channel_million_messages,
+    ),
     test(
         "user_syscall_fuzzer_survives",
         user::user_syscall_fuzzer_survives,

@@ -27,6 +27,10 @@
 //! veridian-alloc's buddy allocator, the 4 KiB frames and their page table freed); `munmap` and
 //! teardown free such a page as one block. No promotion when no 2 MiB frame is free.
 //!
+//! Shared memory ([`AddressSpace::map_shared`]): a `Shared` region maps a shared-memory
+//! object's frames when it is added; the space keeps the object alive and never frees or counts
+//! its frames (unmapping clears the entries and invalidates them, then drops the reference).
+//!
 //! Not done: copy-on-write, file mappings.
 
 use alloc::collections::BTreeMap;
@@ -40,8 +44,11 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
+use alloc::sync::Arc;
+
 use super::frames::{self, FrameBlock};
 use super::paging::{PHYS_OFFSET, phys_to_virt};
+use super::shared::SharedMemory;
 use crate::arch::x86_64::context::UserSpace;
 use crate::arch::x86_64::layout;
 use crate::arch::x86_64::tlb::TlbState;
@@ -62,6 +69,9 @@ pub enum RegionKind {
     Stack,
     /// An anonymous `mmap` region (demand-paged).
     Anonymous,
+    /// A mapping of a shared-memory object (mapped whole when added; its frames are the
+    /// object's, not the space's).
+    Shared,
 }
 
 /// A range of user addresses with one set of permissions.
@@ -111,6 +121,8 @@ struct Inner {
     /// 4 KiB pages demand-mapped so far in each 2 MiB block that lies wholly in a demand-paged
     /// region (by block address): at 512 the block is promoted to one 2 MiB page.
     fills: BTreeMap<u64, u16>,
+    /// The shared-memory objects mapped, by region end (each mapping keeps its object alive).
+    shared: BTreeMap<u64, Arc<SharedMemory>>,
 }
 
 /// A process's address space.
@@ -187,6 +199,7 @@ impl AddressSpace {
                     next_mmap: crate::process_abi::layout::MMAP_BASE,
                     last: None,
                     fills: BTreeMap::new(),
+                    shared: BTreeMap::new(),
                 },
             ),
             frames: AtomicU64::new(1),
@@ -253,14 +266,16 @@ impl AddressSpace {
             .filter(|r| r.start <= addr)
     }
 
-    /// Maps `frame` at `page` with `flags`; the frame is the space's from now on. Walks the
-    /// tables directly (the demand-paging path), creating missing ones; refuses a page that is
-    /// mapped already or lies under a huge page.
+    /// Maps `frame` at `page` with `flags`; with `owned` the frame is the space's from now on
+    /// (counted, freed with it), else it belongs to a shared-memory object. Walks the tables
+    /// directly (the demand-paging path), creating missing ones; refuses a page that is mapped
+    /// already or lies under a huge page.
     ///
     /// # Safety
     /// The caller holds the lock; `page` is a user page of one of the regions; `frame` is an
-    /// allocated frame nothing else uses.
-    unsafe fn map(&self, page: u64, frame: u64, flags: F) -> Result<(), AspaceError> {
+    /// allocated frame nothing else uses (`owned`), or a frame of a shared-memory object this
+    /// space keeps alive until it unmaps the page.
+    unsafe fn map(&self, page: u64, frame: u64, flags: F, owned: bool) -> Result<(), AspaceError> {
         let mut table = self.tlb.root();
         for shift in [39u32, 30, 21] {
             // SAFETY: `table` is one of this space's table frames (the PML4, or a frame an
@@ -288,7 +303,9 @@ impl AddressSpace {
         }
         // A not-present entry is cached by no TLB: no flush.
         entry.set_addr(PhysAddr::new(frame), flags);
-        self.frames.fetch_add(1, Ordering::Relaxed);
+        if owned {
+            self.frames.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -321,7 +338,7 @@ impl AddressSpace {
             let phys = block.into_raw();
             // SAFETY: we hold the lock; the page is in the region just added (no overlap, so
             // unmapped); the frame is freshly allocated.
-            if let Err(e) = unsafe { self.map(page, phys, flags) } {
+            if let Err(e) = unsafe { self.map(page, phys, flags, true) } {
                 // SAFETY: not mapped (the mapping failed), ours.
                 let _ = unsafe { frames::free(phys, 0) };
                 return Err(e);
@@ -347,8 +364,20 @@ impl AddressSpace {
         if len == 0 || len > crate::process_abi::limits::MAX_MMAP {
             return Err(AspaceError::BadRange);
         }
-        let len = len.next_multiple_of(4096);
         let mut inner = self.inner.lock();
+        let region = Self::place(&mut inner, len, writable, RegionKind::Anonymous)?;
+        Ok(region.start)
+    }
+
+    /// Adds a region of `len` bytes (rounded up to 4 KiB) of `kind` after the previous `mmap`
+    /// region, with an unmapped page between them.
+    fn place(
+        inner: &mut Inner,
+        len: u64,
+        writable: bool,
+        kind: RegionKind,
+    ) -> Result<Region, AspaceError> {
+        let len = len.next_multiple_of(4096);
         let start = inner.next_mmap;
         let end = start.checked_add(len).ok_or(AspaceError::OutOfMemory)?;
         if end
@@ -361,11 +390,31 @@ impl AddressSpace {
             end,
             writable,
             executable: false,
-            kind: RegionKind::Anonymous,
+            kind,
         };
-        Self::insert(&mut inner, region)?;
+        Self::insert(inner, region)?;
         inner.next_mmap = end + 4096;
-        Ok(start)
+        Ok(region)
+    }
+
+    /// Maps the whole of `memory` (read-write) at a new region; its start. The mapping keeps
+    /// `memory` alive until it is removed (`munmap` of exactly the region, or the space's end).
+    pub fn map_shared(&self, memory: Arc<SharedMemory>) -> Result<u64, AspaceError> {
+        let mut inner = self.inner.lock();
+        let region = Self::place(&mut inner, memory.len(), true, RegionKind::Shared)?;
+        inner.shared.insert(region.end, memory.clone());
+        let flags = leaf_flags(&region);
+        for (i, &phys) in memory.frames().iter().enumerate() {
+            // SAFETY: we hold the lock; the page lies in the region just placed (unmapped);
+            // the frame is the object's, kept alive by the reference just stored.
+            if let Err(e) = unsafe { self.map(region.start + i as u64 * 4096, phys, flags, false) }
+            {
+                drop(inner);
+                let _ = self.munmap(region.start, region.end - region.start);
+                return Err(e);
+            }
+        }
+        Ok(region.start)
     }
 
     /// Removes the `mmap` region that starts at `addr` and is `len` bytes long (rounded up to
@@ -378,6 +427,17 @@ impl AddressSpace {
         let mut inner = self.inner.lock();
         match inner.regions.get(&end) {
             Some(r) if r.start == addr && r.kind == RegionKind::Anonymous => {}
+            Some(r) if r.start == addr && r.kind == RegionKind::Shared => {
+                inner.regions.remove(&end);
+                inner.last = None;
+                // SAFETY: we hold the lock.
+                unsafe { self.unmap_shared(addr, end) };
+                // The translations are gone everywhere: the object may go.
+                let memory = inner.shared.remove(&end);
+                drop(inner);
+                drop(memory);
+                return Ok(());
+            }
             _ => return Err(AspaceError::NoSuchRegion),
         }
         inner.regions.remove(&end);
@@ -431,7 +491,7 @@ impl AddressSpace {
         if present
             || (write && !region.writable)
             || (fetch && !region.executable)
-            || region.kind == RegionKind::Image
+            || matches!(region.kind, RegionKind::Image | RegionKind::Shared)
         {
             return false;
         }
@@ -446,7 +506,7 @@ impl AddressSpace {
         let phys = block.into_raw();
         // SAFETY: we hold the lock; the page is in a region (a page mapped already, by a kernel
         // copy that raced with nothing, is refused by `map`); the frame is fresh.
-        if unsafe { self.map(page, phys, leaf_flags(&region)) }.is_err() {
+        if unsafe { self.map(page, phys, leaf_flags(&region), true) }.is_err() {
             // SAFETY: not mapped, ours.
             let _ = unsafe { frames::free(phys, 0) };
             return false;
@@ -462,6 +522,27 @@ impl AddressSpace {
             }
         }
         true
+    }
+
+    /// Clears the entries of the shared mapping `[start, end)` (not freeing the frames, which
+    /// are the object's) and invalidates them on every CPU.
+    ///
+    /// # Safety
+    /// The caller holds the lock; `[start, end)` was a `Shared` region.
+    unsafe fn unmap_shared(&self, start: u64, end: u64) {
+        // SAFETY: the caller holds the lock.
+        let mut table = unsafe { self.tables() };
+        let mut page = start;
+        while page < end {
+            if let Ok((_, flush)) =
+                table.unmap(Page::<Size4KiB>::containing_address(VirtAddr::new(page)))
+            {
+                // Invalidated below, for the whole range.
+                flush.ignore();
+            }
+            page += 4096;
+        }
+        self.tlb.invalidate(start, end);
     }
 
     /// The page-directory entry for `addr` (the level that maps 2 MiB), if the levels above it
@@ -614,6 +695,13 @@ impl Drop for AddressSpace {
     /// lazily switch to the kernel's tables: `TlbState::retire`).
     fn drop(&mut self) {
         self.tlb.retire();
+        // Shared mappings first: their frames are not the space's to free.
+        let shared = core::mem::take(&mut self.inner.lock().shared);
+        for (&end, memory) in &shared {
+            // SAFETY: `&mut self`: nothing else uses the tables; the region ends at `end`.
+            unsafe { self.unmap_shared(end - memory.len(), end) };
+        }
+        drop(shared);
         let freed = free_tables(self.tlb.root(), 4);
         self.frames.fetch_sub(freed, Ordering::Relaxed);
         if self.frames.load(Ordering::Relaxed) != 0 {

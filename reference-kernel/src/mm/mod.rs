@@ -16,6 +16,7 @@ pub mod frames;
 pub mod heap;
 pub mod paging;
 pub mod selftest;
+pub mod shared;
 
 use reference_kernel::BootInfo;
 use reference_kernel::acpi::Platform;

@@ -29,7 +29,7 @@ use super::{JoinHandle, SpawnError};
 use crate::arch::x86_64::context::{self, UserSpace};
 use crate::arch::x86_64::hooks::{self, ProcessHooks};
 use crate::arch::x86_64::user::{self, UserFault};
-use crate::ipc::{Endpoint, HandleTable, Ipc};
+use crate::ipc::{HandleTable, Ipc, Object};
 use crate::mm::aspace::{AddressSpace, Region, RegionKind, USER_MAP_END};
 use crate::process_abi::{self as abi, layout};
 use crate::sync::IrqLock;
@@ -83,9 +83,13 @@ impl Process {
     /// Ends the process's use of memory: the running thread (the process's own) leaves the
     /// address space, which is then freed; records `code` unless a code is recorded already.
     fn end(&self, code: i64) {
-        let _ = self
+        let first = self
             .exit_code
-            .compare_exchange(RUNNING, code, Ordering::AcqRel, Ordering::Acquire);
+            .compare_exchange(RUNNING, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if first && self.ipc.killed() {
+            KILLS_PENDING.fetch_sub(1, Ordering::SeqCst);
+        }
         drop(context::leave_address_space());
         // Whoever waits on this process through IPC gets -EPIPE instead of waiting forever.
         self.ipc.end();
@@ -217,25 +221,25 @@ pub fn spawn_on(
     parent: u64,
     cpus: Option<CpuSet>,
 ) -> Result<Child, ProcessError> {
-    spawn_on_with(name, arg, parent, cpus, None)
+    spawn_on_with(name, arg, parent, cpus, &[])
 }
 
-/// [`spawn_on`], with `endpoint` (if any) at handle 0 of the child's handle table before it
-/// starts.
+/// [`spawn_on`], with `handles[i]` at handle `i` of the child's handle table before it
+/// starts (at most `ipc::MAX_HANDLES`; more are left out).
 pub fn spawn_on_with(
     name: &str,
     arg: u64,
     parent: u64,
     cpus: Option<CpuSet>,
-    endpoint: Option<Arc<Endpoint>>,
+    handles: &[Object],
 ) -> Result<Child, ProcessError> {
     let image = image(name).ok_or(ProcessError::NoSuchProgram)?;
-    start_image(name, image, arg, parent, cpus, endpoint)
+    start_image(name, image, arg, parent, cpus, handles)
 }
 
 /// Starts the ELF `image` (validated; copied into the new address space) as process `name`.
 pub fn spawn_image(name: &str, image: &[u8], arg: u64, parent: u64) -> Result<Child, ProcessError> {
-    start_image(name, image, arg, parent, None, None)
+    start_image(name, image, arg, parent, None, &[])
 }
 
 fn start_image(
@@ -244,13 +248,15 @@ fn start_image(
     arg: u64,
     parent: u64,
     cpus: Option<CpuSet>,
-    endpoint: Option<Arc<Endpoint>>,
+    objects: &[Object],
 ) -> Result<Child, ProcessError> {
     let (space, entry) = build_space(image)?;
     let mut handles = HandleTable::new();
-    if let Some(ep) = endpoint {
-        // The table is empty: handle 0 is free.
-        let _ = handles.insert(ep);
+    for object in objects {
+        // The table fills from handle 0 up: object `i` gets handle `i`.
+        if handles.insert(object.clone()).is_err() {
+            break;
+        }
     }
     let space = Arc::new(space);
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
@@ -324,14 +330,10 @@ pub(super) fn thread_ending(process: &Process, outcome: &Result<(), super::Threa
 
 /// Starts `name` as a child of the calling process, on the CPUs the caller may use (children
 /// inherit their parent's affinity); its pid.
-pub(super) fn spawn_child(
-    name: &str,
-    arg: u64,
-    endpoint: Option<Arc<Endpoint>>,
-) -> Result<u64, ProcessError> {
+pub(super) fn spawn_child(name: &str, arg: u64, handles: &[Object]) -> Result<u64, ProcessError> {
     let parent = current().map_or(0, |p| p.pid);
     let cpus = super::current().map(|t| *t.affinity());
-    let child = spawn_on_with(name, arg, parent, cpus, endpoint)?;
+    let child = spawn_on_with(name, arg, parent, cpus, handles)?;
     let pid = child.process.pid;
     CHILDREN.lock().insert(pid, child);
     Ok(pid)
@@ -351,6 +353,51 @@ pub(super) fn wait_child(pid: u64) -> Option<i64> {
     Some(child.wait())
 }
 
+/// Processes killed ([`Process::kill`]) that have not ended yet: while 0, the check at the end
+/// of a blocking system call is one load.
+static KILLS_PENDING: AtomicU64 = AtomicU64::new(0);
+
+impl Process {
+    /// Kills the process: a thread blocked in IPC or a notification wait is woken at once, and
+    /// its blocking system call (that one or its next) ends the process with [`KILLED`]
+    /// instead of returning. A thread that makes no blocking system call runs on (documented
+    /// in the ABI). Idempotent.
+    pub fn kill(&self) {
+        if self.exit_code().is_some() {
+            return;
+        }
+        // Counted before the cancellation, so the woken thread's check sees it.
+        KILLS_PENDING.fetch_add(1, Ordering::SeqCst);
+        if !self.ipc.cancel() {
+            KILLS_PENDING.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// `kill(pid)`: kills the calling process's child `pid`; `-ESRCH` if it is none.
+pub(super) fn kill_child(pid: u64) -> Result<(), i64> {
+    let me = current().map_or(0, |p| p.pid);
+    let child = CHILDREN
+        .lock()
+        .get(&pid)
+        .filter(|c| c.process.parent == me)
+        .map(|c| c.process.clone())
+        .ok_or(abi::errno::ESRCH)?;
+    child.kill();
+    Ok(())
+}
+
+/// Ends the calling process with [`KILLED`] if it was killed (the end of every blocking
+/// system call).
+pub(super) fn exit_if_killed() {
+    if KILLS_PENDING.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    if current().is_some_and(|p| p.ipc.killed()) {
+        exit(KILLED);
+    }
+}
+
 /// The user-fault hook: a fault in user mode kills the process.
 fn user_fault(fault: &UserFault) {
     let Some(p) = current() else {
@@ -367,6 +414,7 @@ fn user_fault(fault: &UserFault) {
 static HOOKS: ProcessHooks = ProcessHooks {
     syscalls: &super::syscall::TABLE,
     user_fault,
+    user_irq: crate::ipc::notification::irq_fired,
 };
 
 /// Registers the process layer with the architecture layer (system calls,

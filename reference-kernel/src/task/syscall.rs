@@ -9,12 +9,15 @@ use crate::process_abi::{errno, limits, nr, prot};
 use alloc::sync::Arc;
 
 use super::process::{self, ProcessError};
-use crate::ipc::{Endpoint, MSG_WORDS, Message};
+use crate::ipc::{Endpoint, MSG_WORDS, Message, Notification, Object, notification};
+use crate::mm::shared::SharedMemory;
+
+/// Entries of the table: one past the highest number.
+const CALLS: usize = nr::KILL as usize + 1;
 
 /// The system calls by number, for `syscall_entry` (a number past the end is `-ENOSYS`).
-pub static TABLE: [SyscallHandler; nr::SPAWN_WITH as usize + 1] = {
-    let mut t: [SyscallHandler; nr::SPAWN_WITH as usize + 1] =
-        [sys_enosys; nr::SPAWN_WITH as usize + 1];
+pub static TABLE: [SyscallHandler; CALLS] = {
+    let mut t: [SyscallHandler; CALLS] = [sys_enosys; CALLS];
     t[nr::EXIT as usize] = sys_exit;
     t[nr::WRITE as usize] = sys_write;
     t[nr::YIELD as usize] = sys_yield;
@@ -33,6 +36,14 @@ pub static TABLE: [SyscallHandler; nr::SPAWN_WITH as usize + 1] = {
     t[nr::CALL as usize] = sys_call;
     t[nr::REPLY_RECV as usize] = sys_reply_recv;
     t[nr::SPAWN_WITH as usize] = sys_spawn_with;
+    t[nr::NOTIFICATION as usize] = sys_notification;
+    t[nr::SIGNAL as usize] = sys_signal;
+    t[nr::WAIT_NOTIFY as usize] = sys_wait_notify;
+    t[nr::POLL as usize] = sys_poll;
+    t[nr::IRQ_BIND as usize] = sys_irq_bind;
+    t[nr::SHM as usize] = sys_shm;
+    t[nr::MAP as usize] = sys_map;
+    t[nr::KILL as usize] = sys_kill;
     t
 };
 
@@ -44,7 +55,9 @@ fn encode(result: SysResult) -> u64 {
     }
 }
 
-/// One table entry per call: decodes the arguments, encodes the result into `rax`.
+/// One table entry per call: decodes the arguments, encodes the result into `rax`. The
+/// `blocking` form is for calls that may wait: a process killed meanwhile ends there instead
+/// of returning.
 macro_rules! syscall {
     ($name:ident, |$a:ident| $body:expr) => {
         extern "C" fn $name(frame: &mut SyscallFrame) {
@@ -54,6 +67,15 @@ macro_rules! syscall {
             frame.rax = encode(body(frame.args));
         }
     };
+    (blocking $name:ident, |$a:ident| $body:expr) => {
+        extern "C" fn $name(frame: &mut SyscallFrame) {
+            fn body($a: [u64; 6]) -> SysResult {
+                $body
+            }
+            frame.rax = encode(body(frame.args));
+            process::exit_if_killed();
+        }
+    };
 }
 
 syscall!(sys_enosys, |_a| Err(errno::ENOSYS));
@@ -61,28 +83,111 @@ syscall!(sys_exit, |a| {
     process::exit(a[0] as i64);
     Err(errno::ESRCH)
 });
-syscall!(sys_write, |a| write(a[0], a[1], a[2]));
-syscall!(sys_yield, |_a| {
+syscall!(blocking sys_write, |a| write(a[0], a[1], a[2]));
+syscall!(blocking sys_yield, |_a| {
     super::yield_now();
     Ok(0)
 });
 syscall!(sys_getpid, |_a| process::current_pid().ok_or(errno::ESRCH));
 syscall!(sys_clock, |_a| Ok(clock_ns()));
-syscall!(sys_sleep, |a| sleep(a[0]));
-syscall!(sys_spawn, |a| spawn(a[0], a[1], a[2], None));
+syscall!(blocking sys_sleep, |a| sleep(a[0]));
+syscall!(sys_spawn, |a| spawn(a[0], a[1], a[2], &[]));
 syscall!(sys_spawn_with, |a| {
-    endpoint(a[3]).and_then(|ep| spawn(a[0], a[1], a[2], Some(ep)))
+    let objects = handles_from_user(a[3], a[4])?;
+    spawn(a[0], a[1], a[2], &objects)
 });
-syscall!(sys_endpoint, |_a| {
+syscall!(sys_endpoint, |_a| new_object(Object::Endpoint(Arc::new(
+    Endpoint::new()
+))));
+syscall!(blocking sys_send, |a| {
     let p = process::current().ok_or(errno::ESRCH)?;
-    let mut handles = p.handles().lock();
-    handles.insert(Arc::new(Endpoint::new()))
-});
-syscall!(sys_send, |a| {
-    let p = process::current().ok_or(errno::ESRCH)?;
-    let ep = p.handles().lock().get(a[0])?;
+    let ep = p.handles().lock().endpoint(a[0])?;
     p.ipc().send(&ep, [a[1], a[2], a[3], a[4]]).map(|()| 0)
 });
+syscall!(sys_notification, |_a| new_object(Object::Notification(
+    Arc::new(Notification::new())
+)));
+syscall!(sys_signal, |a| {
+    if a[1] == 0 {
+        return Err(errno::EINVAL);
+    }
+    notification_of(a[0])?.signal(a[1]);
+    Ok(0)
+});
+syscall!(sys_irq_bind, |a| {
+    notification::bind(a[1], &notification_of(a[0])?, a[2]).map(|()| 0)
+});
+syscall!(sys_shm, |a| {
+    let memory = SharedMemory::new(a[0]).ok_or(if a[0] == 0 || a[0] > limits::MAX_SHARED {
+        errno::EINVAL
+    } else {
+        errno::ENOMEM
+    })?;
+    new_object(Object::Memory(Arc::new(memory)))
+});
+syscall!(sys_map, |a| {
+    let p = process::current().ok_or(errno::ESRCH)?;
+    let memory = p.handles().lock().memory(a[0])?;
+    let space = p.space().ok_or(errno::ESRCH)?;
+    space.map_shared(memory).map_err(|e| match e {
+        crate::mm::aspace::AspaceError::OutOfMemory => errno::ENOMEM,
+        _ => errno::EINVAL,
+    })
+});
+syscall!(sys_kill, |a| process::kill_child(a[0]).map(|()| 0));
+
+/// A call that returns a word in `rsi` besides `rax` (the notification waits).
+macro_rules! bits_syscall {
+    ($name:ident, |$p:ident, $n:ident| $body:expr) => {
+        extern "C" fn $name(frame: &mut SyscallFrame) {
+            let handle = frame.args[0];
+            let result = process::current().ok_or(errno::ESRCH).and_then(|$p| {
+                let $n = $p.handles().lock().notification(handle)?;
+                $body
+            });
+            frame.rax = encode(result.map(|bits| {
+                frame.args[1] = bits;
+                0
+            }));
+            process::exit_if_killed();
+        }
+    };
+}
+
+bits_syscall!(sys_wait_notify, |p, n| p.ipc().wait_notification(&n));
+bits_syscall!(sys_poll, |_p, n| Ok(n.poll()));
+
+/// Adds `object` to the calling process's handle table; its handle.
+fn new_object(object: Object) -> SysResult {
+    let p = process::current().ok_or(errno::ESRCH)?;
+    let mut handles = p.handles().lock();
+    handles.insert(object)
+}
+
+/// The calling process's notification `handle`.
+fn notification_of(handle: u64) -> Result<Arc<Notification>, i64> {
+    let p = process::current().ok_or(errno::ESRCH)?;
+    p.handles().lock().notification(handle)
+}
+
+/// The objects named by the `count` handles at user address `ptr` (for `spawn_with`).
+fn handles_from_user(ptr: u64, count: u64) -> Result<alloc::vec::Vec<Object>, i64> {
+    if count > limits::MAX_HANDLES {
+        return Err(errno::EINVAL);
+    }
+    let mut raw = [0u8; limits::MAX_HANDLES as usize * 8];
+    let raw = &mut raw[..count as usize * 8];
+    user::copy_from_user(raw, ptr).map_err(|_| errno::EFAULT)?;
+    let p = process::current().ok_or(errno::ESRCH)?;
+    let handles = p.handles().lock();
+    raw.chunks_exact(8)
+        .map(|b| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(b);
+            handles.get(u64::from_le_bytes(word))
+        })
+        .collect()
+}
 
 /// An IPC call that returns a message: its words go back in `rsi rdx r10 r8`.
 macro_rules! ipc_syscall {
@@ -90,7 +195,7 @@ macro_rules! ipc_syscall {
         extern "C" fn $name(frame: &mut SyscallFrame) {
             let a = frame.args;
             let result = process::current().ok_or(errno::ESRCH).and_then(|$p| {
-                let $ep = $p.handles().lock().get(a[0])?;
+                let $ep = $p.handles().lock().endpoint(a[0])?;
                 let $msg: Message = [a[1], a[2], a[3], a[4]];
                 $body
             });
@@ -98,6 +203,7 @@ macro_rules! ipc_syscall {
                 frame.args[1..=MSG_WORDS].copy_from_slice(&reply);
                 0
             }));
+            process::exit_if_killed();
         }
     };
 }
@@ -106,12 +212,7 @@ ipc_syscall!(sys_recv, |p, ep, _msg| p.ipc().recv(&ep));
 ipc_syscall!(sys_call, |p, ep, msg| p.ipc().call(&ep, msg));
 ipc_syscall!(sys_reply_recv, |p, ep, msg| p.ipc().reply_recv(&ep, msg));
 
-/// The calling process's endpoint `handle`.
-fn endpoint(handle: u64) -> Result<Arc<Endpoint>, i64> {
-    let p = process::current().ok_or(errno::ESRCH)?;
-    p.handles().lock().get(handle)
-}
-syscall!(sys_wait, |a| wait(a[0], a[1]));
+syscall!(blocking sys_wait, |a| wait(a[0], a[1]));
 syscall!(sys_mmap, |a| mmap(a[0], a[1]));
 syscall!(sys_munmap, |a| munmap(a[0], a[1]));
 syscall!(sys_cpu, |_a| Ok(
@@ -163,7 +264,7 @@ fn sleep(ms: u64) -> SysResult {
     Ok(0)
 }
 
-fn spawn(name: u64, len: u64, arg: u64, endpoint: Option<Arc<Endpoint>>) -> SysResult {
+fn spawn(name: u64, len: u64, arg: u64, handles: &[Object]) -> SysResult {
     if len == 0 || len > limits::MAX_NAME {
         return Err(errno::EINVAL);
     }
@@ -171,7 +272,7 @@ fn spawn(name: u64, len: u64, arg: u64, endpoint: Option<Arc<Endpoint>>) -> SysR
     let buf = &mut buf[..len as usize];
     user::copy_from_user(buf, name).map_err(|_| errno::EFAULT)?;
     let name = core::str::from_utf8(buf).map_err(|_| errno::ENOENT)?;
-    match process::spawn_child(name, arg, endpoint) {
+    match process::spawn_child(name, arg, handles) {
         Ok(pid) => Ok(pid),
         Err(ProcessError::NoSuchProgram) => Err(errno::ENOENT),
         Err(ProcessError::OutOfMemory) => Err(errno::ENOMEM),

@@ -75,6 +75,9 @@ pub struct ProcessHooks {
     /// A fault that ends the running process (interrupts off): never returns when a user
     /// thread runs; returns at once otherwise.
     pub user_fault: fn(&UserFault),
+    /// An interrupt on user interrupt line `line` (interrupt context, EOI sent): delivers it
+    /// to whatever user program bound the line. Must not block.
+    pub user_irq: fn(u8),
 }
 
 static PROCESS_HOOKS: Once<&'static ProcessHooks> = Once::new();
@@ -86,6 +89,13 @@ pub fn register_process(hooks: &'static ProcessHooks) {
     let hooks = *PROCESS_HOOKS.call_once(|| hooks);
     if first {
         super::user::set_syscall_table(hooks.syscalls);
+    }
+}
+
+/// Delivers an interrupt on user line `line` (nothing before the process layer registers).
+pub fn user_irq(line: u8) {
+    if let Some(h) = PROCESS_HOOKS.get() {
+        (h.user_irq)(line);
     }
 }
 

@@ -13,6 +13,7 @@ pub mod gdt;
 pub mod hooks;
 pub mod idt;
 pub mod ioapic;
+pub mod irq;
 pub mod layout;
 pub mod lock;
 pub mod percpu;

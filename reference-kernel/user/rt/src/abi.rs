@@ -6,7 +6,8 @@
 //! code `e` from [`errno`]; everything else is the call's value. `rcx` and `r11` are clobbered
 //! (the CPU keeps the return address and flags there); every other general-purpose register
 //! is preserved, except that the IPC calls ([`nr::RECV`], [`nr::CALL`], [`nr::REPLY_RECV`])
-//! return a message in `rsi rdx r10 r8`. The x87/SSE/AVX registers are not (kernel code such as its `memcpy` may use
+//! return a message in `rsi rdx r10 r8`, and [`nr::WAIT_NOTIFY`]/[`nr::POLL`] return their bits
+//! in `rsi`. The x87/SSE/AVX registers are not (kernel code such as its `memcpy` may use
 //! them during a call): treat a system call like a SysV function call for them. The programs
 //! here are built for a soft-float target and keep nothing there.
 //!
@@ -63,9 +64,36 @@ pub mod nr {
     /// `reply_recv(handle, m0, m1, m2, m3) -> 0`: replies with the message to the caller whose
     /// [`CALL`] the caller received last (if any), then receives as [`RECV`].
     pub const REPLY_RECV: u64 = 16;
-    /// `spawn_with(name, name_len, arg, handle) -> pid`: [`SPAWN`], and the child's handle 0
-    /// is the caller's endpoint `handle`.
+    /// `spawn_with(name, name_len, arg, handles: *const u64, count) -> pid`: [`SPAWN`], and
+    /// the child's handle `i` names what the caller's handle `handles[i]` names, for `i` below
+    /// `count` (at most [`super::limits::MAX_HANDLES`]; `-EBADF` if one names nothing).
     pub const SPAWN_WITH: u64 = 17;
+    /// `notification() -> handle`: creates a notification (one word of bits, all clear).
+    pub const NOTIFICATION: u64 = 18;
+    /// `signal(handle, bits) -> 0`: ORs `bits` (non-zero) into the notification and wakes its
+    /// waiter. Never blocks.
+    pub const SIGNAL: u64 = 19;
+    /// `wait_notify(handle) -> 0`, bits in `rsi`: takes (and clears) the notification's bits,
+    /// blocking while none is set. `-EBUSY` if another thread waits on it; `-EPIPE` if nobody
+    /// else holds it (no process, no interrupt binding) and no bit is set.
+    pub const WAIT_NOTIFY: u64 = 20;
+    /// `poll(handle) -> 0`, bits in `rsi`: as [`WAIT_NOTIFY`] without blocking (0 if none).
+    pub const POLL: u64 = 21;
+    /// `irq_bind(handle, line, bits) -> 0`: every interrupt on user interrupt line `line`
+    /// (below [`super::limits::USER_IRQ_LINES`]) signals `bits` on the notification, for as
+    /// long as the notification exists. `-EBUSY` if a live notification has the line.
+    pub const IRQ_BIND: u64 = 22;
+    /// `shm(len) -> handle`: creates `len` bytes (rounded up to 4 KiB, at most
+    /// [`super::limits::MAX_SHARED`]) of zeroed shared memory.
+    pub const SHM: u64 = 23;
+    /// `map(handle) -> address`: maps the whole shared-memory object read-write at a new
+    /// address; [`MUNMAP`] of exactly that range removes the mapping. The memory lives while a
+    /// handle or a mapping names it.
+    pub const MAP: u64 = 24;
+    /// `kill(pid) -> 0`: ends the calling process's child `pid` (exit code [`super::KILLED`]):
+    /// at once if it is blocked in IPC or a notification wait, else at its next system call.
+    /// `-ESRCH` if `pid` is not a child of the caller.
+    pub const KILL: u64 = 25;
 }
 
 /// Words in an IPC message (passed in registers both ways).
@@ -77,10 +105,14 @@ pub mod errno {
     pub const ENOENT: i64 = 2;
     /// No such process (or not a child of the caller).
     pub const ESRCH: i64 = 3;
+    /// The wait was interrupted (the process is being killed; it never sees this code).
+    pub const EINTR: i64 = 4;
     /// Bad file descriptor.
     pub const EBADF: i64 = 9;
     /// Out of memory.
     pub const ENOMEM: i64 = 12;
+    /// Busy: another thread waits on the notification, or the interrupt line is bound.
+    pub const EBUSY: i64 = 16;
     /// A pointer argument is not readable/writable user memory.
     pub const EFAULT: i64 = 14;
     /// An argument is out of range.
@@ -109,6 +141,12 @@ pub mod limits {
     pub const MAX_NAME: u64 = 64;
     /// Bytes of one `mmap` region.
     pub const MAX_MMAP: u64 = 1 << 30;
+    /// Handles per process.
+    pub const MAX_HANDLES: u64 = 16;
+    /// Bytes of one shared-memory object.
+    pub const MAX_SHARED: u64 = 16 << 20;
+    /// User interrupt lines ([`super::nr::IRQ_BIND`]).
+    pub const USER_IRQ_LINES: u64 = 8;
 }
 
 /// Exit code of a process the kernel ended (a fault).

@@ -15,10 +15,14 @@ impl Errno {
     pub const ENOENT: Errno = Errno(errno::ENOENT);
     /// No such process, or not a child of the caller.
     pub const ESRCH: Errno = Errno(errno::ESRCH);
+    /// Interrupted wait (the process is being killed).
+    pub const EINTR: Errno = Errno(errno::EINTR);
     /// Bad file descriptor.
     pub const EBADF: Errno = Errno(errno::EBADF);
     /// Out of memory.
     pub const ENOMEM: Errno = Errno(errno::ENOMEM);
+    /// Busy.
+    pub const EBUSY: Errno = Errno(errno::EBUSY);
     /// A pointer argument is not readable/writable user memory.
     pub const EFAULT: Errno = Errno(errno::EFAULT);
     /// An argument is out of range.
@@ -31,11 +35,13 @@ impl Errno {
     pub const ENOSYS: Errno = Errno(errno::ENOSYS);
 
     /// Every code the ABI defines, in ascending order.
-    pub const ALL: [Errno; 9] = [
+    pub const ALL: [Errno; 11] = [
         Errno::ENOENT,
         Errno::ESRCH,
+        Errno::EINTR,
         Errno::EBADF,
         Errno::ENOMEM,
+        Errno::EBUSY,
         Errno::EFAULT,
         Errno::EINVAL,
         Errno::EMFILE,
@@ -60,8 +66,10 @@ impl Errno {
         match self.0 {
             errno::ENOENT => Some("ENOENT"),
             errno::ESRCH => Some("ESRCH"),
+            errno::EINTR => Some("EINTR"),
             errno::EBADF => Some("EBADF"),
             errno::ENOMEM => Some("ENOMEM"),
+            errno::EBUSY => Some("EBUSY"),
             errno::EFAULT => Some("EFAULT"),
             errno::EINVAL => Some("EINVAL"),
             errno::EMFILE => Some("EMFILE"),

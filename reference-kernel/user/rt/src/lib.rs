@@ -10,6 +10,7 @@
 //!   with [`abi::PANICKED`].
 //! - [`tsc`]: serialised time-stamp-counter reads for user-side benchmarks.
 //! - [`checks::Failures`]: counts a test program's failed checks for its exit code.
+//! - [`channel::Channel`]: a shared-memory channel to another process (veridian-io rings).
 //!
 //! A program is `#![no_std] #![no_main]`, depends on this crate and says
 //! `veridian_user_rt::entry!(main);`.
@@ -19,6 +20,7 @@
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod abi;
+pub mod channel;
 pub mod checks;
 pub mod errno;
 pub mod print;

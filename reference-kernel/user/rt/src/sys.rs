@@ -3,7 +3,7 @@
 
 use crate::abi::{limits, nr};
 use crate::errno::Errno;
-use crate::raw::{syscall0, syscall1, syscall2, syscall3, syscall4};
+use crate::raw::{syscall0, syscall1, syscall2, syscall3, syscall5};
 
 /// A raw result as a `Result`: negative is `-errno`, everything else the value.
 fn result(ret: u64) -> Result<u64, Errno> {
@@ -153,16 +153,85 @@ pub fn reply_recv(handle: u64, msg: Message) -> Result<Message, Errno> {
     ipc(nr::REPLY_RECV, handle, msg)
 }
 
-/// [`spawn`], with the caller's endpoint `handle` as the child's handle 0.
+/// [`spawn`], with the caller's handle `handle` as the child's handle 0.
 pub fn spawn_with(name: &str, arg: u64, handle: u64) -> Result<u64, Errno> {
-    // SAFETY: `name` is readable for its length; SPAWN_WITH only reads it.
+    spawn_with_handles(name, arg, &[handle])
+}
+
+/// [`spawn`], the child's handle `i` naming what the caller's `handles[i]` names.
+pub fn spawn_with_handles(name: &str, arg: u64, handles: &[u64]) -> Result<u64, Errno> {
+    // SAFETY: `name` and `handles` are readable for their lengths; SPAWN_WITH only reads them.
     result(unsafe {
-        syscall4(
+        syscall5(
             nr::SPAWN_WITH,
             name.as_ptr() as u64,
             name.len() as u64,
             arg,
-            handle,
+            handles.as_ptr() as u64,
+            handles.len() as u64,
         )
     })
+}
+
+/// Creates a notification; its handle.
+pub fn notification() -> Result<u64, Errno> {
+    // SAFETY: NOTIFICATION takes no argument and touches no memory of the program.
+    result(unsafe { syscall0(nr::NOTIFICATION) })
+}
+
+/// ORs `bits` into notification `handle`, waking its waiter.
+pub fn signal(handle: u64, bits: u64) -> Result<(), Errno> {
+    // SAFETY: SIGNAL takes two words and touches no memory of the program.
+    result(unsafe { syscall2(nr::SIGNAL, handle, bits) }).map(|_| ())
+}
+
+/// A call that returns a word in `rsi` (WAIT_NOTIFY, POLL).
+fn bits_call(nr: u64, handle: u64) -> Result<u64, Errno> {
+    let ret: u64;
+    let bits: u64;
+    // SAFETY: the call takes a handle, touches no memory of the program and returns a word in
+    // `rsi` (the ABI); `rcx` and `r11` are clobbered.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") nr => ret, in("rdi") handle, lateout("rsi") bits,
+            out("rcx") _, out("r11") _,
+            options(nostack)
+        )
+    };
+    result(ret).map(|_| bits)
+}
+
+/// Waits until notification `handle` has bits set; takes and returns them.
+pub fn wait_notify(handle: u64) -> Result<u64, Errno> {
+    bits_call(nr::WAIT_NOTIFY, handle)
+}
+
+/// Takes the bits of notification `handle` without waiting (0 if none).
+pub fn poll(handle: u64) -> Result<u64, Errno> {
+    bits_call(nr::POLL, handle)
+}
+
+/// Makes every interrupt on user interrupt line `line` signal `bits` on notification `handle`.
+pub fn irq_bind(handle: u64, line: u64, bits: u64) -> Result<(), Errno> {
+    // SAFETY: IRQ_BIND takes three words and touches no memory of the program.
+    result(unsafe { syscall3(nr::IRQ_BIND, handle, line, bits) }).map(|_| ())
+}
+
+/// Creates `len` bytes of zeroed shared memory; its handle.
+pub fn shm(len: u64) -> Result<u64, Errno> {
+    // SAFETY: SHM takes a length and touches no memory of the program.
+    result(unsafe { syscall1(nr::SHM, len) })
+}
+
+/// Maps shared-memory object `handle`; its address.
+pub fn map(handle: u64) -> Result<u64, Errno> {
+    // SAFETY: MAP adds a new region; it changes no memory the program uses.
+    result(unsafe { syscall1(nr::MAP, handle) })
+}
+
+/// Ends the caller's child `pid`.
+pub fn kill(pid: u64) -> Result<(), Errno> {
+    // SAFETY: KILL takes a pid and touches no memory of the program.
+    result(unsafe { syscall1(nr::KILL, pid) }).map(|_| ())
 }

@@ -15,6 +15,13 @@
 //!   one CPU, the line is an `error=` line instead.
 //! - `ipc_call_reply`: one IPC `call` to an `ipc_echo` server process on the same CPU and its
 //!   reply (four message words each way).
+//! - `channel_msg_b1`, `channel_msg_b32`: messages (four words) through a shared-memory
+//!   channel (veridian-io rings, `veridian_user_rt::channel`) to an echo process on the same
+//!   CPU and back: one sample is a batch of 1 or 32 messages sent and the 1 or 32 echoes
+//!   received, divided by the batch size (per message, round trip). The two processes sleep
+//!   on notifications when their ring is empty, so each batch also pays the wake-ups.
+//! - `ipc_call_reply_cross_cpu` (`bench 2`, started by the kernel with an `ipc_echo` server on
+//!   another CPU at handle 0): one IPC call and its reply across CPUs (the wake-ups go by IPI).
 //! - `page_fault_anon`: the first write to each 4 KiB page of a fresh anonymous region
 //!   (allocation, zeroing and mapping of one frame; the touch that fills a 2 MiB-aligned
 //!   region also pays for its promotion to a huge page).
@@ -39,6 +46,8 @@ const PAGE: u64 = 4096;
 const FAULT_PAGES: usize = 2048;
 /// The argument that makes this program the yield partner.
 const PARTNER: u64 = 1;
+/// The argument that makes it measure `ipc_call_reply_cross_cpu` only.
+const CROSS_CPU: u64 = 2;
 /// Yields of the partner: one per yield of the measurer, with room for its start-up and the
 /// measurer's other calls; the partner's surplus runs alone after the measurement.
 const PARTNER_YIELDS: usize = 2 * (WARMUP + SAMPLES);
@@ -173,8 +182,6 @@ fn page_fault_anon(buffer: &mut [u64; SAMPLES], overhead: u64) {
 
 fn ipc_call_reply(buffer: &mut [u64; SAMPLES], overhead: u64) {
     const NAME: &str = "ipc_call_reply";
-    /// `ipc_echo` ends on this word without replying.
-    const QUIT: u64 = u64::MAX;
     let started = sys::endpoint().and_then(|h| sys::spawn_with("ipc_echo", 0, h).map(|s| (h, s)));
     let (h, server) = match started {
         Ok(x) => x,
@@ -183,6 +190,28 @@ fn ipc_call_reply(buffer: &mut [u64; SAMPLES], overhead: u64) {
             return;
         }
     };
+    ipc_calls(
+        NAME,
+        "IPC call to a server process on the same CPU and its reply (4 words each way)",
+        buffer,
+        overhead,
+        h,
+        Some(server),
+    );
+}
+
+/// Times calls to the `ipc_echo` server at endpoint `h`, then ends it (and waits for it if it
+/// is `server`, a child).
+fn ipc_calls(
+    name: &str,
+    what: &str,
+    buffer: &mut [u64; SAMPLES],
+    overhead: u64,
+    h: u64,
+    server: Option<u64>,
+) {
+    /// `ipc_echo` ends on this word without replying.
+    const QUIT: u64 = u64::MAX;
     let mut i = 0u64;
     let mut failed = 0u64;
     time(buffer, overhead, 1, || {
@@ -192,17 +221,83 @@ fn ipc_call_reply(buffer: &mut [u64; SAMPLES], overhead: u64) {
         i += 1;
     });
     let _ = sys::call(h, [QUIT, 0, 0, 0]);
-    let code = sys::wait(server);
+    let code = server.map_or(Ok(0), sys::wait);
     if failed != 0 || code != Ok(0) {
-        println!("bench {NAME} error=\"{failed} wrong replies, server ended with {code:?}\"");
+        println!("bench {name} error=\"{failed} wrong replies, server ended with {code:?}\"");
         return;
     }
-    report(
-        NAME,
-        "IPC call to a server process on the same CPU and its reply (4 words each way)",
-        buffer,
-        overhead,
-    );
+    report(name, what, buffer, overhead);
+}
+
+/// `channel_msg_b<batch>`: see the module documentation.
+fn channel_msg(buffer: &mut [u64; SAMPLES], overhead: u64, batch: usize) {
+    use veridian_user_rt::channel::Channel;
+    /// `chan_test`'s peer and echo bits.
+    const ECHO_PEER: u64 = 3 << 62;
+    let name: &str = if batch == 1 {
+        "channel_msg_b1"
+    } else {
+        "channel_msg_b32"
+    };
+    let started = Channel::create().and_then(|(ch, handles)| {
+        sys::spawn_with_handles("chan_test", ECHO_PEER, &handles).map(|pid| (ch, pid))
+    });
+    let (mut ch, peer) = match started {
+        Ok(x) => x,
+        Err(e) => {
+            println!("bench {name} error=\"channel or echo process: {e}\"");
+            return;
+        }
+    };
+    let mut out = [[0u64; 4]; 32];
+    let mut i = 0u64;
+    let mut failed = 0u64;
+    let f = || {
+        for m in &mut out[..batch] {
+            *m = [i, !i, i << 3, 7];
+            i += 1;
+        }
+        if ch.send(&out[..batch]).is_err() {
+            failed += 1;
+            return;
+        }
+        let mut got = 0;
+        let mut k = 0;
+        while got < batch {
+            match ch.recv(batch - got, |m| {
+                if m != out[got + k] {
+                    failed += 1;
+                }
+                k += 1;
+            }) {
+                Ok(n) => {
+                    got += n;
+                    k = 0;
+                }
+                Err(_) => {
+                    failed += 1;
+                    return;
+                }
+            }
+        }
+    };
+    time(buffer, overhead, batch as u64, f);
+    let (signals, sleeps) = (ch.signals, ch.sleeps);
+    // Ending the channel's holder ends the echo process (its wait fails with EPIPE): kill it
+    // instead, which needs nothing from it.
+    let _ = sys::kill(peer);
+    let code = sys::wait(peer);
+    if failed != 0 {
+        println!("bench {name} error=\"{failed} wrong echoes, echo process ended with {code:?}\"");
+        return;
+    }
+    let what = if batch == 1 {
+        "one message through a shared-memory channel to a process on the same CPU and back"
+    } else {
+        "32 messages through a shared-memory channel and back, per message"
+    };
+    report(name, what, buffer, overhead);
+    println!("note: {name}: {signals} signals, {sleeps} sleeps on this side");
 }
 
 /// The yield partner: yields `PARTNER_YIELDS` times, exits with the CPUs it saw.
@@ -222,9 +317,22 @@ fn main(arg: u64) -> i64 {
     // SAFETY: the process has one thread and this is the only reference to BUFFER ever made.
     let buffer = unsafe { (&raw mut BUFFER).as_mut_unchecked() };
     let overhead = tsc::overhead(1000);
+    if arg == CROSS_CPU {
+        ipc_calls(
+            "ipc_call_reply_cross_cpu",
+            "IPC call to a server process on another CPU and its reply (wake-ups by IPI)",
+            buffer,
+            overhead,
+            0,
+            None,
+        );
+        return 0;
+    }
     null_syscall(buffer, overhead);
     sched_yield_switch(buffer, overhead);
     ipc_call_reply(buffer, overhead);
+    channel_msg(buffer, overhead, 1);
+    channel_msg(buffer, overhead, 32);
     page_fault_anon(buffer, overhead);
     0
 }

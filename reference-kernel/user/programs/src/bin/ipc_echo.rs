@@ -1,8 +1,14 @@
-//! `ipc_echo`: an IPC server on its handle 0 (given by its parent with `spawn_with`). It
-//! answers each call with `[m0 + 1, m1, m2, m3 ^ ECHO_MARK]` and ends without replying when
-//! `m0` is [`QUIT`] (its caller then gets `EPIPE`). Before serving it checks that a handle it
-//! was not given is refused (`EBADF`). Exit code: 0, or 2 when that check failed, 3 when a
-//! receive failed.
+//! `ipc_echo [mode]`: an IPC server on its handle 0 (given by its parent with `spawn_with`).
+//!
+//! Mode 0: answers each call with `[m0 + 1, m1, m2, m3 ^ ECHO_MARK]` and ends without replying
+//! when `m0` is [`QUIT`] (its caller then gets `EPIPE`), or when every client is gone (a
+//! receive fails with `EPIPE`). Before serving it checks that a handle it was not given is
+//! refused (`EBADF`; the parent gives one handle only). Exit code: 0, or 2 when that check
+//! failed, 3 when a receive failed otherwise.
+//!
+//! Mode 1 ("swallow", for the kill tests): receives one message and never replies: it waits on
+//! the notification at its handle 1, which nobody signals, until it is killed. Exit code 4 if
+//! that wait ever returns.
 
 #![no_std]
 #![no_main]
@@ -14,7 +20,13 @@ pub const QUIT: u64 = u64::MAX;
 /// Mixed into the last word of every reply.
 pub const ECHO_MARK: u64 = 0x5a5a_5a5a;
 
-fn main(_arg: u64) -> i64 {
+fn main(mode: u64) -> i64 {
+    if mode == 1 {
+        let _ = sys::recv(0);
+        let r = sys::wait_notify(1);
+        println!("ipc_echo: the swallowing wait returned {r:?}");
+        return 4;
+    }
     // Handle 1 names nothing in this process (the parent's handles are its own).
     let refused = sys::recv(1);
     if refused != Err(Errno::EBADF) {
@@ -35,6 +47,8 @@ fn main(_arg: u64) -> i64 {
         let reply = [msg[0].wrapping_add(1), msg[1], msg[2], msg[3] ^ ECHO_MARK];
         msg = match sys::reply_recv(0, reply) {
             Ok(m) => m,
+            // Every client is gone.
+            Err(Errno::EPIPE) => return 0,
             Err(e) => {
                 println!("ipc_echo: reply_recv: {e}");
                 return 3;
