@@ -66,7 +66,8 @@ Commands:
          (installed with rustup when missing): for x86_64-unknown-none, and for the host
          with all features.
   test   Everything: tool checks, fmt, clippy, host tests, bare-metal builds, the kernel test
-         suite in QEMU (PVH), harness self-checks, and the suite again through GRUB.
+         suite in QEMU (PVH), harness self-checks, the suite again through GRUB, and the
+         kernel benchmarks against docs/benchmarks/kernel-results.json (+10 % fails).
          Ends with the line `<N> passed, <M> failed`; exits 0 iff M is 0.
   check-extra
          `check-extra [--quick] [--only fuzz,miri,sanitizers,matrix]`: the nightly and long
