@@ -45,6 +45,30 @@ fn report(name: &str, what: &str, hist: &Histogram, overhead: u64) {
     }
 }
 
+/// The boot rows, single values in TSC ticks from the trampoline's shared 32-bit entry
+/// (`entry`): to just after the banner's first line was printed (`banner`), and to the moment
+/// the last application processor was online (`online`, or why there is no such moment).
+/// Under `-icount shift=0` the ticks count the instructions of every CPU (all run on one
+/// emulator thread then), so `all_cpus_online` includes the APs' own start-up and the
+/// bootstrap CPU's INIT/SIPI waits.
+pub fn boot_rows(entry: u64, banner: u64, online: Result<u64, &str>) {
+    const NOT_COUNTED: &str =
+        "the firmware and the loader before the kernel's entry are not counted";
+    crate::println!(
+        "bench boot_to_banner unit=tsc value={} what=\"boot trampoline entry to the banner line \
+         printed (after SMP start-up and the scheduler); {NOT_COUNTED}\"",
+        banner.wrapping_sub(entry)
+    );
+    match online {
+        Ok(online) => crate::println!(
+            "bench all_cpus_online unit=tsc value={} what=\"boot trampoline entry to every CPU \
+             online (INIT/SIPI waits included); {NOT_COUNTED}\"",
+            online.wrapping_sub(entry)
+        ),
+        Err(why) => crate::println!("bench all_cpus_online error=\"{why}\""),
+    }
+}
+
 /// Times `f` `ITERATIONS` times (after 100 warm-up runs).
 fn time(f: impl FnMut(), overhead: u64) -> Box<Histogram> {
     time_split(f, overhead, 1).0

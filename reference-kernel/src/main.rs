@@ -86,8 +86,8 @@ mod kernel {
 
     /// The machine's CPUs and NUMA layout from ACPI, or why the tables were rejected.
     static PLATFORM: Once<Result<Platform, AcpiError>> = Once::new();
-    /// TSC at kernel entry.
-    static ENTRY_TSC: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    /// TSC just after the banner's first line was printed (`boot_to_banner` in `mode=bench`).
+    static BANNER_TSC: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
     /// The ACPI platform description, if the tables were accepted.
     pub fn platform() -> Option<&'static Platform> {
@@ -126,11 +126,6 @@ mod kernel {
     /// Entered from the boot trampoline in long mode on the bootstrap processor's stack.
     #[unsafe(no_mangle)]
     pub extern "C" fn kernel_entry(protocol: u32, info_phys: u32, magic: u32) -> ! {
-        // SAFETY: `rdtsc` has no side effects.
-        ENTRY_TSC.store(
-            veridian_perf::arch::rdtsc(),
-            core::sync::atomic::Ordering::Relaxed,
-        );
         // Per-CPU data before anything can ask for the CPU index (the heap does) or take a
         // kernel lock (the preemption count lives there).
         percpu::install_early_bsp();
@@ -273,11 +268,10 @@ mod kernel {
             }
             Err(e) => crate::println!("  acpi:     tables rejected, one CPU, one node: {e}"),
         }
-        match smp {
+        match &smp {
             Some(Ok(r)) => {
                 let ms = apic.as_ref().ok().map_or(0, |a| {
-                    (online_tsc - ENTRY_TSC.load(core::sync::atomic::Ordering::Relaxed))
-                        / (a.tsc_hz / 1000).max(1)
+                    (online_tsc - boot::entry_tsc()) / (a.tsc_hz / 1000).max(1)
                 });
                 crate::println!(
                     "  smp:      {} CPUs online ({} APs started, {} failed, {} over the limit), \
@@ -322,6 +316,16 @@ mod kernel {
             }
             "bench" => {
                 crate::println!("mode: bench");
+                let online = match &smp {
+                    Some(Ok(r)) if r.failed == 0 && r.skipped == 0 => Ok(online_tsc),
+                    Some(Ok(_)) => Err("not every CPU came online"),
+                    _ => Err("the APs were not started"),
+                };
+                crate::bench::boot_rows(
+                    boot::entry_tsc(),
+                    BANNER_TSC.load(core::sync::atomic::Ordering::Relaxed),
+                    online,
+                );
                 let ok = crate::bench::run_all();
                 qemu::exit(if ok {
                     qemu::ExitCode::Success
@@ -464,6 +468,10 @@ mod kernel {
             BootProtocol::Multiboot2 => "Multiboot2",
         };
         crate::println!("Veridian reference kernel v{VERSION} (boot: {protocol})");
+        BANNER_TSC.store(
+            veridian_perf::arch::rdtsc(),
+            core::sync::atomic::Ordering::Relaxed,
+        );
         if let Some(name) = info.bootloader_name() {
             crate::println!("  loader:   {name}");
         }

@@ -1,16 +1,18 @@
 //! `cargo xtask bench`: boots the release kernel with `mode=bench` under QEMU TCG with
 //! `-icount shift=0` (the guest TSC advances by one per instruction, so the figures are
 //! deterministic instruction counts) and prints the kernel's `bench ...` lines as a table next
-//! to the design guide's targets.
+//! to the design guide's targets; `bench_report` writes them as JSON, Markdown and SVG.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::bench_report::{self, Results};
 use crate::error::{Error, Result};
 use crate::kernel::{self, Profile};
 use crate::qemu::{self, Boot, Machine, Vm};
 use crate::tools::{self, Needs};
+use crate::workspace;
 
 /// Timeout of the benchmark boot (icount makes the guest slower than plain TCG).
 const BENCH_TIMEOUT: Duration = Duration::from_secs(300);
@@ -47,22 +49,36 @@ pub fn parse_line(line: &str) -> Option<BenchLine> {
     })
 }
 
-/// The design guide's target for a benchmark, if it has one.
-fn target(name: &str) -> &'static str {
-    match name {
-        "sched_yield_round_trip" => "context switch < 500 ns (2 switches here)",
-        "kalloc_free_64" => "memory allocation < 200 ns",
-        "thread_yield_switch" => "context switch < 500 ns (stretch 300); goal <= 150 instructions",
-        "null_syscall" => "system call < 100 ns (stretch 50); goal <= 50 instructions",
-        "page_fault_anon" => "page fault < 10 us (stretch 5); goal <= 1000 instructions",
-        "sched_yield_switch" => "context switch < 500 ns (stretch 300); goal <= 150 instructions",
-        "ipc_call_reply" => "IPC < 1 us (stretch 500 ns); goal <= 600 instructions",
-        _ => "",
-    }
+/// Options of `cargo xtask bench`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `--save`: also copy the report to `docs/benchmarks/` (the committed baseline).
+    pub save: bool,
+    /// `--check`: compare with the committed baseline, as `cargo xtask test` does.
+    pub check: bool,
 }
 
-/// Runs the benchmark boot and prints the table.
-pub fn bench() -> Result<ExitCode> {
+/// Runs the benchmark boot, prints the table and writes the report (see `bench_report`).
+pub fn bench(options: Options) -> Result<ExitCode> {
+    let results = measure()?;
+    let files = bench_report::write(&results, &bench_report::results_dir())?;
+    for file in &files {
+        println!("xtask: wrote {}", workspace::display(file));
+    }
+    if options.check {
+        bench_report::check_against(&results, &bench_report::baseline_path())?;
+    }
+    if options.save {
+        for file in bench_report::save(&files)? {
+            println!("xtask: saved {}", workspace::display(&file));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the release kernel, boots it with `mode=bench`, prints the table and returns the
+/// rows; a run that failed or printed no row is an error.
+pub fn measure() -> Result<Results> {
     tools::ensure(Needs {
         qemu: true,
         iso: false,
@@ -102,7 +118,7 @@ pub fn bench() -> Result<ExitCode> {
             get("min"),
             get("median"),
             get("p99"),
-            target(&line.name)
+            bench_report::target_text(&line.name)
         );
     }
     println!(
@@ -110,7 +126,7 @@ pub fn bench() -> Result<ExitCode> {
          instruction counts once per iteration: `rep stosb` of 4 KiB is about 4100)"
     );
     match outcome.failure_reason() {
-        None if !lines.is_empty() => Ok(ExitCode::SUCCESS),
+        None if !lines.is_empty() => Results::new(&qemu::command(&boot, vm), vm.cpu, &lines),
         None => Err(Error::Failed("the kernel printed no bench lines".into())),
         Some(reason) => Err(Error::Failed(reason)),
     }

@@ -10,6 +10,7 @@
 //! each concern lives in its own module.
 
 mod bench;
+mod bench_report;
 mod cmd;
 mod error;
 mod extra;
@@ -41,8 +42,13 @@ Commands:
          Exits 0 when the kernel reports success, 124 on timeout, 130 on Ctrl-C, 1 otherwise.
   iso    Build the kernel (release) and a GRUB ISO: target/veridian.iso
          (menu entries: 0 \"Veridian\" mode=run, 1 \"Veridian tests\" mode=test).
-  bench  Build the kernel (release) and boot it with mode=bench under `-icount shift=0`: its
-         own benchmarks (heap, frames, scheduler yield) as deterministic instruction counts.
+  bench  `bench [--save | --check]`: build the kernel (release) and boot it with mode=bench
+         under `-icount shift=0`: its own benchmarks (boot, heap, frames, yields, system call,
+         page fault, IPC) as deterministic instruction counts, printed as a table and written
+         to target/bench/kernel-results.{json,md,svg} (table and bar chart against the goals).
+         --save also copies the three files to docs/benchmarks/ (the baseline `test` checks);
+         --check compares the run with that baseline as `test` does (fails on a row more than
+         10 % worse or missing).
   pgo    `pgo <crate> [-- <criterion args>]`: the crate's benchmarks before and after
          profile-guided optimisation (instrumented run, llvm-profdata merge, rebuild), with
          the after/before ratio of each.
@@ -60,7 +66,8 @@ Commands:
          (installed with rustup when missing): for x86_64-unknown-none, and for the host
          with all features.
   test   Everything: tool checks, fmt, clippy, host tests, bare-metal builds, the kernel test
-         suite in QEMU (PVH), harness self-checks, and the suite again through GRUB.
+         suite in QEMU (PVH), harness self-checks, the suite again through GRUB, and the
+         kernel benchmarks against docs/benchmarks/kernel-results.json (+10 % fails).
          Ends with the line `<N> passed, <M> failed`; exits 0 iff M is 0.
   check-extra
          `check-extra [--quick] [--only fuzz,miri,sanitizers,matrix]`: the nightly and long
@@ -123,7 +130,7 @@ enum Cmd {
     Test,
     PublishCheck,
     Msrv,
-    Bench,
+    Bench(bench::Options),
     Pgo(String, Vec<String>),
     BenchRatios(Vec<String>, String, Vec<String>),
     CheckExtra(extra::Options),
@@ -186,6 +193,21 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
             }
         }
         return Ok(Cmd::CheckExtra(options));
+    }
+    if command == "bench" {
+        let mut options = bench::Options::default();
+        for word in rest {
+            match word.as_str() {
+                "--save" => options.save = true,
+                "--check" => options.check = true,
+                "-h" | "--help" => return Ok(Cmd::Help),
+                _ => return Err(format!("bench: unexpected `{word}`")),
+            }
+        }
+        if options.save && options.check {
+            return Err("bench: --save and --check exclude each other".into());
+        }
+        return Ok(Cmd::Bench(options));
     }
     if command == "bench-ratios" {
         let mut baselines = Vec::new();
@@ -318,7 +340,6 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
         })),
         "test" if !run.extra.is_empty() => Err("`test` takes no arguments".into()),
         "test" => Ok(Cmd::Test),
-        "bench" => Ok(Cmd::Bench),
         "publish-check" if !run.extra.is_empty() => {
             Err("`publish-check` takes no arguments".into())
         }
@@ -352,7 +373,7 @@ fn main() -> ExitCode {
         .and_then(|()| iso::build(&options))
         .map(|_| ExitCode::SUCCESS),
         Cmd::Test => test::test(),
-        Cmd::Bench => bench::bench(),
+        Cmd::Bench(options) => bench::bench(options),
         Cmd::PublishCheck => publish::publish_check().map(|()| ExitCode::SUCCESS),
         Cmd::Msrv => workspace::COMPONENT_CRATES
             .iter()
@@ -450,6 +471,28 @@ mod tests {
     }
 
     #[test]
+    fn bench_options() {
+        assert_eq!(
+            parse_str("bench"),
+            Ok(Cmd::Bench(bench::Options::default()))
+        );
+        assert_eq!(
+            parse_str("bench --save"),
+            Ok(Cmd::Bench(bench::Options {
+                save: true,
+                check: false
+            }))
+        );
+        assert_eq!(
+            parse_str("bench --check"),
+            Ok(Cmd::Bench(bench::Options {
+                save: false,
+                check: true
+            }))
+        );
+    }
+
+    #[test]
     fn help_everywhere() {
         for line in [
             "help",
@@ -482,6 +525,8 @@ mod tests {
             "check-extra --fast",
             "check-extra --only fuzz,lint",
             "check-extra --only",
+            "bench --linux-typo",
+            "bench --save --check",
         ] {
             assert!(parse_str(line).is_err(), "`{line}` should be rejected");
         }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::bench_report;
 use crate::cmd;
 use crate::error::{Error, Result};
 use crate::iso::{self, IsoOptions};
@@ -239,6 +240,11 @@ pub fn test() -> Result<ExitCode> {
         }
     }
     grub_suite(&mut tally)?;
+    tally.step(
+        "kernel benchmarks (release, mode=bench, -icount shift=0) within 10 % of \
+         docs/benchmarks/kernel-results.json",
+        bench_report::regression_check(),
+    )?;
 
     println!("{} passed, {} failed", tally.passed, tally.failed);
     Ok(if tally.failed == 0 {

@@ -23,6 +23,8 @@ pub const PROTOCOL_PVH: u32 = 1;
 /// `protocol` argument of `kernel_entry` for a Multiboot2 boot.
 pub const PROTOCOL_MULTIBOOT2: u32 = 2;
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 /// Size of the bootstrap processor's kernel stack.
 pub const BSP_STACK_SIZE: usize = 256 * 1024;
 
@@ -38,6 +40,17 @@ pub struct BootStack(pub [u8; BSP_STACK_SIZE]);
 /// Stack the trampoline switches to before calling into Rust.
 #[unsafe(no_mangle)]
 pub static mut BSP_STACK: BootStack = BootStack([0; BSP_STACK_SIZE]);
+
+/// The TSC read by the trampoline's shared 32-bit entry (`boot_common32`), before anything
+/// else the kernel does: the start of `mode=bench`'s boot rows and of the `smp:` line's time.
+/// The trampoline stores EDX:EAX of its `rdtsc` here through the static's physical address.
+static ENTRY_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// The TSC at the trampoline's shared entry (see [`ENTRY_TSC`]); what the loader and the
+/// firmware ran before it is not counted.
+pub fn entry_tsc() -> u64 {
+    ENTRY_TSC.load(Ordering::Relaxed)
+}
 
 core::arch::global_asm!(
     r#"
@@ -136,6 +149,12 @@ boot_common32:
     push edx
     push esi
     push edi
+
+    /* The TSC at entry (boot rows of mode=bench), into ENTRY_TSC through its physical address
+       (linked at KERNEL_VMA + physical; paging is off). RDTSC works in protected mode. */
+    rdtsc
+    mov dword ptr [{entry_tsc} - {kernel_vma}], eax
+    mov dword ptr [{entry_tsc} - {kernel_vma} + 4], edx
 
     /* Long mode present? CPUID 0x80000001 EDX bit 29. */
     mov eax, 0x80000000
@@ -263,4 +282,6 @@ boot_long_mode:
     jmp 5b
 "#,
     stack_size = const BSP_STACK_SIZE,
+    entry_tsc = sym ENTRY_TSC,
+    kernel_vma = const KERNEL_VMA,
 );
