@@ -24,17 +24,17 @@
 //!   here; otherwise the other thread is woken through the scheduler (the slow path).
 //!
 //! - **Cancellation** ([`Ipc::cancel`], for killing a process): a thread blocked in an IPC
-//!   call or a notification wait is taken off what it waits on (an endpoint's queue, a
-//!   server's reply right, a notification) and woken with `-EINTR`; its system call then ends
-//!   the process instead of returning. Each blocked thread records what it waits on
-//!   ([`Blocked`]); exactly one party (a peer delivering, or the canceller) takes it off and
-//!   wakes it.
+//!   call or a notification wait is woken with `-EINTR`; its system call then ends the process
+//!   instead of returning. A thread blocked on an endpoint arms a flag before it is published
+//!   (in a queue, or in a server's reply right); whoever takes the flag back (one atomic swap)
+//!   owns waking it, a peer delivering or the canceller, and entries whose flag is gone are
+//!   stale and skipped (the cancelled thread also removes its own queue entries). A
+//!   notification waiter is woken through the notification.
 //!
 //! Concurrency: the endpoint's queues are behind an `IrqLock`; a thread that blocks turns
 //! interrupts off before it queues itself and keeps them off until it has switched away (the
 //! pattern `join` uses), so a waker on another CPU may queue it at once. Lock order: an
-//! endpoint's queue lock, then a waiter's `blocked` or `reply_to` lock (never the reverse; the
-//! canceller takes them one at a time).
+//! endpoint's queue lock, then a waiter's `reply_to` lock (never the reverse).
 
 #![deny(unsafe_code)]
 
@@ -63,20 +63,6 @@ pub type Message = [u64; MSG_WORDS];
 /// Handles per process.
 pub const MAX_HANDLES: usize = 16;
 
-/// What a blocked thread waits on (for [`Ipc::cancel`]).
-#[derive(Clone, Default)]
-enum Blocked {
-    /// Not blocked in IPC (running, or woken and not yet looked at its result).
-    #[default]
-    No,
-    /// In an endpoint's queue (as a receiver or a sender).
-    Queue(Arc<Endpoint>),
-    /// A caller whose message this server took: waiting in the server's `reply_to`.
-    Reply(Arc<Waiter>),
-    /// Waiting on a notification.
-    Notify(Arc<Notification>),
-}
-
 /// A blocked IPC participant: the thread and what it is given when woken.
 struct Waiter {
     thread: Arc<Thread>,
@@ -84,56 +70,40 @@ struct Waiter {
     slot: IrqLock<Option<Result<Message, i64>>>,
     /// The caller whose `call` this receiver took last (the one-shot reply right).
     reply_to: IrqLock<Option<Arc<Waiter>>>,
-    /// What it waits on now.
-    blocked: IrqLock<Blocked>,
+    /// Set when it blocks on an endpoint (queued, or a caller waiting for its reply); whoever
+    /// takes it back ([`Waiter::claim`]) owns waking it: a peer delivering, or the canceller.
+    /// An entry whose flag is gone is stale (its thread was cancelled) and is skipped.
+    armed: AtomicBool,
+    /// The notification it waits on, if any (for [`Ipc::cancel`]).
+    notify: IrqLock<Option<Arc<Notification>>>,
 }
 
 impl Waiter {
-    /// Gives `result` to the waiter and makes it runnable.
+    /// Marks it blocked (before it is published to its wakers).
+    fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Takes the right to wake it: true for exactly one caller per `arm`.
+    fn claim(&self) -> bool {
+        self.armed.swap(false, Ordering::SeqCst)
+    }
+
+    /// Gives `result` to the waiter (claimed by the caller) and makes it runnable.
     fn deliver(&self, result: Result<Message, i64>) {
         *self.slot.lock() = Some(result);
         task::wake(self.thread.clone());
     }
 }
 
-/// The calling thread blocks and `next`'s thread (given its result already, so woken by the
-/// caller alone) runs: on this CPU directly where it can (`task::switch_to`), else through its
-/// run queue. Interrupts off since the caller published itself to its wakers.
+/// The calling thread blocks and `next`'s thread (claimed and given its result already, so
+/// woken by the caller alone) runs: on this CPU directly where it can (`task::switch_to`),
+/// else through its run queue. Interrupts off since the caller published itself to its
+/// wakers.
 fn block_handing_to(next: &Waiter) {
     if let Err(thread) = task::switch_to(next.thread.clone()) {
         task::wake(thread);
         context::switch_to_scheduler(SwitchReason::Block);
-    }
-}
-
-/// Takes `w` off what its `blocked` names (an endpoint queue, a server's reply right, a
-/// notification): true if it was there (the caller now owns waking it; a notification waiter
-/// is woken here), false if it was not (not blocked, or a peer took it and wakes it).
-fn withdraw(w: &Arc<Waiter>) -> bool {
-    let blocked = w.blocked.lock().clone();
-    match blocked {
-        Blocked::No => false,
-        Blocked::Queue(ep) => {
-            let mut q = ep.queues.lock();
-            let before = q.receivers.len() + q.senders.len();
-            q.receivers.retain(|r| !Arc::ptr_eq(r, w));
-            q.senders.retain(|s| !Arc::ptr_eq(&s.waiter, w));
-            before != q.receivers.len() + q.senders.len()
-        }
-        Blocked::Reply(server) => {
-            let mut r = server.reply_to.lock();
-            if r.as_ref().is_some_and(|c| Arc::ptr_eq(c, w)) {
-                *r = None;
-                true
-            } else {
-                false
-            }
-        }
-        Blocked::Notify(n) => {
-            // Woken there; its wait loop sees the cancellation.
-            n.interrupt(&w.thread);
-            false
-        }
     }
 }
 
@@ -166,6 +136,14 @@ impl Endpoint {
         }
     }
 
+    /// Drops `w`'s stale entries (its wait was cancelled), so they are not counted as
+    /// blocked holders.
+    fn forget(&self, w: &Arc<Waiter>) {
+        let mut q = self.queues.lock();
+        q.receivers.retain(|r| !Arc::ptr_eq(r, w));
+        q.senders.retain(|s| !Arc::ptr_eq(&s.waiter, w));
+    }
+
     /// A handle naming it went away: if every remaining holder is blocked here, nobody can
     /// ever answer them: each gets `-EPIPE`.
     fn close(&self) {
@@ -177,11 +155,10 @@ impl Endpoint {
         let senders: VecDeque<Sender> = core::mem::take(&mut q.senders);
         let receivers: VecDeque<Arc<Waiter>> = core::mem::take(&mut q.receivers);
         drop(q);
-        for s in senders {
-            s.waiter.deliver(Err(errno::EPIPE));
-        }
-        for r in receivers {
-            r.deliver(Err(errno::EPIPE));
+        for w in senders.iter().map(|s| &s.waiter).chain(receivers.iter()) {
+            if w.claim() {
+                w.deliver(Err(errno::EPIPE));
+            }
         }
     }
 }
@@ -355,10 +332,15 @@ impl Ipc {
         let Some(me) = self.waiter.lock().clone() else {
             return true;
         };
-        // A waiter that is not in what its `blocked` names any more was taken by a peer, which
-        // wakes it; one that publishes itself after this point sees `killed` first.
-        if withdraw(&me) {
+        // Blocked on an endpoint: we own its wake-up if we claim it first (a thread that
+        // arms itself after this sees `killed` and claims itself back instead of blocking).
+        if me.claim() {
             me.deliver(Err(errno::EINTR));
+        }
+        // Waiting on a notification: woken there, its wait sees the cancellation.
+        let notify = me.notify.lock().clone();
+        if let Some(n) = notify {
+            n.interrupt(&me.thread);
         }
         true
     }
@@ -367,9 +349,9 @@ impl Ipc {
     /// `-EINTR` if the process is being killed.
     pub fn wait_notification(&self, n: &Arc<Notification>) -> Result<u64, i64> {
         let me = self.me()?;
-        *me.blocked.lock() = Blocked::Notify(n.clone());
+        *me.notify.lock() = Some(n.clone());
         let r = n.wait(|| self.killed());
-        *me.blocked.lock() = Blocked::No;
+        *me.notify.lock() = None;
         r
     }
 
@@ -384,7 +366,8 @@ impl Ipc {
             thread,
             slot: IrqLock::new("ipc::Waiter::slot", None),
             reply_to: IrqLock::new("ipc::Waiter::reply_to", None),
-            blocked: IrqLock::new("ipc::Waiter::blocked", Blocked::No),
+            armed: AtomicBool::new(false),
+            notify: IrqLock::new("ipc::Waiter::notify", None),
         });
         *waiter = Some(w.clone());
         Ok(w)
@@ -406,19 +389,27 @@ impl Ipc {
         // may queue this thread at once.
         let irq = CpuGuard::enter();
         let mut q = ep.queues.lock();
-        if let Some(receiver) = q.receivers.pop_front() {
+        // The first receiver still waiting (one whose thread was cancelled is stale).
+        let receiver = loop {
+            match q.receivers.pop_front() {
+                Some(r) if r.claim() => break Some(r),
+                Some(_) => continue,
+                None => break None,
+            }
+        };
+        if let Some(receiver) = receiver {
             if !call {
                 drop(q);
                 receiver.deliver(Ok(msg));
                 return Ok([0; MSG_WORDS]);
             }
-            // Under the queue lock (see `Ipc::cancel`): from here we wait for the reply.
-            *me.blocked.lock() = Blocked::Reply(receiver.clone());
+            // We wait for the reply from here: armed before the receiver can see us.
+            me.arm();
             *receiver.reply_to.lock() = Some(me.clone());
             drop(q);
             *receiver.slot.lock() = Some(Ok(msg));
             if self.cancelled_before_blocking(&me) {
-                // The receiver has its message; it runs, we do not wait for its reply.
+                // The receiver has its message and runs; we do not wait for its reply.
                 task::wake(receiver.thread.clone());
                 drop(irq);
                 return Err(errno::EINTR);
@@ -426,47 +417,38 @@ impl Ipc {
             // The fast path: straight to the waiting receiver, which replies straight back.
             block_handing_to(&receiver);
             drop(irq);
-            return self.woken(&me);
-        } else {
-            if ep.holders.load(Ordering::Acquire) <= q.senders.len() + q.receivers.len() + 1 {
-                // Every other holder is blocked here already (or there is none).
-                return Err(errno::EPIPE);
-            }
-            q.senders.push_back(Sender {
-                waiter: me.clone(),
-                msg,
-                call,
-            });
-            *me.blocked.lock() = Blocked::Queue(Arc::clone(ep));
-            drop(q);
+            return woken(&me);
         }
+        if ep.holders.load(Ordering::Acquire) <= q.senders.len() + q.receivers.len() + 1 {
+            // Every other holder is blocked here already (or there is none).
+            return Err(errno::EPIPE);
+        }
+        me.arm();
+        q.senders.push_back(Sender {
+            waiter: me.clone(),
+            msg,
+            call,
+        });
+        drop(q);
         if self.cancelled_before_blocking(&me) {
             drop(irq);
+            ep.forget(&me);
             return Err(errno::EINTR);
         }
         context::switch_to_scheduler(SwitchReason::Block);
         drop(irq);
-        self.woken(&me)
+        let r = woken(&me);
+        if r == Err(errno::EINTR) {
+            ep.forget(&me);
+        }
+        r
     }
 
-    /// The result a woken waiter was given (its `blocked` reset first).
-    fn woken(&self, me: &Waiter) -> Result<Message, i64> {
-        *me.blocked.lock() = Blocked::No;
-        me.slot.lock().take().unwrap_or(Err(errno::EPIPE))
-    }
-
-    /// Called after publishing `me` as blocked, before switching away: if the process is
-    /// being killed, takes `me` off what it waits on (true: it must not block) unless a peer
-    /// took it already (false: that peer wakes it).
-    fn cancelled_before_blocking(&self, me: &Arc<Waiter>) -> bool {
-        if !self.killed.load(Ordering::SeqCst) {
-            return false;
-        }
-        let taken = withdraw(me);
-        if taken {
-            *me.blocked.lock() = Blocked::No;
-        }
-        taken
+    /// Called after `me` armed itself and was published, before switching away: if the
+    /// process is being killed, takes `me` back (true: it must not block) unless a peer or the
+    /// canceller claimed it already (false: they wake it).
+    fn cancelled_before_blocking(&self, me: &Waiter) -> bool {
+        self.killed.load(Ordering::SeqCst) && me.claim()
     }
 
     /// `recv`: takes a waiting sender's message, or waits for one.
@@ -474,14 +456,16 @@ impl Ipc {
         let me = self.me()?;
         // A caller still waiting for this receiver's reply will not get one now.
         let stale = me.reply_to.lock().take();
-        if let Some(stale) = stale {
+        if let Some(stale) = stale
+            && stale.claim()
+        {
             stale.deliver(Err(errno::EPIPE));
         }
         self.receive(ep, &me, None)
     }
 
-    /// Receives on `ep` as `me`; `answered` is a caller just given its reply, not woken yet:
-    /// it runs next on this CPU if this thread blocks, or is woken if it does not.
+    /// Receives on `ep` as `me`; `answered` is a caller just given its reply (claimed), not
+    /// woken yet: it runs next on this CPU if this thread blocks, or is woken if it does not.
     fn receive(
         &self,
         ep: &Arc<Endpoint>,
@@ -490,13 +474,18 @@ impl Ipc {
     ) -> Result<Message, i64> {
         let irq = CpuGuard::enter();
         let mut q = ep.queues.lock();
-        if let Some(sender) = q.senders.pop_front() {
+        while let Some(sender) = q.senders.pop_front() {
             if sender.call {
-                // Under the queue lock (see `Ipc::cancel`): the caller now waits for our reply.
-                *sender.waiter.blocked.lock() = Blocked::Reply(me.clone());
+                // The caller stays blocked, now for our reply (a cancelled one is skipped).
+                if !sender.waiter.armed.load(Ordering::SeqCst) {
+                    continue;
+                }
                 *me.reply_to.lock() = Some(sender.waiter);
                 drop(q);
             } else {
+                if !sender.waiter.claim() {
+                    continue;
+                }
                 drop(q);
                 sender.waiter.deliver(Ok([0; MSG_WORDS]));
             }
@@ -514,14 +503,15 @@ impl Ipc {
             }
             return Err(errno::EPIPE);
         }
+        me.arm();
         q.receivers.push_back(me.clone());
-        *me.blocked.lock() = Blocked::Queue(Arc::clone(ep));
         drop(q);
         if self.cancelled_before_blocking(me) {
             if let Some(caller) = answered {
                 task::wake(caller.thread.clone());
             }
             drop(irq);
+            ep.forget(me);
             return Err(errno::EINTR);
         }
         match answered {
@@ -529,14 +519,19 @@ impl Ipc {
             None => context::switch_to_scheduler(SwitchReason::Block),
         }
         drop(irq);
-        self.woken(me)
+        let r = woken(me);
+        if r == Err(errno::EINTR) {
+            ep.forget(me);
+        }
+        r
     }
 
     /// `reply_recv`: answers the last caller (if any) with `msg`, then receives; the caller
     /// runs next on this CPU when this thread blocks (the fast path back).
     pub fn reply_recv(&self, ep: &Arc<Endpoint>, msg: Message) -> Result<Message, i64> {
         let me = self.me()?;
-        let caller = me.reply_to.lock().take();
+        // A caller that was cancelled meanwhile is not answered.
+        let caller = me.reply_to.lock().take().filter(|c| c.claim());
         if let Some(caller) = &caller {
             *caller.slot.lock() = Some(Ok(msg));
         }
@@ -548,10 +543,17 @@ impl Ipc {
     pub fn end(&self) {
         let me = self.waiter.lock().take();
         let caller = me.and_then(|w| w.reply_to.lock().take());
-        if let Some(caller) = caller {
+        if let Some(caller) = caller
+            && caller.claim()
+        {
             caller.deliver(Err(errno::EPIPE));
         }
     }
+}
+
+/// The result a woken waiter was given.
+fn woken(me: &Waiter) -> Result<Message, i64> {
+    me.slot.lock().take().unwrap_or(Err(errno::EPIPE))
 }
 
 impl Default for Ipc {

@@ -389,10 +389,16 @@ pub(super) fn kill_child(pid: u64) -> Result<(), i64> {
 
 /// Ends the calling process with [`KILLED`] if it was killed (the end of every blocking
 /// system call).
+#[inline(always)]
 pub(super) fn exit_if_killed() {
-    if KILLS_PENDING.load(Ordering::SeqCst) == 0 {
-        return;
+    if KILLS_PENDING.load(Ordering::SeqCst) != 0 {
+        exit_if_killed_slow();
     }
+}
+
+#[cold]
+#[inline(never)]
+fn exit_if_killed_slow() {
     if current().is_some_and(|p| p.ipc.killed()) {
         exit(KILLED);
     }
