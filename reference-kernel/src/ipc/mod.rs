@@ -40,6 +40,7 @@
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use core::sync::atomic::AtomicBool;
@@ -60,6 +61,9 @@ pub use crate::process_abi::MSG_WORDS;
 /// A message: [`MSG_WORDS`] words.
 pub type Message = [u64; MSG_WORDS];
 
+/// What a receive returns: the message's words and the bytes of a long message, if any.
+pub type Received = Result<(Message, Option<Vec<u8>>), i64>;
+
 /// Handles per process.
 pub const MAX_HANDLES: usize = 16;
 
@@ -76,6 +80,11 @@ struct Waiter {
     armed: AtomicBool,
     /// The notification it waits on, if any (for [`Ipc::cancel`]).
     notify: IrqLock<Option<Arc<Notification>>>,
+    /// The bytes that came with the last message or reply delivered to it (a long message),
+    /// until the system-call layer copies them out; `has_data` says whether there are any
+    /// (one load on the register-only path).
+    data: IrqLock<Option<Vec<u8>>>,
+    has_data: AtomicBool,
 }
 
 impl Waiter {
@@ -87,6 +96,30 @@ impl Waiter {
     /// Takes the right to wake it: true for exactly one caller per `arm`.
     fn claim(&self) -> bool {
         self.armed.swap(false, Ordering::SeqCst)
+    }
+
+    /// Attaches `data` (if any) to the message or reply being delivered to it.
+    fn give_data(&self, data: Option<Vec<u8>>) {
+        if let Some(d) = data {
+            *self.data.lock() = Some(d);
+            self.has_data.store(true, Ordering::Release);
+        }
+    }
+
+    /// The bytes delivered with its last message or reply, if any (one load when none).
+    fn take_data(&self) -> Option<Vec<u8>> {
+        if !self.has_data.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.has_data.store(false, Ordering::Relaxed);
+        self.data.lock().take()
+    }
+
+    /// Drops bytes a register-only receive left (one load when there are none).
+    fn discard_data(&self) {
+        if self.has_data.load(Ordering::Relaxed) {
+            drop(self.take_data());
+        }
     }
 
     /// Gives `result` to the waiter (claimed by the caller) and makes it runnable.
@@ -110,6 +143,8 @@ fn block_handing_to(next: &Waiter) {
 struct Sender {
     waiter: Arc<Waiter>,
     msg: Message,
+    /// The bytes of a long message.
+    data: Option<Vec<u8>>,
     /// A `call`: the sender waits for a reply after delivery.
     call: bool,
 }
@@ -368,23 +403,46 @@ impl Ipc {
             reply_to: IrqLock::new("ipc::Waiter::reply_to", None),
             armed: AtomicBool::new(false),
             notify: IrqLock::new("ipc::Waiter::notify", None),
+            data: IrqLock::new("ipc::Waiter::data", None),
+            has_data: AtomicBool::new(false),
         });
         *waiter = Some(w.clone());
         Ok(w)
     }
 
-    /// `send`: delivers `msg` to a waiting receiver, or waits until one takes it.
-    pub fn send(&self, ep: &Arc<Endpoint>, msg: Message) -> Result<(), i64> {
-        self.transfer(ep, msg, false).map(|_| ())
-    }
-
-    /// `call`: delivers `msg` and waits for the reply.
-    pub fn call(&self, ep: &Arc<Endpoint>, msg: Message) -> Result<Message, i64> {
-        self.transfer(ep, msg, true)
-    }
-
-    fn transfer(&self, ep: &Arc<Endpoint>, msg: Message, call: bool) -> Result<Message, i64> {
+    /// `send`: delivers `msg` (and `data`, a long message's bytes) to a waiting receiver, or
+    /// waits until one takes it.
+    pub fn send(&self, ep: &Arc<Endpoint>, msg: Message, data: Option<Vec<u8>>) -> Result<(), i64> {
         let me = self.me()?;
+        self.transfer(&me, ep, msg, data, false).map(|_| ())
+    }
+
+    /// `call`, register-only: delivers `msg` and waits for the reply (bytes that came with it
+    /// are dropped).
+    pub fn call(&self, ep: &Arc<Endpoint>, msg: Message) -> Result<Message, i64> {
+        let me = self.me()?;
+        let reply = self.transfer(&me, ep, msg, None, true);
+        me.discard_data();
+        reply
+    }
+
+    /// `call` with a long message: delivers `msg` and `data` and waits for the reply; the
+    /// reply and the bytes that came with it.
+    pub fn call_long(&self, ep: &Arc<Endpoint>, msg: Message, data: Option<Vec<u8>>) -> Received {
+        let me = self.me()?;
+        let reply = self.transfer(&me, ep, msg, data, true)?;
+        Ok((reply, me.take_data()))
+    }
+
+    #[inline(always)]
+    fn transfer(
+        &self,
+        me: &Arc<Waiter>,
+        ep: &Arc<Endpoint>,
+        msg: Message,
+        data: Option<Vec<u8>>,
+        call: bool,
+    ) -> Result<Message, i64> {
         // Off from queueing (or delivering a call) until the switch: a waker on another CPU
         // may queue this thread at once.
         let irq = CpuGuard::enter();
@@ -398,6 +456,7 @@ impl Ipc {
             }
         };
         if let Some(receiver) = receiver {
+            receiver.give_data(data);
             if !call {
                 drop(q);
                 receiver.deliver(Ok(msg));
@@ -408,7 +467,7 @@ impl Ipc {
             *receiver.reply_to.lock() = Some(me.clone());
             drop(q);
             *receiver.slot.lock() = Some(Ok(msg));
-            if self.cancelled_before_blocking(&me) {
+            if self.cancelled_before_blocking(me) {
                 // The receiver has its message and runs; we do not wait for its reply.
                 task::wake(receiver.thread.clone());
                 drop(irq);
@@ -417,7 +476,7 @@ impl Ipc {
             // The fast path: straight to the waiting receiver, which replies straight back.
             block_handing_to(&receiver);
             drop(irq);
-            return woken(&me);
+            return woken(me);
         }
         if ep.holders.load(Ordering::Acquire) <= q.senders.len() + q.receivers.len() + 1 {
             // Every other holder is blocked here already (or there is none).
@@ -427,19 +486,20 @@ impl Ipc {
         q.senders.push_back(Sender {
             waiter: me.clone(),
             msg,
+            data,
             call,
         });
         drop(q);
-        if self.cancelled_before_blocking(&me) {
+        if self.cancelled_before_blocking(me) {
             drop(irq);
-            ep.forget(&me);
+            ep.forget(me);
             return Err(errno::EINTR);
         }
         context::switch_to_scheduler(SwitchReason::Block);
         drop(irq);
-        let r = woken(&me);
+        let r = woken(me);
         if r == Err(errno::EINTR) {
-            ep.forget(&me);
+            ep.forget(me);
         }
         r
     }
@@ -451,8 +511,8 @@ impl Ipc {
         self.killed.load(Ordering::SeqCst) && me.claim()
     }
 
-    /// `recv`: takes a waiting sender's message, or waits for one.
-    pub fn recv(&self, ep: &Arc<Endpoint>) -> Result<Message, i64> {
+    /// `recv`: takes a waiting sender's message (and its bytes), or waits for one.
+    pub fn recv(&self, ep: &Arc<Endpoint>) -> Received {
         let me = self.me()?;
         // A caller still waiting for this receiver's reply will not get one now.
         let stale = me.reply_to.lock().take();
@@ -461,11 +521,21 @@ impl Ipc {
         {
             stale.deliver(Err(errno::EPIPE));
         }
-        self.receive(ep, &me, None)
+        let msg = self.receive(ep, &me, None)?;
+        Ok((msg, me.take_data()))
+    }
+
+    /// `reply_recv`, register-only (bytes that came with the next message are dropped).
+    pub fn reply_recv(&self, ep: &Arc<Endpoint>, msg: Message) -> Result<Message, i64> {
+        let me = self.me()?;
+        let next = self.answer_and_receive(&me, ep, msg, None);
+        me.discard_data();
+        next
     }
 
     /// Receives on `ep` as `me`; `answered` is a caller just given its reply (claimed), not
     /// woken yet: it runs next on this CPU if this thread blocks, or is woken if it does not.
+    #[inline(always)]
     fn receive(
         &self,
         ep: &Arc<Endpoint>,
@@ -475,25 +545,32 @@ impl Ipc {
         let irq = CpuGuard::enter();
         let mut q = ep.queues.lock();
         while let Some(sender) = q.senders.pop_front() {
-            if sender.call {
+            let Sender {
+                waiter,
+                msg,
+                data,
+                call,
+            } = sender;
+            if call {
                 // The caller stays blocked, now for our reply (a cancelled one is skipped).
-                if !sender.waiter.armed.load(Ordering::SeqCst) {
+                if !waiter.armed.load(Ordering::SeqCst) {
                     continue;
                 }
-                *me.reply_to.lock() = Some(sender.waiter);
+                *me.reply_to.lock() = Some(waiter);
                 drop(q);
             } else {
-                if !sender.waiter.claim() {
+                if !waiter.claim() {
                     continue;
                 }
                 drop(q);
-                sender.waiter.deliver(Ok([0; MSG_WORDS]));
+                waiter.deliver(Ok([0; MSG_WORDS]));
             }
             drop(irq);
+            me.give_data(data);
             if let Some(caller) = answered {
                 task::wake(caller.thread.clone());
             }
-            return Ok(sender.msg);
+            return Ok(msg);
         }
         if ep.holders.load(Ordering::Acquire) <= q.receivers.len() + 1 {
             drop(q);
@@ -526,16 +603,36 @@ impl Ipc {
         r
     }
 
-    /// `reply_recv`: answers the last caller (if any) with `msg`, then receives; the caller
-    /// runs next on this CPU when this thread blocks (the fast path back).
-    pub fn reply_recv(&self, ep: &Arc<Endpoint>, msg: Message) -> Result<Message, i64> {
+    /// `reply_recv` with a long message: answers the last caller (if any) with `msg` and
+    /// `data`, then receives; the message and the bytes that came with it.
+    pub fn reply_recv_long(
+        &self,
+        ep: &Arc<Endpoint>,
+        msg: Message,
+        data: Option<Vec<u8>>,
+    ) -> Received {
         let me = self.me()?;
+        let next = self.answer_and_receive(&me, ep, msg, data)?;
+        Ok((next, me.take_data()))
+    }
+
+    /// Answers the last caller (if any) with `msg` and `data`, then receives; the caller runs
+    /// next on this CPU when this thread blocks (the fast path back).
+    #[inline(always)]
+    fn answer_and_receive(
+        &self,
+        me: &Arc<Waiter>,
+        ep: &Arc<Endpoint>,
+        msg: Message,
+        data: Option<Vec<u8>>,
+    ) -> Result<Message, i64> {
         // A caller that was cancelled meanwhile is not answered.
         let caller = me.reply_to.lock().take().filter(|c| c.claim());
         if let Some(caller) = &caller {
+            caller.give_data(data);
             *caller.slot.lock() = Some(Ok(msg));
         }
-        self.receive(ep, &me, caller)
+        self.receive(ep, me, caller)
     }
 
     /// The process ended: a caller waiting for its reply gets `-EPIPE`, and the waiter (with

@@ -102,7 +102,11 @@ syscall!(sys_endpoint, |_a| new_object(Object::Endpoint(Arc::new(
 syscall!(blocking sys_send, |a| {
     let p = process::current().ok_or(errno::ESRCH)?;
     let ep = p.handles().lock().endpoint(a[0])?;
-    p.ipc().send(&ep, [a[1], a[2], a[3], a[4]]).map(|()| 0)
+    let data = DataDesc::read(a[5])?
+        .map(|d| d.outgoing())
+        .transpose()?
+        .flatten();
+    p.ipc().send(&ep, [a[1], a[2], a[3], a[4]], data).map(|()| 0)
 });
 syscall!(sys_notification, |_a| new_object(Object::Notification(
     Arc::new(Notification::new())
@@ -189,15 +193,20 @@ fn handles_from_user(ptr: u64, count: u64) -> Result<alloc::vec::Vec<Object>, i6
         .collect()
 }
 
-/// An IPC call that returns a message: its words go back in `rsi rdx r10 r8`.
+/// An IPC call that returns a message: its words go back in `rsi rdx r10 r8`. With `r9` 0
+/// the register-only form runs (`$fast`); otherwise `r9` points at a long-message descriptor
+/// ([`DataDesc`]) and `$long` runs with the bytes to send.
 macro_rules! ipc_syscall {
-    ($name:ident, |$p:ident, $ep:ident, $msg:ident| $body:expr) => {
+    ($name:ident, |$p:ident, $ep:ident, $msg:ident, $data:ident| $fast:expr, $long:expr) => {
         extern "C" fn $name(frame: &mut SyscallFrame) {
             let a = frame.args;
             let result = process::current().ok_or(errno::ESRCH).and_then(|$p| {
                 let $ep = $p.handles().lock().endpoint(a[0])?;
                 let $msg: Message = [a[1], a[2], a[3], a[4]];
-                $body
+                if a[5] == 0 {
+                    return $fast;
+                }
+                long_ipc(a[5], |$data| $long)
             });
             frame.rax = encode(result.map(|reply| {
                 frame.args[1..=MSG_WORDS].copy_from_slice(&reply);
@@ -208,9 +217,101 @@ macro_rules! ipc_syscall {
     };
 }
 
-ipc_syscall!(sys_recv, |p, ep, _msg| p.ipc().recv(&ep));
-ipc_syscall!(sys_call, |p, ep, msg| p.ipc().call(&ep, msg));
-ipc_syscall!(sys_reply_recv, |p, ep, msg| p.ipc().reply_recv(&ep, msg));
+/// The long-message form of an IPC call with the descriptor at `desc`: reads it, copies the
+/// bytes to send in, runs `op` with them, copies the bytes received out.
+#[inline(never)]
+fn long_ipc(
+    desc: u64,
+    op: impl FnOnce(Option<alloc::vec::Vec<u8>>) -> crate::ipc::Received,
+) -> Result<Message, i64> {
+    let d = DataDesc::read(desc)?.ok_or(errno::EINVAL)?;
+    let (reply, bytes) = op(d.outgoing()?)?;
+    d.deliver(desc, bytes.as_deref())?;
+    Ok(reply)
+}
+
+// A receive sends nothing: a descriptor with bytes to send is refused.
+ipc_syscall!(
+    sys_recv,
+    |p, ep, _msg, data| p.ipc().recv(&ep).map(|(m, _)| m),
+    if data.is_some() {
+        Err(errno::EINVAL)
+    } else {
+        p.ipc().recv(&ep)
+    }
+);
+ipc_syscall!(
+    sys_call,
+    |p, ep, msg, data| p.ipc().call(&ep, msg),
+    p.ipc().call_long(&ep, msg, data)
+);
+ipc_syscall!(
+    sys_reply_recv,
+    |p, ep, msg, data| p.ipc().reply_recv(&ep, msg),
+    p.ipc().reply_recv_long(&ep, msg, data)
+);
+
+/// A long message's descriptor in user memory (five words, see the ABI): the bytes to send,
+/// the buffer for the bytes received, and where their full length is stored.
+struct DataDesc {
+    send_ptr: u64,
+    send_len: u64,
+    recv_ptr: u64,
+    recv_cap: u64,
+}
+
+impl DataDesc {
+    /// Reads the descriptor at `addr` (`None` for 0); `-EFAULT` for unreadable memory,
+    /// `-EINVAL` for a length above the limit.
+    fn read(addr: u64) -> Result<Option<Self>, i64> {
+        if addr == 0 {
+            return Ok(None);
+        }
+        let mut raw = [0u8; 40];
+        user::copy_from_user(&mut raw, addr).map_err(|_| errno::EFAULT)?;
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&raw[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        let desc = Self {
+            send_ptr: word(0),
+            send_len: word(1),
+            recv_ptr: word(2),
+            recv_cap: word(3),
+        };
+        if desc.send_len > limits::MAX_IPC_DATA || desc.recv_cap > limits::MAX_IPC_DATA {
+            return Err(errno::EINVAL);
+        }
+        Ok(Some(desc))
+    }
+
+    /// The bytes to send, copied in (`None` for none).
+    fn outgoing(&self) -> Result<Option<alloc::vec::Vec<u8>>, i64> {
+        if self.send_len == 0 {
+            return Ok(None);
+        }
+        let mut bytes = alloc::vec::Vec::new();
+        bytes
+            .try_reserve_exact(self.send_len as usize)
+            .map_err(|_| errno::ENOMEM)?;
+        bytes.resize(self.send_len as usize, 0);
+        user::copy_from_user(&mut bytes, self.send_ptr).map_err(|_| errno::EFAULT)?;
+        Ok(Some(bytes))
+    }
+
+    /// Copies the received bytes (as many as fit) to the receive buffer and stores their full
+    /// length in the descriptor's last word (0 when none came).
+    fn deliver(&self, addr: u64, bytes: Option<&[u8]>) -> Result<(), i64> {
+        let bytes = bytes.unwrap_or(&[]);
+        let n = bytes.len().min(self.recv_cap as usize);
+        if n > 0 {
+            user::copy_to_user(self.recv_ptr, &bytes[..n]).map_err(|_| errno::EFAULT)?;
+        }
+        user::copy_to_user(addr + 32, &(bytes.len() as u64).to_le_bytes())
+            .map_err(|_| errno::EFAULT)
+    }
+}
 
 syscall!(blocking sys_wait, |a| wait(a[0], a[1]));
 syscall!(sys_mmap, |a| mmap(a[0], a[1]));

@@ -51,8 +51,17 @@ pub mod nr {
     /// `endpoint() -> handle`: creates a synchronous IPC endpoint and returns its handle in the
     /// caller's handle table (`-EMFILE` when the table is full).
     pub const ENDPOINT: u64 = 12;
-    /// `send(handle, m0, m1, m2, m3) -> 0`: sends the four-word message in `rsi rdx r10 r8`
-    /// and blocks until a receiver took it.
+    /// `send(handle, m0, m1, m2, m3, desc) -> 0`: sends the four-word message in
+    /// `rsi rdx r10 r8` and blocks until a receiver took it. `desc` (`r9`): 0 for a
+    /// register-only message, else the address of a long-message descriptor, five words:
+    /// `[send_ptr, send_len, recv_ptr, recv_cap, recv_len]`. The `send_len` bytes at `send_ptr`
+    /// go with the message (copied once into the kernel, at most
+    /// [`super::limits::MAX_IPC_DATA`]); for the calls that receive ([`RECV`], [`CALL`],
+    /// [`REPLY_RECV`]), the bytes that came with the message or reply received are copied to
+    /// `recv_ptr` (as many as `recv_cap` holds; the rest are dropped) and their full length is
+    /// stored in `recv_len` (0 when none came). A receive without a descriptor drops such
+    /// bytes. Same rules for every IPC call below ([`RECV`] sends nothing: `send_len` must be
+    /// 0 there, else `-EINVAL`).
     pub const SEND: u64 = 13;
     /// `recv(handle) -> 0`: blocks until a message arrives; its words come back in
     /// `rsi rdx r10 r8`. If it came from [`CALL`], the caller waits for the receiver's next
@@ -143,6 +152,8 @@ pub mod limits {
     pub const MAX_MMAP: u64 = 1 << 30;
     /// Handles per process.
     pub const MAX_HANDLES: u64 = 16;
+    /// Bytes of a long IPC message (either direction).
+    pub const MAX_IPC_DATA: u64 = 64 << 10;
     /// Bytes of one shared-memory object.
     pub const MAX_SHARED: u64 = 16 << 20;
     /// User interrupt lines ([`super::nr::IRQ_BIND`]).

@@ -113,18 +113,54 @@ pub type Message = [u64; crate::abi::MSG_WORDS];
 fn ipc(nr: u64, handle: u64, msg: Message) -> Result<Message, Errno> {
     let ret: u64;
     let (mut m0, mut m1, mut m2, mut m3) = (msg[0], msg[1], msg[2], msg[3]);
-    // SAFETY: the IPC calls take a handle and four words, touch no memory of the program and
-    // return four words in the message registers (the ABI); `rcx` and `r11` are clobbered.
+    // SAFETY: the IPC calls take a handle and four words; with `r9` 0 they touch no memory of
+    // the program and return four words in the message registers (the ABI); `rcx` and `r11`
+    // are clobbered.
     unsafe {
         core::arch::asm!(
             "syscall",
             inlateout("rax") nr => ret, in("rdi") handle,
             inlateout("rsi") m0, inlateout("rdx") m1, inlateout("r10") m2, inlateout("r8") m3,
+            in("r9") 0u64,
             out("rcx") _, out("r11") _,
             options(nostack)
         )
     };
     result(ret).map(|_| [m0, m1, m2, m3])
+}
+
+/// An IPC call with a long message: `send` goes with `msg`, and the bytes that come back are
+/// copied into `recv`; the reply's words and the full length of the bytes received (more than
+/// `recv.len()` when some did not fit).
+fn ipc_long(
+    nr: u64,
+    handle: u64,
+    msg: Message,
+    send: &[u8],
+    recv: &mut [u8],
+) -> Result<(Message, usize), Errno> {
+    let mut desc: [u64; 5] = [
+        send.as_ptr() as u64,
+        send.len() as u64,
+        recv.as_mut_ptr() as u64,
+        recv.len() as u64,
+        0,
+    ];
+    let ret: u64;
+    let (mut m0, mut m1, mut m2, mut m3) = (msg[0], msg[1], msg[2], msg[3]);
+    // SAFETY: the descriptor points at `send` (read) and `recv` (written, at most its length)
+    // and is itself writable (its last word); all three outlive the call. The rest as `ipc`.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") nr => ret, in("rdi") handle,
+            inlateout("rsi") m0, inlateout("rdx") m1, inlateout("r10") m2, inlateout("r8") m3,
+            in("r9") desc.as_mut_ptr(),
+            out("rcx") _, out("r11") _,
+            options(nostack)
+        )
+    };
+    result(ret).map(|_| ([m0, m1, m2, m3], desc[4] as usize))
 }
 
 /// Creates an IPC endpoint; its handle.
@@ -151,6 +187,39 @@ pub fn call(handle: u64, msg: Message) -> Result<Message, Errno> {
 /// Replies `msg` to the last caller received (if any), then waits for the next message.
 pub fn reply_recv(handle: u64, msg: Message) -> Result<Message, Errno> {
     ipc(nr::REPLY_RECV, handle, msg)
+}
+
+/// [`send`] with `data` going with the message (a long message).
+pub fn send_with(handle: u64, msg: Message, data: &[u8]) -> Result<(), Errno> {
+    ipc_long(nr::SEND, handle, msg, data, &mut []).map(|_| ())
+}
+
+/// [`recv`], the bytes that came with the message copied into `buf`; the message and their
+/// full length.
+pub fn recv_with(handle: u64, buf: &mut [u8]) -> Result<(Message, usize), Errno> {
+    ipc_long(nr::RECV, handle, [0; crate::abi::MSG_WORDS], &[], buf)
+}
+
+/// [`call`] with `data` going with the message, the reply's bytes copied into `buf`; the
+/// reply and their full length.
+pub fn call_with(
+    handle: u64,
+    msg: Message,
+    data: &[u8],
+    buf: &mut [u8],
+) -> Result<(Message, usize), Errno> {
+    ipc_long(nr::CALL, handle, msg, data, buf)
+}
+
+/// [`reply_recv`] with `data` going with the reply, the next message's bytes copied into
+/// `buf`; the message and their full length.
+pub fn reply_recv_with(
+    handle: u64,
+    msg: Message,
+    data: &[u8],
+    buf: &mut [u8],
+) -> Result<(Message, usize), Errno> {
+    ipc_long(nr::REPLY_RECV, handle, msg, data, buf)
 }
 
 /// [`spawn`], with the caller's handle `handle` as the child's handle 0.
