@@ -63,11 +63,7 @@ fn target(name: &str) -> &'static str {
 
 /// Runs the benchmark boot and prints the table.
 pub fn bench() -> Result<ExitCode> {
-    tools::ensure(Needs {
-        qemu: true,
-        iso: false,
-        lints: false,
-    })?;
+    tools::ensure(Needs::QEMU)?;
     let elf = kernel::build(Profile::Release)?;
     let boot = Boot::Kernel {
         elf,
