@@ -4,6 +4,10 @@
 //!
 //! `bench <name> unit=<tsc> count=N min=.. median=.. p99=.. max=.. overhead=..`
 //!
+//! and two single-value lines: `bench timing_overhead unit=tsc value=..` (the empty timing
+//! interval) first and `bench suite_total unit=tsc value=..` (TSC from the start of the suite
+//! to its end, on the CPU that runs it) last.
+//!
 //! Under QEMU TCG with `-icount shift=0` (what `cargo xtask bench` uses) the TSC advances by
 //! one per guest instruction, so the figures are deterministic instruction counts; without it
 //! they are TSC cycles of the host (noisy under emulation). A `rep`-prefixed string instruction
@@ -71,6 +75,7 @@ fn time_split(mut f: impl FnMut(), overhead: u64, parts: u64) -> (Box<Histogram>
 
 /// Runs every benchmark and prints its line. Returns false if one could not run.
 pub fn run_all() -> bool {
+    let suite_start = Tsc.start();
     let overhead = measure_overhead(&Tsc, 1000);
     crate::println!("bench timing_overhead unit=tsc value={overhead}");
     let mut ok = true;
@@ -105,6 +110,11 @@ pub fn run_all() -> bool {
 
     ok &= yield_pair(overhead);
     ok &= user_benchmarks();
+    // The whole suite, interrupts and waits included (a profiler's overhead shows here).
+    crate::println!(
+        "bench suite_total unit=tsc value={}",
+        Tsc.stop().wrapping_sub(suite_start)
+    );
     ok
 }
 

@@ -66,6 +66,8 @@ static USER_SAMPLES: AtomicU64 = AtomicU64::new(0);
 static UNWALKED: AtomicU64 = AtomicU64::new(0);
 static BUSY: AtomicU64 = AtomicU64::new(0);
 static BEYOND: AtomicU64 = AtomicU64::new(0);
+/// TSC ticks spent in [`on_sample`] from its first `rdtsc` to its last (the walk and the push).
+static COST: AtomicU64 = AtomicU64::new(0);
 
 /// Splits the rings once and registers the sampling hook.
 fn set_up() {
@@ -91,7 +93,8 @@ fn on_sample(ctx: &Interrupted) {
         BEYOND.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let mut sample = Sample::new(veridian_perf::arch::rdtsc(), cpu as u32, ctx.tag, ctx.ip);
+    let t0 = veridian_perf::arch::rdtsc();
+    let mut sample = Sample::new(t0, cpu as u32, ctx.tag, ctx.ip);
     if ctx.user {
         USER_SAMPLES.fetch_add(1, Ordering::Relaxed);
     } else if sample.walk_stack(ctx.fp as usize, &ctx.stack) == 0 {
@@ -108,6 +111,8 @@ fn on_sample(ctx: &Interrupted) {
             BUSY.fetch_add(1, Ordering::Relaxed);
         }
     }
+    let cost = veridian_perf::arch::rdtsc().wrapping_sub(t0);
+    COST.fetch_add(cost, Ordering::Relaxed);
 }
 
 /// Turns sampling on (every CPU, from its next timer interrupt); returns the sampling rate per
@@ -140,6 +145,9 @@ pub struct Stats {
     pub busy: u64,
     /// Samples of CPUs past [`PROFILED_CPUS`] (not recorded).
     pub beyond: u64,
+    /// TSC ticks spent building and pushing samples (not counting the interrupt's entry and
+    /// exit, nor the timer interrupts the split adds).
+    pub cost_tsc: u64,
 }
 
 /// The counters now.
@@ -151,6 +159,7 @@ pub fn stats() -> Stats {
         dropped: RINGS.iter().map(Ring::dropped).sum(),
         busy: BUSY.load(Ordering::Relaxed),
         beyond: BEYOND.load(Ordering::Relaxed),
+        cost_tsc: COST.load(Ordering::Relaxed),
     }
 }
 
@@ -268,8 +277,8 @@ pub fn run(workload: &str) -> bool {
     crate::console::write_second(format_args!("{END_MARKER} samples={}\n", profile.total()));
     crate::println!(
         "profile: {} samples collected ({} taken, {} in ring 3, {} kernel samples without a \
-         stack, {} dropped (ring full), {} dropped (busy), {} on CPUs past {PROFILED_CPUS}); \
-         folded stacks on COM2",
+         stack, {} dropped (ring full), {} dropped (busy), {} on CPUs past {PROFILED_CPUS}), \
+         {} TSC per sample on average (walk and push); folded stacks on COM2",
         profile.total(),
         after.samples - before.samples,
         after.user - before.user,
@@ -277,6 +286,7 @@ pub fn run(workload: &str) -> bool {
         after.dropped - before.dropped,
         after.busy - before.busy,
         after.beyond - before.beyond,
+        (after.cost_tsc - before.cost_tsc) / (after.samples - before.samples).max(1),
     );
     ran && joined && profile.total() > 0
 }
