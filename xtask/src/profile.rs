@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use object::{Object, ObjectSymbol, SymbolKind};
+use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
 
 use crate::error::{Error, Result};
 use crate::kernel::{self, Profile};
@@ -123,7 +123,18 @@ impl Symbols {
         })?;
         Ok(Self::from_entries(
             file.symbols()
-                .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
+                // Functions, and the labels of assembly code (interrupt and system-call
+                // entry: no type, no size) in executable sections.
+                .filter(|s| {
+                    s.address() != 0
+                        && matches!(
+                            s.kind(),
+                            SymbolKind::Text | SymbolKind::Label | SymbolKind::Unknown
+                        )
+                        && s.section_index()
+                            .and_then(|i| file.section_by_index(i).ok())
+                            .is_some_and(|sec| sec.kind() == SectionKind::Text)
+                })
                 .filter_map(|s| {
                     let name = s.name().ok()?;
                     Some((
