@@ -9,8 +9,9 @@
 //!   address-space tag (its process; 0 for kernel threads), the interrupted `rip` and, in
 //!   kernel mode, the return addresses found by veridian-perf's frame-pointer walker, which
 //!   reads only the interrupted kernel stack between the interrupted `rsp` and that stack's top
-//!   (`sampling::StackWindow`). A ring-3 sample records the process and `rip` only: user stacks
-//!   are not walked yet.
+//!   (`sampling::StackWindow`). A ring-3 sample records the process, `rip`, and the user
+//!   stack's return addresses, read one word at a time with `probe::read_user_u64` (a fault
+//!   ends the walk; it never demand-pages from the interrupt).
 //! - **Per-CPU rings**: one veridian-perf [`SampleRing`] of [`RING_SAMPLES`] samples for each
 //!   of the first [`PROFILED_CPUS`] CPUs (statics). A full ring drops the new sample and counts
 //!   it; a CPU past the table counts its samples as [`Stats::beyond`]. The interrupt pushes
@@ -35,7 +36,7 @@ use veridian_perf::profiler::symbol::HexSymbolizer;
 
 use crate::arch::x86_64::apic;
 use crate::arch::x86_64::percpu;
-use crate::arch::x86_64::probe::FaultSafeMsr;
+use crate::arch::x86_64::probe::{self, FaultSafeMsr};
 use crate::arch::x86_64::sampling::{self, Interrupted};
 use crate::sync::{IrqLock, PreemptLock};
 use veridian_perf::arch::NativeCpuid;
@@ -97,6 +98,12 @@ fn on_sample(ctx: &Interrupted) {
     let mut sample = Sample::new(t0, cpu as u32, ctx.tag, ctx.ip);
     if ctx.user {
         USER_SAMPLES.fetch_add(1, Ordering::Relaxed);
+        sample.walk_stack_with(ctx.fp as usize, |fp| {
+            let fp = fp as u64;
+            let next = probe::read_user_u64(fp)?;
+            let ret = probe::read_user_u64(fp + 8)?;
+            Some((next as usize, ret as usize))
+        });
     } else if sample.walk_stack(ctx.fp as usize, &ctx.stack) == 0 {
         UNWALKED.fetch_add(1, Ordering::Relaxed);
     }
@@ -180,7 +187,28 @@ pub fn drain_each(mut f: impl FnMut(usize, Sample)) -> usize {
 #[derive(Debug, Default)]
 pub struct Profile {
     kernel: FoldedStacks,
-    user: BTreeMap<(u64, u64), u64>,
+    /// Per process tag.
+    user: BTreeMap<u64, FoldedStacks>,
+}
+
+/// Writes through to `out`, starting every line with `prefix`.
+struct Prefixed<'a, W: fmt::Write> {
+    out: &'a mut W,
+    prefix: &'a str,
+    line_start: bool,
+}
+
+impl<W: fmt::Write> fmt::Write for Prefixed<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for piece in s.split_inclusive('\n') {
+            if self.line_start {
+                self.out.write_str(self.prefix)?;
+            }
+            self.out.write_str(piece)?;
+            self.line_start = piece.ends_with('\n');
+        }
+        Ok(())
+    }
 }
 
 /// The lowest kernel (higher-half) address: samples below it were taken in ring 3.
@@ -197,7 +225,7 @@ impl Profile {
         if s.ip >= HIGHER_HALF {
             self.kernel.add(s);
         } else {
-            *self.user.entry((s.thread, s.ip)).or_insert(0) += 1;
+            self.user.entry(s.thread).or_default().add(s);
         }
     }
 
@@ -208,15 +236,22 @@ impl Profile {
 
     /// Samples counted.
     pub fn total(&self) -> u64 {
-        self.kernel.total() + self.user.values().sum::<u64>()
+        self.kernel.total() + self.user.values().map(FoldedStacks::total).sum::<u64>()
     }
 
     /// Writes the folded stacks, raw addresses, one line per distinct stack: kernel stacks as
-    /// `0xroot;...;0xleaf count`, ring-3 samples as `user:<process tag>;0xip count`.
+    /// `0xroot;...;0xleaf count`, ring-3 stacks as `user:<process tag>;0xroot;...;0xleaf count`
+    /// (return addresses minus one, as veridian-perf's folded writer does).
     pub fn write_folded(&self, out: &mut impl fmt::Write) -> fmt::Result {
         self.kernel.write(&HexSymbolizer, out)?;
-        for (&(tag, ip), &count) in &self.user {
-            writeln!(out, "user:{tag};{ip:#x} {count}")?;
+        for (tag, stacks) in &self.user {
+            let prefix = alloc::format!("user:{tag};");
+            let mut out = Prefixed {
+                out: &mut *out,
+                prefix: &prefix,
+                line_start: true,
+            };
+            stacks.write(&HexSymbolizer, &mut out)?;
         }
         Ok(())
     }

@@ -139,6 +139,10 @@ pub static TESTS: &[KernelTest] = &[
         "profiler_ring_overflow_counted",
         profiling::profiler_ring_overflow_counted,
     ),
+    test(
+        "profiler_user_reads_are_fault_safe",
+        profiling::profiler_user_reads_are_fault_safe,
+    ),
     KernelTest {
         name: "deliberate_panic_is_caught",
         run: deliberate_panic,

@@ -9,6 +9,8 @@
 //! delivered with the right vector, CR2 and error code.
 //!
 //! - [`read_u64`]: one load (page faults).
+//! - [`read_user_u64`]: one load from the user half with user access allowed (SMAP), for the
+//!   profiler's walk of an interrupted user stack: a fault ends it, never demand-pages.
 //! - [`write_u8`]: one store (page faults; `unsafe`: a store that succeeds really writes).
 //! - [`call`]: a call to an address that must not execute (instruction-fetch page faults).
 //! - [`invalid_opcode`], [`divide_by_zero`]: `ud2` and a division by zero.
@@ -45,6 +47,9 @@ unsafe extern "C" {
     fn probe_wrmsr(msr: u32, value: u64);
     static probe_wrmsr_insn: u8;
     static probe_wrmsr_fixup: u8;
+    fn probe_read_user_u64(addr: u64) -> u64;
+    static probe_read_user_insn: u8;
+    static probe_read_user_fixup: u8;
     fn probe_rdpmc(index: u32) -> u64;
     static probe_rdpmc_insn: u8;
     static probe_rdpmc_fixup: u8;
@@ -126,6 +131,23 @@ pub fn read_u64(addr: u64) -> Result<u64, ProbeFault> {
     // changes concurrently, which is inherent to probing.
     let (value, fault) = probing(|_| unsafe { probe_read_u64(addr) });
     fault.map_or(Ok(value), Err)
+}
+
+/// Reads the 8 bytes at user address `addr` (8-byte aligned, in the user half), or `None` when
+/// the read faults. Unlike `user::copy_from_user`, a fault here is never resolved by demand
+/// paging (the dispatcher only pages in for user mode and the user-copy instruction): this is
+/// for interrupt handlers (the sampling profiler), which must not allocate or take the address
+/// space's locks. Reads through the current page tables (the interrupted process's).
+pub fn read_user_u64(addr: u64) -> Option<u64> {
+    if !addr.is_multiple_of(8) || !super::user::user_range(addr, 8) {
+        return None;
+    }
+    // SAFETY: one 8-byte load from the user half (checked above), so no kernel memory and no
+    // MMIO is read through it; SMAP is lifted for that instruction only (and restored by the
+    // fix-up when it faults); a page fault on it is turned into a return by `fixup`. Any bit
+    // pattern is a valid `u64`.
+    let (value, fault) = probing(|_| unsafe { probe_read_user_u64(addr) });
+    if fault.is_some() { None } else { Some(value) }
 }
 
 /// Writes `value` to the byte at `addr`, or reports the fault the write caused.
@@ -234,6 +256,10 @@ pub(super) fn fixup(frame: &mut InterruptFrame, cr2: u64) -> bool {
         (&raw const probe_rdmsr_insn, &raw const probe_rdmsr_fixup),
         (&raw const probe_wrmsr_insn, &raw const probe_wrmsr_fixup),
         (&raw const probe_rdpmc_insn, &raw const probe_rdpmc_fixup),
+        (
+            &raw const probe_read_user_insn,
+            &raw const probe_read_user_fixup,
+        ),
     ];
     let vector = frame.vector as u8;
     let page_fault = vector == super::idt::vector::PAGE_FAULT;
@@ -337,6 +363,30 @@ probe_wrmsr:
 probe_wrmsr_insn:
     wrmsr
 probe_wrmsr_fixup:
+    ret
+
+    .global probe_read_user_u64
+    .global probe_read_user_insn
+    .global probe_read_user_fixup
+probe_read_user_u64:
+    test byte ptr [rip + VERIDIAN_SMAP_ON], 1
+    jz 1f
+    stac
+1:
+probe_read_user_insn:
+    mov rax, qword ptr [rdi]
+    test byte ptr [rip + VERIDIAN_SMAP_ON], 1
+    jz 2f
+    clac
+2:
+    ret
+probe_read_user_fixup:
+    /* The exception returned here with the interrupted RFLAGS, AC included. */
+    test byte ptr [rip + VERIDIAN_SMAP_ON], 1
+    jz 3f
+    clac
+3:
+    xor eax, eax
     ret
 
     .global probe_rdpmc
