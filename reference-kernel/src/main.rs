@@ -322,7 +322,6 @@ mod kernel {
             }
             "bench" => {
                 crate::println!("mode: bench");
-                crate::profile::report_pmu();
                 let ok = crate::bench::run_all();
                 qemu::exit(if ok {
                     qemu::ExitCode::Success

@@ -40,7 +40,7 @@ use crate::arch::x86_64::probe::{self, FaultSafeMsr};
 use crate::arch::x86_64::sampling::{self, Interrupted};
 use crate::sync::{IrqLock, PreemptLock};
 use veridian_perf::arch::NativeCpuid;
-use veridian_perf::pmu::Pmu;
+use veridian_perf::pmu::{Pmu, PmuError};
 
 /// CPUs with a sample ring (samples on others are counted in [`Stats::beyond`]).
 pub const PROFILED_CPUS: usize = 8;
@@ -352,23 +352,27 @@ fn run_workload(workload: &str) -> bool {
     }
 }
 
-/// Prints, once, whether this CPU has a usable PMU: veridian-perf's CPUID decoding and its
-/// write/read-back probe of a counter, through MSR accesses that turn a #GP into an error
-/// (`probe::FaultSafeMsr`), so an emulator's missing or inert counters read "no PMU: ...".
+/// This CPU's PMU, if it has a usable one: veridian-perf's CPUID decoding and its write/read-back
+/// probe of a counter, through MSR accesses that turn a #GP into an error
+/// (`probe::FaultSafeMsr`), so an emulator's missing or inert counters give "no PMU: ...".
+/// The caller must stay on this CPU while it uses the result (the boot context does).
+pub fn detect_pmu() -> Result<Pmu<FaultSafeMsr>, PmuError> {
+    // One CPU for the whole detection (the probe writes and reads one CPU's counter).
+    let _pinned = percpu::PreemptGuard::new();
+    Pmu::new(FaultSafeMsr, &NativeCpuid)
+}
+
+/// Prints, once, whether a PMU was detected and that sampling uses the APIC timer.
 pub fn report_pmu() {
     static REPORTED: Once<()> = Once::new();
-    REPORTED.call_once(|| {
-        // One CPU for the whole detection (the probe writes and reads one CPU's counter).
-        let _pinned = percpu::PreemptGuard::new();
-        match Pmu::new(FaultSafeMsr, &NativeCpuid) {
-            Ok(pmu) => crate::println!(
-                "pmu: {:?}, {} general counters of {} bits; the kernel does not count with it \
-                 yet, sampling stays on the APIC timer",
-                pmu.info().layout,
-                pmu.info().general_counters,
-                pmu.info().general_width
-            ),
-            Err(e) => crate::println!("pmu: {e}; sampling on the APIC timer"),
-        }
+    REPORTED.call_once(|| match detect_pmu() {
+        Ok(pmu) => crate::println!(
+            "pmu: {:?}, {} general counters of {} bits; sampling stays on the APIC timer (no \
+             PMU overflow interrupt yet)",
+            pmu.info().layout,
+            pmu.info().general_counters,
+            pmu.info().general_width
+        ),
+        Err(e) => crate::println!("pmu: {e}; sampling on the APIC timer"),
     });
 }

@@ -154,7 +154,11 @@ pub fn profiler_user_reads_are_fault_safe() {
     use crate::arch::x86_64::probe::read_user_u64;
     use crate::process_abi::layout::{STACK_TOP, USER_MIN};
     assert_eq!(read_user_u64(USER_MIN - 0x1000), None, "below USER_MIN");
-    assert_eq!(read_user_u64(STACK_TOP + 0x1000), None, "above the user stack");
+    assert_eq!(
+        read_user_u64(STACK_TOP + 0x1000),
+        None,
+        "above the user stack"
+    );
     let kernel = profiler_user_reads_are_fault_safe as *const () as u64;
     assert_eq!(read_user_u64(kernel & !7), None, "kernel address refused");
     assert_eq!(read_user_u64(USER_MIN + 1), None, "misaligned");
