@@ -19,11 +19,13 @@
 //!   takes (with `try_lock`; a busy lock would count in [`Stats::busy`]).
 //! - **Output**: a drain thread moves samples into a [`Profile`] (veridian-perf's
 //!   [`FoldedStacks`], raw addresses) every [`DRAIN_MS`] ms; at the end the folded stacks go to
-//!   COM2, then the marker line [`END_MARKER`]. `cargo xtask profile` symbolises them.
+//!   COM2, then `# process <pid> <program>` for each process started meanwhile, then the
+//!   marker line [`END_MARKER`]. `cargo xtask profile` symbolises them.
 
 #![deny(unsafe_code)]
 
 use alloc::collections::BTreeMap;
+use alloc::string::String;
 use alloc::sync::Arc;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,6 +63,9 @@ static PRODUCERS: [IrqLock<Option<Producer<'static, Sample, RING_SAMPLES>>>; PRO
 static CONSUMERS: PreemptLock<alloc::vec::Vec<Consumer<'static, Sample, RING_SAMPLES>>> =
     PreemptLock::new("profile::CONSUMERS", alloc::vec::Vec::new());
 static SET_UP: Once<()> = Once::new();
+/// Processes started while the profiler was on: (process id, program name).
+static PROCESSES: PreemptLock<alloc::vec::Vec<(u64, String)>> =
+    PreemptLock::new("profile::PROCESSES", alloc::vec::Vec::new());
 static ON: AtomicBool = AtomicBool::new(false);
 static SAMPLES: AtomicU64 = AtomicU64::new(0);
 static USER_SAMPLES: AtomicU64 = AtomicU64::new(0);
@@ -120,6 +125,14 @@ fn on_sample(ctx: &Interrupted) {
     }
     let cost = veridian_perf::arch::rdtsc().wrapping_sub(t0);
     COST.fetch_add(cost, Ordering::Relaxed);
+}
+
+/// Records that process `pid` runs program `name` (kept only while the profiler is on), so that
+/// its ring-3 samples can be symbolised from the right ELF.
+pub fn note_process(pid: u64, name: &str) {
+    if ON.load(Ordering::Acquire) {
+        PROCESSES.lock().push((pid, name.into()));
+    }
 }
 
 /// Turns sampling on (every CPU, from its next timer interrupt); returns the sampling rate per
@@ -281,6 +294,7 @@ pub fn run(workload: &str) -> bool {
     };
     // Discard what an earlier session left.
     drain_each(|_, _| {});
+    PROCESSES.lock().clear();
     let before = stats();
     let hz = start();
     let drainer = {
@@ -309,6 +323,9 @@ pub fn run(workload: &str) -> bool {
     let after = stats();
     let mut out = Second;
     let _ = profile.write_folded(&mut out);
+    for (pid, name) in core::mem::take(&mut *PROCESSES.lock()) {
+        crate::console::write_second(format_args!("# process {pid} {name}\n"));
+    }
     crate::console::write_second(format_args!("{END_MARKER} samples={}\n", profile.total()));
     crate::println!(
         "profile: {} samples collected ({} taken, {} in ring 3, {} kernel samples without a \

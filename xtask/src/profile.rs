@@ -49,16 +49,33 @@ pub struct RawStack {
     pub count: u64,
 }
 
+/// What the kernel wrote on COM2.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Folded {
+    /// The stacks.
+    pub stacks: Vec<RawStack>,
+    /// Process id → program name, for the processes started while the profiler ran.
+    pub processes: BTreeMap<u64, String>,
+}
+
 /// Parses the kernel's COM2 output; `Err` when the end marker is missing or a line is not a
-/// folded stack.
-pub fn parse_folded(text: &str) -> std::result::Result<Vec<RawStack>, String> {
-    let mut stacks = Vec::new();
+/// folded stack or a `# process <pid> <program>` line.
+pub fn parse_folded(text: &str) -> std::result::Result<Folded, String> {
+    let mut folded = Folded::default();
     for line in text.lines() {
         let line = line.trim_end_matches('\r');
         if line.starts_with(END_MARKER) {
-            return Ok(stacks);
+            return Ok(folded);
         }
         if line.is_empty() {
+            continue;
+        }
+        if let Some(process) = line.strip_prefix("# process ") {
+            let (pid, name) = process
+                .split_once(' ')
+                .and_then(|(pid, name)| Some((pid.parse().ok()?, name)))
+                .ok_or_else(|| format!("not a process line: {line:?}"))?;
+            folded.processes.insert(pid, name.to_owned());
             continue;
         }
         let bad = || format!("not a folded stack: {line:?}");
@@ -76,7 +93,7 @@ pub fn parse_folded(text: &str) -> std::result::Result<Vec<RawStack>, String> {
             .map(|f| u64::from_str_radix(f.strip_prefix("0x")?, 16).ok())
             .collect::<Option<Vec<u64>>>()
             .ok_or_else(bad)?;
-        stacks.push(RawStack {
+        folded.stacks.push(RawStack {
             user,
             frames,
             count,
@@ -160,22 +177,25 @@ impl Symbols {
     }
 }
 
-/// Folded stacks with names: kernel frames through `kernel`, ring-3 frames through `user`
-/// (under a root frame `[user <tag>]`), identical stacks merged; also the self-sample count of
-/// each leaf function, most first.
+/// Folded stacks with names: kernel frames through `kernel`, ring-3 frames of process `pid`
+/// through `user[pid]` (under a root frame `[<program> <pid>]`, or `[user <pid>]` for a
+/// process not in `names_of`), identical stacks merged; also the self-sample count of each leaf
+/// function, most first.
 pub fn symbolize(
     stacks: &[RawStack],
     kernel: &Symbols,
-    user: Option<&Symbols>,
+    user: &BTreeMap<u64, Symbols>,
+    names_of: &BTreeMap<u64, String>,
 ) -> (Vec<String>, Vec<(String, u64)>) {
     let mut merged: BTreeMap<String, u64> = BTreeMap::new();
     let mut leaves: BTreeMap<String, u64> = BTreeMap::new();
     for s in stacks {
         let mut names: Vec<String> = Vec::with_capacity(s.frames.len() + 1);
         match s.user {
-            Some(tag) => {
-                names.push(format!("[user {tag}]"));
-                let table = user.unwrap_or(&EMPTY);
+            Some(pid) => {
+                let program = names_of.get(&pid).map_or("user", String::as_str);
+                names.push(format!("[{program} {pid}]"));
+                let table = user.get(&pid).unwrap_or(&EMPTY);
                 names.extend(s.frames.iter().map(|&a| table.name(a)));
             }
             None => names.extend(s.frames.iter().map(|&a| kernel.name(a))),
@@ -268,21 +288,21 @@ pub fn profile(options: &Options) -> Result<ExitCode> {
     }
     let text = fs::read_to_string(&com2)
         .map_err(|e| Error::Failed(format!("cannot read {}: {e}", workspace::display(&com2))))?;
-    let stacks = parse_folded(&text).map_err(Error::Failed)?;
+    let parsed = parse_folded(&text).map_err(Error::Failed)?;
+    let stacks = parsed.stacks;
     let kernel_symbols = Symbols::from_elf(&elf)?;
-    let user_symbols = match options.workload.strip_prefix("user:") {
-        Some(program) => match user_elf(program) {
-            Some(path) => Some(Symbols::from_elf(&path)?),
-            None => {
-                println!(
-                    "xtask: no ELF of user program `{program}` found: its frames stay addresses"
-                );
-                None
+    let mut user_symbols = BTreeMap::new();
+    for (&pid, program) in &parsed.processes {
+        match user_elf(program) {
+            Some(path) => {
+                user_symbols.insert(pid, Symbols::from_elf(&path)?);
             }
-        },
-        None => None,
-    };
-    let (folded, top) = symbolize(&stacks, &kernel_symbols, user_symbols.as_ref());
+            None => println!(
+                "xtask: no ELF of user program `{program}` found: its frames stay addresses"
+            ),
+        }
+    }
+    let (folded, top) = symbolize(&stacks, &kernel_symbols, &user_symbols, &parsed.processes);
     let folded_path = out_dir.join("folded.txt");
     fs::write(&folded_path, folded.join("\n") + "\n").map_err(|e| {
         Error::Failed(format!(
@@ -327,7 +347,9 @@ mod tests {
 0xffffffff80100010;0xffffffff80100120 2
 0xffffffff80100010;0xffffffff80100300 1
 user:3;0x400010 4
-# veridian-profile end samples=14
+user:4;0x400010 1
+# process 3 hello
+# veridian-profile end samples=15
 ";
 
     fn table() -> Symbols {
@@ -346,10 +368,13 @@ user:3;0x400010 4
 
     #[test]
     fn folded_output_is_parsed_and_needs_the_end_marker() {
-        let stacks = parse_folded(RECORDED).expect("parses");
-        assert_eq!(stacks.len(), 4);
+        let parsed = parse_folded(RECORDED).expect("parses");
+        let stacks = &parsed.stacks;
+        assert_eq!(stacks.len(), 5);
         assert_eq!(stacks[0].frames.len(), 3);
         assert_eq!(stacks[0].count, 7);
+        assert_eq!(parsed.processes.get(&3).map(String::as_str), Some("hello"));
+        assert!(parse_folded("# process x y\n# veridian-profile end\n").is_err());
         assert_eq!(stacks[3].user, Some(3));
         let cut = RECORDED.lines().take(2).collect::<Vec<_>>().join("\n");
         assert!(parse_folded(&cut).unwrap_err().contains("end"));
@@ -372,12 +397,17 @@ user:3;0x400010 4
 
     #[test]
     fn flame_graph_svg_holds_the_known_functions() {
-        let stacks = parse_folded(RECORDED).expect("parses");
-        let user = Symbols::from_entries([(0x400000, 0x100, "main".to_owned())]);
-        let (folded, top) = symbolize(&stacks, &table(), Some(&user));
+        let parsed = parse_folded(RECORDED).expect("parses");
+        let user = BTreeMap::from([(
+            3,
+            Symbols::from_entries([(0x400000, 0x100, "main".to_owned())]),
+        )]);
+        let (folded, top) = symbolize(&parsed.stacks, &table(), &user, &parsed.processes);
         assert!(folded.contains(&"kernel_entry;bench::run_all;heap::alloc_free_pair 7".to_owned()));
         assert!(folded.contains(&"kernel_entry;0xffffffff80100300 1".to_owned()));
-        assert!(folded.contains(&"[user 3];main 4".to_owned()));
+        assert!(folded.contains(&"[hello 3];main 4".to_owned()));
+        // Process 4 has neither a name nor an ELF: its frame stays an address.
+        assert!(folded.contains(&"[user 4];0x400010 1".to_owned()));
         assert_eq!(top[0], ("heap::alloc_free_pair".to_owned(), 7));
         assert_eq!(top[1], ("main".to_owned(), 4));
         assert_eq!(top[2], ("bench::run_all".to_owned(), 2));
