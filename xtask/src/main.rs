@@ -435,6 +435,23 @@ mod tests {
     }
 
     #[test]
+    fn profile_options() {
+        let Ok(Cmd::Profile(o)) = parse_str("profile") else {
+            panic!("profile parses")
+        };
+        assert_eq!((o.workload.as_str(), o.icount), ("bench", false));
+        assert_eq!(o.timeout, PROFILE_TIMEOUT);
+        let Ok(Cmd::Profile(o)) = parse_str("profile --icount --timeout 9 -- user:hello") else {
+            panic!("profile parses")
+        };
+        assert_eq!((o.workload.as_str(), o.icount), ("user:hello", true));
+        assert_eq!(o.timeout, Duration::from_secs(9));
+        assert!(parse_str("profile -- a b").is_err());
+        assert!(parse_str("profile --timeout x").is_err());
+        assert!(parse_str("profile threads").is_err());
+    }
+
+    #[test]
     fn run_defaults() {
         let Ok(Cmd::Run(args)) = parse_str("run") else {
             panic!("run parses")
