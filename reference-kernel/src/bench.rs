@@ -4,6 +4,15 @@
 //!
 //! `bench <name> unit=<tsc> count=N min=.. median=.. p99=.. max=.. overhead=..`
 //!
+//! and two single-value lines: `bench timing_overhead unit=tsc value=..` (the empty timing
+//! interval) first and `bench suite_total unit=tsc value=..` (TSC from the start of the suite
+//! to its end, on the CPU that runs it) last.
+//!
+//! Where CPU 0 has a PMU (veridian-perf's detection through fault-safe MSR accesses), each
+//! kernel row also prints `pmu <row> cycles=.. instructions=.. cache_misses=.. iterations=..`
+//! (totals over the row, warm-up included) and the user rows one `pmu user_rows ...` line;
+//! without one (QEMU TCG), one line `pmu: no PMU: <why>; bench rows without PMU counts`.
+//!
 //! Under QEMU TCG with `-icount shift=0` (what `cargo xtask bench` uses) the TSC advances by
 //! one per guest instruction, so the figures are deterministic instruction counts; without it
 //! they are TSC cycles of the host (noisy under emulation). A `rep`-prefixed string instruction
@@ -23,12 +32,81 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use veridian_perf::clock::{CycleCounter, Tsc, measure_overhead};
 use veridian_perf::histogram::Histogram;
+use veridian_perf::pmu::{CounterGroup, Event, Pmu};
 use veridian_sched::{CpuSet, Priority};
 
+use crate::arch::x86_64::probe::FaultSafeMsr;
 use crate::mm::frames::FrameBlock;
+
+/// Cycles, instructions and cache misses of the CPU running the suite (CPU 0, the boot
+/// context, where every row runs or is pinned), when it has a PMU.
+struct Counters {
+    pmu: Pmu<FaultSafeMsr>,
+    group: CounterGroup,
+}
+
+const PMU_EVENTS: [Event; 3] = [Event::Cycles, Event::Instructions, Event::CacheMisses];
+
+impl Counters {
+    /// The counters, or a line saying why there are none.
+    fn open() -> Option<Self> {
+        let mut pmu = match crate::profile::detect_pmu() {
+            Ok(pmu) => pmu,
+            Err(e) => {
+                crate::println!("pmu: {e}; bench rows without PMU counts");
+                return None;
+            }
+        };
+        match pmu.open_group(&PMU_EVENTS) {
+            Ok(group) => Some(Self { pmu, group }),
+            Err(e) => {
+                crate::println!("pmu: {e}; bench rows without PMU counts");
+                None
+            }
+        }
+    }
+
+    /// Runs `f` with the counters on; prints `pmu <row> cycles=.. instructions=..
+    /// cache_misses=.. [iterations=..]` (totals over the row on this CPU, warm-up included).
+    fn count<R>(
+        counters: &mut Option<Self>,
+        row: &str,
+        iterations: Option<u32>,
+        f: impl FnOnce() -> R,
+    ) -> R {
+        let Some(c) = counters.as_mut() else {
+            return f();
+        };
+        let started = c.pmu.start(&c.group);
+        let result = f();
+        let reading = c
+            .pmu
+            .stop(&c.group)
+            .and(started)
+            .and_then(|()| c.pmu.read(&c.group));
+        match reading {
+            Ok(r) => {
+                crate::print!(
+                    "pmu {row} cycles={} instructions={} cache_misses={}",
+                    r.get(Event::Cycles).unwrap_or(0),
+                    r.get(Event::Instructions).unwrap_or(0),
+                    r.get(Event::CacheMisses).unwrap_or(0)
+                );
+                match iterations {
+                    Some(n) => crate::println!(" iterations={n}"),
+                    None => crate::println!(),
+                }
+            }
+            Err(e) => crate::println!("pmu {row} error=\"{e}\""),
+        }
+        result
+    }
+}
 
 /// Iterations per benchmark.
 pub const ITERATIONS: u32 = 10_000;
+/// Iterations per benchmark with the 100 warm-up runs (what a PMU reading covers).
+const WITH_WARM_UP: u32 = ITERATIONS + 100;
 
 fn report(name: &str, what: &str, hist: &Histogram, overhead: u64) {
     match hist.summary() {
@@ -95,17 +173,21 @@ fn time_split(mut f: impl FnMut(), overhead: u64, parts: u64) -> (Box<Histogram>
 
 /// Runs every benchmark and prints its line. Returns false if one could not run.
 pub fn run_all() -> bool {
+    let suite_start = Tsc.start();
     let overhead = measure_overhead(&Tsc, 1000);
     crate::println!("bench timing_overhead unit=tsc value={overhead}");
     let mut ok = true;
+    let mut pmu = Counters::open();
 
     let layout = Layout::from_size_align(64, 8).expect("valid layout");
-    let hist = time(
-        || {
-            core::hint::black_box(crate::mm::heap::alloc_free_pair(layout));
-        },
-        overhead,
-    );
+    let hist = Counters::count(&mut pmu, "kalloc_free_64", Some(WITH_WARM_UP), || {
+        time(
+            || {
+                core::hint::black_box(crate::mm::heap::alloc_free_pair(layout));
+            },
+            overhead,
+        )
+    });
     report(
         "kalloc_free_64",
         "kernel heap alloc+free pair, 64 B",
@@ -113,13 +195,15 @@ pub fn run_all() -> bool {
         overhead,
     );
 
-    let hist = time(
-        || {
-            // Allocated and, on drop, freed.
-            core::hint::black_box(FrameBlock::allocate(0).ok());
-        },
-        overhead,
-    );
+    let hist = Counters::count(&mut pmu, "frame_alloc_free_4k", Some(WITH_WARM_UP), || {
+        time(
+            || {
+                // Allocated and, on drop, freed.
+                core::hint::black_box(FrameBlock::allocate(0).ok());
+            },
+            overhead,
+        )
+    });
     report(
         "frame_alloc_free_4k",
         "page frame alloc+free pair, 4 KiB",
@@ -127,9 +211,20 @@ pub fn run_all() -> bool {
         overhead,
     );
 
-    ok &= yield_pair(overhead);
-    ok &= user_benchmarks();
-    ok &= user_cross_cpu();
+    ok &= Counters::count(
+        &mut pmu,
+        "sched_yield_round_trip",
+        Some(WITH_WARM_UP),
+        || yield_pair(overhead),
+    );
+    // The user rows run in one program on CPU 0: one reading for all of them.
+    ok &= Counters::count(&mut pmu, "user_rows", None, user_benchmarks);
+    ok &= Counters::count(&mut pmu, "ipc_call_reply_cross_cpu", None, user_cross_cpu);
+    // The whole suite, interrupts and waits included (a profiler's overhead shows here).
+    crate::println!(
+        "bench suite_total unit=tsc value={}",
+        Tsc.stop().wrapping_sub(suite_start)
+    );
     ok
 }
 

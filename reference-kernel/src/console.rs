@@ -1,4 +1,4 @@
-//! The kernel console: COM1 behind a lock, `print!`/`println!`, and a `log` back-end with levels.
+//! The kernel console: COM1 behind a lock (and COM2 for bulk data), `print!`/`println!`, and a `log` back-end with levels.
 //!
 //! The lock is an [`IrqLock`]: taken with interrupts disabled (an interrupt handler may print). The panic and
 //! exception paths must still be able to print when the lock is held by the code that failed,
@@ -6,13 +6,28 @@
 
 use core::fmt::Write;
 
-use crate::drivers::serial::{COM1, SerialPort};
+use crate::drivers::serial::{COM1, COM2, SerialPort};
 use crate::sync::IrqLock;
 use log::{LevelFilter, Log, Metadata, Record};
 
 // SAFETY: COM1 is the PC's first UART; this static is the only driver of it.
 static SERIAL: IrqLock<SerialPort> =
     IrqLock::new("console::SERIAL", unsafe { SerialPort::new(COM1) });
+
+// SAFETY: COM2 is the PC's second UART; this static is the only driver of it.
+static SECOND: IrqLock<SerialPort> =
+    IrqLock::new("console::SECOND", unsafe { SerialPort::new(COM2) });
+
+/// Initialises the second UART (COM2), which carries bulk data (the profiler's folded stacks)
+/// so the console stays readable. Without a COM2 the bytes go nowhere.
+pub fn init_second() {
+    SECOND.lock().init();
+}
+
+/// Writes formatted text to the second UART (COM2).
+pub fn write_second(args: core::fmt::Arguments<'_>) {
+    let _ = SECOND.lock().write_fmt(args);
+}
 
 /// Initialises the UART. Call first thing at boot.
 pub fn init() {

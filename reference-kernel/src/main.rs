@@ -4,7 +4,8 @@
 //! the trampoline switches to long mode and calls [`kernel_entry`], which brings up the console,
 //! descriptor tables and vector state, parses the loader's boot information into one
 //! [`BootInfo`], prints the banner and runs the mode the command line asks for:
-//! `mode=run` (default) or `mode=test` (the in-kernel test suite, see `ktest`).
+//! `mode=run` (default), `mode=test` (the in-kernel test suite, see `ktest`), `mode=bench`
+//! (`bench`) or `mode=profile` (a workload under the sampling profiler, see `profile`).
 //!
 //! The kernel only builds for `x86_64-unknown-none`; on any other target this file is a small
 //! program that says so.
@@ -32,6 +33,8 @@ mod mm;
     reason = "the whole ABI, shared with user programs; the kernel uses most of it"
 )]
 mod process_abi;
+#[cfg(target_os = "none")]
+mod profile;
 #[cfg(target_os = "none")]
 mod sync;
 #[cfg(target_os = "none")]
@@ -343,9 +346,20 @@ mod kernel {
                     qemu::ExitCode::Failure
                 });
             }
+            "profile" => {
+                crate::println!("mode: profile");
+                let workload = cmdline.get("profile.workload").unwrap_or("bench");
+                let ok = tasks.is_ok() && crate::profile::run(workload);
+                qemu::exit(if ok {
+                    qemu::ExitCode::Success
+                } else {
+                    qemu::ExitCode::Failure
+                });
+            }
             other => {
                 crate::println!(
-                    "KERNEL PANIC: mode={other}: unknown mode (expected run, test or bench)"
+                    "KERNEL PANIC: mode={other}: unknown mode (expected run, test, bench or \
+                     profile)"
                 );
                 qemu::exit(qemu::ExitCode::Failure);
             }
@@ -391,7 +405,7 @@ mod kernel {
     /// A short thread workload on every CPU, then the per-CPU counters.
     /// Runs the demo threads; false if any could not be started or did not end normally (the
     /// run then ends with a failure status).
-    fn demo_threads() -> bool {
+    pub fn demo_threads() -> bool {
         use alloc::vec::Vec;
         let online = percpu::online() as usize;
         let Ok(all) = veridian_sched::CpuSet::full(online) else {

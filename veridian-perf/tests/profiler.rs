@@ -12,7 +12,7 @@ use veridian_perf::profiler::folded::{FoldedStacks, write_folded_line};
 use veridian_perf::profiler::rate::{AdaptiveRate, RateError};
 use veridian_perf::profiler::ring::SampleRing;
 use veridian_perf::profiler::symbol::{HexSymbolizer, Symbol, SymbolTable, Symbolizer};
-use veridian_perf::profiler::unwind::walk_frame_pointers;
+use veridian_perf::profiler::unwind::{walk_frame_pointers, walk_frame_pointers_with};
 use veridian_perf::profiler::{MAX_DEPTH, Sample, Sampler};
 
 // ---- ring ----
@@ -203,6 +203,40 @@ fn walker_survives_bad_pointers() {
     let before = s.checks.get();
     assert_eq!(walk_frame_pointers(usize::MAX - 7, &s, &mut out), 0);
     assert_eq!(s.checks.get(), before);
+}
+
+/// The walker with a reader instead of a check: a map of frames, a "fault" (None) elsewhere.
+#[test]
+fn walker_with_a_reader_stops_where_reads_fail() {
+    let frames = [
+        (0x1000usize, (0x1040usize, 0xa1usize)),
+        (0x1040, (0x1100, 0xa2)),
+        (0x1100, (0x9000, 0xa3)),
+    ];
+    let mut asked = Vec::new();
+    let mut read = |fp: usize| {
+        asked.push(fp);
+        frames.iter().find(|f| f.0 == fp).map(|f| f.1)
+    };
+    let mut out = [0u64; 8];
+    // 0x9000 is not readable: three frames, then the failed read ends the walk.
+    assert_eq!(walk_frame_pointers_with(0x1000, &mut read, &mut out), 3);
+    assert_eq!(out[..3], [0xa1, 0xa2, 0xa3]);
+    assert_eq!(asked, [0x1000, 0x1040, 0x1100, 0x9000]);
+    // Misaligned, null and overflowing pointers are refused before any read.
+    asked.clear();
+    let mut read = |fp: usize| {
+        asked.push(fp);
+        None
+    };
+    for fp in [0, 0x1001, usize::MAX - 7] {
+        assert_eq!(walk_frame_pointers_with(fp, &mut read, &mut out), 0);
+    }
+    assert!(asked.is_empty());
+    // The same chain through `Sample::walk_stack_with`.
+    let mut s = Sample::new(0, 0, 0, 0x10);
+    let n = s.walk_stack_with(0x1000, |fp| frames.iter().find(|f| f.0 == fp).map(|f| f.1));
+    assert_eq!((n, s.stack()), (3, &[0xa1u64, 0xa2, 0xa3][..]));
 }
 
 // ---- adaptive rate ----

@@ -79,11 +79,7 @@ pub fn bench(options: Options) -> Result<ExitCode> {
 /// Builds the release kernel, boots it with `mode=bench`, prints the table and returns the
 /// rows; a run that failed or printed no row is an error.
 pub fn measure() -> Result<Results> {
-    tools::ensure(Needs {
-        qemu: true,
-        iso: false,
-        lints: false,
-    })?;
+    tools::ensure(Needs::QEMU)?;
     let elf = kernel::build(Profile::Release)?;
     let boot = Boot::Kernel {
         elf,

@@ -20,6 +20,7 @@ mod kernel;
 mod kernel_log;
 mod msrv;
 mod pgo;
+mod profile;
 mod publish;
 mod qemu;
 mod ratios;
@@ -52,6 +53,13 @@ Commands:
   pgo    `pgo <crate> [-- <criterion args>]`: the crate's benchmarks before and after
          profile-guided optimisation (instrumented run, llvm-profdata merge, rebuild), with
          the after/before ratio of each.
+  profile
+         `profile [--icount] [--timeout SECS] [-- WORKLOAD]`: boot the kernel (release) with
+         mode=profile: WORKLOAD (bench (default), threads or user:<program>) runs under the
+         sampling profiler (APIC timer, 1 kHz per CPU); the folded stacks it writes on COM2
+         are symbolised from the kernel (and user program) ELF into target/profile/flame.svg
+         (inferno) and target/profile/folded.txt; prints the top 20 functions by self samples.
+         --icount runs under `-icount shift=0` as `bench` does (default timeout 300 s).
   bench-ratios
          `bench-ratios [--baselines a,b,c] [--ours NAME] [FILTER...]`: from criterion's saved estimates
          (target/criterion), each group's `veridian` median, each peer's median and the ratio
@@ -100,6 +108,9 @@ rustfmt, clippy) are checked first; missing packages are installed with apt-get 
 root on Debian/Ubuntu, otherwise the exact command to run is printed.
 ";
 
+/// Default timeout of `profile` (the bench workload under the sampler, or under icount).
+const PROFILE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Default timeout of `run`.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -132,6 +143,7 @@ enum Cmd {
     Msrv,
     Bench(bench::Options),
     Pgo(String, Vec<String>),
+    Profile(profile::Options),
     BenchRatios(Vec<String>, String, Vec<String>),
     CheckExtra(extra::Options),
     Help,
@@ -160,6 +172,41 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
             }
         };
         return Ok(Cmd::Pgo(krate, extra));
+    }
+    if command == "profile" {
+        let mut options = profile::Options {
+            workload: "bench".into(),
+            icount: false,
+            timeout: PROFILE_TIMEOUT,
+        };
+        let mut words = rest.iter();
+        while let Some(word) = words.next() {
+            match word.as_str() {
+                "--icount" => options.icount = true,
+                "--timeout" => {
+                    let secs = words.next().ok_or("--timeout needs a number of seconds")?;
+                    let secs: u64 = secs
+                        .parse()
+                        .map_err(|_| format!("--timeout: `{secs}` is not a number of seconds"))?;
+                    options.timeout = Duration::from_secs(secs);
+                }
+                "--" => {
+                    let workload: Vec<&String> = words.by_ref().collect();
+                    match workload.as_slice() {
+                        [w] => options.workload = (*w).clone(),
+                        _ => {
+                            return Err(
+                                "profile: one workload after `--`: bench, threads or user:<program>"
+                                    .into(),
+                            );
+                        }
+                    }
+                }
+                "-h" | "--help" => return Ok(Cmd::Help),
+                other => return Err(format!("profile: unexpected `{other}`")),
+            }
+        }
+        return Ok(Cmd::Profile(options));
     }
     if command == "check-extra" {
         let mut options = extra::Options {
@@ -380,6 +427,7 @@ fn main() -> ExitCode {
             .try_for_each(|package| msrv::check(package))
             .map(|()| ExitCode::SUCCESS),
         Cmd::Pgo(krate, extra) => pgo::pgo(&krate, &extra),
+        Cmd::Profile(options) => profile::profile(&options),
         Cmd::BenchRatios(baselines, ours, filters) => {
             ratios::bench_ratios(&baselines, &ours, &filters)
         }
@@ -405,6 +453,23 @@ mod tests {
     fn parse_str(line: &str) -> Result<Cmd, String> {
         let args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
         parse(&args)
+    }
+
+    #[test]
+    fn profile_options() {
+        let Ok(Cmd::Profile(o)) = parse_str("profile") else {
+            panic!("profile parses")
+        };
+        assert_eq!((o.workload.as_str(), o.icount), ("bench", false));
+        assert_eq!(o.timeout, PROFILE_TIMEOUT);
+        let Ok(Cmd::Profile(o)) = parse_str("profile --icount --timeout 9 -- user:hello") else {
+            panic!("profile parses")
+        };
+        assert_eq!((o.workload.as_str(), o.icount), ("user:hello", true));
+        assert_eq!(o.timeout, Duration::from_secs(9));
+        assert!(parse_str("profile -- a b").is_err());
+        assert!(parse_str("profile --timeout x").is_err());
+        assert!(parse_str("profile threads").is_err());
     }
 
     #[test]

@@ -28,6 +28,12 @@ impl Needs {
         iso: true,
         lints: true,
     };
+    /// QEMU only (`bench`, `profile`).
+    pub const QEMU: Self = Self {
+        qemu: true,
+        iso: false,
+        lints: false,
+    };
 }
 
 /// The GRUB module directory for BIOS boot (package `grub-pc-bin`).

@@ -1,4 +1,4 @@
-//! 16550 UART driver (COM1), polled.
+//! 16550 UART driver (COM1, COM2), polled.
 //!
 //! Transmit waits for the transmit-holding register to empty (LSR bit 5); receive is not used yet
 //! except by the loopback self-test. 115200 baud, 8 data bits, no parity, one stop bit, FIFOs on.
@@ -7,6 +7,8 @@ use x86_64::instructions::port::Port;
 
 /// I/O base of COM1.
 pub const COM1: u16 = 0x3F8;
+/// I/O base of COM2.
+pub const COM2: u16 = 0x2F8;
 
 const DATA: u16 = 0;
 const INT_ENABLE: u16 = 1;

@@ -9,6 +9,7 @@
 
 use reference_kernel::bootinfo::{BootInfo, BootProtocol, PhysMemory};
 
+use super::profile_tests as profiling;
 use super::user_tests as user;
 use super::{Expect, KernelTest};
 use crate::arch::x86_64::idt::{self, vector};
@@ -138,6 +139,18 @@ pub static TESTS: &[KernelTest] = &[
         user::user_syscall_fuzzer_survives,
     ),
     test("user_fuzzers_on_every_cpu", user::user_fuzzers_on_every_cpu),
+    test(
+        "profiler_sees_known_call_chain",
+        profiling::profiler_sees_known_call_chain,
+    ),
+    test(
+        "profiler_ring_overflow_counted",
+        profiling::profiler_ring_overflow_counted,
+    ),
+    test(
+        "profiler_user_reads_are_fault_safe",
+        profiling::profiler_user_reads_are_fault_safe,
+    ),
     KernelTest {
         name: "deliberate_panic_is_caught",
         run: deliberate_panic,

@@ -32,7 +32,7 @@
 //! trampoline when the CPU has NX (the NX bit is only used then), CR0.WP set (read-only
 //! mappings hold for the kernel too).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use reference_kernel::BootInfo;
 use reference_kernel::bootinfo::MemoryKind;
@@ -345,6 +345,7 @@ pub fn init(info: &BootInfo) -> Result<PagingReport, PagingError> {
     layout::set_kernel_root(pml4_frame.start_address().as_u64());
     layout::set_direct_map_end(top);
     layout::set_guard_lookup(|addr| guard_page_hit(addr).map(|g| g.stack));
+    layout::set_stack_lookup(kernel_stack_bounds);
     let report = PagingReport {
         direct_map_bytes: top,
         direct_map_page: step,
@@ -366,6 +367,11 @@ pub const STACK_REGION: u64 = 0xffff_ff00_0000_0000;
 pub const STACK_STRIDE: u64 = 128 * 1024;
 /// Slots in the region handed out so far.
 static STACK_SLOTS: AtomicU64 = AtomicU64::new(0);
+/// Pages mapped in each of the first [`SLOT_RECORDS`] stack slots (0: none or not yet), for
+/// [`kernel_stack_bounds`]; written once per slot, after its pages are mapped.
+static SLOT_PAGES: [AtomicU8; SLOT_RECORDS] = [const { AtomicU8::new(0) }; SLOT_RECORDS];
+/// Slots whose size is recorded (later slots' stacks are not known to the bounds lookup).
+const SLOT_RECORDS: usize = 4096;
 /// Serialises changes to the active page tables (only threads and boot code change them).
 static TABLE_LOCK: PreemptLock<()> = PreemptLock::new("mm::paging::TABLE_LOCK", ());
 
@@ -435,9 +441,34 @@ pub fn alloc_kernel_stack(pages: usize) -> Result<KernelStack, PagingError> {
         return Err(e);
     }
     let top = guard + (pages as u64 + 1) * 4096;
+    if let Some(record) = SLOT_PAGES.get(slot as usize) {
+        // Release: a reader that sees the count also sees the mappings made above (fewer than
+        // 32 pages fit a slot, checked at the top, so the count fits a byte).
+        record.store(pages as u8, Ordering::Release);
+    }
     // SAFETY: `[guard + 4096, top)` was just mapped writable with fresh frames in a slot
     // nothing else uses; the caller gets it exclusively. `top` is page-aligned.
     Ok(unsafe { KernelStack::new(guard + 4096, top) })
+}
+
+/// The mapped bounds `[bottom, top)` of the kernel stack containing `addr`: the bootstrap CPU's
+/// stack (above its guard page) or a stack of the kernel-stack region (stacks there are never
+/// unmapped). `None` elsewhere, on guard pages and in slots past [`SLOT_RECORDS`].
+pub fn kernel_stack_bounds(addr: u64) -> Option<(u64, u64)> {
+    let bsp = (&raw const boot::BSP_STACK) as u64;
+    let bsp_range = (bsp + 4096, bsp + boot::BSP_STACK_SIZE as u64);
+    if (bsp_range.0..bsp_range.1).contains(&addr) {
+        return Some(bsp_range);
+    }
+    let offset = addr.checked_sub(STACK_REGION)?;
+    let slot = offset / STACK_STRIDE;
+    if slot >= STACK_SLOTS.load(Ordering::Acquire) {
+        return None;
+    }
+    let pages = u64::from(SLOT_PAGES.get(slot as usize)?.load(Ordering::Acquire));
+    let bottom = STACK_REGION + slot * STACK_STRIDE + 4096;
+    let top = bottom + pages * 4096;
+    (bottom..top).contains(&addr).then_some((bottom, top))
 }
 
 /// The guard page containing `addr`, if any (a fault there is a stack overflow).

@@ -260,6 +260,8 @@ fn start_image(
     }
     let space = Arc::new(space);
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+    // The profiler names ring-3 samples' programs by process id.
+    crate::profile::note_process(pid, name);
     let process = Arc::new(Process {
         pid,
         name: name.into(),

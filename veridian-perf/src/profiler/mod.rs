@@ -75,6 +75,18 @@ impl Sample {
         self.depth = n as u32;
         n
     }
+
+    /// Fills the stack by walking frame pointers from `fp`, reading each frame's two words with
+    /// `read_frame` (see [`unwind::walk_frame_pointers_with`]).
+    pub fn walk_stack_with(
+        &mut self,
+        fp: usize,
+        read_frame: impl FnMut(usize) -> Option<(usize, usize)>,
+    ) -> usize {
+        let n = unwind::walk_frame_pointers_with(fp, read_frame, &mut self.frames);
+        self.depth = n as u32;
+        n
+    }
 }
 
 /// The interrupt side of the profiler for one CPU: builds a [`Sample`] from the interrupted

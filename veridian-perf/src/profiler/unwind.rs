@@ -26,25 +26,47 @@ const WORD: usize = core::mem::size_of::<usize>();
 /// Walks the frame-pointer chain starting at `fp`, writing return addresses (innermost first)
 /// into `out`; returns how many it wrote (module docs for when it stops).
 pub fn walk_frame_pointers(fp: usize, check: &impl AddressCheck, out: &mut [u64]) -> usize {
+    walk_frame_pointers_with(
+        fp,
+        |fp| {
+            if !check.is_readable(fp, 2 * WORD) {
+                return None;
+            }
+            let frame = core::ptr::with_exposed_provenance::<usize>(fp);
+            // SAFETY: `fp` is aligned for `usize` (the walker checks before asking) and the
+            // embedder's check approved reading 2 * WORD bytes at it (the `AddressCheck`
+            // contract makes such reads fault-free and side-effect-free). Volatile: the memory
+            // belongs to code we do not synchronise with; we want exactly these two reads, not
+            // whatever the optimiser derives from them.
+            Some(unsafe {
+                (
+                    core::ptr::read_volatile(frame),
+                    core::ptr::read_volatile(frame.add(1)),
+                )
+            })
+        },
+        out,
+    )
+}
+
+/// [`walk_frame_pointers`] with the reads done by `read_frame`: given an aligned frame pointer
+/// `fp` (with `fp + 16` not overflowing), it returns the two words at `fp` (the caller's frame
+/// pointer, the return address) or `None` when they cannot be read, which ends the walk. For
+/// memory an [`AddressCheck`] cannot vouch for in advance, such as a user stack read with
+/// fault-catching loads. The same stopping rules apply (module docs).
+pub fn walk_frame_pointers_with(
+    fp: usize,
+    mut read_frame: impl FnMut(usize) -> Option<(usize, usize)>,
+    out: &mut [u64],
+) -> usize {
     let mut fp = fp;
     let mut n = 0;
     while n < out.len() {
-        if fp == 0 || !fp.is_multiple_of(WORD) {
+        if fp == 0 || !fp.is_multiple_of(WORD) || fp.checked_add(2 * WORD).is_none() {
             break;
         }
-        if fp.checked_add(2 * WORD).is_none() || !check.is_readable(fp, 2 * WORD) {
+        let Some((next, ret)) = read_frame(fp) else {
             break;
-        }
-        let frame = core::ptr::with_exposed_provenance::<usize>(fp);
-        // SAFETY: `fp` is aligned for `usize` and the embedder's check approved reading
-        // 2 * WORD bytes at it (the `AddressCheck` contract makes such reads fault-free and
-        // side-effect-free). Volatile: the memory belongs to code we do not synchronise with;
-        // we want exactly these two reads, not whatever the optimiser derives from them.
-        let (next, ret) = unsafe {
-            (
-                core::ptr::read_volatile(frame),
-                core::ptr::read_volatile(frame.add(1)),
-            )
         };
         if ret == 0 {
             break;

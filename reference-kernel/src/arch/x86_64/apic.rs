@@ -169,20 +169,63 @@ pub fn eoi() {
     }
 }
 
-fn tick(_frame: &mut InterruptFrame) {
-    TICKS.fetch_add(1, Ordering::Relaxed);
-    if let Some(cpu) = super::percpu::current() {
-        cpu.ticks.fetch_add(1, Ordering::Relaxed);
-    }
+fn tick(frame: &mut InterruptFrame) {
+    // The profiler first: it sees the interrupted context before the scheduler may leave it.
+    super::sampling::sample(frame);
     let per_tick = TSC_PER_TICK.load(Ordering::Relaxed);
+    let split = TICK_SPLIT.load(Ordering::Relaxed).max(1);
     if per_tick != 0 {
-        // SAFETY: TSC-deadline mode is on (per_tick is only set then); this arms the next tick.
-        unsafe { Msr::new(IA32_TSC_DEADLINE).write(rdtsc() + per_tick) };
+        // SAFETY: TSC-deadline mode is on (per_tick is only set then); this arms the next
+        // interrupt.
+        unsafe { Msr::new(IA32_TSC_DEADLINE).write(rdtsc() + (per_tick / split).max(1)) };
     }
+    // With the tick split, only every `split`-th interrupt of a CPU is a scheduler tick.
+    let is_tick = match super::percpu::current() {
+        Some(cpu) => {
+            // Periodic mode: this CPU reloads its own count when the split changed.
+            if per_tick == 0
+                && cpu.timer_split.swap(split, Ordering::Relaxed) != split
+                && let Some(info) = INFO.get()
+            {
+                write(info.mode, REG_TIMER_INITIAL, periodic_count(info, split));
+            }
+            cpu.timer_interrupts.fetch_add(1, Ordering::Relaxed) % split == split - 1
+        }
+        None => true,
+    };
     // Acknowledge before the scheduler runs: it may switch to another thread here, and this
     // thread may resume on another CPU.
     eoi();
-    super::hooks::tick();
+    if is_tick {
+        TICKS.fetch_add(1, Ordering::Relaxed);
+        if let Some(cpu) = super::percpu::current() {
+            cpu.ticks.fetch_add(1, Ordering::Relaxed);
+        }
+        super::hooks::tick();
+    }
+}
+
+/// The periodic timer's initial count for `split` interrupts per tick.
+fn periodic_count(info: &ApicInfo, split: u64) -> u32 {
+    (info.timer_hz / TICK_HZ / split).clamp(1, u64::from(u32::MAX)) as u32
+}
+
+/// Timer interrupts per scheduler tick ([`split_tick`]).
+static TICK_SPLIT: AtomicU64 = AtomicU64::new(1);
+
+/// Makes the timer interrupt `parts` times per scheduler tick on every CPU (from each CPU's
+/// next interrupt on), so that the profiler, which samples on every timer interrupt, samples at
+/// `TICK_HZ * parts` Hz while the scheduler still ticks at [`TICK_HZ`]; `1` undoes it. In
+/// TSC-deadline mode each interrupt arms the next deadline with the new period; in periodic
+/// mode each CPU reloads its initial count at its next interrupt. Returns the interrupt rate in
+/// Hz asked for (`TICK_HZ` without a timer).
+pub fn split_tick(parts: u64) -> u64 {
+    if INFO.get().is_none() {
+        return TICK_HZ;
+    }
+    let parts = parts.clamp(1, 1000);
+    TICK_SPLIT.store(parts, Ordering::Relaxed);
+    TICK_HZ * parts
 }
 
 fn spurious(_frame: &mut InterruptFrame) {
@@ -299,11 +342,11 @@ fn start_timer(info: &ApicInfo) {
         TimerMode::Periodic => {
             write(mode, REG_TIMER_DIVIDE, DIVIDE_BY_16);
             write(mode, REG_LVT_TIMER, u32::from(TIMER_VECTOR) | LVT_PERIODIC);
-            write(
-                mode,
-                REG_TIMER_INITIAL,
-                (info.timer_hz / TICK_HZ).clamp(1, u64::from(u32::MAX)) as u32,
-            );
+            let split = TICK_SPLIT.load(Ordering::Relaxed).max(1);
+            if let Some(cpu) = super::percpu::current() {
+                cpu.timer_split.store(split, Ordering::Relaxed);
+            }
+            write(mode, REG_TIMER_INITIAL, periodic_count(info, split));
         }
     }
 }

@@ -62,3 +62,20 @@ pub fn set_guard_lookup(lookup: GuardLookup) {
 pub fn guard_page_stack(addr: u64) -> Option<&'static str> {
     GUARD_LOOKUP.get().and_then(|f| f(addr))
 }
+
+/// The mapped bounds `[bottom, top)` of the kernel stack holding an address (registered by
+/// `mm::paging`): every byte in the range is mapped readable for as long as the kernel runs.
+pub type StackLookup = fn(u64) -> Option<(u64, u64)>;
+
+static STACK_LOOKUP: Once<StackLookup> = Once::new();
+
+/// Registers the kernel-stack lookup (the first registration wins).
+pub fn set_stack_lookup(lookup: StackLookup) {
+    STACK_LOOKUP.call_once(|| lookup);
+}
+
+/// The mapped bounds `[bottom, top)` of the kernel stack containing `addr`, if `addr` is in
+/// one the lookup knows (the bootstrap CPU's stack, the AP and thread stacks).
+pub fn kernel_stack_bounds(addr: u64) -> Option<(u64, u64)> {
+    STACK_LOOKUP.get().and_then(|f| f(addr))
+}

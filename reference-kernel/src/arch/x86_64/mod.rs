@@ -20,6 +20,7 @@ pub mod percpu;
 pub mod probe;
 pub mod qemu;
 pub mod recover;
+pub mod sampling;
 pub mod selftest;
 pub mod smp;
 pub mod tlb;

@@ -43,6 +43,11 @@ pub struct PerCpu {
     pub node: u32,
     /// Timer ticks seen by this CPU.
     pub ticks: AtomicU64,
+    /// Timer interrupts seen by this CPU (more than `ticks` while `apic::split_tick` splits
+    /// the tick for the profiler).
+    pub timer_interrupts: AtomicU64,
+    /// The tick split this CPU's periodic timer is programmed for (`apic`).
+    pub timer_split: AtomicU64,
     /// Preemption-disable depth (see the module documentation); changed only by this CPU,
     /// through `gs`-relative instructions.
     preempt_count: AtomicU32,
@@ -98,6 +103,8 @@ impl PerCpu {
             apic_id,
             node,
             ticks: AtomicU64::new(0),
+            timer_interrupts: AtomicU64::new(0),
+            timer_split: AtomicU64::new(1),
             irq_depth: AtomicU32::new(0),
             sched_rsp: AtomicUsize::new(0),
             switches: AtomicU64::new(0),

@@ -9,9 +9,14 @@
 //! delivered with the right vector, CR2 and error code.
 //!
 //! - [`read_u64`]: one load (page faults).
+//! - [`read_user_u64`]: one load from the user half with user access allowed (SMAP), for the
+//!   profiler's walk of an interrupted user stack: a fault ends it, never demand-pages.
 //! - [`write_u8`]: one store (page faults; `unsafe`: a store that succeeds really writes).
 //! - [`call`]: a call to an address that must not execute (instruction-fetch page faults).
 //! - [`invalid_opcode`], [`divide_by_zero`]: `ud2` and a division by zero.
+//! - [`read_msr`], [`write_msr`] (`unsafe`), [`read_pmc`]: `rdmsr`, `wrmsr`, `rdpmc` (#GP on
+//!   a register the CPU does not have); [`FaultSafeMsr`] is veridian-perf's `MsrAccess` over
+//!   them, so PMU detection reports "no PMU" instead of faulting.
 //!
 //! The fault details are per CPU (in the per-CPU block): a probe and the fault it takes run on
 //! one CPU with preemption disabled, so two CPUs probing at once never see each other's result.
@@ -36,6 +41,18 @@ unsafe extern "C" {
     static probe_divide_fixup: u8;
     fn probe_call(target: u64);
     static probe_call_fixup: u8;
+    fn probe_rdmsr(msr: u32) -> u64;
+    static probe_rdmsr_insn: u8;
+    static probe_rdmsr_fixup: u8;
+    fn probe_wrmsr(msr: u32, value: u64);
+    static probe_wrmsr_insn: u8;
+    static probe_wrmsr_fixup: u8;
+    fn probe_read_user_u64(addr: u64) -> u64;
+    static probe_read_user_insn: u8;
+    static probe_read_user_fixup: u8;
+    fn probe_rdpmc(index: u32) -> u64;
+    static probe_rdpmc_insn: u8;
+    static probe_rdpmc_fixup: u8;
 }
 
 /// What the last faulting probe on a CPU saw.
@@ -116,6 +133,23 @@ pub fn read_u64(addr: u64) -> Result<u64, ProbeFault> {
     fault.map_or(Ok(value), Err)
 }
 
+/// Reads the 8 bytes at user address `addr` (8-byte aligned, in the user half), or `None` when
+/// the read faults. Unlike `user::copy_from_user`, a fault here is never resolved by demand
+/// paging (the dispatcher only pages in for user mode and the user-copy instruction): this is
+/// for interrupt handlers (the sampling profiler), which must not allocate or take the address
+/// space's locks. Reads through the current page tables (the interrupted process's).
+pub fn read_user_u64(addr: u64) -> Option<u64> {
+    if !addr.is_multiple_of(8) || !super::user::user_range(addr, 8) {
+        return None;
+    }
+    // SAFETY: one 8-byte load from the user half (checked above), so no kernel memory and no
+    // MMIO is read through it; SMAP is lifted for that instruction only (and restored by the
+    // fix-up when it faults); a page fault on it is turned into a return by `fixup`. Any bit
+    // pattern is a valid `u64`.
+    let (value, fault) = probing(|_| unsafe { probe_read_user_u64(addr) });
+    if fault.is_some() { None } else { Some(value) }
+}
+
 /// Writes `value` to the byte at `addr`, or reports the fault the write caused.
 ///
 /// # Safety
@@ -158,6 +192,55 @@ pub fn divide_by_zero() -> Option<ProbeFault> {
     probing(|_| unsafe { probe_divide(1, core::hint::black_box(0)) }).1
 }
 
+/// Reads MSR `msr`, or reports the #GP raised by an MSR this CPU does not have.
+pub fn read_msr(msr: u32) -> Result<u64, ProbeFault> {
+    // SAFETY: `rdmsr` of a missing MSR raises #GP, which `fixup` turns into a return; reading
+    // an existing MSR has no side effect for the MSRs the kernel reads this way (performance
+    // monitoring, read by veridian-perf's detection and counter groups).
+    let (value, fault) = probing(|_| unsafe { probe_rdmsr(msr) });
+    fault.map_or(Ok(value), Err)
+}
+
+/// Writes `value` to MSR `msr`, or reports the #GP it raised.
+///
+/// # Safety
+/// A write that succeeds really happens: `msr` must be a register whose new value breaks no
+/// invariant of the kernel (performance-monitoring MSRs nothing else uses).
+pub unsafe fn write_msr(msr: u32, value: u64) -> Result<(), ProbeFault> {
+    // SAFETY: the caller's contract covers the write; a #GP is turned into a return by `fixup`.
+    let ((), fault) = probing(|_| unsafe { probe_wrmsr(msr, value) });
+    fault.map_or(Ok(()), Err)
+}
+
+/// Executes `rdpmc` with `ECX = index`, or reports the #GP it raised.
+pub fn read_pmc(index: u32) -> Result<u64, ProbeFault> {
+    // SAFETY: `rdpmc` only reads a counter; a missing one raises #GP, turned into a return by
+    // `fixup`.
+    let (value, fault) = probing(|_| unsafe { probe_rdpmc(index) });
+    fault.map_or(Ok(value), Err)
+}
+
+/// veridian-perf's `MsrAccess` through the probes: a faulting access is an `Err`, never a
+/// kernel fault. Keep the caller on one CPU while one `Pmu` uses it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FaultSafeMsr;
+
+impl veridian_perf::env::MsrAccess for FaultSafeMsr {
+    unsafe fn read_msr(&self, msr: u32) -> Result<u64, veridian_perf::env::MsrError> {
+        read_msr(msr).map_err(|_| veridian_perf::env::MsrError { register: msr })
+    }
+
+    unsafe fn write_msr(&self, msr: u32, value: u64) -> Result<(), veridian_perf::env::MsrError> {
+        // SAFETY: the trait's contract (veridian-perf writes only the detected PMU's MSRs,
+        // which nothing else in the kernel uses) is `write_msr`'s.
+        unsafe { write_msr(msr, value) }.map_err(|_| veridian_perf::env::MsrError { register: msr })
+    }
+
+    unsafe fn read_pmc(&self, index: u32) -> Result<u64, veridian_perf::env::MsrError> {
+        read_pmc(index).map_err(|_| veridian_perf::env::MsrError { register: index })
+    }
+}
+
 /// Called by the dispatcher for CPU exceptions: when one hit a probe's instruction (or the
 /// target of a [`call`] probe), records it, redirects the frame to the probe's fix-up and
 /// returns true.
@@ -170,6 +253,13 @@ pub(super) fn fixup(frame: &mut InterruptFrame, cr2: u64) -> bool {
         (&raw const probe_write_insn, &raw const probe_write_fixup),
         (&raw const probe_ud2_insn, &raw const probe_ud2_fixup),
         (&raw const probe_divide_insn, &raw const probe_divide_fixup),
+        (&raw const probe_rdmsr_insn, &raw const probe_rdmsr_fixup),
+        (&raw const probe_wrmsr_insn, &raw const probe_wrmsr_fixup),
+        (&raw const probe_rdpmc_insn, &raw const probe_rdpmc_fixup),
+        (
+            &raw const probe_read_user_insn,
+            &raw const probe_read_user_fixup,
+        ),
     ];
     let vector = frame.vector as u8;
     let page_fault = vector == super::idt::vector::PAGE_FAULT;
@@ -246,6 +336,71 @@ probe_call:
     call rdi
 probe_call_fixup:
     add rsp, 8
+    ret
+
+    .global probe_rdmsr
+    .global probe_rdmsr_insn
+    .global probe_rdmsr_fixup
+probe_rdmsr:
+    mov ecx, edi
+probe_rdmsr_insn:
+    rdmsr
+    shl rdx, 32
+    or rax, rdx
+    ret
+probe_rdmsr_fixup:
+    xor eax, eax
+    ret
+
+    .global probe_wrmsr
+    .global probe_wrmsr_insn
+    .global probe_wrmsr_fixup
+probe_wrmsr:
+    mov ecx, edi
+    mov eax, esi
+    mov rdx, rsi
+    shr rdx, 32
+probe_wrmsr_insn:
+    wrmsr
+probe_wrmsr_fixup:
+    ret
+
+    .global probe_read_user_u64
+    .global probe_read_user_insn
+    .global probe_read_user_fixup
+probe_read_user_u64:
+    test byte ptr [rip + VERIDIAN_SMAP_ON], 1
+    jz 1f
+    stac
+1:
+probe_read_user_insn:
+    mov rax, qword ptr [rdi]
+    test byte ptr [rip + VERIDIAN_SMAP_ON], 1
+    jz 2f
+    clac
+2:
+    ret
+probe_read_user_fixup:
+    /* The exception returned here with the interrupted RFLAGS, AC included. */
+    test byte ptr [rip + VERIDIAN_SMAP_ON], 1
+    jz 3f
+    clac
+3:
+    xor eax, eax
+    ret
+
+    .global probe_rdpmc
+    .global probe_rdpmc_insn
+    .global probe_rdpmc_fixup
+probe_rdpmc:
+    mov ecx, edi
+probe_rdpmc_insn:
+    rdpmc
+    shl rdx, 32
+    or rax, rdx
+    ret
+probe_rdpmc_fixup:
+    xor eax, eax
     ret
 "#
 );
