@@ -61,13 +61,15 @@ fn target(name: &str) -> &'static str {
     }
 }
 
-/// Runs the benchmark boot and prints the table.
-pub fn bench() -> Result<ExitCode> {
+/// Runs the benchmark boot and prints the table; with `linux`, then the same rows from Linux
+/// in the same emulator, side by side ([`crate::linux_bench`]).
+pub fn bench(linux: bool) -> Result<ExitCode> {
     tools::ensure(Needs {
         qemu: true,
         iso: false,
         lints: false,
     })?;
+    let linux = linux.then(crate::linux_bench::prepare).transpose()?;
     let elf = kernel::build(Profile::Release)?;
     let boot = Boot::Kernel {
         elf,
@@ -110,7 +112,10 @@ pub fn bench() -> Result<ExitCode> {
          instruction counts once per iteration: `rep stosb` of 4 KiB is about 4100)"
     );
     match outcome.failure_reason() {
-        None if !lines.is_empty() => Ok(ExitCode::SUCCESS),
+        None if !lines.is_empty() => match linux {
+            Some(prepared) => crate::linux_bench::compare(&prepared, &lines, vm),
+            None => Ok(ExitCode::SUCCESS),
+        },
         None => Err(Error::Failed("the kernel printed no bench lines".into())),
         Some(reason) => Err(Error::Failed(reason)),
     }

@@ -17,6 +17,7 @@ mod interrupt;
 mod iso;
 mod kernel;
 mod kernel_log;
+mod linux_bench;
 mod msrv;
 mod pgo;
 mod publish;
@@ -43,6 +44,9 @@ Commands:
          (menu entries: 0 \"Veridian\" mode=run, 1 \"Veridian tests\" mode=test).
   bench  Build the kernel (release) and boot it with mode=bench under `-icount shift=0`: its
          own benchmarks (heap, frames, scheduler yield) as deterministic instruction counts.
+         `bench --linux`: then boots Debian's kernel (fetched once into target/linux with
+         apt-get) in the same emulator with a static C program as /init, and prints the rows
+         both kernels have side by side (median, Veridian and Linux, and the ratio).
   pgo    `pgo <crate> [-- <criterion args>]`: the crate's benchmarks before and after
          profile-guided optimisation (instrumented run, llvm-profdata merge, rebuild), with
          the after/before ratio of each.
@@ -123,7 +127,7 @@ enum Cmd {
     Test,
     PublishCheck,
     Msrv,
-    Bench,
+    Bench { linux: bool },
     Pgo(String, Vec<String>),
     BenchRatios(Vec<String>, String, Vec<String>),
     CheckExtra(extra::Options),
@@ -226,6 +230,7 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
         machine: qemu::Machine::Numa,
     };
     let mut entry_given = false;
+    let mut bench_linux = false;
     let (options, extra) = match rest.iter().position(|arg| arg == "--") {
         Some(pos) => (&rest[..pos], rest[pos + 1..].to_vec()),
         None => (rest, Vec::new()),
@@ -255,6 +260,7 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
                 "--machine",
             ],
             "iso" => &["--entry", "--debug"],
+            "bench" => &["--linux"],
             _ => &[],
         };
         match name {
@@ -262,12 +268,13 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
             _ if !allowed.contains(&name) => {
                 return Err(format!("unknown option `{option}` for `{command}`"));
             }
-            "--iso" | "--uefi" | "--debug" if inline_value.is_some() => {
+            "--iso" | "--uefi" | "--debug" | "--linux" if inline_value.is_some() => {
                 return Err(format!("{name} takes no value"));
             }
             "--iso" => run.iso = true,
             "--uefi" => run.uefi = true,
             "--debug" => run.profile = Profile::Debug,
+            "--linux" => bench_linux = true,
             "--entry" => {
                 let text = value("an entry number")?;
                 run.entry = text
@@ -318,7 +325,7 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
         })),
         "test" if !run.extra.is_empty() => Err("`test` takes no arguments".into()),
         "test" => Ok(Cmd::Test),
-        "bench" => Ok(Cmd::Bench),
+        "bench" => Ok(Cmd::Bench { linux: bench_linux }),
         "publish-check" if !run.extra.is_empty() => {
             Err("`publish-check` takes no arguments".into())
         }
@@ -352,7 +359,7 @@ fn main() -> ExitCode {
         .and_then(|()| iso::build(&options))
         .map(|_| ExitCode::SUCCESS),
         Cmd::Test => test::test(),
-        Cmd::Bench => bench::bench(),
+        Cmd::Bench { linux } => bench::bench(linux),
         Cmd::PublishCheck => publish::publish_check().map(|()| ExitCode::SUCCESS),
         Cmd::Msrv => workspace::COMPONENT_CRATES
             .iter()
@@ -450,6 +457,12 @@ mod tests {
     }
 
     #[test]
+    fn bench_options() {
+        assert_eq!(parse_str("bench"), Ok(Cmd::Bench { linux: false }));
+        assert_eq!(parse_str("bench --linux"), Ok(Cmd::Bench { linux: true }));
+    }
+
+    #[test]
     fn help_everywhere() {
         for line in [
             "help",
@@ -482,6 +495,9 @@ mod tests {
             "check-extra --fast",
             "check-extra --only fuzz,lint",
             "check-extra --only",
+            "bench --linux=yes",
+            "bench --debug",
+            "run --linux",
         ] {
             assert!(parse_str(line).is_err(), "`{line}` should be rejected");
         }
