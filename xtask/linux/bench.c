@@ -183,6 +183,7 @@ static void sched_yield_switch(uint64_t overhead)
 		if (tries > 100 * (long)SAMPLES) {
 			printf("bench %s error=\"the partner never ran\"\n", name);
 			sh->stop = 1;
+			waitpid(partner, NULL, 0);
 			return;
 		}
 		sched_yield();
