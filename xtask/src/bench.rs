@@ -56,11 +56,19 @@ pub struct Options {
     pub save: bool,
     /// `--check`: compare with the committed baseline, as `cargo xtask test` does.
     pub check: bool,
+    /// `--linux`: then the same rows from Linux in the same emulator, side by side
+    /// ([`crate::linux_bench`]).
+    pub linux: bool,
 }
 
 /// Runs the benchmark boot, prints the table and writes the report (see `bench_report`).
 pub fn bench(options: Options) -> Result<ExitCode> {
-    let results = measure()?;
+    // Before the Veridian boot: fetching and building what the Linux run needs may fail.
+    let linux = options
+        .linux
+        .then(crate::linux_bench::prepare)
+        .transpose()?;
+    let (results, lines) = measure_lines()?;
     let files = bench_report::write(&results, &bench_report::results_dir())?;
     for file in &files {
         println!("xtask: wrote {}", workspace::display(file));
@@ -73,23 +81,34 @@ pub fn bench(options: Options) -> Result<ExitCode> {
             println!("xtask: saved {}", workspace::display(&file));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    match linux {
+        Some(prepared) => crate::linux_bench::compare(&prepared, &lines, VM),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
+
+/// The benchmark machine: the two-node machine, `-cpu max`, the TSC counting instructions.
+const VM: Vm = Vm {
+    machine: Machine::Numa,
+    icount: true,
+    cpu: "max",
+};
 
 /// Builds the release kernel, boots it with `mode=bench`, prints the table and returns the
 /// rows; a run that failed or printed no row is an error.
 pub fn measure() -> Result<Results> {
+    measure_lines().map(|(results, _)| results)
+}
+
+/// [`measure`], with the parsed lines as the kernel printed them.
+fn measure_lines() -> Result<(Results, Vec<BenchLine>)> {
     tools::ensure(Needs::QEMU)?;
     let elf = kernel::build(Profile::Release)?;
     let boot = Boot::Kernel {
         elf,
         cmdline: "mode=bench".into(),
     };
-    let vm = Vm {
-        machine: Machine::Numa,
-        icount: true,
-        cpu: "max",
-    };
+    let vm = VM;
     let outcome = qemu::run(&boot, vm, BENCH_TIMEOUT)?;
     let lines: Vec<BenchLine> = outcome
         .serial
@@ -122,7 +141,9 @@ pub fn measure() -> Result<Results> {
          instruction counts once per iteration: `rep stosb` of 4 KiB is about 4100)"
     );
     match outcome.failure_reason() {
-        None if !lines.is_empty() => Results::new(&qemu::command(&boot, vm), vm.cpu, &lines),
+        None if !lines.is_empty() => {
+            Results::new(&qemu::command(&boot, vm), vm.cpu, &lines).map(|r| (r, lines))
+        }
         None => Err(Error::Failed("the kernel printed no bench lines".into())),
         Some(reason) => Err(Error::Failed(reason)),
     }

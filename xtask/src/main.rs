@@ -18,6 +18,7 @@ mod interrupt;
 mod iso;
 mod kernel;
 mod kernel_log;
+mod linux_bench;
 mod msrv;
 mod pgo;
 mod profile;
@@ -43,13 +44,15 @@ Commands:
          Exits 0 when the kernel reports success, 124 on timeout, 130 on Ctrl-C, 1 otherwise.
   iso    Build the kernel (release) and a GRUB ISO: target/veridian.iso
          (menu entries: 0 \"Veridian\" mode=run, 1 \"Veridian tests\" mode=test).
-  bench  `bench [--save | --check]`: build the kernel (release) and boot it with mode=bench
+  bench  `bench [--save | --check] [--linux]`: build the kernel (release) and boot it with mode=bench
          under `-icount shift=0`: its own benchmarks (boot, heap, frames, yields, system call,
          page fault, IPC) as deterministic instruction counts, printed as a table and written
          to target/bench/kernel-results.{json,md,svg} (table and bar chart against the goals).
          --save also copies the three files to docs/benchmarks/ (the baseline `test` checks);
          --check compares the run with that baseline as `test` does (fails on a row more than
-         10 % worse or missing).
+         10 % worse or missing). --linux then boots Debian's kernel (fetched once into
+         target/linux with apt-get) in the same emulator with a static C program as /init and
+         prints the rows both kernels have side by side (medians and the ratio).
   pgo    `pgo <crate> [-- <criterion args>]`: the crate's benchmarks before and after
          profile-guided optimisation (instrumented run, llvm-profdata merge, rebuild), with
          the after/before ratio of each.
@@ -247,6 +250,7 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
             match word.as_str() {
                 "--save" => options.save = true,
                 "--check" => options.check = true,
+                "--linux" => options.linux = true,
                 "-h" | "--help" => return Ok(Cmd::Help),
                 _ => return Err(format!("bench: unexpected `{word}`")),
             }
@@ -545,16 +549,25 @@ mod tests {
             parse_str("bench --save"),
             Ok(Cmd::Bench(bench::Options {
                 save: true,
-                check: false
+                ..bench::Options::default()
             }))
         );
         assert_eq!(
             parse_str("bench --check"),
             Ok(Cmd::Bench(bench::Options {
-                save: false,
-                check: true
+                check: true,
+                ..bench::Options::default()
             }))
         );
+        assert_eq!(
+            parse_str("bench --linux --save"),
+            Ok(Cmd::Bench(bench::Options {
+                save: true,
+                check: false,
+                linux: true
+            }))
+        );
+        assert!(parse_str("bench --linux=1").is_err());
     }
 
     #[test]
@@ -592,6 +605,9 @@ mod tests {
             "check-extra --only",
             "bench --linux-typo",
             "bench --save --check",
+            "bench --linux=yes",
+            "bench --debug",
+            "run --linux",
         ] {
             assert!(parse_str(line).is_err(), "`{line}` should be rejected");
         }

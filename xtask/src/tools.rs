@@ -44,10 +44,13 @@ pub const GRUB_UEFI_DIR: &str = "/usr/lib/grub/x86_64-efi";
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
 /// A system requirement: something that must exist, and the Debian packages providing it.
-struct Requirement {
-    what: &'static str,
-    present: fn() -> bool,
-    packages: &'static [&'static str],
+pub struct Requirement {
+    /// What is needed (a program or a path), for messages.
+    pub what: &'static str,
+    /// Whether it is there.
+    pub present: fn() -> bool,
+    /// The Debian packages that provide it.
+    pub packages: &'static [&'static str],
 }
 
 fn requirements(needs: Needs) -> Vec<Requirement> {
@@ -146,10 +149,13 @@ fn ensure_lint_components() -> Result<()> {
 }
 
 fn ensure_packages(needs: Needs) -> Result<()> {
-    let missing: Vec<Requirement> = requirements(needs)
-        .into_iter()
-        .filter(|req| !(req.present)())
-        .collect();
+    ensure_requirements(requirements(needs))
+}
+
+/// Checks `list`, installing the packages of what is missing where possible (root on
+/// Debian/Ubuntu), otherwise failing with the exact command to run.
+pub fn ensure_requirements(list: Vec<Requirement>) -> Result<()> {
+    let missing: Vec<Requirement> = list.into_iter().filter(|req| !(req.present)()).collect();
     if missing.is_empty() {
         return Ok(());
     }
