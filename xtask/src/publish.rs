@@ -87,8 +87,11 @@ pub fn unpack_all() -> Result<Vec<Unpacked>> {
                 workspace::display(&archive)
             )));
         }
+        // `-m`: the files get the time of unpacking, not the fixed time `cargo package` stores
+        // (for reproducible archives). With the stored time, cargo would take the build of an
+        // earlier unpacking at the same path as up to date, and test stale code.
         let mut tar = std::process::Command::new("tar");
-        tar.arg("-xzf").arg(&archive).arg("-C").arg(&unpack_root);
+        tar.arg("-xzmf").arg(&archive).arg("-C").arg(&unpack_root);
         cmd::run_checked(&mut tar)?;
         packages.push(Unpacked {
             name,
