@@ -12,6 +12,13 @@
 //!   (`sampling::StackWindow`). A ring-3 sample records the process, `rip`, and the user
 //!   stack's return addresses, read one word at a time with `probe::read_user_u64` (a fault
 //!   ends the walk; it never demand-pages from the interrupt).
+//! - **PMU overflow sampling**, where the CPU has a usable PMU (never under QEMU TCG, which
+//!   has none; veridian-perf's `Pmu::start_sampling`/`overflowed` are tested against its fake
+//!   MSR back-end): [`start`] asks for it; each CPU arms its own cycle counter (every
+//!   [`PMI_PERIOD`] cycles) and routes its performance-monitoring interrupt at its next timer
+//!   interrupt, and from then on samples come from the PMI ([`on_pmi`]) instead of the timer
+//!   (which is not split). [`stop`] disarms each CPU at its next timer interrupt. Without a
+//!   PMU the timer samples, and the reason is printed once ([`report_pmu`]).
 //! - **Per-CPU rings**: one veridian-perf [`SampleRing`] of [`RING_SAMPLES`] samples for each
 //!   of the first [`PROFILED_CPUS`] CPUs (statics). A full ring drops the new sample and counts
 //!   it; a CPU past the table counts its samples as [`Stats::beyond`]. The interrupt pushes
@@ -42,7 +49,7 @@ use crate::arch::x86_64::probe::{self, FaultSafeMsr};
 use crate::arch::x86_64::sampling::{self, Interrupted};
 use crate::sync::{IrqLock, PreemptLock};
 use veridian_perf::arch::NativeCpuid;
-use veridian_perf::pmu::{Pmu, PmuError};
+use veridian_perf::pmu::{Event, Pmu, PmuError, SamplingCounter};
 
 /// CPUs with a sample ring (samples on others are counted in [`Stats::beyond`]).
 pub const PROFILED_CPUS: usize = 8;
@@ -75,7 +82,74 @@ static BEYOND: AtomicU64 = AtomicU64::new(0);
 /// TSC ticks spent in [`on_sample`] from its first `rdtsc` to its last (the walk and the push).
 static COST: AtomicU64 = AtomicU64::new(0);
 
-/// Splits the rings once and registers the sampling hook.
+/// Cycles per PMU sample (1 ms at 2 GHz).
+pub const PMI_PERIOD: u64 = 2_000_000;
+
+/// Whether PMU overflow sampling is wanted (a PMU was detected when the profiler started).
+static PMI_WANTED: AtomicBool = AtomicBool::new(false);
+/// A CPU's PMU and its sampling counter.
+type Armed = (Pmu<FaultSafeMsr>, SamplingCounter);
+
+/// Each CPU's PMU and sampling counter while armed (touched by that CPU's interrupts only).
+static PMI_CPUS: [IrqLock<Option<Armed>>; PROFILED_CPUS] =
+    [const { IrqLock::new("profile::PMI_CPUS", None) }; PROFILED_CPUS];
+/// PMU samples taken.
+static PMI_SAMPLES: AtomicU64 = AtomicU64::new(0);
+
+/// At a timer interrupt: arms this CPU's sampling counter if PMU sampling is wanted and it is
+/// not armed yet, disarms it if it is no longer wanted. Whether this CPU samples by PMI now.
+fn pmi_housekeeping(cpu: usize) -> bool {
+    let Some(slot) = PMI_CPUS.get(cpu) else {
+        return false;
+    };
+    let wanted = PMI_WANTED.load(Ordering::Relaxed);
+    let mut armed = slot.lock();
+    match (wanted, armed.is_some()) {
+        (true, true) => true,
+        (true, false) => {
+            let Ok(mut pmu) = Pmu::new(FaultSafeMsr, &NativeCpuid) else {
+                return false;
+            };
+            match pmu.start_sampling(Event::Cycles, PMI_PERIOD) {
+                Ok(counter) if apic::route_pmi() => {
+                    *armed = Some((pmu, counter));
+                    true
+                }
+                Ok(counter) => {
+                    let _ = pmu.stop_sampling(counter);
+                    false
+                }
+                Err(_) => false,
+            }
+        }
+        (false, true) => {
+            if let Some((mut pmu, counter)) = armed.take() {
+                let _ = pmu.stop_sampling(counter);
+            }
+            false
+        }
+        (false, false) => false,
+    }
+}
+
+/// The PMU hook (performance-monitoring interrupt, interrupts off): one sample if this CPU's
+/// sampling counter overflowed.
+fn on_pmi(ctx: &Interrupted) {
+    let cpu = percpu::cpu_index();
+    let Some(slot) = PMI_CPUS.get(cpu) else {
+        return;
+    };
+    let overflowed = slot
+        .lock()
+        .as_ref()
+        .is_some_and(|(pmu, counter)| pmu.overflowed(counter) == Ok(true));
+    if overflowed && ON.load(Ordering::Relaxed) {
+        PMI_SAMPLES.fetch_add(1, Ordering::Relaxed);
+        record(cpu, ctx);
+    }
+}
+
+/// Splits the rings once and registers the sampling hooks.
 fn set_up() {
     SET_UP.call_once(|| {
         let mut consumers = CONSUMERS.lock();
@@ -86,15 +160,22 @@ fn set_up() {
         }
         drop(consumers);
         sampling::register(on_sample);
+        sampling::register_pmi(on_pmi);
     });
 }
 
-/// The sampling hook (timer interrupt, interrupts off): one sample into this CPU's ring.
+/// The sampling hook (timer interrupt, interrupts off): one sample into this CPU's ring,
+/// unless this CPU samples by PMU overflow.
 fn on_sample(ctx: &Interrupted) {
-    if !ON.load(Ordering::Relaxed) {
+    let cpu = percpu::cpu_index();
+    if pmi_housekeeping(cpu) || !ON.load(Ordering::Relaxed) {
         return;
     }
-    let cpu = percpu::cpu_index();
+    record(cpu, ctx);
+}
+
+/// Records one sample of `ctx` into CPU `cpu`'s ring.
+fn record(cpu: usize, ctx: &Interrupted) {
     let Some(producer) = PRODUCERS.get(cpu) else {
         BEYOND.fetch_add(1, Ordering::Relaxed);
         return;
@@ -140,13 +221,26 @@ pub fn note_process(pid: u64, name: &str) {
 pub fn start() -> u64 {
     set_up();
     ON.store(true, Ordering::Release);
+    if detect_pmu().is_ok() {
+        // Each CPU arms its counter at its next timer interrupt. The rate is about the TSC
+        // frequency over the period (core cycles run near the TSC's rate when not halted).
+        PMI_WANTED.store(true, Ordering::Release);
+        return apic::info().map_or(1000, |i| (i.tsc_hz / PMI_PERIOD).max(1));
+    }
     apic::split_tick(SPLIT)
 }
 
-/// Turns sampling off and the timer back to one interrupt per tick.
+/// Turns sampling off and the timer back to one interrupt per tick (CPUs sampling by PMU
+/// disarm at their next timer interrupt).
 pub fn stop() {
     ON.store(false, Ordering::Release);
+    PMI_WANTED.store(false, Ordering::Release);
     apic::split_tick(1);
+}
+
+/// Samples taken from PMU overflow interrupts since boot.
+pub fn pmi_samples() -> u64 {
+    PMI_SAMPLES.load(Ordering::Relaxed)
 }
 
 /// The profiler's counters since boot.
@@ -311,11 +405,21 @@ pub fn run(workload: &str) -> bool {
             },
         )
     };
-    crate::println!(
-        "profile: sampling every CPU at {hz} Hz (timer split {SPLIT}x), workload {workload}"
-    );
+    let source = if PMI_WANTED.load(Ordering::Relaxed) {
+        alloc::format!("cycle-counter overflow every {PMI_PERIOD} cycles")
+    } else {
+        alloc::format!("the APIC timer split {SPLIT}x")
+    };
+    crate::println!("profile: sampling every CPU at {hz} Hz ({source}), workload {workload}");
+    let pmi_before = pmi_samples();
     let ran = run_workload(workload);
     stop();
+    if PMI_WANTED.load(Ordering::Relaxed) || pmi_samples() != pmi_before {
+        crate::println!(
+            "profile: {} samples from PMU overflow",
+            pmi_samples() - pmi_before
+        );
+    }
     done.store(true, Ordering::Release);
     let joined = drainer.is_ok_and(|d| d.join().is_ok());
     let mut profile = collected.lock();
@@ -384,8 +488,8 @@ pub fn report_pmu() {
     static REPORTED: Once<()> = Once::new();
     REPORTED.call_once(|| match detect_pmu() {
         Ok(pmu) => crate::println!(
-            "pmu: {:?}, {} general counters of {} bits; sampling stays on the APIC timer (no \
-             PMU overflow interrupt yet)",
+            "pmu: {:?}, {} general counters of {} bits; the profiler samples on cycle-counter \
+             overflow (every {PMI_PERIOD} cycles)",
             pmu.info().layout,
             pmu.info().general_counters,
             pmu.info().general_width

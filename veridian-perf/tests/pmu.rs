@@ -451,3 +451,95 @@ fn this_machine_is_either_a_pmu_or_cleanly_none() {
         Err(e) => assert!(matches!(e, PmuError::NoPmu(_)), "unexpected {e:?}"),
     }
 }
+
+/// Overflow sampling on Intel (version 4): the counter starts at `-period` with the interrupt
+/// bit set and is enabled globally; a counter still below the wrap is not reported; after the
+/// wrap it is re-armed and its overflow status cleared; stopping frees the counter.
+#[test]
+fn intel_overflow_sampling_arms_detects_and_rearms() {
+    let mut pmu = intel_pmu(4, 4);
+    assert_eq!(
+        pmu.max_period(),
+        (1 << 31) - 1,
+        "legacy PMC writes sign-extend bit 31"
+    );
+    assert_eq!(
+        pmu.start_sampling(Event::Instructions, 0),
+        Err(PmuError::BadPeriod(0))
+    );
+    assert_eq!(
+        pmu.start_sampling(Event::Instructions, 1 << 31),
+        Err(PmuError::BadPeriod(1 << 31))
+    );
+    let s = pmu.start_sampling(Event::Instructions, 1000).unwrap();
+    assert_eq!(s.counter(), Counter::General(0));
+    let m = pmu.msr();
+    assert_eq!(
+        m.get(0x186),
+        0xC0 | EN_USR_OS | 1 << 20,
+        "event select with INT"
+    );
+    assert_eq!(
+        m.get(0xC1),
+        (1 << 48) - 1000,
+        "counter at -period (48 bits)"
+    );
+    assert_eq!(m.get(0x38F) & 1, 1, "enabled in GLOBAL_CTRL");
+    // Counting, not yet wrapped: not this counter's interrupt.
+    m.put(0xC1, (1 << 48) - 10);
+    assert_eq!(pmu.overflowed(&s), Ok(false));
+    assert!(m.log.borrow().iter().all(|&(msr, _)| msr != 0x390));
+    // Wrapped: reported, re-armed, status cleared.
+    m.put(0xC1, 3);
+    assert_eq!(pmu.overflowed(&s), Ok(true));
+    assert_eq!(m.get(0xC1), (1 << 48) - 1000);
+    assert_eq!(m.get(0x390), 1, "overflow bit 0 cleared through OVF_CTRL");
+    // The counter is taken while sampling: a group gets the next one.
+    let g = pmu.open_group(&[Event::CacheMisses]).unwrap();
+    assert_eq!(g.slots().next().map(|(_, c)| c), Some(Counter::General(1)));
+    pmu.stop_sampling(s).unwrap();
+    let m = pmu.msr();
+    assert_eq!(m.get(0x186), 0, "event select cleared");
+    assert_eq!(m.get(0x38F) & 1, 0, "disabled in GLOBAL_CTRL");
+    assert_eq!(
+        pmu.stop_sampling(s),
+        Err(PmuError::ForeignGroup),
+        "stopped twice"
+    );
+    assert_eq!(pmu.overflowed(&s), Err(PmuError::ForeignGroup));
+}
+
+/// AMD: PerfMonV2 clears the overflow through its status-clear MSR; legacy counters have no
+/// global MSRs at all; all counters taken is `NoFreeCounter`.
+#[test]
+fn amd_overflow_sampling() {
+    let mut pmu = Pmu::new(
+        FakeMsr::amd_core(6, true),
+        &FakeCpuid::amd(0x19, true, Some(6)),
+    )
+    .expect("PerfMonV2 PMU");
+    assert_eq!(pmu.max_period(), (1 << 47) - 1);
+    let s = pmu.start_sampling(Event::Cycles, 1 << 40).unwrap();
+    let m = pmu.msr();
+    assert_eq!(m.get(0xC001_0200) & (1 << 20 | 1 << 22), 1 << 20 | 1 << 22);
+    assert_eq!(m.get(0xC001_0201), (1 << 48) - (1 << 40));
+    m.put(0xC001_0201, 0);
+    assert_eq!(pmu.overflowed(&s), Ok(true));
+    assert_eq!(m.get(0xC000_0302), 1, "status cleared");
+    assert_eq!(m.get(0xC001_0201), (1 << 48) - (1 << 40), "re-armed");
+
+    let mut legacy =
+        Pmu::new(FakeMsr::amd_legacy(), &FakeCpuid::amd(0x10, false, None)).expect("legacy PMU");
+    let mut taken = Vec::new();
+    for _ in 0..4 {
+        taken.push(legacy.start_sampling(Event::Cycles, 100).unwrap());
+    }
+    assert_eq!(
+        legacy.start_sampling(Event::Cycles, 100),
+        Err(PmuError::NoFreeCounter(Event::Cycles))
+    );
+    legacy.msr().put(0xC001_0005, 7);
+    assert_eq!(legacy.overflowed(&taken[1]), Ok(true));
+    assert_eq!(legacy.overflowed(&taken[0]), Ok(false));
+    assert_eq!(legacy.msr().get(0xC001_0005), (1 << 48) - 100);
+}

@@ -24,6 +24,8 @@ pub(crate) const LEGACY_CTR0: u32 = 0xC001_0004;
 pub(crate) const CORE_CTL0: u32 = 0xC001_0200;
 /// PerfMonV2 `PerfCntrGlobalCtl`.
 pub(crate) const GLOBAL_CTL: u32 = 0xC000_0301;
+/// `PerfCntrGlobalStatusClr` (PerfMonV2): writing bit `x` clears counter `x`'s overflow bit.
+pub(crate) const GLOBAL_STATUS_CLR: u32 = 0xC000_0302;
 
 /// Counters in the legacy layout.
 pub(crate) const LEGACY_COUNTERS: u8 = 4;
@@ -39,6 +41,8 @@ pub(crate) const EVTSEL_USR: u64 = 1 << 16;
 pub(crate) const EVTSEL_OS: u64 = 1 << 17;
 /// See [`EVTSEL_USR`].
 pub(crate) const EVTSEL_EN: u64 = 1 << 22;
+/// Event select: interrupt on overflow (APIC LVT performance-counter entry).
+pub(crate) const EVTSEL_INT: u64 = 1 << 20;
 
 /// The first family with the Zen event map (family 17h).
 pub(crate) const ZEN_FAMILY: u32 = 0x17;

@@ -27,6 +27,8 @@ pub(crate) const FIXED_CTR0: u32 = 0x309;
 pub(crate) const FIXED_CTR_CTRL: u32 = 0x38D;
 /// `IA32_PERF_GLOBAL_CTRL`: bit `x` enables PMCx, bit `32 + x` FIXED_CTRx.
 pub(crate) const PERF_GLOBAL_CTRL: u32 = 0x38F;
+/// `IA32_PERF_GLOBAL_OVF_CTRL`: writing bit `i` clears overflow bit `i` (version 2 and later).
+pub(crate) const PERF_GLOBAL_OVF_CTRL: u32 = 0x390;
 
 /// The general-purpose counters have eight MSR pairs in the architectural range
 /// (`0x186..=0x18D`, `0xC1..=0xC8`); the next MSR after them is something else, so CPUID
@@ -47,6 +49,8 @@ pub(crate) const EVTSEL_USR: u64 = 1 << 16;
 pub(crate) const EVTSEL_OS: u64 = 1 << 17;
 /// See [`EVTSEL_USR`].
 pub(crate) const EVTSEL_EN: u64 = 1 << 22;
+/// Event select: raise the performance-monitoring interrupt (local APIC LVT) on overflow.
+pub(crate) const EVTSEL_INT: u64 = 1 << 20;
 /// A fixed counter's 4-bit field: bit 0 counts in ring 0, bit 1 in ring 3.
 pub(crate) const FIXED_FIELD_OS_USR: u64 = 0b0011;
 /// `RDPMC` selects the fixed counters with `ECX` bit 30.

@@ -132,6 +132,8 @@ pub enum PmuError {
     EventUnavailable(Event),
     /// Every counter that can count this event is taken.
     NoFreeCounter(Event),
+    /// A sampling period of 0 or above [`Pmu::max_period`].
+    BadPeriod(u64),
     /// A group needs between 1 and [`MAX_GROUP`] events.
     BadGroupSize(usize),
     /// The group was not opened by this `Pmu` (or was closed already).
@@ -163,6 +165,7 @@ impl fmt::Display for PmuError {
             PmuError::EventUnavailable(e) => write!(f, "the PMU cannot count {e}"),
             PmuError::NoFreeCounter(e) => write!(f, "no free counter for {e}"),
             PmuError::BadGroupSize(n) => write!(f, "a group needs 1..={MAX_GROUP} events, not {n}"),
+            PmuError::BadPeriod(p) => write!(f, "sampling period {p} is 0 or too large for the counter"),
             PmuError::ForeignGroup => f.write_str("the group does not belong to this PMU"),
             PmuError::Msr(e) => write!(f, "{e}"),
         }
@@ -799,6 +802,155 @@ impl<M: MsrAccess> Pmu<M> {
             // (`MsrAccess::read_pmc` contract).
             unsafe { pmu.msr.read_pmc(index) }
         })
+    }
+}
+
+/// A general-purpose counter programmed for overflow sampling by [`Pmu::start_sampling`]:
+/// it starts at `-period` and raises the performance-monitoring interrupt when it wraps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SamplingCounter {
+    event: Event,
+    index: u8,
+    period: u64,
+}
+
+impl SamplingCounter {
+    /// The event counted.
+    pub fn event(&self) -> Event {
+        self.event
+    }
+
+    /// The general-purpose counter used.
+    pub fn counter(&self) -> Counter {
+        Counter::General(self.index)
+    }
+
+    /// Events per sample.
+    pub fn period(&self) -> u64 {
+        self.period
+    }
+}
+
+impl<M: MsrAccess> Pmu<M> {
+    /// The largest sampling period: the counter must start with its top bit set (so that the
+    /// wrap is seen as that bit clearing), and Intel's legacy counter MSRs sign-extend a write
+    /// from bit 31.
+    pub fn max_period(&self) -> u64 {
+        let top = 1u64 << (self.info.general_width - 1);
+        if self.is_intel() {
+            top.min(1 << 31) - 1
+        } else {
+            top - 1
+        }
+    }
+
+    /// Programs a free general-purpose counter to count `event` and interrupt every `period`
+    /// events (1..=[`Pmu::max_period`]; anything else is [`PmuError::BadPeriod`]). The
+    /// embedder routes the local APIC's performance-counter LVT entry to its handler, which
+    /// calls [`Pmu::overflowed`] and records a sample when it says so.
+    pub fn start_sampling(
+        &mut self,
+        event: Event,
+        period: u64,
+    ) -> Result<SamplingCounter, PmuError> {
+        if period == 0 || period > self.max_period() {
+            return Err(PmuError::BadPeriod(period));
+        }
+        if !self.info.supports(event) || !self.info.general_event_ok(event) {
+            return Err(PmuError::EventUnavailable(event));
+        }
+        let free = !self.used_general & ((1u32 << self.info.general_counters) - 1);
+        if free == 0 {
+            return Err(PmuError::NoFreeCounter(event));
+        }
+        let index = free.trailing_zeros() as u8;
+        let counter = SamplingCounter {
+            event,
+            index,
+            period,
+        };
+        let int = if self.is_intel() {
+            intel::EVTSEL_INT
+        } else {
+            amd::EVTSEL_INT
+        };
+        // SAFETY: a free general-purpose counter of the detected layout (probed in
+        // `with_info`) and the global control MSR where the layout has one.
+        unsafe {
+            self.msr.write_msr(self.general_sel_msr(index), 0)?;
+            self.arm(&counter)?;
+            self.msr
+                .write_msr(self.general_sel_msr(index), self.event_select(event) | int)?;
+            if let Some(msr) = self.global_ctrl_msr() {
+                let cur = self.msr.read_msr(msr)?;
+                self.msr.write_msr(msr, cur | 1 << index)?;
+            }
+        }
+        self.used_general |= 1 << index;
+        Ok(counter)
+    }
+
+    /// Loads `-period` into the sampling counter.
+    ///
+    /// # Safety
+    /// `counter` was programmed by [`Pmu::start_sampling`] on this PMU.
+    unsafe fn arm(&self, counter: &SamplingCounter) -> Result<(), PmuError> {
+        let start = counter.period.wrapping_neg() & self.general_mask();
+        // SAFETY: the caller's contract: a counter MSR of the detected layout.
+        unsafe {
+            self.msr
+                .write_msr(self.general_ctr_msr(counter.index), start)
+        }?;
+        Ok(())
+    }
+
+    /// For the performance-monitoring interrupt handler: whether `counter` overflowed since
+    /// it was last armed; if so it is armed again (`-period`) and its overflow status bit
+    /// cleared where the layout has one. The embedder then records the sample and unmasks the
+    /// LVT entry (the CPU masks it on delivery).
+    pub fn overflowed(&self, counter: &SamplingCounter) -> Result<bool, PmuError> {
+        let owned = self.used_general & (1 << counter.index) != 0;
+        if !owned {
+            return Err(PmuError::ForeignGroup);
+        }
+        let top = 1u64 << (self.info.general_width - 1);
+        // SAFETY: a counter MSR of the detected layout, reserved for `counter`.
+        let value = unsafe { self.msr.read_msr(self.general_ctr_msr(counter.index)) }?;
+        if value & top != 0 {
+            // Still counting up towards the wrap: not this counter's interrupt.
+            return Ok(false);
+        }
+        // SAFETY: as above; the status-clear MSRs exist where the layout has global control.
+        unsafe {
+            self.arm(counter)?;
+            match self.info.layout {
+                Layout::IntelArch { version } if version >= 2 => self
+                    .msr
+                    .write_msr(intel::PERF_GLOBAL_OVF_CTRL, 1 << counter.index)?,
+                Layout::AmdPerfMonV2 => self
+                    .msr
+                    .write_msr(amd::GLOBAL_STATUS_CLR, 1 << counter.index)?,
+                _ => {}
+            }
+        }
+        Ok(true)
+    }
+
+    /// Stops the sampling counter and frees it.
+    pub fn stop_sampling(&mut self, counter: SamplingCounter) -> Result<(), PmuError> {
+        if self.used_general & (1 << counter.index) == 0 {
+            return Err(PmuError::ForeignGroup);
+        }
+        // SAFETY: MSRs of the detected layout for a counter this PMU reserved.
+        unsafe {
+            if let Some(msr) = self.global_ctrl_msr() {
+                let cur = self.msr.read_msr(msr)?;
+                self.msr.write_msr(msr, cur & !(1 << counter.index))?;
+            }
+            self.msr.write_msr(self.general_sel_msr(counter.index), 0)?;
+        }
+        self.used_general &= !(1 << counter.index);
+        Ok(())
     }
 }
 

@@ -228,6 +228,35 @@ pub fn split_tick(parts: u64) -> u64 {
     TICK_HZ * parts
 }
 
+/// The local APIC's LVT performance-counter entry.
+const REG_LVT_PMC: u32 = 0x340;
+/// Vector of the performance-monitoring interrupt (a counter armed for sampling overflowed).
+pub const PMI_VECTOR: u8 = 0x23;
+
+/// Routes this CPU's performance-monitoring interrupt to [`PMI_VECTOR`] (fixed delivery); the
+/// handler passes it to `sampling`'s PMU hook. False before the local APIC is up or when the
+/// vector is taken by something else.
+pub fn route_pmi() -> bool {
+    static INSTALLED: spin::Once<bool> = spin::Once::new();
+    let Some(info) = INFO.get() else {
+        return false;
+    };
+    if !*INSTALLED.call_once(|| idt::set_handler(PMI_VECTOR, pmi).is_ok()) {
+        return false;
+    }
+    write(info.mode, REG_LVT_PMC, u32::from(PMI_VECTOR));
+    true
+}
+
+fn pmi(frame: &mut InterruptFrame) {
+    super::sampling::sample_pmi(frame);
+    // The CPU masks the entry when it delivers a PMI: unmask it for the next one.
+    if let Some(info) = INFO.get() {
+        write(info.mode, REG_LVT_PMC, u32::from(PMI_VECTOR));
+    }
+    eoi();
+}
+
 fn spurious(_frame: &mut InterruptFrame) {
     // No EOI for spurious interrupts (SDM vol. 3, 11.9).
     SPURIOUS.fetch_add(1, Ordering::Relaxed);

@@ -91,6 +91,21 @@ pub fn register(hook: SampleHook) {
     HOOK.call_once(|| hook);
 }
 
+static PMI_HOOK: Once<SampleHook> = Once::new();
+
+/// Registers the handler of performance-monitoring interrupts (a counter armed for sampling
+/// overflowed; the first registration wins).
+pub fn register_pmi(hook: SampleHook) {
+    PMI_HOOK.call_once(|| hook);
+}
+
+/// Calls the registered PMU sampler, if any, for the context a PMI interrupted.
+pub(super) fn sample_pmi(frame: &InterruptFrame) {
+    if let Some(hook) = PMI_HOOK.get() {
+        hook(&Interrupted::from_frame(frame));
+    }
+}
+
 /// Calls the registered sampler, if any, for the context `frame` interrupted.
 pub(super) fn sample(frame: &InterruptFrame) {
     if let Some(hook) = HOOK.get() {
