@@ -10,6 +10,9 @@
 //! * [`cmdline`]: key/value and flag lookup in the kernel command line ([`CmdLine`]).
 //! * [`elf`]: validated ELF64 parsing of static user programs into a [`elf::Program`]: entry
 //!   point and loadable segments (inside the user range, W^X, non-overlapping).
+//! * [`pci`]: PCI enumeration over a configuration-space trait ([`pci::enumerate`]): functions,
+//!   BARs sized by the write-ones method, bounded capability walks, BAR checks against the
+//!   memory map ([`pci::check_bar`]).
 //! * [`physmem`]: which physical pages the frame allocator may manage ([`physmem::plan_frames`]).
 
 #![no_std]
@@ -21,6 +24,7 @@ pub mod acpi;
 pub mod bootinfo;
 pub mod cmdline;
 pub mod elf;
+pub mod pci;
 pub mod physmem;
 
 pub use bootinfo::{
