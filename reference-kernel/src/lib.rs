@@ -14,6 +14,7 @@
 //!   BARs sized by the write-ones method, bounded capability walks, BAR checks against the
 //!   memory map ([`pci::check_bar`]).
 //! * [`physmem`]: which physical pages the frame allocator may manage ([`physmem::plan_frames`]).
+//! * [`testdisk`]: the known contents of the test disk image xtask attaches.
 
 #![no_std]
 
@@ -26,6 +27,7 @@ pub mod cmdline;
 pub mod elf;
 pub mod pci;
 pub mod physmem;
+pub mod testdisk;
 
 pub use bootinfo::{
     BootInfo, BootInfoError, BootProtocol, CmdlineFixups, MAX_CMDLINE, MAX_MEMORY_REGIONS,
