@@ -92,6 +92,7 @@ const VM: Vm = Vm {
     machine: Machine::Numa,
     icount: true,
     cpu: "max",
+    disk: false,
 };
 
 /// Builds the release kernel, boots it with `mode=bench`, prints the table and returns the
