@@ -20,12 +20,16 @@ use core::fmt;
 use reference_kernel::pci::Bdf;
 use spin::Once;
 use virtio_drivers::device::blk::{BlkReq, BlkResp, SECTOR_SIZE, VirtIOBlk};
+use virtio_drivers::transport::Transport;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
 
 use super::pci;
 use crate::mm::dma::KernelHal;
 use crate::sync::PreemptLock;
+
+/// The queue size `virtio-drivers`' block driver uses (its `QUEUE_SIZE`, not exported).
+const DRIVER_QUEUE_SIZE: u16 = 16;
 
 /// How long one request may take before the device is declared dead.
 const REQUEST_TIMEOUT_MS: u64 = 5_000;
@@ -113,7 +117,7 @@ fn attach() -> Option<Disk> {
             function: f.bdf.function,
         };
         let mut root = PciRoot::new(access);
-        let transport = match PciTransport::new::<KernelHal, _>(&mut root, df) {
+        let mut transport = match PciTransport::new::<KernelHal, _>(&mut root, df) {
             Ok(t) => t,
             Err(e) => {
                 crate::println!(
@@ -123,6 +127,15 @@ fn attach() -> Option<Disk> {
                 continue;
             }
         };
+        // `virtio-drivers` would refuse these too, with a bare "Invalid parameter".
+        let queue = transport.max_queue_size(0);
+        if queue < u32::from(DRIVER_QUEUE_SIZE) {
+            crate::println!(
+                "  virtio:   blk {} refused: it offers a request queue of {queue} entries, the driver needs {DRIVER_QUEUE_SIZE}",
+                f.bdf
+            );
+            continue;
+        }
         let blk = match VirtIOBlk::<KernelHal, _>::new(transport) {
             Ok(b) => b,
             Err(e) => {

@@ -93,7 +93,7 @@ pub fn pci_ecam_and_ports_agree() {
 fn disk() -> Option<virtio_blk::DiskInfo> {
     let info = virtio_blk::info();
     if info.is_none() {
-        crate::ktest::skip("no virtio-blk disk attached (xtask test attaches one)");
+        crate::ktest::skip("no usable virtio-blk disk (xtask test attaches one)");
     }
     info
 }
