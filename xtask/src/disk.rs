@@ -52,13 +52,14 @@ pub fn create() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// QEMU options attaching `image` as a virtio-blk PCI device.
-pub fn qemu_args(image: &std::path::Path) -> [String; 4] {
+/// QEMU options attaching `image` as a virtio-blk PCI device; `device_options` are appended
+/// to the device's (`",queue-size=8"`, say), empty for the ordinary disk.
+pub fn qemu_args(image: &std::path::Path, device_options: &str) -> [String; 4] {
     [
         "-drive".into(),
         format!("file={},if=none,id=d0,format=raw", image.display()),
         "-device".into(),
-        "virtio-blk-pci,drive=d0".into(),
+        format!("virtio-blk-pci,drive=d0{device_options}"),
     ]
 }
 
@@ -78,10 +79,12 @@ mod tests {
 
     #[test]
     fn qemu_options_name_the_image() {
-        let args = qemu_args(std::path::Path::new("/t/d.img"));
+        let args = qemu_args(std::path::Path::new("/t/d.img"), "");
         assert_eq!(
             args.join(" "),
             "-drive file=/t/d.img,if=none,id=d0,format=raw -device virtio-blk-pci,drive=d0"
         );
+        let args = qemu_args(std::path::Path::new("/t/d.img"), ",queue-size=8");
+        assert!(args[3].ends_with("drive=d0,queue-size=8"));
     }
 }

@@ -220,7 +220,7 @@ pub fn command(boot: &Boot, vm: impl Into<Vm>) -> Command {
         qemu.args(["-icount", "shift=0"]);
     }
     if vm.disk {
-        qemu.args(disk::qemu_args(&disk::path()));
+        qemu.args(disk::qemu_args(&disk::path(), ""));
     }
     console_and_exit(&mut qemu);
     match boot {

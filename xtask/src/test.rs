@@ -228,6 +228,7 @@ pub fn test() -> Result<ExitCode> {
                 };
                 machine_suite(&mut tally, &elf, vm, what)?;
             }
+            bad_disk_check(&mut tally, &elf)?;
             for kind in INJECTED_KINDS {
                 self_check(&mut tally, &elf, kind)?;
             }
@@ -235,6 +236,7 @@ pub fn test() -> Result<ExitCode> {
         Err(Error::Interrupted) => return Err(Error::Interrupted),
         Err(Error::Failed(reason)) => {
             tally.fail(suite, &format!("the kernel did not build: {reason}"));
+            tally.fail(BAD_DISK_STEP, "no kernel to boot");
             for kind in INJECTED_KINDS {
                 tally.fail(&self_check_name(kind), "no kernel to boot");
             }
@@ -528,6 +530,54 @@ fn machine_suite(tally: &mut Tally, elf: &Path, machine: Vm, what: &str) -> Resu
     Ok(())
 }
 
+const BAD_DISK_STEP: &str =
+    "virtio-blk device with an 8-entry queue is refused, the kernel goes on";
+
+/// Boots on one CPU with the test disk behind a device whose request queue (8 entries) is
+/// smaller than the driver's: the kernel must refuse it with its message and run the block
+/// tests as skipped.
+fn bad_disk_check(tally: &mut Tally, elf: &Path) -> Result<()> {
+    if let Err(e) = disk::create() {
+        tally.fail(BAD_DISK_STEP, &format!("test disk: {e}"));
+        return Ok(());
+    }
+    let kernel = Boot::Kernel {
+        elf: elf.to_path_buf(),
+        cmdline: "mode=test ktest.filter=virtio_blk".into(),
+    };
+    let mut command = qemu::command(&kernel, Machine::Single);
+    command.args(disk::qemu_args(&disk::path(), ",queue-size=8"));
+    let outcome = qemu::run_command(command, SUITE_TIMEOUT, false)?;
+    let verdict = outcome.log.judge(&outcome.exit());
+    match judge_bad_disk(&outcome.serial, &verdict) {
+        Ok(()) => tally.pass(BAD_DISK_STEP),
+        Err(problem) => tally.fail(BAD_DISK_STEP, &problem),
+    }
+    Ok(())
+}
+
+/// The bad-disk run must print the refusal and report every block test skipped, none failed.
+fn judge_bad_disk(serial: &[String], verdict: &Verdict) -> std::result::Result<(), String> {
+    const REFUSAL: &str = "refused: it offers a request queue of 8 entries";
+    if !serial.iter().any(|l| l.contains(REFUSAL)) {
+        return Err(format!("no line saying \"{REFUSAL}\""));
+    }
+    if let Some(problems) = verdict.problem_line() {
+        return Err(problems);
+    }
+    if !verdict.failed.is_empty() || !verdict.passed.is_empty() {
+        return Err(format!(
+            "the block tests should all skip: {} passed, {} failed",
+            verdict.passed.len(),
+            verdict.failed.len()
+        ));
+    }
+    if verdict.skipped.is_empty() {
+        return Err("no block test ran".into());
+    }
+    Ok(())
+}
+
 fn self_check_name(kind: &str) -> String {
     format!("harness self-check: injected {kind} is detected")
 }
@@ -682,6 +732,36 @@ mod tests {
         // The wrong test blamed, or a timeout, is a harness failure.
         assert!(judge_self_check(&v, false, "panic").is_err());
         assert!(judge_self_check(&v, true, "fail").is_err());
+    }
+
+    #[test]
+    fn bad_disk_needs_the_refusal_and_only_skips() {
+        let refused = "  virtio:   blk 00:03.0 refused: it offers a request queue of 8 entries, \
+                       the driver needs 16"
+            .to_string();
+        let skipped = [
+            "Veridian reference kernel",
+            "ktest plan 1",
+            "ktest start virtio_blk_reads_match_the_image",
+            "ktest skip virtio_blk_reads_match_the_image: no usable virtio-blk disk",
+            "ktest summary 0 passed, 0 failed, 1 skipped",
+        ];
+        let v = verdict(&skipped, &Exit::Success);
+        assert_eq!(judge_bad_disk(std::slice::from_ref(&refused), &v), Ok(()));
+        assert!(
+            judge_bad_disk(&[], &v)
+                .unwrap_err()
+                .contains("no line saying")
+        );
+        let passed = [
+            "Veridian reference kernel",
+            "ktest plan 1",
+            "ktest start virtio_blk_reads_match_the_image",
+            "ktest pass virtio_blk_reads_match_the_image",
+            "ktest summary 1 passed, 0 failed",
+        ];
+        let v = verdict(&passed, &Exit::Success);
+        assert!(judge_bad_disk(std::slice::from_ref(&refused), &v).is_err());
     }
 
     #[test]
