@@ -220,12 +220,60 @@ pub fn run_all() -> bool {
     // The user rows run in one program on CPU 0: one reading for all of them.
     ok &= Counters::count(&mut pmu, "user_rows", None, user_benchmarks);
     ok &= Counters::count(&mut pmu, "ipc_call_reply_cross_cpu", None, user_cross_cpu);
+    ok &= blk_read_4k_batch1(&mut pmu, overhead);
     // The whole suite, interrupts and waits included (a profiler's overhead shows here).
     crate::println!(
         "bench suite_total unit=tsc value={}",
         Tsc.stop().wrapping_sub(suite_start)
     );
     ok
+}
+
+/// `blk_read_4k_batch1`: one sample is one 4 KiB read (8 sectors) from the virtio-blk test disk
+/// into a frame (no bounce), submitted alone and polled to completion: the driver, the
+/// notification's exit to QEMU and QEMU's device model while the CPU polls all count. Successive
+/// samples read successive 4 KiB blocks. Skipped, with a line saying so, without a disk.
+fn blk_read_4k_batch1(pmu: &mut Option<Counters>, overhead: u64) -> bool {
+    const NAME: &str = "blk_read_4k_batch1";
+    let Some(disk) = crate::drivers::virtio_blk::info() else {
+        crate::println!("bench {NAME} skipped=\"no virtio-blk disk\"");
+        return true;
+    };
+    let mut block = match FrameBlock::allocate(0) {
+        Ok(b) => b,
+        Err(e) => {
+            crate::println!("bench: {NAME}: no frame for the buffer: {e}");
+            return false;
+        }
+    };
+    let Some(buf) = block.bytes_mut() else {
+        return false;
+    };
+    let blocks = (disk.sectors / 8).max(1);
+    let (mut next, mut errors) = (0u64, 0u32);
+    let hist = Counters::count(pmu, NAME, Some(WITH_WARM_UP), || {
+        time(
+            || {
+                let sector = (next % blocks) * 8;
+                next += 1;
+                if crate::drivers::virtio_blk::read(sector, buf).is_err() {
+                    errors += 1;
+                }
+            },
+            overhead,
+        )
+    });
+    if errors > 0 {
+        crate::println!("bench: {NAME}: {errors} reads failed");
+        return false;
+    }
+    report(
+        NAME,
+        "one 4 KiB virtio-blk read, submitted alone and polled to completion",
+        &hist,
+        overhead,
+    );
+    true
 }
 
 /// `ipc_call_reply_cross_cpu`: the `bench` program on CPU 0 (`bench 2`) calls an `ipc_echo`

@@ -10,7 +10,11 @@
 //! * [`cmdline`]: key/value and flag lookup in the kernel command line ([`CmdLine`]).
 //! * [`elf`]: validated ELF64 parsing of static user programs into a [`elf::Program`]: entry
 //!   point and loadable segments (inside the user range, W^X, non-overlapping).
+//! * [`pci`]: PCI enumeration over a configuration-space trait ([`pci::enumerate`]): functions,
+//!   BARs sized by the write-ones method, bounded capability walks, BAR checks against the
+//!   memory map ([`pci::check_bar`]).
 //! * [`physmem`]: which physical pages the frame allocator may manage ([`physmem::plan_frames`]).
+//! * [`testdisk`]: the known contents of the test disk image xtask attaches.
 
 #![no_std]
 
@@ -21,7 +25,9 @@ pub mod acpi;
 pub mod bootinfo;
 pub mod cmdline;
 pub mod elf;
+pub mod pci;
 pub mod physmem;
+pub mod testdisk;
 
 pub use bootinfo::{
     BootInfo, BootInfoError, BootProtocol, CmdlineFixups, MAX_CMDLINE, MAX_MEMORY_REGIONS,

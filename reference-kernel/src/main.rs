@@ -97,15 +97,17 @@ mod kernel {
         PLATFORM.get().and_then(|p| p.as_ref().ok())
     }
 
+    /// The ACPI tables through the RSDP the loader gave, or the one found in the BIOS areas.
+    fn acpi_tables(info: &BootInfo) -> Result<AcpiTables<'static, EarlyPhysMemory>, AcpiError> {
+        let rsdp = match info.rsdp() {
+            Some(phys) => Rsdp::read(&EarlyPhysMemory, phys)?,
+            None => find_rsdp(&EarlyPhysMemory)?,
+        };
+        AcpiTables::from_rsdp(&EarlyPhysMemory, rsdp)
+    }
+
     fn read_platform(info: &BootInfo) -> Result<Platform, AcpiError> {
-        let acpi = (|| {
-            let rsdp = match info.rsdp() {
-                Some(phys) => Rsdp::read(&EarlyPhysMemory, phys)?,
-                None => find_rsdp(&EarlyPhysMemory)?,
-            };
-            let tables = AcpiTables::from_rsdp(&EarlyPhysMemory, rsdp)?;
-            Platform::from_tables(&tables)
-        })();
+        let acpi = acpi_tables(info).and_then(|tables| Platform::from_tables(&tables));
         // Without ACPI, the MultiProcessor Specification's table (one NUMA node).
         match acpi {
             Ok(p) => Ok(p),
@@ -304,6 +306,13 @@ mod kernel {
             ),
             Err(e) => crate::println!("  sched:    not started: {e}"),
         }
+
+        // PCI (ECAM from the MCFG, else the configuration ports) and the devices on it.
+        match acpi_tables(info).and_then(|tables| tables.mcfg()) {
+            Ok(mcfg) => crate::drivers::pci::init(info, Ok(mcfg.as_ref())),
+            Err(e) => crate::drivers::pci::init(info, Err(&e)),
+        }
+        crate::drivers::virtio_blk::init();
 
         match cmdline.get("mode").unwrap_or("run") {
             "run" => {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::bench_report::{self, Results};
+use crate::disk;
 use crate::error::{Error, Result};
 use crate::kernel::{self, Profile};
 use crate::qemu::{self, Boot, Machine, Vm};
@@ -92,6 +93,8 @@ const VM: Vm = Vm {
     machine: Machine::Numa,
     icount: true,
     cpu: "max",
+    // The test disk, for `blk_read_4k_batch1`.
+    disk: true,
 };
 
 /// Builds the release kernel, boots it with `mode=bench`, prints the table and returns the
@@ -104,6 +107,7 @@ pub fn measure() -> Result<Results> {
 fn measure_lines() -> Result<(Results, Vec<BenchLine>)> {
     tools::ensure(Needs::QEMU)?;
     let elf = kernel::build(Profile::Release)?;
+    disk::create()?;
     let boot = Boot::Kernel {
         elf,
         cmdline: "mode=bench".into(),

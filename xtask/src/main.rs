@@ -12,6 +12,7 @@
 mod bench;
 mod bench_report;
 mod cmd;
+mod disk;
 mod error;
 mod extra;
 mod interrupt;

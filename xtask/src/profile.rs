@@ -277,6 +277,7 @@ pub fn profile(options: &Options) -> Result<ExitCode> {
         machine: Machine::Numa,
         icount: options.icount,
         cpu: "max",
+        disk: false,
     };
     let mut command = qemu::command(&boot, vm);
     command

@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::cmd;
+use crate::disk;
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::kernel_log::{Exit, KernelLog, LineKind};
@@ -193,6 +194,9 @@ pub struct Vm {
     pub icount: bool,
     /// QEMU's `-cpu` model (`max` unless a test asks for another).
     pub cpu: &'static str,
+    /// Attach the test disk (`disk::path()`, written by `disk::create()` beforehand) as a
+    /// virtio-blk device.
+    pub disk: bool,
 }
 
 impl From<Machine> for Vm {
@@ -201,6 +205,7 @@ impl From<Machine> for Vm {
             machine,
             icount: false,
             cpu: "max",
+            disk: false,
         }
     }
 }
@@ -213,6 +218,9 @@ pub fn command(boot: &Boot, vm: impl Into<Vm>) -> Command {
         .args(vm.machine.args());
     if vm.icount {
         qemu.args(["-icount", "shift=0"]);
+    }
+    if vm.disk {
+        qemu.args(disk::qemu_args(&disk::path(), ""));
     }
     console_and_exit(&mut qemu);
     match boot {
@@ -449,6 +457,19 @@ mod tests {
             "qemu-system-x86_64 -machine q35 -accel tcg -cpu max -smp 4 -m 256M -display none \
              -monitor none -serial stdio -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
              -kernel k.elf -append 'mode=test ktest.filter=x'"
+        );
+        let with_disk = Vm {
+            disk: true,
+            ..Machine::Single.into()
+        };
+        let shown = cmd::show(&command(&boot, with_disk));
+        assert!(
+            shown.contains(&format!(
+                "-m 256M -drive file={},if=none,id=d0,format=raw -device virtio-blk-pci,drive=d0 \
+                 -display none",
+                disk::path().display()
+            )),
+            "{shown}"
         );
         let iso = Boot::Cdrom {
             iso: "v.iso".into(),

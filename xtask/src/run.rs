@@ -3,10 +3,11 @@
 use std::process::ExitCode;
 
 use crate::RunArgs;
+use crate::disk;
 use crate::error::Result;
 use crate::iso::{self, IsoOptions};
 use crate::kernel;
-use crate::qemu::{self, Boot};
+use crate::qemu::{self, Boot, Vm};
 use crate::test;
 use crate::tools::{self, Needs};
 
@@ -46,7 +47,13 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         }
     };
 
-    let outcome = qemu::run(&boot, args.machine, args.timeout)?;
+    // The test disk too, so `cargo xtask run -- mode=test` runs the block tests.
+    disk::create()?;
+    let vm = Vm {
+        disk: true,
+        ..args.machine.into()
+    };
+    let outcome = qemu::run(&boot, vm, args.timeout)?;
     let mut reason = outcome.failure_reason();
     if outcome.log.saw_tests() {
         // The kernel ran its test suite (`-- mode=test`, or the ISO's test entry): judge it too.

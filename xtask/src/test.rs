@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::bench_report;
 use crate::cmd;
+use crate::disk;
 use crate::error::{Error, Result};
 use crate::iso::{self, IsoOptions};
 use crate::kernel::{self, Profile};
@@ -227,6 +228,7 @@ pub fn test() -> Result<ExitCode> {
                 };
                 machine_suite(&mut tally, &elf, vm, what)?;
             }
+            bad_disk_check(&mut tally, &elf)?;
             for kind in INJECTED_KINDS {
                 self_check(&mut tally, &elf, kind)?;
             }
@@ -234,6 +236,7 @@ pub fn test() -> Result<ExitCode> {
         Err(Error::Interrupted) => return Err(Error::Interrupted),
         Err(Error::Failed(reason)) => {
             tally.fail(suite, &format!("the kernel did not build: {reason}"));
+            tally.fail(BAD_DISK_STEP, "no kernel to boot");
             for kind in INJECTED_KINDS {
                 tally.fail(&self_check_name(kind), "no kernel to boot");
             }
@@ -453,14 +456,29 @@ fn boot(
     }
 }
 
+/// `vm` with the test disk attached, the image written afresh (its block tests need the known
+/// contents; the GRUB boot and the harness self-checks run without it, so the disk-less path
+/// stays tested: the block tests skip there).
+fn with_disk(vm: Vm) -> std::result::Result<Vm, String> {
+    disk::create()
+        .map(|_| Vm { disk: true, ..vm })
+        .map_err(|e| format!("test disk: {e}"))
+}
+
 /// Step 7: the kernel's own tests, one count each, plus one failure if the run is inconsistent.
 fn kernel_suite(tally: &mut Tally, step: &str, elf: &Path) -> Result<()> {
     let kernel = Boot::Kernel {
         elf: elf.to_path_buf(),
         cmdline: "mode=test".into(),
     };
-    let outcome = match boot(&kernel, Machine::Numa, SUITE_TIMEOUT)? {
-        Ok(outcome) => outcome,
+    let outcome = match with_disk(Machine::Numa.into()).map(|vm| boot(&kernel, vm, SUITE_TIMEOUT)) {
+        Ok(result) => match result? {
+            Ok(outcome) => outcome,
+            Err(reason) => {
+                tally.fail(step, &reason);
+                return Ok(());
+            }
+        },
         Err(reason) => {
             tally.fail(step, &reason);
             return Ok(());
@@ -488,8 +506,14 @@ fn machine_suite(tally: &mut Tally, elf: &Path, machine: Vm, what: &str) -> Resu
         elf: elf.to_path_buf(),
         cmdline: "mode=test".into(),
     };
-    let outcome = match boot(&kernel, machine, SUITE_TIMEOUT)? {
-        Ok(outcome) => outcome,
+    let outcome = match with_disk(machine).map(|vm| boot(&kernel, vm, SUITE_TIMEOUT)) {
+        Ok(result) => match result? {
+            Ok(outcome) => outcome,
+            Err(reason) => {
+                tally.fail(&step, &reason);
+                return Ok(());
+            }
+        },
         Err(reason) => {
             tally.fail(&step, &reason);
             return Ok(());
@@ -502,6 +526,54 @@ fn machine_suite(tally: &mut Tally, elf: &Path, machine: Vm, what: &str) -> Resu
             verdict.passed.len()
         )),
         Some(reason) => tally.fail(&step, &reason),
+    }
+    Ok(())
+}
+
+const BAD_DISK_STEP: &str =
+    "virtio-blk device with an 8-entry queue is refused, the kernel goes on";
+
+/// Boots on one CPU with the test disk behind a device whose request queue (8 entries) is
+/// smaller than the driver's: the kernel must refuse it with its message and run the block
+/// tests as skipped.
+fn bad_disk_check(tally: &mut Tally, elf: &Path) -> Result<()> {
+    if let Err(e) = disk::create() {
+        tally.fail(BAD_DISK_STEP, &format!("test disk: {e}"));
+        return Ok(());
+    }
+    let kernel = Boot::Kernel {
+        elf: elf.to_path_buf(),
+        cmdline: "mode=test ktest.filter=virtio_blk".into(),
+    };
+    let mut command = qemu::command(&kernel, Machine::Single);
+    command.args(disk::qemu_args(&disk::path(), ",queue-size=8"));
+    let outcome = qemu::run_command(command, SUITE_TIMEOUT, false)?;
+    let verdict = outcome.log.judge(&outcome.exit());
+    match judge_bad_disk(&outcome.serial, &verdict) {
+        Ok(()) => tally.pass(BAD_DISK_STEP),
+        Err(problem) => tally.fail(BAD_DISK_STEP, &problem),
+    }
+    Ok(())
+}
+
+/// The bad-disk run must print the refusal and report every block test skipped, none failed.
+fn judge_bad_disk(serial: &[String], verdict: &Verdict) -> std::result::Result<(), String> {
+    const REFUSAL: &str = "refused: it offers a request queue of 8 entries";
+    if !serial.iter().any(|l| l.contains(REFUSAL)) {
+        return Err(format!("no line saying \"{REFUSAL}\""));
+    }
+    if let Some(problems) = verdict.problem_line() {
+        return Err(problems);
+    }
+    if !verdict.failed.is_empty() || !verdict.passed.is_empty() {
+        return Err(format!(
+            "the block tests should all skip: {} passed, {} failed",
+            verdict.passed.len(),
+            verdict.failed.len()
+        ));
+    }
+    if verdict.skipped.is_empty() {
+        return Err("no block test ran".into());
     }
     Ok(())
 }
@@ -660,6 +732,36 @@ mod tests {
         // The wrong test blamed, or a timeout, is a harness failure.
         assert!(judge_self_check(&v, false, "panic").is_err());
         assert!(judge_self_check(&v, true, "fail").is_err());
+    }
+
+    #[test]
+    fn bad_disk_needs_the_refusal_and_only_skips() {
+        let refused = "  virtio:   blk 00:03.0 refused: it offers a request queue of 8 entries, \
+                       the driver needs 16"
+            .to_string();
+        let skipped = [
+            "Veridian reference kernel",
+            "ktest plan 1",
+            "ktest start virtio_blk_reads_match_the_image",
+            "ktest skip virtio_blk_reads_match_the_image: no usable virtio-blk disk",
+            "ktest summary 0 passed, 0 failed, 1 skipped",
+        ];
+        let v = verdict(&skipped, &Exit::Success);
+        assert_eq!(judge_bad_disk(std::slice::from_ref(&refused), &v), Ok(()));
+        assert!(
+            judge_bad_disk(&[], &v)
+                .unwrap_err()
+                .contains("no line saying")
+        );
+        let passed = [
+            "Veridian reference kernel",
+            "ktest plan 1",
+            "ktest start virtio_blk_reads_match_the_image",
+            "ktest pass virtio_blk_reads_match_the_image",
+            "ktest summary 1 passed, 0 failed",
+        ];
+        let v = verdict(&passed, &Exit::Success);
+        assert!(judge_bad_disk(std::slice::from_ref(&refused), &v).is_err());
     }
 
     #[test]

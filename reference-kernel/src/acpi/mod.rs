@@ -12,6 +12,7 @@
 //! * [`srat`]: the System Resource Affinity Table ("SRAT"): CPU and memory proximity
 //!   domains.
 //! * [`slit`]: the System Locality Information Table ("SLIT"): the distance matrix.
+//! * [`mcfg`]: the PCI Express memory-mapped configuration table ("MCFG"): ECAM regions.
 //! * [`platform`]: combines the three into a [`Platform`] (CPUs with their node, nodes with
 //!   their memory ranges, node distances), falling back to a single node with the reason
 //!   ([`Platform::numa_fallback`]) when SRAT or SLIT are absent or rejected.
@@ -51,6 +52,7 @@ use core::fmt;
 pub use crate::bootinfo::PhysMemory;
 
 pub mod madt;
+pub mod mcfg;
 pub mod mptable;
 pub mod platform;
 pub mod rsdp;
@@ -62,6 +64,7 @@ pub mod srat;
 mod tests;
 
 pub use madt::{InterruptOverride, IoApic, LocalApicNmi, Madt, MadtCpu, Polarity, TriggerMode};
+pub use mcfg::{EcamRegion, Mcfg};
 pub use platform::{DistanceSource, NodeMemory, NumaInfo, Platform, PlatformCpu};
 pub use rsdp::{Rsdp, find_rsdp, scan_for_rsdp};
 pub use sdt::{AcpiTables, RootEntries, Sdt};
@@ -352,6 +355,45 @@ pub enum AcpiError {
         /// The SLIT's locality count.
         localities: usize,
     },
+    /// The MCFG has no entry, or its body is not a whole number of 16-byte entries.
+    McfgBadLength {
+        /// The table's length.
+        length: u32,
+    },
+    /// An MCFG entry's first bus is above its last bus.
+    McfgBadBusRange {
+        /// Index of the entry.
+        index: usize,
+        /// First bus.
+        first_bus: u8,
+        /// Last bus.
+        last_bus: u8,
+    },
+    /// An MCFG entry's base address is not 1 MiB-aligned.
+    McfgMisalignedBase {
+        /// Index of the entry.
+        index: usize,
+        /// The base address.
+        base: u64,
+    },
+    /// An MCFG entry's region runs past the end of the 64-bit address space.
+    McfgRegionOverflow {
+        /// Index of the entry.
+        index: usize,
+        /// The base address.
+        base: u64,
+        /// Last bus.
+        last_bus: u8,
+    },
+    /// Two MCFG entries decode the same bus of the same segment.
+    McfgOverlap {
+        /// Index of the earlier entry.
+        first: usize,
+        /// Index of the later entry.
+        second: usize,
+        /// The segment.
+        segment: u16,
+    },
 }
 
 impl fmt::Display for AcpiError {
@@ -526,6 +568,38 @@ impl fmt::Display for AcpiError {
             } => write!(
                 f,
                 "SLIT has {localities} localities, too few for SRAT proximity domain {proximity_domain}"
+            ),
+            Self::McfgBadLength { length } => write!(
+                f,
+                "MCFG length {length} is not 44 bytes plus one or more 16-byte entries"
+            ),
+            Self::McfgBadBusRange {
+                index,
+                first_bus,
+                last_bus,
+            } => write!(
+                f,
+                "MCFG entry {index} decodes buses {first_bus}..={last_bus}: first bus above last"
+            ),
+            Self::McfgMisalignedBase { index, base } => write!(
+                f,
+                "MCFG entry {index} has base {base:#x}, not 1 MiB-aligned"
+            ),
+            Self::McfgRegionOverflow {
+                index,
+                base,
+                last_bus,
+            } => write!(
+                f,
+                "MCFG entry {index} (base {base:#x}, last bus {last_bus}) overflows the 64-bit address space"
+            ),
+            Self::McfgOverlap {
+                first,
+                second,
+                segment,
+            } => write!(
+                f,
+                "MCFG entries {first} and {second} decode the same buses of segment {segment}"
             ),
         }
     }

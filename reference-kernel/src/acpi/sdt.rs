@@ -21,7 +21,7 @@
 use super::{
     AcpiError, MAX_TABLE_LEN, PhysMemory, Signature, byte_sum, read_phys, u8_at, u32_at, u64_at,
 };
-use super::{madt::Madt, rsdp::Rsdp, slit::Slit, srat::Srat};
+use super::{madt::Madt, mcfg::Mcfg, rsdp::Rsdp, slit::Slit, srat::Srat};
 
 /// Length of the common table header.
 pub const SDT_HEADER_LEN: usize = 36;
@@ -350,6 +350,13 @@ impl<'m, M: PhysMemory + ?Sized> AcpiTables<'m, M> {
     pub fn slit(&self) -> Result<Option<Slit<'m>>, AcpiError> {
         self.find(Signature::SLIT)?
             .map(|t| Slit::parse(&t))
+            .transpose()
+    }
+
+    /// Finds and parses the MCFG (PCI Express ECAM regions), if present.
+    pub fn mcfg(&self) -> Result<Option<Mcfg>, AcpiError> {
+        self.find(Signature::MCFG)?
+            .map(|t| Mcfg::parse(&t))
             .transpose()
     }
 }

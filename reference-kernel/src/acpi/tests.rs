@@ -18,6 +18,7 @@ use std::vec::Vec;
 use proptest::prelude::*;
 
 use super::madt::{MADT_ENTRIES_OFFSET, Polarity, TriggerMode};
+use super::mcfg::MAX_ECAM_REGIONS;
 use super::rsdp::{BIOS_AREA_START, EBDA_POINTER};
 use super::*;
 
@@ -454,6 +455,7 @@ fn qemu_pc_numa_tables_give_4_cpus_on_2_nodes() {
     let hpet = tables.find(Signature::HPET).unwrap().unwrap();
     assert_eq!(hpet.length(), 56);
     assert!(tables.find(Signature::MCFG).unwrap().is_none());
+    assert!(tables.mcfg().unwrap().is_none());
     let p = Platform::from_tables(&tables).unwrap();
     check_qemu_two_nodes(&p);
     assert!(p.madt().pcat_compat());
@@ -478,7 +480,22 @@ fn qemu_q35_numa_tables_give_4_cpus_on_2_nodes() {
     let p = Platform::from_rsdp(&mem, QEMU_Q35_NUMA.rsdp_addr).unwrap();
     check_qemu_two_nodes(&p);
     let tables = AcpiTables::new(&mem, find_rsdp(&mem).unwrap().phys()).unwrap();
-    assert!(tables.find(Signature::MCFG).unwrap().is_some());
+    let mcfg = tables.mcfg().unwrap().unwrap();
+    assert_eq!(
+        mcfg.regions(),
+        [EcamRegion {
+            base: 0xb000_0000,
+            segment: 0,
+            first_bus: 0,
+            last_bus: 255
+        }]
+    );
+    assert_eq!(mcfg.regions()[0].phys_range(), (0xb000_0000, 0xc000_0000));
+    assert_eq!(
+        mcfg.region_for(0, 0).unwrap().config_address(0, 3, 0),
+        Some(0xb000_0000 + (3 << 15))
+    );
+    assert!(mcfg.region_for(1, 0).is_none());
     let srat = tables.srat().unwrap().unwrap();
     assert_eq!(srat.revision(), 1);
 }
@@ -1172,6 +1189,137 @@ fn slit_rejections() {
     ));
 }
 
+// ---- MCFG -----------------------------------------------------------------------------------
+
+/// An MCFG with the given `(base, segment, first_bus, last_bus)` entries.
+fn mcfg(entries: &[(u64, u16, u8, u8)]) -> Vec<u8> {
+    let mut body = vec![0u8; 8];
+    for &(base, segment, first, last) in entries {
+        body.extend_from_slice(&base.to_le_bytes());
+        body.extend_from_slice(&segment.to_le_bytes());
+        body.push(first);
+        body.push(last);
+        body.extend_from_slice(&[0; 4]);
+    }
+    table(b"MCFG", 1, &body)
+}
+
+fn parse_mcfg(bytes: &[u8]) -> Result<Mcfg, AcpiError> {
+    Mcfg::parse(&Sdt::from_bytes(0x4000, bytes, None)?)
+}
+
+#[test]
+fn mcfg_regions() {
+    let m = parse_mcfg(&mcfg(&[
+        (0xe000_0000, 0, 0, 63),
+        (0x40_0000_0000, 1, 16, 31),
+        (0xf000_0000, 0, 64, 64),
+    ]))
+    .unwrap();
+    assert_eq!(m.regions().len(), 3);
+    let r = m.region_for(1, 20).unwrap();
+    assert_eq!(r.base, 0x40_0000_0000);
+    assert_eq!(r.phys_range(), (0x40_0100_0000, 0x40_0200_0000));
+    assert_eq!(
+        r.config_address(31, 31, 7),
+        Some(0x40_0000_0000 + (31 << 20) + (31 << 15) + (7 << 12))
+    );
+    assert_eq!(r.config_address(15, 0, 0), None);
+    assert_eq!(r.config_address(16, 32, 0), None);
+    assert_eq!(r.config_address(16, 0, 8), None);
+    assert!(m.region_for(1, 15).is_none());
+    assert_eq!(m.region_for(0, 64).unwrap().base, 0xf000_0000);
+    assert!(m.region_for(0, 65).is_none());
+    // A region ending just below 2^64 fits; one ending at 2^64 does not (its end is not a u64).
+    let base = 0xffff_ffff_e000_0000;
+    let m = parse_mcfg(&mcfg(&[(base, 0, 0, 255)])).unwrap();
+    assert_eq!(m.regions()[0].phys_range(), (base, 0xffff_ffff_f000_0000));
+    assert!(matches!(
+        parse_mcfg(&mcfg(&[(0xffff_ffff_f000_0000, 0, 0, 255)])),
+        Err(AcpiError::McfgRegionOverflow { .. })
+    ));
+}
+
+#[test]
+fn mcfg_rejections() {
+    let cases: Vec<(Vec<u8>, AcpiError, &str)> = vec![
+        (
+            mcfg(&[]),
+            AcpiError::McfgBadLength { length: 44 },
+            "MCFG length 44 is not 44 bytes plus one or more 16-byte entries",
+        ),
+        (
+            {
+                let mut body = mcfg(&[(0xb000_0000, 0, 0, 255)])[36..].to_vec();
+                body.push(0);
+                table(b"MCFG", 1, &body)
+            },
+            AcpiError::McfgBadLength { length: 61 },
+            "MCFG length 61 is not 44 bytes plus one or more 16-byte entries",
+        ),
+        (
+            mcfg(&[(0xb000_0000, 0, 0, 255), (0xc000_0000, 0, 9, 8)]),
+            AcpiError::McfgBadBusRange {
+                index: 1,
+                first_bus: 9,
+                last_bus: 8,
+            },
+            "MCFG entry 1 decodes buses 9..=8: first bus above last",
+        ),
+        (
+            mcfg(&[(0xb008_0000, 0, 0, 255)]),
+            AcpiError::McfgMisalignedBase {
+                index: 0,
+                base: 0xb008_0000,
+            },
+            "MCFG entry 0 has base 0xb0080000, not 1 MiB-aligned",
+        ),
+        (
+            mcfg(&[(0xffff_ffff_fff0_0000, 0, 0, 0)]),
+            AcpiError::McfgRegionOverflow {
+                index: 0,
+                base: 0xffff_ffff_fff0_0000,
+                last_bus: 0,
+            },
+            "MCFG entry 0 (base 0xfffffffffff00000, last bus 0) overflows the 64-bit address space",
+        ),
+        (
+            mcfg(&[(0xb000_0000, 0, 0, 15), (0xc000_0000, 0, 15, 31)]),
+            AcpiError::McfgOverlap {
+                first: 0,
+                second: 1,
+                segment: 0,
+            },
+            "MCFG entries 0 and 1 decode the same buses of segment 0",
+        ),
+    ];
+    for (bytes, expected, message) in cases {
+        let err = parse_mcfg(&bytes).unwrap_err();
+        assert_eq!(err, expected);
+        assert_eq!(err.to_string(), message);
+    }
+    // The same buses on another segment are fine.
+    assert!(parse_mcfg(&mcfg(&[(0xb000_0000, 0, 0, 15), (0xc000_0000, 1, 0, 15)])).is_ok());
+    let many: Vec<_> = (0..=MAX_ECAM_REGIONS as u64)
+        .map(|i| (0x1_0000_0000 * (i + 1), i as u16, 0, 0))
+        .collect();
+    assert!(matches!(
+        parse_mcfg(&mcfg(&many)),
+        Err(AcpiError::TooManyEntries {
+            max: MAX_ECAM_REGIONS,
+            ..
+        })
+    ));
+    assert!(matches!(
+        parse_mcfg(&table(b"MCFG", 1, &[0; 4])),
+        Err(AcpiError::TableBadLength { min: 44, .. })
+    ));
+    assert!(matches!(
+        parse_mcfg(&slit(1, &[10])),
+        Err(AcpiError::TableBadSignature { .. })
+    ));
+}
+
 // ---- platform -------------------------------------------------------------------------------
 
 fn platform(tables: &[Vec<u8>]) -> Platform {
@@ -1584,7 +1732,7 @@ fn parse_all(bytes: &[u8]) {
             check_error(&e);
         }
     }
-    for sig in [b"APIC", b"SRAT", b"SLIT"] {
+    for sig in [b"APIC", b"SRAT", b"SLIT", b"MCFG"] {
         for rev in [1, 3] {
             let t = table(sig, rev, bytes);
             let sdt = Sdt::from_bytes(0, &t, None).unwrap();
@@ -1592,6 +1740,7 @@ fn parse_all(bytes: &[u8]) {
                 Madt::parse(&sdt).map(|_| ()),
                 Srat::parse(&sdt).map(|_| ()),
                 Slit::parse(&sdt).map(|_| ()),
+                Mcfg::parse(&sdt).map(|_| ()),
             ];
             for e in results.iter().filter_map(|r| r.err()) {
                 check_error(&e);

@@ -26,6 +26,7 @@
 
 #![deny(unsafe_code)]
 
+mod device_tests;
 mod profile_tests;
 mod tests;
 mod user_tests;

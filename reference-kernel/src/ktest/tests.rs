@@ -9,6 +9,7 @@
 
 use reference_kernel::bootinfo::{BootInfo, BootProtocol, PhysMemory};
 
+use super::device_tests as devices;
 use super::profile_tests as profiling;
 use super::user_tests as user;
 use super::{Expect, KernelTest};
@@ -150,6 +151,23 @@ pub static TESTS: &[KernelTest] = &[
     test(
         "profiler_user_reads_are_fault_safe",
         profiling::profiler_user_reads_are_fault_safe,
+    ),
+    test("pci_bus_enumerated", devices::pci_bus_enumerated),
+    test(
+        "pci_ecam_and_ports_agree",
+        devices::pci_ecam_and_ports_agree,
+    ),
+    test(
+        "virtio_blk_reads_match_the_image",
+        devices::virtio_blk_reads_match_the_image,
+    ),
+    test(
+        "virtio_blk_write_read_back_flush",
+        devices::virtio_blk_write_read_back_flush,
+    ),
+    test(
+        "virtio_blk_out_of_range_is_an_error",
+        devices::virtio_blk_out_of_range_is_an_error,
     ),
     KernelTest {
         name: "deliberate_panic_is_caught",

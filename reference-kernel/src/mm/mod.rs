@@ -4,6 +4,7 @@
 //!   page tables with per-section permissions and stack guard pages.
 //! - [`frames`]: the boot memory map, minus what is in use, handed to veridian-alloc's buddy
 //!   [`FrameAllocator`](veridian_alloc::frame::FrameAllocator).
+//! - [`dma`]: DMA memory for devices (`virtio-drivers`' `Hal`: frames, direct map, bounces).
 //! - [`heap`]: veridian-alloc's size-class [`Heap`](veridian_alloc::Heap) as the
 //!   `#[global_allocator]`, taking its chunks from the frame allocator.
 //!
@@ -12,6 +13,7 @@
 //! frames), then the frames above 4 GiB that the new direct map reaches.
 
 pub mod aspace;
+pub mod dma;
 pub mod frames;
 pub mod heap;
 pub mod paging;
