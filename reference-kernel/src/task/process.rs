@@ -362,8 +362,8 @@ static KILLS_PENDING: AtomicU64 = AtomicU64::new(0);
 impl Process {
     /// Kills the process: a thread blocked in IPC or a notification wait is woken at once, and
     /// its blocking system call (that one or its next) ends the process with [`KILLED`]
-    /// instead of returning. A thread that makes no blocking system call runs on (documented
-    /// in the ABI). Idempotent.
+    /// instead of returning; a thread running in ring 3 ends at the next timer interrupt that
+    /// returns to it. Idempotent.
     pub fn kill(&self) {
         if self.exit_code().is_some() {
             return;
@@ -390,7 +390,7 @@ pub(super) fn kill_child(pid: u64) -> Result<(), i64> {
 }
 
 /// Ends the calling process with [`KILLED`] if it was killed (the end of every blocking
-/// system call).
+/// system call, and the timer's return to ring 3).
 #[inline(always)]
 pub(super) fn exit_if_killed() {
     if KILLS_PENDING.load(Ordering::SeqCst) != 0 {
@@ -423,6 +423,7 @@ static HOOKS: ProcessHooks = ProcessHooks {
     syscalls: &super::syscall::TABLE,
     user_fault,
     user_irq: crate::ipc::notification::irq_fired,
+    user_interrupted: exit_if_killed,
 };
 
 /// Registers the process layer with the architecture layer (system calls,

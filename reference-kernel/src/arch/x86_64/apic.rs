@@ -203,6 +203,10 @@ fn tick(frame: &mut InterruptFrame) {
         }
         super::hooks::tick();
     }
+    // Back to ring 3 from here: the process layer may end the process instead (a kill).
+    if frame.cs & 3 == 3 {
+        super::hooks::user_interrupted();
+    }
 }
 
 /// The periodic timer's initial count for `split` interrupts per tick.

@@ -78,6 +78,9 @@ pub struct ProcessHooks {
     /// An interrupt on user interrupt line `line` (interrupt context, EOI sent): delivers it
     /// to whatever user program bound the line. Must not block.
     pub user_irq: fn(u8),
+    /// The timer interrupted ring 3 and is about to return there (EOI sent, interrupts off):
+    /// may end the running process (as `user_fault` does) instead of returning.
+    pub user_interrupted: fn(),
 }
 
 static PROCESS_HOOKS: Once<&'static ProcessHooks> = Once::new();
@@ -89,6 +92,13 @@ pub fn register_process(hooks: &'static ProcessHooks) {
     let hooks = *PROCESS_HOOKS.call_once(|| hooks);
     if first {
         super::user::set_syscall_table(hooks.syscalls);
+    }
+}
+
+/// The timer is about to return to ring 3 (see [`ProcessHooks::user_interrupted`]).
+pub fn user_interrupted() {
+    if let Some(h) = PROCESS_HOOKS.get() {
+        (h.user_interrupted)();
     }
 }
 

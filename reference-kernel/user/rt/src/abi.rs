@@ -100,9 +100,9 @@ pub mod nr {
     /// handle or a mapping names it.
     pub const MAP: u64 = 24;
     /// `kill(pid) -> 0`: ends the calling process's child `pid` (exit code [`super::KILLED`]):
-    /// at once if it is blocked in IPC or a notification wait, else at the end of its next
-    /// blocking system call (the IPC calls, [`WAIT_NOTIFY`], [`YIELD`], [`SLEEP`], [`WAIT`],
-    /// [`WRITE`]); a process that makes none of those runs on. `-ESRCH` if `pid` is not a
+    /// at once if it is blocked in IPC or a notification wait, at the end of its next blocking
+    /// system call (the IPC calls, [`WAIT_NOTIFY`], [`YIELD`], [`SLEEP`], [`WAIT`], [`WRITE`]),
+    /// or at the next timer interrupt while it runs in ring 3. `-ESRCH` if `pid` is not a
     /// child of the caller.
     pub const KILL: u64 = 25;
 }

@@ -8,6 +8,7 @@
 //! 3. A server that took a client's call and waits on a notification (never replying) is
 //!    killed: the client's call fails with `EPIPE` and the server ends with `KILLED`.
 //! 4. `kill` of a pid that is not a child: `ESRCH`.
+//! 5. A child that spins in ring 3 without a system call (`spin`) ends at a timer interrupt.
 //!
 //! Free memory is the same before and after (every frame of the killed processes back).
 //! Prints one line per failed check and exits with the number of failures.
