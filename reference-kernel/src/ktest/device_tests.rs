@@ -206,3 +206,201 @@ pub fn virtio_blk_out_of_range_is_an_error() {
     virtio_blk::read(end - 1, &mut buf[..SECTOR]).expect("last sector after the errors");
     assert_eq!(testdisk::first_mismatch(end - 1, &buf[..SECTOR]), None);
 }
+
+/// Requests per thread and round in [`virtio_blk_batches_on_every_cpu`].
+const BATCH: usize = virtio_blk::MAX_BATCH;
+
+/// One thread per online CPU, pinned, each running rounds of batches of [`BATCH`] requests:
+/// reads of 1..=8 sectors at pseudo-random offsets in the shared upper three quarters of the
+/// disk; writes of a pattern of its own over 1..=8 sectors in each of 32 slots of its own part
+/// of the first quarter, read back in a batch and checked byte for byte; then the image's pattern
+/// written back in a batch, a flush, and a check. Every request completes exactly once, and the
+/// device gets at most one notification per batch.
+pub fn virtio_blk_batches_on_every_cpu() {
+    use alloc::vec::Vec;
+    let Some(info) = disk() else { return };
+    if info.read_only {
+        crate::ktest::skip("the disk is read-only");
+        return;
+    }
+    const ROUNDS: u64 = 4;
+    let cpus = crate::arch::x86_64::percpu::online() as u64;
+    let quarter = info.sectors / 4;
+    // Each thread's part of the first quarter: 32 slots of 8 sectors.
+    let part = quarter / cpus;
+    assert!(
+        part >= (BATCH * 8) as u64,
+        "disk too small: {} sectors for {cpus} CPUs",
+        info.sectors
+    );
+    let (notified, completed) = (virtio_blk::notifications(), virtio_blk::completed());
+    let mut handles = Vec::new();
+    for cpu in 0..cpus {
+        let affinity = veridian_sched::CpuSet::single(cpu as usize).expect("a CPU set");
+        let handle = crate::task::spawn(
+            "blk-batch",
+            affinity,
+            veridian_sched::Priority::Normal,
+            move || batch_rounds(cpu, cpu * part, quarter, info.sectors, ROUNDS),
+        )
+        .expect("spawn");
+        handles.push(handle);
+    }
+    for h in handles {
+        h.join().expect("batch thread ends normally");
+    }
+    // Per thread and round: reads, writes, read-back, restore (a batch each), a flush, a check.
+    let batches = cpus * ROUNDS * 6;
+    let requests = cpus * ROUNDS * (4 * BATCH as u64 + 1 + BATCH as u64);
+    let notified = virtio_blk::notifications() - notified;
+    let completed = virtio_blk::completed() - completed;
+    crate::println!(
+        "note: {cpus} CPUs, {batches} batches, {requests} requests, {notified} notifications"
+    );
+    assert_eq!(completed, requests, "requests completed");
+    assert!(
+        notified <= batches,
+        "{notified} notifications for {batches} batches"
+    );
+}
+
+/// Reads `spans` (first sector, sector count) into successive 4 KiB pieces of `into` as one
+/// batch; every request must succeed.
+fn read_spans(into: &mut [u8], spans: &[(u64, usize)], cpu: u64) {
+    let mut results = [Ok(()); BATCH];
+    let mut requests: alloc::vec::Vec<virtio_blk::Request<'_>> = into
+        .chunks_mut(8 * SECTOR)
+        .zip(spans)
+        .map(|(buf, &(sector, count))| virtio_blk::Request::Read {
+            sector,
+            buf: &mut buf[..count * SECTOR],
+        })
+        .collect();
+    virtio_blk::batch(&mut requests, &mut results).expect("read batch");
+    assert!(results.iter().all(Result::is_ok), "cpu {cpu}: {results:?}");
+}
+
+/// Writes successive 4 KiB pieces of `from` to `spans` as one batch; every request must succeed.
+fn write_spans(from: &[u8], spans: &[(u64, usize)], cpu: u64) {
+    let mut results = [Ok(()); BATCH];
+    let mut requests: alloc::vec::Vec<virtio_blk::Request<'_>> = from
+        .chunks(8 * SECTOR)
+        .zip(spans)
+        .map(|(buf, &(sector, count))| virtio_blk::Request::Write {
+            sector,
+            buf: &buf[..count * SECTOR],
+        })
+        .collect();
+    virtio_blk::batch(&mut requests, &mut results).expect("write batch");
+    assert!(results.iter().all(Result::is_ok), "cpu {cpu}: {results:?}");
+}
+
+/// What one thread of [`virtio_blk_batches_on_every_cpu`] does; `base` is the first sector of
+/// its own part, reads go to `[shared, sectors)`.
+fn batch_rounds(cpu: u64, base: u64, shared: u64, sectors: u64, rounds: u64) {
+    // 32 pages for data, 32 for read-back, in frames (no bounce).
+    let mut data_block = FrameBlock::allocate(5).expect("128 KiB of frames");
+    let mut back_block = FrameBlock::allocate(5).expect("128 KiB of frames");
+    let data = data_block.bytes_mut().expect("frames in the direct map");
+    let back = back_block.bytes_mut().expect("frames in the direct map");
+    let mut rng = 0x2545_f491_4f6c_dd1d ^ (cpu + 1).wrapping_mul(0x9e37_79b9);
+    let mut spans = [(0u64, 0usize); BATCH];
+    for round in 0..rounds {
+        // Reads at random offsets of the shared part.
+        for span in &mut spans {
+            let count = (next(&mut rng) % 8 + 1) as usize;
+            *span = (shared + next(&mut rng) % (sectors - shared - 8), count);
+        }
+        back.fill(0xee);
+        read_spans(back, &spans, cpu);
+        for (chunk, &(sector, count)) in back.chunks(8 * SECTOR).zip(&spans) {
+            if let Some(at) = testdisk::first_mismatch(sector, &chunk[..count * SECTOR]) {
+                panic!("cpu {cpu} round {round}: sector {sector}+{count} byte {at}");
+            }
+        }
+        // Writes of this thread's pattern into its 32 slots, read back.
+        for (slot, (chunk, span)) in data.chunks_mut(8 * SECTOR).zip(&mut spans).enumerate() {
+            let count = (next(&mut rng) % 8 + 1) as usize;
+            *span = (base + slot as u64 * 8, count);
+            for (i, b) in chunk.iter_mut().enumerate() {
+                *b = (i as u8).wrapping_mul(7) ^ (cpu as u8) ^ (round as u8).wrapping_mul(31);
+            }
+        }
+        write_spans(data, &spans, cpu);
+        back.fill(0);
+        read_spans(back, &spans, cpu);
+        for ((written, read), &(sector, count)) in data
+            .chunks(8 * SECTOR)
+            .zip(back.chunks(8 * SECTOR))
+            .zip(&spans)
+        {
+            let n = count * SECTOR;
+            assert!(
+                written[..n] == read[..n],
+                "cpu {cpu} round {round}: sectors {sector}+{count} read back differ"
+            );
+        }
+        // The image's pattern back, a flush, and a check.
+        for (chunk, &(sector, _)) in data.chunks_mut(8 * SECTOR).zip(&spans) {
+            testdisk::fill(sector, chunk);
+        }
+        write_spans(data, &spans, cpu);
+        virtio_blk::flush().expect("flush");
+        back.fill(0);
+        read_spans(back, &spans, cpu);
+        for (chunk, &(sector, count)) in back.chunks(8 * SECTOR).zip(&spans) {
+            let n = count * SECTOR;
+            assert_eq!(
+                testdisk::first_mismatch(sector, &chunk[..n]),
+                None,
+                "cpu {cpu}"
+            );
+        }
+    }
+}
+
+/// A batch mixing good requests with refused ones completes the good ones and reports each
+/// refusal in its own place; too few result places is refused before anything runs.
+pub fn virtio_blk_batch_reports_each_request() {
+    use virtio_blk::{BlkError, Request};
+    let Some(info) = disk() else { return };
+    let mut block = page();
+    let buf = block.bytes_mut().expect("frame in the direct map");
+    let (a, rest) = buf.split_at_mut(SECTOR);
+    let (b, rest) = rest.split_at_mut(SECTOR);
+    let (c, d) = rest.split_at_mut(100);
+    let end = info.sectors;
+    let mut requests = [
+        Request::Read { sector: 7, buf: a },
+        Request::Read {
+            sector: end,
+            buf: b,
+        },
+        Request::Read { sector: 9, buf: c },
+        Request::Read {
+            sector: end - 1,
+            buf: &mut d[..SECTOR],
+        },
+    ];
+    let mut results = [Ok(()); 4];
+    assert_eq!(
+        virtio_blk::batch(&mut requests, &mut results[..3]),
+        Err(BlkError::NoRoomForResults)
+    );
+    virtio_blk::batch(&mut requests, &mut results).expect("batch");
+    assert_eq!(
+        results,
+        [
+            Ok(()),
+            Err(BlkError::OutOfRange {
+                sector: end,
+                count: 1
+            }),
+            Err(BlkError::BadLength(100)),
+            Ok(())
+        ]
+    );
+    assert_eq!(testdisk::first_mismatch(7, &buf[..SECTOR]), None);
+    let last = &buf[2 * SECTOR + 100..3 * SECTOR + 100];
+    assert_eq!(testdisk::first_mismatch(end - 1, last), None);
+}
