@@ -67,6 +67,8 @@ const STATUS_UNSET: u8 = 0xff;
 static NOTIFICATIONS: AtomicU64 = AtomicU64::new(0);
 /// Requests the device completed since boot.
 static COMPLETED: AtomicU64 = AtomicU64::new(0);
+/// Looks at the used ring that found nothing new, since boot.
+static EMPTY_POLLS: AtomicU64 = AtomicU64::new(0);
 
 /// One request's header (`virtio_blk_req`: type, reserved, sector) and status byte.
 #[derive(Clone, Copy)]
@@ -193,6 +195,11 @@ pub fn notifications() -> u64 {
 /// Requests the device completed since boot.
 pub fn completed() -> u64 {
     COMPLETED.load(Ordering::Relaxed)
+}
+
+/// Looks at the used ring that found nothing new since boot (time spent waiting for the device).
+pub fn empty_polls() -> u64 {
+    EMPTY_POLLS.load(Ordering::Relaxed)
 }
 
 /// Attaches the first usable virtio block device; prints what happened.
@@ -426,6 +433,7 @@ impl Disk {
             let failure = match queue.peek_used() {
                 None if veridian_perf::arch::rdtsc() > deadline => Some(BlkError::Timeout),
                 None => {
+                    EMPTY_POLLS.fetch_add(1, Ordering::Relaxed);
                     core::hint::spin_loop();
                     continue;
                 }
