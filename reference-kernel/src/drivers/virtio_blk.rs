@@ -20,7 +20,7 @@
 
 use alloc::boxed::Box;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use reference_kernel::pci::Bdf;
 use spin::Once;
@@ -30,6 +30,10 @@ use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
 use virtio_drivers::transport::{DeviceStatus, Transport};
 
 use super::pci;
+use crate::arch::x86_64::idt::{self, InterruptFrame};
+use crate::arch::x86_64::msix::{self, Table};
+use crate::arch::x86_64::pci::ConfigAccess;
+use crate::arch::x86_64::{apic, percpu};
 use crate::mm::dma::KernelHal;
 use crate::sync::PreemptLock;
 
@@ -69,6 +73,24 @@ static NOTIFICATIONS: AtomicU64 = AtomicU64::new(0);
 static COMPLETED: AtomicU64 = AtomicU64::new(0);
 /// Looks at the used ring that found nothing new, since boot.
 static EMPTY_POLLS: AtomicU64 = AtomicU64::new(0);
+/// Completion interrupts taken since boot.
+static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+/// Times a waiter halted its CPU until an interrupt, since boot.
+static SLEEPS: AtomicU64 = AtomicU64::new(0);
+/// Waiters poll even where the interrupt is routed (the benchmarks: under `-icount` a halted
+/// CPU's TSC runs on with host time, so sleeping would count time, not instructions).
+static POLL_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// The vector of the request queue's MSI-X interrupt (free in the kernel's vector map: 0x20-0x24
+/// timer, reschedule, shootdown, PMI, serial; 0x30 the test vector; 0x50.. user lines).
+pub const VECTOR: u8 = 0x40;
+
+/// The request queue's completion interrupt: MSI-X table entry 0, routed to the local APIC of
+/// the CPU that last waited.
+struct Irq {
+    table: Table,
+    apic_id: u32,
+}
 
 /// One request's header (`virtio_blk_req`: type, reserved, sector) and status byte.
 #[derive(Clone, Copy)]
@@ -90,6 +112,8 @@ struct Disk {
     flush: bool,
     sectors: u64,
     read_only: bool,
+    /// Completion by interrupt; `None`: polled.
+    irq: Option<Irq>,
 }
 
 impl Drop for Disk {
@@ -202,6 +226,41 @@ pub fn empty_polls() -> u64 {
     EMPTY_POLLS.load(Ordering::Relaxed)
 }
 
+/// Completion interrupts taken since boot.
+pub fn interrupts() -> u64 {
+    INTERRUPTS.load(Ordering::Relaxed)
+}
+
+/// Times a waiter halted its CPU until an interrupt since boot.
+pub fn sleeps() -> u64 {
+    SLEEPS.load(Ordering::Relaxed)
+}
+
+/// Makes waiters poll the used ring (`true`) even where the completion interrupt is routed,
+/// and asks the device not to interrupt; or (`false`, the default) interrupts and sleeping
+/// waiters again where the interrupt is routed.
+pub fn poll_only(on: bool) {
+    let Some(lock) = DISK.get() else { return };
+    let mut guard = lock.lock();
+    POLL_ONLY.store(on, Ordering::Relaxed);
+    if let Some(disk) = guard.as_mut() {
+        let interrupts = !on && disk.irq.is_some();
+        disk.queue.set_dev_notify(interrupts);
+    }
+}
+
+/// Whether completions arrive by interrupt (MSI-X) rather than by polling alone.
+pub fn interrupt_driven() -> bool {
+    DISK.get()
+        .is_some_and(|d| d.lock().as_ref().is_some_and(|d| d.irq.is_some()))
+}
+
+fn completion_interrupt(_frame: &mut InterruptFrame) {
+    INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+    // The waiter wakes from `hlt` by the interrupt itself and looks at the used ring.
+    apic::eoi();
+}
+
 /// Attaches the first usable virtio block device; prints what happened.
 pub fn init() {
     DISK.call_once(|| PreemptLock::new("drivers::virtio_blk::DISK", attach()));
@@ -246,7 +305,7 @@ fn attach() -> Option<Disk> {
                 continue;
             }
         };
-        match set_up(transport) {
+        match set_up(transport, &access, f) {
             Ok(disk) => {
                 let info = DiskInfo {
                     bdf: f.bdf,
@@ -256,11 +315,16 @@ fn attach() -> Option<Disk> {
                 INFO.call_once(|| info);
                 crate::println!(
                     "  virtio:   blk {}: {} sectors ({} MiB){}, queue of {QUEUE_SIZE}, batches of up \
-                     to {MAX_BATCH}, polled completions",
+                     to {MAX_BATCH}, {}",
                     f.bdf,
                     disk.sectors,
                     (disk.sectors * SECTOR_SIZE as u64) >> 20,
                     if disk.read_only { ", read-only" } else { "" },
+                    if disk.irq.is_some() {
+                        "completions by MSI-X interrupt (vector 0x40)"
+                    } else {
+                        "polled completions"
+                    }
                 );
                 return Some(disk);
             }
@@ -273,7 +337,11 @@ fn attach() -> Option<Disk> {
 
 /// Device initialisation (virtio 1.2, 3.1.1): reset, acknowledge, negotiate features, read the
 /// capacity, set up the request queue, driver ready.
-fn set_up(mut transport: PciTransport) -> Result<Disk, alloc::string::String> {
+fn set_up(
+    mut transport: PciTransport,
+    access: &ConfigAccess,
+    f: &reference_kernel::pci::PciFunction,
+) -> Result<Disk, alloc::string::String> {
     use alloc::format;
     // `VirtQueue::new` would refuse these too, with a bare "Invalid parameter".
     let offered = transport.max_queue_size(QUEUE);
@@ -304,8 +372,18 @@ fn set_up(mut transport: PciTransport) -> Result<Disk, alloc::string::String> {
     }
     let mut queue = VirtQueue::new(&mut transport, QUEUE, false, false)
         .map_err(|e| format!("its request queue could not be set up: {e}"))?;
-    // Completions are polled: ask the device not to interrupt.
-    queue.set_dev_notify(false);
+    let irq = match route_interrupt(access, f) {
+        Ok(irq) => Some(irq),
+        Err(why) => {
+            crate::println!(
+                "  virtio:   blk {}: no completion interrupt ({why}); polling",
+                f.bdf
+            );
+            None
+        }
+    };
+    // Polled: ask the device not to interrupt.
+    queue.set_dev_notify(irq.is_some());
     transport.finish_init();
     Ok(Disk {
         transport,
@@ -319,7 +397,43 @@ fn set_up(mut transport: PciTransport) -> Result<Disk, alloc::string::String> {
         flush: features & F_FLUSH != 0,
         sectors,
         read_only: features & F_RO != 0,
+        irq,
     })
+}
+
+/// Routes the request queue's interrupt: MSI-X entry 0 to this CPU's local APIC with
+/// [`VECTOR`], and the queue's MSI-X vector (in the virtio common configuration, which
+/// `virtio-drivers`' transport does not expose) set to entry 0 and read back.
+fn route_interrupt(
+    access: &ConfigAccess,
+    f: &reference_kernel::pci::PciFunction,
+) -> Result<Irq, &'static str> {
+    use reference_kernel::pci::ConfigSpace;
+    // The virtio common configuration: vendor capability (0x09) of type 1 (virtio 1.2, 4.1.4).
+    let (bar, offset) = f
+        .capabilities()
+        .iter()
+        .filter(|c| c.id == 0x09 && access.read8(f.bdf, c.offset + 3) == 1)
+        .map(|c| {
+            (
+                access.read8(f.bdf, c.offset + 4),
+                u64::from(access.read32(f.bdf, c.offset + 8)),
+            )
+        })
+        .next()
+        .ok_or("no virtio common configuration capability")?;
+    let table = Table::locate(access, f)?;
+    let apic_id = percpu::current().ok_or("no per-CPU block")?.apic_id;
+    idt::set_handler(VECTOR, completion_interrupt).map_err(|_| "vector 0x40 is taken")?;
+    table.route(access, f, 0, apic_id, VECTOR)?;
+    // queue_select (0x16) = 0, queue_msix_vector (0x1a) = entry 0.
+    if !msix::bar_write16(f, bar, offset + 0x16, QUEUE)
+        || !msix::bar_write16(f, bar, offset + 0x1a, 0)
+        || msix::bar_read16(f, bar, offset + 0x1a) != Some(0)
+    {
+        return Err("the device did not take MSI-X entry 0 for its queue");
+    }
+    Ok(Irq { table, apic_id })
 }
 
 /// Reads `buf.len() / 512` sectors starting at `sector` into `buf` (a batch of one).
@@ -390,8 +504,31 @@ impl Disk {
             transport,
             queue,
             slots,
+            irq,
             ..
         } = self;
+        // Sleep until the interrupt where interrupts are on (never enabled blindly here) and
+        // the entry points at this CPU (the lock keeps the thread here until the batch ends).
+        let sleep = match irq {
+            Some(irq)
+                if x86_64::instructions::interrupts::are_enabled()
+                    && !POLL_ONLY.load(Ordering::Relaxed) =>
+            {
+                let here = percpu::current().map(|c| c.apic_id);
+                match here {
+                    Some(id) if id == irq.apic_id => true,
+                    Some(id) => {
+                        let moved = irq.table.retarget(0, id, VECTOR).is_ok();
+                        if moved {
+                            irq.apic_id = id;
+                        }
+                        moved
+                    }
+                    None => false,
+                }
+            }
+            _ => false,
+        };
         let mut tokens = [None::<u16>; MAX_BATCH];
         let mut pending = 0usize;
         for (i, request) in group.iter_mut().enumerate() {
@@ -432,6 +569,19 @@ impl Disk {
         while pending > 0 {
             let failure = match queue.peek_used() {
                 None if veridian_perf::arch::rdtsc() > deadline => Some(BlkError::Timeout),
+                None if sleep => {
+                    use x86_64::instructions::interrupts;
+                    // Interrupts off between the look and `hlt`: `sti; hlt` then sleeps
+                    // without missing an interrupt that arrived after the look.
+                    interrupts::disable();
+                    if queue.can_pop() {
+                        interrupts::enable();
+                    } else {
+                        SLEEPS.fetch_add(1, Ordering::Relaxed);
+                        interrupts::enable_and_hlt();
+                    }
+                    continue;
+                }
                 None => {
                     EMPTY_POLLS.fetch_add(1, Ordering::Relaxed);
                     core::hint::spin_loop();

@@ -404,3 +404,49 @@ pub fn virtio_blk_batch_reports_each_request() {
     let last = &buf[2 * SECTOR + 100..3 * SECTOR + 100];
     assert_eq!(testdisk::first_mismatch(end - 1, last), None);
 }
+
+/// With MSI-X (QEMU's virtio-blk-pci has it), completions arrive by interrupt: four batches of
+/// 32 reads, checked byte for byte, take completion interrupts on vector
+/// [`virtio_blk::VECTOR`], and the waiter halts instead of polling (no empty poll counted).
+pub fn virtio_blk_completions_by_interrupt() {
+    let Some(info) = disk() else { return };
+    if !virtio_blk::interrupt_driven() {
+        crate::ktest::skip("the disk has no MSI-X interrupt: completions are polled");
+        return;
+    }
+    assert!(
+        x86_64::instructions::interrupts::are_enabled(),
+        "test threads run with interrupts on"
+    );
+    let (taken, sleeps, polls) = (
+        virtio_blk::interrupts(),
+        virtio_blk::sleeps(),
+        virtio_blk::empty_polls(),
+    );
+    let mut block = FrameBlock::allocate(5).expect("128 KiB of frames");
+    let bufs = block.bytes_mut().expect("frames in the direct map");
+    let mut rng = 0x1234_5678_9abc_def1u64;
+    let mut spans = [(0u64, 0usize); BATCH];
+    for _ in 0..4 {
+        for span in &mut spans {
+            let count = (next(&mut rng) % 8 + 1) as usize;
+            *span = (next(&mut rng) % (info.sectors - 8), count);
+        }
+        bufs.fill(0xee);
+        read_spans(bufs, &spans, 0);
+        for (chunk, &(sector, count)) in bufs.chunks(8 * SECTOR).zip(&spans) {
+            assert_eq!(
+                testdisk::first_mismatch(sector, &chunk[..count * SECTOR]),
+                None,
+                "sector {sector}+{count}"
+            );
+        }
+    }
+    let taken = virtio_blk::interrupts() - taken;
+    let sleeps = virtio_blk::sleeps() - sleeps;
+    let polls = virtio_blk::empty_polls() - polls;
+    crate::println!("note: 4 batches: {taken} interrupts, {sleeps} sleeps, {polls} empty polls");
+    assert!(taken >= 1, "no completion interrupt in 4 batches");
+    assert!(sleeps >= 1, "the waiter never slept");
+    assert_eq!(polls, 0, "the waiter polled");
+}

@@ -177,6 +177,10 @@ pub static TESTS: &[KernelTest] = &[
         "virtio_blk_batches_on_every_cpu",
         devices::virtio_blk_batches_on_every_cpu,
     ),
+    test(
+        "virtio_blk_completions_by_interrupt",
+        devices::virtio_blk_completions_by_interrupt,
+    ),
     KernelTest {
         name: "deliberate_panic_is_caught",
         run: deliberate_panic,
