@@ -9,9 +9,12 @@
 //! the kernel goes on without a disk.
 //!
 //! Requests go in batches: [`batch`] places up to [`MAX_BATCH`] requests (read, write, flush) in
-//! the queue, notifies the device once (unless it has suppressed notifications), then polls the
-//! used ring until each has completed, in whatever order the device completes them (no
-//! interrupts, no MSI-X yet). [`read`], [`write`] and [`flush`] are batches of one. Each
+//! the queue, notifies the device once (unless it has suppressed notifications), then waits
+//! until each has completed, in whatever order the device completes them. [`read`], [`write`]
+//! and [`flush`] are batches of one. Where the device has MSI-X, entry 0 is routed to the
+//! waiting CPU's local APIC on [`VECTOR`] and the waiter halts its CPU until the interrupt
+//! (it keeps the device lock and its CPU meanwhile); otherwise, with interrupts off, or after
+//! [`poll_only`], it polls the used ring. Each
 //! request's header and status byte live in a heap slot (in the direct map), so with a data
 //! buffer from the heap or from frames no bounce copy is made. A request past the end of the
 //! disk is refused before it reaches the device. A batch not completed within
