@@ -16,7 +16,9 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::borrow::BorrowMut;
 use core::fmt;
+use core::marker::PhantomData;
 
 use virtio_drivers::Hal;
 use virtio_drivers::queue::VirtQueue;
@@ -566,35 +568,48 @@ fn group_end(sqes: &[Sqe], start: usize) -> usize {
 /// `Readv`/`Writev` complete with `-EOPNOTSUPP`, other descriptors with `-EBADF`, unaligned
 /// offsets or lengths with `-EINVAL`, requests past the end with `-EINVAL`, writes to a
 /// read-only disk with `-EPERM`, device errors with `-EIO`.
-pub struct VirtioBlkBackend<H: Hal, T: Transport, W: FnMut(&dyn Fn() -> bool) -> bool> {
-    device: BlkDevice<H, T>,
+///
+/// `D` is the device or a mutable borrow of it (`&mut BlkDevice<H, T>`: an embedder that keeps
+/// its device elsewhere lends it for as long as the back-end lives).
+pub struct VirtioBlkBackend<H: Hal, T: Transport, D, W>
+where
+    D: BorrowMut<BlkDevice<H, T>>,
+    W: FnMut(&dyn Fn() -> bool) -> bool,
+{
+    device: D,
     wait: W,
     pools: Vec<BufferPool>,
     /// Entries taken by the current `enter` (kept for its allocation).
     taken: Vec<Sqe>,
+    device_type: PhantomData<fn() -> (H, T)>,
 }
 
-impl<H: Hal, T: Transport, W: FnMut(&dyn Fn() -> bool) -> bool> VirtioBlkBackend<H, T, W> {
+impl<H: Hal, T: Transport, D, W> VirtioBlkBackend<H, T, D, W>
+where
+    D: BorrowMut<BlkDevice<H, T>>,
+    W: FnMut(&dyn Fn() -> bool) -> bool,
+{
     /// A back-end over `device`; `wait` is called while the device works, as by
     /// [`BlkDevice::batch`] (spin, or sleep until its interrupt), and returns `false` to give up
     /// (the device is then reset and every later entry fails).
-    pub fn new(device: BlkDevice<H, T>, wait: W) -> Self {
+    pub fn new(device: D, wait: W) -> Self {
         Self {
             device,
             wait,
             pools: Vec::new(),
             taken: Vec::new(),
+            device_type: PhantomData,
         }
     }
 
     /// The device.
     pub fn device(&self) -> &BlkDevice<H, T> {
-        &self.device
+        self.device.borrow()
     }
 
     /// The device, to turn interrupts on or acknowledge them.
     pub fn device_mut(&mut self) -> &mut BlkDevice<H, T> {
-        &mut self.device
+        self.device.borrow_mut()
     }
 
     /// Runs `self.taken[start..end]` as one group; results into `res`.
@@ -653,9 +668,10 @@ impl<H: Hal, T: Transport, W: FnMut(&dyn Fn() -> bool) -> bool> VirtioBlkBackend
         let mut results = [Err(BlkError::NotRun); MAX_BATCH];
         // Per-request outcomes land in `results`; the call's own error is among them.
         let count = requests.len();
-        let _ = self
-            .device
-            .batch(&mut requests, &mut results[..count], &mut self.wait);
+        let _ =
+            self.device
+                .borrow_mut()
+                .batch(&mut requests, &mut results[..count], &mut self.wait);
         for (n, request) in requests.iter().enumerate() {
             let k = places[n];
             res[k] = match (results[n], request) {
@@ -672,8 +688,10 @@ impl<H: Hal, T: Transport, W: FnMut(&dyn Fn() -> bool) -> bool> VirtioBlkBackend
 // entry's `addr..addr + len` (written for reads, read for writes), runs it to completion (or
 // resets the device, which then stops touching it) inside `BlkDevice::batch`, and only then
 // pushes the entry's one completion through the `OverflowProducer`.
-unsafe impl<H: Hal, T: Transport, W: FnMut(&dyn Fn() -> bool) -> bool> Backend
-    for VirtioBlkBackend<H, T, W>
+unsafe impl<H: Hal, T: Transport, D, W> Backend for VirtioBlkBackend<H, T, D, W>
+where
+    D: BorrowMut<BlkDevice<H, T>>,
+    W: FnMut(&dyn Fn() -> bool) -> bool,
 {
     fn name(&self) -> &'static str {
         "virtio-blk"

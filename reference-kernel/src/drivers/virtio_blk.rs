@@ -24,7 +24,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use reference_kernel::pci::Bdf;
 use spin::Once;
-use veridian_io::virtio::BlkDevice;
+use veridian_io::BatchedIo;
+use veridian_io::virtio::{BlkDevice, VirtioBlkBackend};
 pub use veridian_io::virtio::{BlkError, MAX_BATCH, QUEUE_SIZE, Request, SECTOR_SIZE};
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
@@ -256,6 +257,39 @@ fn route_interrupt(
         return Err("the device did not take MSI-X entry 0 for its queue");
     }
     Ok(Irq { table, apic_id })
+}
+
+/// The disk as a veridian-io back-end, lent by [`with_backend`]: completions polled.
+pub type LentBackend<'a> = VirtioBlkBackend<
+    KernelHal,
+    PciTransport,
+    &'a mut BlkDevice<KernelHal, PciTransport>,
+    fn(&dyn Fn() -> bool) -> bool,
+>;
+
+/// Lends the disk to `f` as a [`BatchedIo`] over a [`VirtioBlkBackend`] with a submission ring
+/// of `entries`, holding the device lock meanwhile (other block requests wait); the back-end
+/// polls for completions, without a time limit. `None` without a disk or if the ring cannot be
+/// made.
+pub fn with_backend<R>(
+    entries: usize,
+    f: impl FnOnce(&mut BatchedIo<LentBackend<'_>>) -> R,
+) -> Option<R> {
+    fn poll(_ready: &dyn Fn() -> bool) -> bool {
+        EMPTY_POLLS.fetch_add(1, Ordering::Relaxed);
+        core::hint::spin_loop();
+        true
+    }
+    let mut guard = DISK.get()?.lock();
+    let disk = guard.as_mut()?;
+    let (notified, completed) = (disk.dev.notifications(), disk.dev.completed());
+    let backend: LentBackend<'_> = VirtioBlkBackend::new(&mut disk.dev, poll);
+    let result = BatchedIo::new(backend, entries)
+        .ok()
+        .map(|mut io| f(&mut io));
+    NOTIFICATIONS.fetch_add(disk.dev.notifications() - notified, Ordering::Relaxed);
+    COMPLETED.fetch_add(disk.dev.completed() - completed, Ordering::Relaxed);
+    result
 }
 
 /// Reads `buf.len() / 512` sectors starting at `sector` into `buf` (a batch of one).

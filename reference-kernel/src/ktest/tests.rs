@@ -181,6 +181,10 @@ pub static TESTS: &[KernelTest] = &[
         "virtio_blk_completions_by_interrupt",
         devices::virtio_blk_completions_by_interrupt,
     ),
+    test(
+        "virtio_blk_veridian_io_backend",
+        devices::virtio_blk_veridian_io_backend,
+    ),
     KernelTest {
         name: "deliberate_panic_is_caught",
         run: deliberate_panic,
