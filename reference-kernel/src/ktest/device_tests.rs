@@ -407,7 +407,8 @@ pub fn virtio_blk_batch_reports_each_request() {
 
 /// With MSI-X (QEMU's virtio-blk-pci has it), completions arrive by interrupt: four batches of
 /// 32 reads, checked byte for byte, take completion interrupts on vector
-/// [`virtio_blk::VECTOR`], and the waiter halts instead of polling (no empty poll counted).
+/// [`virtio_blk::VECTOR`], and the waiter halts (or finds the completion there) instead of
+/// polling (no empty poll counted).
 pub fn virtio_blk_completions_by_interrupt() {
     let Some(info) = disk() else { return };
     if !virtio_blk::interrupt_driven() {
@@ -446,8 +447,10 @@ pub fn virtio_blk_completions_by_interrupt() {
     let sleeps = virtio_blk::sleeps() - sleeps;
     let polls = virtio_blk::empty_polls() - polls;
     crate::println!("note: 4 batches: {taken} interrupts, {sleeps} sleeps, {polls} empty polls");
+    // Whether the waiter halts depends on timing (on one CPU the completion often arrives
+    // between its look at the used ring and `hlt`, and it goes on at once): reported, not
+    // required. Without the interrupt, `taken` stays 0 (each wait would end at a timer tick).
     assert!(taken >= 1, "no completion interrupt in 4 batches");
-    assert!(sleeps >= 1, "the waiter never slept");
     assert_eq!(polls, 0, "the waiter polled");
 }
 
