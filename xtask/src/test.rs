@@ -539,8 +539,20 @@ const BAD_DISK_STEP: &str =
 /// smaller than the driver's: the kernel must refuse it with its message and run the block
 /// tests as skipped.
 fn bad_disk_check(tally: &mut Tally, elf: &Path) -> Result<()> {
+    disk_step(tally, elf, BAD_DISK_STEP, ",queue-size=8", judge_bad_disk)
+}
+
+/// Boots `elf` on one CPU with `mode=test ktest.filter=virtio_blk` and the test disk behind a
+/// device with `device_options`; `judge` decides step `step` from the serial log and verdict.
+fn disk_step(
+    tally: &mut Tally,
+    elf: &Path,
+    step: &str,
+    device_options: &str,
+    judge: fn(&[String], &Verdict) -> std::result::Result<(), String>,
+) -> Result<()> {
     if let Err(e) = disk::create() {
-        tally.fail(BAD_DISK_STEP, &format!("test disk: {e}"));
+        tally.fail(step, &format!("test disk: {e}"));
         return Ok(());
     }
     let kernel = Boot::Kernel {
@@ -548,12 +560,12 @@ fn bad_disk_check(tally: &mut Tally, elf: &Path) -> Result<()> {
         cmdline: "mode=test ktest.filter=virtio_blk".into(),
     };
     let mut command = qemu::command(&kernel, Machine::Single);
-    command.args(disk::qemu_args(&disk::path(), ",queue-size=8"));
+    command.args(disk::qemu_args(&disk::path(), device_options));
     let outcome = qemu::run_command(command, SUITE_TIMEOUT, false)?;
     let verdict = outcome.log.judge(&outcome.exit());
-    match judge_bad_disk(&outcome.serial, &verdict) {
-        Ok(()) => tally.pass(BAD_DISK_STEP),
-        Err(problem) => tally.fail(BAD_DISK_STEP, &problem),
+    match judge(&outcome.serial, &verdict) {
+        Ok(()) => tally.pass(step),
+        Err(problem) => tally.fail(step, &problem),
     }
     Ok(())
 }
@@ -586,23 +598,13 @@ const POLLED_DISK_STEP: &str =
 /// Boots on one CPU with the test disk behind a device without MSI-X (`vectors=0`): the kernel
 /// must say it polls, pass the block tests and skip only the interrupt test.
 fn polled_disk_check(tally: &mut Tally, elf: &Path) -> Result<()> {
-    if let Err(e) = disk::create() {
-        tally.fail(POLLED_DISK_STEP, &format!("test disk: {e}"));
-        return Ok(());
-    }
-    let kernel = Boot::Kernel {
-        elf: elf.to_path_buf(),
-        cmdline: "mode=test ktest.filter=virtio_blk".into(),
-    };
-    let mut command = qemu::command(&kernel, Machine::Single);
-    command.args(disk::qemu_args(&disk::path(), ",vectors=0"));
-    let outcome = qemu::run_command(command, SUITE_TIMEOUT, false)?;
-    let verdict = outcome.log.judge(&outcome.exit());
-    match judge_polled_disk(&outcome.serial, &verdict) {
-        Ok(()) => tally.pass(POLLED_DISK_STEP),
-        Err(problem) => tally.fail(POLLED_DISK_STEP, &problem),
-    }
-    Ok(())
+    disk_step(
+        tally,
+        elf,
+        POLLED_DISK_STEP,
+        ",vectors=0",
+        judge_polled_disk,
+    )
 }
 
 /// The polled-disk run must print that it polls, pass its block tests and skip exactly the
