@@ -154,13 +154,23 @@ fn time(f: impl FnMut(), overhead: u64) -> Box<Histogram> {
 
 /// As [`time`], also recording each sample divided by `parts` into a second histogram (for a
 /// sample that is `parts` equal operations, such as a round trip of two switches).
-fn time_split(mut f: impl FnMut(), overhead: u64, parts: u64) -> (Box<Histogram>, Box<Histogram>) {
+fn time_split(f: impl FnMut(), overhead: u64, parts: u64) -> (Box<Histogram>, Box<Histogram>) {
+    time_split_n(f, overhead, parts, ITERATIONS)
+}
+
+/// As [`time_split`] with `iterations` samples (after 100 warm-up runs).
+fn time_split_n(
+    mut f: impl FnMut(),
+    overhead: u64,
+    parts: u64,
+    iterations: u32,
+) -> (Box<Histogram>, Box<Histogram>) {
     let mut whole = Histogram::boxed();
     let mut part = Histogram::boxed();
     for _ in 0..100 {
         f();
     }
-    for _ in 0..ITERATIONS {
+    for _ in 0..iterations {
         let t0 = Tsc.start();
         f();
         let t1 = Tsc.stop();
@@ -220,7 +230,11 @@ pub fn run_all() -> bool {
     // The user rows run in one program on CPU 0: one reading for all of them.
     ok &= Counters::count(&mut pmu, "user_rows", None, user_benchmarks);
     ok &= Counters::count(&mut pmu, "ipc_call_reply_cross_cpu", None, user_cross_cpu);
+    // Polled: a CPU halted until the completion interrupt would count host time under icount.
+    crate::drivers::virtio_blk::poll_only(true);
     ok &= blk_read_4k_batch1(&mut pmu, overhead);
+    ok &= blk_read_4k_batch32(&mut pmu, overhead);
+    crate::drivers::virtio_blk::poll_only(false);
     // The whole suite, interrupts and waits included (a profiler's overhead shows here).
     crate::println!(
         "bench suite_total unit=tsc value={}",
@@ -251,6 +265,7 @@ fn blk_read_4k_batch1(pmu: &mut Option<Counters>, overhead: u64) -> bool {
     };
     let blocks = (disk.sectors / 8).max(1);
     let (mut next, mut errors) = (0u64, 0u32);
+    let polls = crate::drivers::virtio_blk::empty_polls();
     let hist = Counters::count(pmu, NAME, Some(WITH_WARM_UP), || {
         time(
             || {
@@ -272,6 +287,97 @@ fn blk_read_4k_batch1(pmu: &mut Option<Counters>, overhead: u64) -> bool {
         "one 4 KiB virtio-blk read, submitted alone and polled to completion",
         &hist,
         overhead,
+    );
+    empty_polls_note(NAME, polls, u64::from(WITH_WARM_UP));
+    true
+}
+
+/// A note with the looks at the used ring that found nothing (waiting for QEMU's device model,
+/// the part of a block row that varies from run to run) per request since `before`.
+fn empty_polls_note(name: &str, before: u64, requests: u64) {
+    let polls = crate::drivers::virtio_blk::empty_polls() - before;
+    crate::println!(
+        "note: {name}: {polls} empty polls of the used ring for {requests} requests ({}.{:02} per request)",
+        polls / requests,
+        polls * 100 / requests % 100
+    );
+}
+
+/// Samples of `blk_read_4k_batch32` (each 32 reads).
+const BATCH32_SAMPLES: u32 = 1_000;
+
+/// `blk_read_4k_batch32`, per request: one sample is 32 reads of 4 KiB (successive 4 KiB blocks)
+/// into 32 frames, submitted as one batch with one notification and polled until all completed;
+/// the row is the sample divided by 32. As `blk_read_4k_batch1`, QEMU's device model works while
+/// the CPU polls, so the count varies from run to run. Skipped without a disk.
+fn blk_read_4k_batch32(pmu: &mut Option<Counters>, overhead: u64) -> bool {
+    use crate::drivers::virtio_blk::{self, MAX_BATCH, Request};
+    const NAME: &str = "blk_read_4k_batch32";
+    let Some(disk) = virtio_blk::info() else {
+        crate::println!("bench {NAME} skipped=\"no virtio-blk disk\"");
+        return true;
+    };
+    // 32 frames, one per request.
+    let mut block = match FrameBlock::allocate(5) {
+        Ok(b) => b,
+        Err(e) => {
+            crate::println!("bench: {NAME}: no frames for the buffers: {e}");
+            return false;
+        }
+    };
+    let Some(bufs) = block.bytes_mut() else {
+        return false;
+    };
+    let blocks = (disk.sectors / 8).max(MAX_BATCH as u64);
+    let (mut next, mut errors) = (0u64, 0u32);
+    let polls = virtio_blk::empty_polls();
+    let mut results = [Ok(()); MAX_BATCH];
+    // The PMU line's iterations are requests (warm-up included), as for `blk_read_4k_batch1`.
+    let hist = Counters::count(
+        pmu,
+        NAME,
+        Some((BATCH32_SAMPLES + 100) * MAX_BATCH as u32),
+        || {
+            time_split_n(
+                || {
+                    let mut chunks = bufs.chunks_mut(4096);
+                    let mut requests: [Request<'_>; MAX_BATCH] = core::array::from_fn(|_| {
+                        let sector = (next % blocks) * 8;
+                        next += 1;
+                        match chunks.next() {
+                            Some(buf) => Request::Read { sector, buf },
+                            // Not reached: 32 pages make 32 chunks.
+                            None => Request::Flush,
+                        }
+                    });
+                    if virtio_blk::batch(&mut requests, &mut results).is_err()
+                        || results.iter().any(Result::is_err)
+                    {
+                        errors += 1;
+                    }
+                },
+                overhead,
+                MAX_BATCH as u64,
+                BATCH32_SAMPLES,
+            )
+            .1
+        },
+    );
+    if errors > 0 {
+        crate::println!("bench: {NAME}: {errors} batches failed");
+        return false;
+    }
+    report(
+        NAME,
+        "per request: 32 4 KiB virtio-blk reads submitted with one notification, polled to \
+         completion, sample / 32",
+        &hist,
+        overhead,
+    );
+    empty_polls_note(
+        NAME,
+        polls,
+        u64::from(BATCH32_SAMPLES + 100) * MAX_BATCH as u64,
     );
     true
 }

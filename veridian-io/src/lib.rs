@@ -47,6 +47,8 @@ pub mod loopback;
 pub mod pool;
 mod primitives;
 pub mod ring;
+#[cfg(feature = "virtio")]
+pub mod virtio;
 
 #[cfg(feature = "std")]
 pub mod hosted;

@@ -229,6 +229,7 @@ pub fn test() -> Result<ExitCode> {
                 machine_suite(&mut tally, &elf, vm, what)?;
             }
             bad_disk_check(&mut tally, &elf)?;
+            polled_disk_check(&mut tally, &elf)?;
             for kind in INJECTED_KINDS {
                 self_check(&mut tally, &elf, kind)?;
             }
@@ -237,6 +238,7 @@ pub fn test() -> Result<ExitCode> {
         Err(Error::Failed(reason)) => {
             tally.fail(suite, &format!("the kernel did not build: {reason}"));
             tally.fail(BAD_DISK_STEP, "no kernel to boot");
+            tally.fail(POLLED_DISK_STEP, "no kernel to boot");
             for kind in INJECTED_KINDS {
                 tally.fail(&self_check_name(kind), "no kernel to boot");
             }
@@ -537,8 +539,20 @@ const BAD_DISK_STEP: &str =
 /// smaller than the driver's: the kernel must refuse it with its message and run the block
 /// tests as skipped.
 fn bad_disk_check(tally: &mut Tally, elf: &Path) -> Result<()> {
+    disk_step(tally, elf, BAD_DISK_STEP, ",queue-size=8", judge_bad_disk)
+}
+
+/// Boots `elf` on one CPU with `mode=test ktest.filter=virtio_blk` and the test disk behind a
+/// device with `device_options`; `judge` decides step `step` from the serial log and verdict.
+fn disk_step(
+    tally: &mut Tally,
+    elf: &Path,
+    step: &str,
+    device_options: &str,
+    judge: fn(&[String], &Verdict) -> std::result::Result<(), String>,
+) -> Result<()> {
     if let Err(e) = disk::create() {
-        tally.fail(BAD_DISK_STEP, &format!("test disk: {e}"));
+        tally.fail(step, &format!("test disk: {e}"));
         return Ok(());
     }
     let kernel = Boot::Kernel {
@@ -546,12 +560,12 @@ fn bad_disk_check(tally: &mut Tally, elf: &Path) -> Result<()> {
         cmdline: "mode=test ktest.filter=virtio_blk".into(),
     };
     let mut command = qemu::command(&kernel, Machine::Single);
-    command.args(disk::qemu_args(&disk::path(), ",queue-size=8"));
+    command.args(disk::qemu_args(&disk::path(), device_options));
     let outcome = qemu::run_command(command, SUITE_TIMEOUT, false)?;
     let verdict = outcome.log.judge(&outcome.exit());
-    match judge_bad_disk(&outcome.serial, &verdict) {
-        Ok(()) => tally.pass(BAD_DISK_STEP),
-        Err(problem) => tally.fail(BAD_DISK_STEP, &problem),
+    match judge(&outcome.serial, &verdict) {
+        Ok(()) => tally.pass(step),
+        Err(problem) => tally.fail(step, &problem),
     }
     Ok(())
 }
@@ -574,6 +588,47 @@ fn judge_bad_disk(serial: &[String], verdict: &Verdict) -> std::result::Result<(
     }
     if verdict.skipped.is_empty() {
         return Err("no block test ran".into());
+    }
+    Ok(())
+}
+
+const POLLED_DISK_STEP: &str =
+    "virtio-blk device without MSI-X is served by polling (block tests pass)";
+
+/// Boots on one CPU with the test disk behind a device without MSI-X (`vectors=0`): the kernel
+/// must say it polls, pass the block tests and skip only the interrupt test.
+fn polled_disk_check(tally: &mut Tally, elf: &Path) -> Result<()> {
+    disk_step(
+        tally,
+        elf,
+        POLLED_DISK_STEP,
+        ",vectors=0",
+        judge_polled_disk,
+    )
+}
+
+/// The polled-disk run must print that it polls, pass its block tests and skip exactly the
+/// interrupt test.
+fn judge_polled_disk(serial: &[String], verdict: &Verdict) -> std::result::Result<(), String> {
+    const POLLING: &str = "no completion interrupt (no MSI-X capability); polling";
+    const INTERRUPT_TEST: &str = "virtio_blk_completions_by_interrupt";
+    if !serial.iter().any(|l| l.contains(POLLING)) {
+        return Err(format!("no line saying \"{POLLING}\""));
+    }
+    if let Some(problems) = verdict.problem_line() {
+        return Err(problems);
+    }
+    if !verdict.failed.is_empty() {
+        return Err(format!("{} block tests failed", verdict.failed.len()));
+    }
+    if verdict.passed.is_empty() {
+        return Err("no block test passed".into());
+    }
+    if verdict.skipped.len() != 1 || verdict.skipped[0].name != INTERRUPT_TEST {
+        return Err(format!(
+            "only {INTERRUPT_TEST} should skip, skipped: {:?}",
+            verdict.skipped.iter().map(|t| &t.name).collect::<Vec<_>>()
+        ));
     }
     Ok(())
 }
@@ -762,6 +817,52 @@ mod tests {
         ];
         let v = verdict(&passed, &Exit::Success);
         assert!(judge_bad_disk(std::slice::from_ref(&refused), &v).is_err());
+    }
+
+    #[test]
+    fn polled_disk_needs_the_polling_line_passes_and_only_the_interrupt_skip() {
+        let polling = "  virtio:   blk 00:03.0: no completion interrupt (no MSI-X capability); \
+                       polling"
+            .to_string();
+        let good = [
+            "Veridian reference kernel",
+            "ktest plan 2",
+            "ktest start virtio_blk_reads_match_the_image",
+            "ktest pass virtio_blk_reads_match_the_image",
+            "ktest start virtio_blk_completions_by_interrupt",
+            "ktest skip virtio_blk_completions_by_interrupt: the disk has no MSI-X interrupt",
+            "ktest summary 1 passed, 0 failed, 1 skipped",
+        ];
+        let v = verdict(&good, &Exit::Success);
+        assert_eq!(
+            judge_polled_disk(std::slice::from_ref(&polling), &v),
+            Ok(())
+        );
+        assert!(
+            judge_polled_disk(&[], &v)
+                .unwrap_err()
+                .contains("no line saying")
+        );
+        let all_skipped = [
+            "Veridian reference kernel",
+            "ktest plan 2",
+            "ktest start virtio_blk_reads_match_the_image",
+            "ktest skip virtio_blk_reads_match_the_image: no usable virtio-blk disk",
+            "ktest start virtio_blk_completions_by_interrupt",
+            "ktest skip virtio_blk_completions_by_interrupt: the disk has no MSI-X interrupt",
+            "ktest summary 0 passed, 0 failed, 2 skipped",
+        ];
+        let v = verdict(&all_skipped, &Exit::Success);
+        assert!(judge_polled_disk(std::slice::from_ref(&polling), &v).is_err());
+        let failed = [
+            "Veridian reference kernel",
+            "ktest plan 1",
+            "ktest start virtio_blk_reads_match_the_image",
+            "ktest fail virtio_blk_reads_match_the_image: panicked: byte 3",
+            "ktest summary 0 passed, 1 failed",
+        ];
+        let v = verdict(&failed, &Exit::Failure);
+        assert!(judge_polled_disk(std::slice::from_ref(&polling), &v).is_err());
     }
 
     #[test]

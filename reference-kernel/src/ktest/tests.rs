@@ -169,6 +169,22 @@ pub static TESTS: &[KernelTest] = &[
         "virtio_blk_out_of_range_is_an_error",
         devices::virtio_blk_out_of_range_is_an_error,
     ),
+    test(
+        "virtio_blk_batch_reports_each_request",
+        devices::virtio_blk_batch_reports_each_request,
+    ),
+    test(
+        "virtio_blk_batches_on_every_cpu",
+        devices::virtio_blk_batches_on_every_cpu,
+    ),
+    test(
+        "virtio_blk_completions_by_interrupt",
+        devices::virtio_blk_completions_by_interrupt,
+    ),
+    test(
+        "virtio_blk_veridian_io_backend",
+        devices::virtio_blk_veridian_io_backend,
+    ),
     KernelTest {
         name: "deliberate_panic_is_caught",
         run: deliberate_panic,

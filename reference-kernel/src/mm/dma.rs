@@ -129,3 +129,14 @@ unsafe impl Hal for KernelHal {
         }
     }
 }
+
+// SAFETY: `FramePages` hands out blocks of frames through the direct map (see its
+// `PageSource` implementation), which is physically contiguous per block: the device address
+// of a byte is its physical address (no IOMMU), the direct-map address minus `PHYS_OFFSET`,
+// and `KernelHal::share` gives the same address for these buffers. The frame allocator's lock
+// makes it callable from any CPU; the type has no state.
+unsafe impl veridian_io::DmaSource for super::heap::FramePages {
+    fn device_address(&self, ptr: NonNull<u8>) -> u64 {
+        ptr.as_ptr() as u64 - PHYS_OFFSET
+    }
+}

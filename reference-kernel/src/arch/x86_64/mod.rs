@@ -16,6 +16,7 @@ pub mod ioapic;
 pub mod irq;
 pub mod layout;
 pub mod lock;
+pub mod msix;
 pub mod pci;
 pub mod percpu;
 pub mod probe;
