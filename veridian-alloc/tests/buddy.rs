@@ -345,12 +345,19 @@ fn data_in_blocks_survives_other_operations() {
     let mut blocks = exhaust(&mut buddy, &[2, 0, 1, 5]);
     // Fill every block with a pattern that looks like pointers into the region: the allocator
     // must not read it as free-list links.
-    let fake = |addr: usize| (backing.addr() + (addr / PAGE_SIZE % 7) * PAGE_SIZE) as u64;
+    // Written and compared a page at a time (memcpy, memcmp): fast under Miri too.
+    let fake_page = |addr: usize| {
+        let fake = (backing.addr() + (addr / PAGE_SIZE % 7) * PAGE_SIZE) as u64;
+        vec![fake; PAGE_SIZE / 8]
+    };
     for &(addr, order) in &blocks {
         let words = size_of_order(order) / 8;
-        let fake = fake(addr);
+        let page = fake_page(addr);
         // SAFETY: the block is ours, `size_of_order(order)` bytes, page-aligned.
-        unsafe { std::slice::from_raw_parts_mut(backing.at(addr).cast::<u64>(), words).fill(fake) };
+        let data = unsafe { std::slice::from_raw_parts_mut(backing.at(addr).cast::<u64>(), words) };
+        for chunk in data.chunks_exact_mut(page.len()) {
+            chunk.copy_from_slice(&page);
+        }
     }
     shuffle(&mut blocks, 7);
     let (freed, kept) = blocks.split_at(blocks.len() / 2);
@@ -359,11 +366,11 @@ fn data_in_blocks_survives_other_operations() {
     for &(addr, order) in kept {
         {
             let words = size_of_order(order) / 8;
-            let fake = fake(addr);
+            let page = fake_page(addr);
             // SAFETY: still allocated to us.
             let data = unsafe { std::slice::from_raw_parts(backing.at(addr).cast::<u64>(), words) };
             assert!(
-                data.iter().all(|&w| w == fake),
+                data.chunks_exact(page.len()).all(|c| c == page.as_slice()),
                 "block {addr:#x} was overwritten"
             );
         }
