@@ -902,7 +902,8 @@ fn check_pattern(backing: &Backing, addr: usize, order: usize, pattern: u8) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    // Under Miri, the cases `PROPTEST_CASES` asks for (`cargo xtask check-extra` sets 8).
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { ProptestConfig::default().cases } else { 256 }))]
 
     #[test]
     fn random_operations_match_the_shadow_model(
