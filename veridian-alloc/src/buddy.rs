@@ -13,6 +13,10 @@
 //!   and write, that nothing else uses, for as long as the allocator manages it. The allocator
 //!   writes to that memory in two places only: the metadata it carves from the region's start,
 //!   and the first 16 bytes of each *free* block (the free-list links).
+//! - Provenance: every pointer the allocator writes through or hands out is derived from the
+//!   region's start pointer given to [`BuddyAllocator::add_region`] (no integer-to-pointer
+//!   cast). [`BuddyAllocator::add_region_addr`] takes an integer address instead, for kernels whose
+//!   memory map gives them integers; it uses the exposed provenance of that address.
 //! - The contract of [`BuddyAllocator::deallocate`]: the caller frees only blocks it owns. What
 //!   can be detected without trusting allocated memory is detected (see below); what cannot is
 //!   a free of a block that is allocated but belongs to someone else (e.g. the wrong order for
@@ -338,15 +342,16 @@ fn layout_maps(base: usize, end: usize, offsets: &mut [usize; ORDERS]) -> usize 
 /// One region: its bitmaps and its geometry.
 ///
 /// Invariants (set up by `add_region`):
-/// - `meta` points at the page-aligned start of the region, carries provenance for the whole
-///   region, and `meta[0 .. layout_maps(base, end)]` are the bitmaps, owned by the allocator;
+/// - `start` is the pointer passed to `add_region`, with provenance for the whole range;
+/// - `meta` points at the first whole page of the region (derived from `start`), and
+///   `meta[0 .. layout_maps(base, end)]` are the bitmaps, owned by the allocator;
 /// - `[base, end)` is the allocatable part: page-aligned, non-empty, after the bitmaps;
 /// - a *free* bit is set exactly for the blocks on the free lists that belong to this region;
 ///   a *free inside* bit is set exactly for the slots that strictly contain such a block.
 #[derive(Clone, Copy)]
 struct Region {
     /// The range as added, returned by `take_free_region`.
-    start: usize,
+    start: *mut u8,
     len: usize,
     meta: *mut u64,
     base: usize,
@@ -358,7 +363,7 @@ struct Region {
 
 impl Region {
     const EMPTY: Self = Self {
-        start: 0,
+        start: ptr::null_mut(),
         len: 0,
         meta: ptr::null_mut(),
         base: 0,
@@ -510,23 +515,28 @@ impl BuddyAllocator {
         }
     }
 
-    /// Adds `[start, start + len)`. The range is trimmed to [`PAGE_SIZE`] alignment (and page 0,
-    /// the null page, is left out); the allocator carves its metadata (per-order bitmaps, about
-    /// 3 bits per page, rounded up to whole pages) from the start of the range and splits the
-    /// rest into maximal naturally aligned free blocks. Returns the bytes made allocatable.
+    /// Adds the `len` bytes at `start`. The range is trimmed to [`PAGE_SIZE`] alignment (and
+    /// page 0, the null page, is left out); the allocator carves its metadata (per-order
+    /// bitmaps, about 3 bits per page, rounded up to whole pages) from the start of the range
+    /// and splits the rest into maximal naturally aligned free blocks. Returns the bytes made
+    /// allocatable.
     ///
-    /// Errors, with nothing changed: [`BuddyError::RegionWraps`] if `start + len` overflows,
-    /// [`BuddyError::RegionOverlaps`] if the range overlaps a region already added,
-    /// [`BuddyError::TooManyRegions`], [`BuddyError::RegionTooSmall`] if no page is left for
-    /// blocks. The memory is not touched when an error is returned.
+    /// Every pointer the allocator makes into the range (its bitmaps, the free-list links, the
+    /// blocks it returns, the start [`take_free_region`](Self::take_free_region) gives back) is
+    /// derived from `start`, so `start` must carry provenance for the whole range.
     ///
-    /// The start of the range must be exposed (e.g. obtained with `ptr as usize` or
-    /// `expose_provenance`): the allocator's pointers into it derive from that address.
+    /// Errors, with nothing changed: [`BuddyError::RegionWraps`] if the range runs past the
+    /// end of the address space, [`BuddyError::RegionOverlaps`] if it overlaps a region already
+    /// added, [`BuddyError::TooManyRegions`], [`BuddyError::RegionTooSmall`] if no page is left
+    /// for blocks. The memory is not touched when an error is returned. Addresses in errors are
+    /// `start`'s address.
     ///
     /// # Safety
-    /// The range is valid for reads and writes, not used by anything else, and stays so for the
-    /// allocator's lifetime (or until [`take_free_region`](Self::take_free_region) returns it).
-    pub unsafe fn add_region(&mut self, start: usize, len: usize) -> Result<usize, BuddyError> {
+    /// The range is valid for reads and writes through `start` (and pointers derived from it),
+    /// not used by anything else, and stays so for the allocator's lifetime (or until
+    /// [`take_free_region`](Self::take_free_region) returns it).
+    pub unsafe fn add_region(&mut self, start: *mut u8, len: usize) -> Result<usize, BuddyError> {
+        let (start_ptr, start) = (start, start.addr());
         let Some(limit) = start.checked_add(len) else {
             return Err(BuddyError::RegionWraps { start, len });
         };
@@ -534,7 +544,7 @@ impl BuddyAllocator {
         if len > 0
             && regions
                 .iter()
-                .any(|r| start < r.start + r.len && r.start < limit)
+                .any(|r| start < r.start.addr() + r.len && r.start.addr() < limit)
         {
             return Err(BuddyError::RegionOverlaps { start, len });
         }
@@ -562,7 +572,7 @@ impl BuddyAllocator {
             return Err(too_small);
         }
         let words = layout_maps(base, end, &mut offsets);
-        let meta = ptr::with_exposed_provenance_mut::<u64>(first_page);
+        let meta = start_ptr.with_addr(first_page).cast::<u64>();
         // SAFETY: by the caller's contract `[start, start + len)` is ours to write, and
         // `[first_page, first_page + words * 8)` lies inside it (`words <= reserved_words`, whose
         // bytes fit before `base < end <= start + len`); `first_page` is page-aligned, so
@@ -570,7 +580,7 @@ impl BuddyAllocator {
         unsafe { ptr::write_bytes(meta, 0, words) };
 
         let mut region = Region {
-            start,
+            start: start_ptr,
             len,
             meta,
             base,
@@ -604,6 +614,27 @@ impl BuddyAllocator {
         self.free_bytes += bytes;
         self.metadata_bytes += metadata_bytes;
         Ok(bytes)
+    }
+
+    /// [`add_region`](Self::add_region) for a range known by its address only, such as RAM
+    /// from a firmware memory map seen through a kernel's direct map: the allocator's pointers
+    /// into it are made with [`ptr::with_exposed_provenance_mut`], so they carry the
+    /// provenance that was exposed for those addresses. Code that holds a pointer to the memory
+    /// should call [`add_region`](Self::add_region) instead: it keeps that pointer's provenance,
+    /// which is what Miri checks under `-Zmiri-strict-provenance` (where this function's
+    /// pointers cannot be used).
+    ///
+    /// # Safety
+    /// As for [`add_region`](Self::add_region); in addition, the range's provenance has been
+    /// exposed (e.g. by `expose_provenance` or a `ptr as usize` cast), or the range is memory
+    /// that the Rust abstract machine did not allocate (such as RAM that a kernel maps itself).
+    pub unsafe fn add_region_addr(
+        &mut self,
+        start: usize,
+        len: usize,
+    ) -> Result<usize, BuddyError> {
+        // SAFETY: forwarded contract; the pointer has the exposed provenance of the range.
+        unsafe { self.add_region(ptr::with_exposed_provenance_mut(start), len) }
     }
 
     /// A block of `PAGE_SIZE << order` bytes, aligned to its size: taken from the smallest
@@ -655,6 +686,9 @@ impl BuddyAllocator {
     /// (the block is not entirely inside a region's allocatable part),
     /// [`BuddyError::Misaligned`], [`BuddyError::DoubleFree`] (the block or any part of it is
     /// already free).
+    ///
+    /// Only `ptr`'s address is used: the allocator writes through pointers derived from the
+    /// region's, so `ptr` need not carry provenance (a frame allocator may pass an address).
     ///
     /// # Safety
     /// `ptr` was returned by `allocate(order)` of this allocator, or is a naturally aligned
@@ -778,9 +812,10 @@ impl BuddyAllocator {
     }
 
     /// Removes a region that is entirely free again and returns the range originally passed to
-    /// [`add_region`](Self::add_region), for page sources that can unmap it. `None` if no region
-    /// is entirely free.
-    pub fn take_free_region(&mut self) -> Option<(usize, usize)> {
+    /// [`add_region`](Self::add_region): its start pointer (the one passed, with its
+    /// provenance) and length, for page sources that can unmap it. `None` if no region is
+    /// entirely free.
+    pub fn take_free_region(&mut self) -> Option<(*mut u8, usize)> {
         for index in 0..self.region_count {
             let region = self.regions[index];
             let bytes = region.end - region.base;

@@ -131,7 +131,16 @@ impl core::error::Error for FrameError {}
 pub struct FrameAllocator {
     buddy: BuddyAllocator,
     phys_offset: usize,
+    /// The direct map's base (address `phys_offset`) with provenance for all of it, when the
+    /// embedder gave one ([`FrameAllocator::with_direct_map`]); `None`: pointers into the
+    /// direct map take the exposed provenance of their address ([`FrameAllocator::new`]).
+    direct_map: Option<*mut u8>,
 }
+
+// SAFETY: `direct_map` is only used to derive pointers into the ranges added, which
+// `add_range`'s contract makes memory the allocator owns exclusively, from any thread (as for
+// the `BuddyAllocator` inside, which is `Send` for the same reason).
+unsafe impl Send for FrameAllocator {}
 
 impl fmt::Debug for FrameAllocator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -145,7 +154,9 @@ impl fmt::Debug for FrameAllocator {
 impl FrameAllocator {
     /// An allocator with no RAM yet, for a direct map at `virtual = physical + phys_offset`.
     /// `const`, so a `static` can hold it (unwrap with a `match` in the initialiser, which fails
-    /// the build on a bad constant offset).
+    /// the build on a bad constant offset). The direct map is known by its address only: its
+    /// pointers take exposed provenance (see [`add_range`](Self::add_range)), what a kernel
+    /// that maps RAM itself has.
     ///
     /// Errors: [`FrameError::OffsetMisaligned`] unless `phys_offset` is a multiple of 1 GiB.
     pub const fn new(phys_offset: usize) -> Result<Self, FrameError> {
@@ -157,7 +168,22 @@ impl FrameAllocator {
         Ok(Self {
             buddy: BuddyAllocator::new(),
             phys_offset,
+            direct_map: None,
         })
+    }
+
+    /// An allocator with no RAM yet, for a direct map whose base (the address of physical 0,
+    /// `phys_offset` = `direct_map.addr()`) is `direct_map`: every pointer the allocator makes
+    /// into the RAM added is derived from it, so it must carry provenance for all of that RAM
+    /// (its address may lie outside it). For embedders that hold the direct map as a pointer,
+    /// such as hosted tests over allocated memory; it is what Miri can check under
+    /// `-Zmiri-strict-provenance`.
+    ///
+    /// Errors: [`FrameError::OffsetMisaligned`] unless the address is a multiple of 1 GiB.
+    pub fn with_direct_map(direct_map: *mut u8) -> Result<Self, FrameError> {
+        let mut frames = Self::new(direct_map.addr())?;
+        frames.direct_map = Some(direct_map);
+        Ok(frames)
     }
 
     /// The direct-map offset.
@@ -175,8 +201,11 @@ impl FrameAllocator {
     /// # Safety
     /// `[phys, phys + len)` is RAM, mapped writable at `phys + phys_offset`, unused by anything
     /// else, for the allocator's lifetime (or until [`take_free_range`](Self::take_free_range)
-    /// returns it). The direct map's base address must be exposed (as with
-    /// [`BuddyAllocator::add_region`]); for a kernel's own page tables it always is.
+    /// returns it). For an allocator made by [`new`](Self::new), the range's provenance at
+    /// `phys + phys_offset` is exposed, or it is memory the Rust abstract machine did not
+    /// allocate, as [`BuddyAllocator::add_region_addr`] requires (a kernel's own direct map is
+    /// such memory); for one made by [`with_direct_map`](Self::with_direct_map), the direct-map
+    /// pointer carries provenance for the range.
     pub unsafe fn add_range(&mut self, phys: u64, len: u64) -> Result<u64, FrameError> {
         let overflow = FrameError::RangeOverflow { phys, len };
         let (Ok(start), Ok(bytes)) = (usize::try_from(phys), usize::try_from(len)) else {
@@ -188,9 +217,15 @@ impl FrameAllocator {
         if phys.checked_add(len).is_none() || virt.checked_add(bytes).is_none() {
             return Err(overflow);
         }
-        // SAFETY: the caller guarantees the range is RAM mapped writable at `virt`, ours alone,
-        // for the allocator's lifetime: `add_region`'s contract.
-        let added = unsafe { self.buddy.add_region(virt, bytes) };
+        let added = match self.direct_map {
+            // SAFETY: the caller guarantees the range is RAM mapped writable at `virt`, ours
+            // alone, for the allocator's lifetime, and that `base` carries its provenance:
+            // `add_region`'s contract.
+            Some(base) => unsafe { self.buddy.add_region(base.with_addr(virt), bytes) },
+            // SAFETY: as above, with the range's provenance exposed: `add_region_addr`'s
+            // contract.
+            None => unsafe { self.buddy.add_region_addr(virt, bytes) },
+        };
         added.map(|b| b as u64).map_err(|e| self.physical(e))
     }
 
@@ -292,7 +327,7 @@ impl FrameAllocator {
     /// to a hypervisor). `None` if no range is entirely free.
     pub fn take_free_range(&mut self) -> Option<(u64, u64)> {
         let (start, len) = self.buddy.take_free_region()?;
-        Some(((start - self.phys_offset) as u64, len as u64))
+        Some(((start.addr() - self.phys_offset) as u64, len as u64))
     }
 
     /// A snapshot of the buddy allocator's state and counters.

@@ -846,7 +846,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
         self.chunks_from_source.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the page source guarantees the chunk is ours, readable and writable, until we
         // release it, which we only do after the buddy allocator gives it back.
-        match unsafe { backing.buddy.add_region(chunk.as_ptr() as usize, len) } {
+        match unsafe { backing.buddy.add_region(chunk.as_ptr(), len) } {
             Ok(_) => backing.chunks += 1,
             Err(_) => {
                 // SAFETY: the chunk was just obtained and is not referenced anywhere.
@@ -875,11 +875,9 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
                 Some((start, len)) => {
                     backing.chunks -= 1;
                     // SAFETY: the buddy allocator no longer manages the range and nothing is
-                    // allocated in it; it is exactly a chunk we got from the page source.
-                    unsafe {
-                        self.pages
-                            .release_chunk(NonNull::new_unchecked(start as *mut u8), len)
-                    };
+                    // allocated in it; it is exactly a chunk we got from the page source (so
+                    // `start`, the chunk's pointer as we added it, is not null).
+                    unsafe { self.pages.release_chunk(NonNull::new_unchecked(start), len) };
                     self.chunks_released.fetch_add(1, Ordering::Relaxed);
                 }
                 None => break,
@@ -972,11 +970,9 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
         let backing = self.backing.get_mut();
         while let Some((start, len)) = backing.buddy.take_free_region() {
             backing.chunks -= 1;
-            // SAFETY: the range is entirely free and no longer managed: a whole chunk of ours.
-            unsafe {
-                self.pages
-                    .release_chunk(NonNull::new_unchecked(start as *mut u8), len)
-            };
+            // SAFETY: the range is entirely free and no longer managed: a whole chunk of ours
+            // (so `start`, the chunk's pointer as we added it, is not null).
+            unsafe { self.pages.release_chunk(NonNull::new_unchecked(start), len) };
             self.chunks_released.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -1152,7 +1148,8 @@ unsafe impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex>
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
         if layout.size() == 0 {
             // SAFETY: alignment is a non-zero power of two, so this pointer is non-null.
-            let dangling = unsafe { NonNull::new_unchecked(layout.align() as *mut u8) };
+            let dangling =
+                unsafe { NonNull::new_unchecked(ptr::without_provenance_mut(layout.align())) };
             return Ok(NonNull::slice_from_raw_parts(dangling, 0));
         }
         let ptr = Heap::allocate(self, layout);
@@ -1237,13 +1234,14 @@ mod tests {
     fn frees_from_another_thread_go_back_to_the_owner() {
         let mut heap = SmallHeap::new(SystemPages, ThreadSlots);
         let l = layout(32, 8);
-        let ptrs: Vec<usize> = (0..600).map(|_| heap.allocate(l) as usize).collect();
+        // `AtomicPtr` to send the pointers (with their provenance) to the other thread.
+        let ptrs: Vec<AtomicPtr<u8>> = (0..600).map(|_| AtomicPtr::new(heap.allocate(l))).collect();
         std::thread::scope(|s| {
             let heap = &heap;
             s.spawn(move || {
                 for p in ptrs {
                     // SAFETY: live blocks handed over by the allocating thread.
-                    unsafe { heap.deallocate(p as *mut u8, l) };
+                    unsafe { heap.deallocate(p.into_inner(), l) };
                 }
                 heap.trim();
             });

@@ -17,13 +17,16 @@ enum Op {
     StealHalf,
 }
 
+/// Push, pop, steal and steal-half weighted 3:2:2:1: a pair of integers mapped to an operation
+/// (the distribution of a weighted `prop_oneof!`, which under Miri made generation the bulk of
+/// the run).
 fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        3 => any::<usize>().prop_map(Op::Push),
-        2 => Just(Op::Pop),
-        2 => Just(Op::Steal),
-        1 => Just(Op::StealHalf),
-    ]
+    (0u8..8, any::<usize>()).prop_map(|(kind, v)| match kind {
+        0..=2 => Op::Push(v),
+        3 | 4 => Op::Pop,
+        5 | 6 => Op::Steal,
+        _ => Op::StealHalf,
+    })
 }
 
 proptest! {
@@ -135,10 +138,13 @@ fn boxes_are_dropped_exactly_once() {
 }
 
 /// Owner pushes and pops, two thieves steal (single and half), with wrap-around of a small
-/// ring: every value is taken exactly once.
+/// ring: every value is taken exactly once. Under Miri N is 1 000 (the 16-slot ring still
+/// wraps 62 times), so that the test finishes there in seconds rather than hours.
 #[test]
 fn stress_every_value_taken_once() {
-    const N: usize = if cfg!(debug_assertions) {
+    const N: usize = if cfg!(miri) {
+        1_000
+    } else if cfg!(debug_assertions) {
         50_000
     } else {
         500_000

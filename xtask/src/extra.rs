@@ -48,8 +48,13 @@ pub struct MiriRun {
     /// The package.
     pub package: &'static str,
     /// Its test targets run under Miri: `lib` for the unit tests, else `tests/<name>.rs`;
-    /// `--quick` runs the first [`MIRI_QUICK_TARGETS`] of them (the fastest come first).
+    /// `--quick` runs the first `quick` of them.
     pub targets: &'static [&'static str],
+    /// How many of `targets` `--quick` runs: Miri interprets every instruction, and on the
+    /// loaded 2-core CI machine one proptest suite takes minutes, so the fastest target comes
+    /// first and `--quick` runs it alone, unless a second one adds a concurrent stress test
+    /// within about a minute.
+    pub quick: usize,
     /// Extra `MIRIFLAGS` (besides [`MIRI_FLAGS`]), with the reason beside them.
     pub flags: &'static str,
 }
@@ -57,9 +62,6 @@ pub struct MiriRun {
 /// `MIRIFLAGS` of every run: proptest saves failing cases relative to the working directory
 /// (`getcwd`), and the hosted clocks read the time, which Miri's isolation forbids.
 const MIRI_FLAGS: &str = "-Zmiri-disable-isolation";
-/// How many of each crate's Miri targets `--quick` runs: Miri interprets every instruction,
-/// and on the loaded 2-core CI machine one proptest suite takes minutes.
-const MIRI_QUICK_TARGETS: usize = 1;
 /// proptest cases per property under Miri (tests that set no count of their own).
 const MIRI_PROPTEST_CASES: &str = "8";
 
@@ -71,11 +73,14 @@ const MIRI_PROPTEST_CASES: &str = "8";
 pub const MIRI: &[MiriRun] = &[
     // The integration suites map hundreds of MiB through MmapPages and run stress loops: the
     // unit tests use small heaps on the system allocator, the buddy and frame suites small
-    // regions.
+    // regions. Strict provenance: the allocator derives every pointer from the region and
+    // direct-map pointers it is given (the integer-address variants a kernel uses,
+    // `add_region_addr` and `FrameAllocator::new`, are tested natively only).
     MiriRun {
         package: "veridian-alloc",
         targets: &["lib", "buddy", "frame"],
-        flags: "",
+        quick: 1,
+        flags: "-Zmiri-strict-provenance",
     },
     // crossbeam-epoch (the Treiber stack's reclamation) is rejected by Stacked Borrows, a known
     // upstream issue of crossbeam-epoch; it passes under Tree Borrows. The stress tests shrink
@@ -85,19 +90,25 @@ pub const MIRI: &[MiriRun] = &[
         targets: &[
             "lib", "stack", "queues", "seqlock", "locks", "counter", "mutex",
         ],
+        quick: 1,
         flags: "-Zmiri-tree-borrows",
     },
     // `green` switches stacks with inline assembly; `simulation` runs 100k tasks. The crate has
-    // no unit tests, so `topology` comes first.
+    // no unit tests, so `topology` comes first. `deque`'s thread stress and `sched_model`'s
+    // cases are sized down under Miri (`cfg!(miri)`); `--quick` runs `deque` too (the
+    // Chase-Lev deque with two thieves: 71 s under Miri on the loaded machine).
     MiriRun {
         package: "veridian-sched",
-        targets: &["topology", "lib", "cpuset", "sched", "deque", "sched_model"],
+        targets: &["topology", "deque", "lib", "cpuset", "sched", "sched_model"],
+        quick: 2,
         flags: "",
     },
-    // `linux_files` and `send_file` drive io_uring and splice through FFI.
+    // `linux_files` and `send_file` drive io_uring and splice through FFI. `ring`'s two-thread
+    // transfers are sized down under Miri (`cfg!(miri)`).
     MiriRun {
         package: "veridian-io",
         targets: &["lib", "loopback", "pool", "batch_processor", "ring"],
+        quick: 1,
         flags: "",
     },
     // `clock` and `linux` read the TSC and open perf events. The crate has no unit tests, so
@@ -105,6 +116,7 @@ pub const MIRI: &[MiriRun] = &[
     MiriRun {
         package: "veridian-perf",
         targets: &["pmu", "lib", "histogram", "profiler"],
+        quick: 1,
         flags: "",
     },
     // `exhaustive` (every length x every misalignment) and `proptests` are sized for native
@@ -112,6 +124,7 @@ pub const MIRI: &[MiriRun] = &[
     MiriRun {
         package: "veridian-simd",
         targets: &["lib", "thresholds", "api", "btree"],
+        quick: 1,
         flags: "",
     },
 ];
@@ -421,7 +434,7 @@ fn miri(tally: &mut Tally, run: &MiriRun, quick: bool) -> Result<()> {
         .env("MIRIFLAGS", &flags)
         .env("PROPTEST_CASES", MIRI_PROPTEST_CASES);
     let targets = if quick {
-        &run.targets[..MIRI_QUICK_TARGETS.min(run.targets.len())]
+        &run.targets[..run.quick.min(run.targets.len())]
     } else {
         run.targets
     };
