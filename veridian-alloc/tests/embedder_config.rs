@@ -221,7 +221,8 @@ proptest! {
     /// Whatever the chunk size, a large request never makes the heap ask the page source for
     /// more than one chunk or the request rounded up to its alignment (no doubling), the block
     /// is aligned, usable and inside what the source gave, and with no chunk kept everything
-    /// goes back after the frees.
+    /// goes back after the frees and a `trim` (a small request's empty slab stays cached in the
+    /// slot until then: `EMPTY_SLABS_KEPT`).
     #[test]
     fn large_requests_are_not_doubled(
         chunk in pow2(19, 24),
@@ -254,6 +255,28 @@ proptest! {
             // SAFETY: as above.
             unsafe { heap.deallocate(p, l) };
         }
+        heap.trim();
         prop_assert_eq!(pages.live_bytes(), 0);
     }
+}
+
+/// The case proptest found (chunk 512 KiB, one 1-byte request): the slab's chunk is kept while
+/// the slot caches the empty slab, and goes back with `trim`.
+#[test]
+fn a_small_request_s_chunk_goes_back_after_trim() {
+    let config = HeapConfig::DEFAULT
+        .with_chunk_size(1 << 19)
+        .unwrap()
+        .with_chunks_kept(0);
+    let pages = RecordingPages::new(usize::MAX);
+    let heap: Heap<&RecordingPages, ThreadSlots, 1> =
+        Heap::with_config(&pages, ThreadSlots, config);
+    let l = Layout::from_size_align(1, 1).unwrap();
+    let p = heap.allocate(l);
+    assert!(!p.is_null());
+    // SAFETY: the block just allocated, with its layout.
+    unsafe { heap.deallocate(p, l) };
+    assert_eq!(pages.live_bytes(), 1 << 19, "the empty slab is cached");
+    heap.trim();
+    assert_eq!(pages.live_bytes(), 0, "trim gives the chunk back");
 }
