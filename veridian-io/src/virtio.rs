@@ -2,7 +2,7 @@
 //! [`MAX_BATCH`] requests with one notification, and [`VirtioBlkBackend`], a [`Backend`] over it.
 //!
 //! The embedder supplies what is particular to its kernel: the `virtio-drivers`
-//! [`Hal`](virtio_drivers::Hal) (DMA memory, device addresses of the buffers it is handed), the
+//! [`Hal`] (DMA memory, device addresses of the buffers it is handed), the
 //! [`Transport`] (PCI or MMIO, found however it finds devices), and how to wait while the device
 //! works (spin, or sleep until its interrupt: the closure passed to [`BlkDevice::batch`] and to
 //! [`VirtioBlkBackend::new`]). The crate's queue code is `virtio-drivers`' [`VirtQueue`]; the
