@@ -12,6 +12,15 @@ use alloc::vec::Vec;
 use super::frames::{self, FrameBlock};
 use crate::process_abi::limits;
 
+/// Why [`SharedMemory::new`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedError {
+    /// A length of 0 or above [`limits::MAX_SHARED`].
+    BadLength,
+    /// Not enough free frames (nothing is kept).
+    OutOfMemory,
+}
+
 /// A shared-memory object.
 pub struct SharedMemory {
     /// Its frames (physical addresses), in order.
@@ -19,15 +28,16 @@ pub struct SharedMemory {
 }
 
 impl SharedMemory {
-    /// `len` bytes (rounded up to 4 KiB) of zeroed memory; `None` for a length of 0 or above
-    /// [`limits::MAX_SHARED`], or without memory (nothing is kept then).
-    pub fn new(len: u64) -> Option<Self> {
+    /// `len` bytes (rounded up to 4 KiB) of zeroed memory.
+    pub fn new(len: u64) -> Result<Self, SharedError> {
         if len == 0 || len > limits::MAX_SHARED {
-            return None;
+            return Err(SharedError::BadLength);
         }
         let pages = len.div_ceil(4096) as usize;
         let mut frames = Vec::new();
-        frames.try_reserve_exact(pages).ok()?;
+        frames
+            .try_reserve_exact(pages)
+            .map_err(|_| SharedError::OutOfMemory)?;
         let node = crate::arch::x86_64::percpu::current().map(|c| c.node as usize);
         for _ in 0..pages {
             let block = match node {
@@ -37,16 +47,16 @@ impl SharedMemory {
             let Some(mut block) = block.ok() else {
                 // Dropping `Self` frees the frames taken so far.
                 drop(Self { frames });
-                return None;
+                return Err(SharedError::OutOfMemory);
             };
             let Some(bytes) = block.bytes_mut() else {
                 drop(Self { frames });
-                return None;
+                return Err(SharedError::OutOfMemory);
             };
             bytes.fill(0);
             frames.push(block.into_raw());
         }
-        Some(Self { frames })
+        Ok(Self { frames })
     }
 
     /// Its frames' physical addresses, in order.

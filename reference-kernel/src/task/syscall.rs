@@ -10,7 +10,7 @@ use alloc::sync::Arc;
 
 use super::process::{self, ProcessError};
 use crate::ipc::{Endpoint, MSG_WORDS, Message, Notification, Object, notification};
-use crate::mm::shared::SharedMemory;
+use crate::mm::shared::{SharedError, SharedMemory};
 
 /// Entries of the table: one past the highest number.
 const CALLS: usize = nr::KILL as usize + 1;
@@ -122,10 +122,9 @@ syscall!(sys_irq_bind, |a| {
     notification::bind(a[1], &notification_of(a[0])?, a[2]).map(|()| 0)
 });
 syscall!(sys_shm, |a| {
-    let memory = SharedMemory::new(a[0]).ok_or(if a[0] == 0 || a[0] > limits::MAX_SHARED {
-        errno::EINVAL
-    } else {
-        errno::ENOMEM
+    let memory = SharedMemory::new(a[0]).map_err(|e| match e {
+        SharedError::BadLength => errno::EINVAL,
+        SharedError::OutOfMemory => errno::ENOMEM,
     })?;
     new_object(Object::Memory(Arc::new(memory)))
 });
@@ -179,18 +178,26 @@ fn handles_from_user(ptr: u64, count: u64) -> Result<alloc::vec::Vec<Object>, i6
     if count > limits::MAX_HANDLES {
         return Err(errno::EINVAL);
     }
-    let mut raw = [0u8; limits::MAX_HANDLES as usize * 8];
-    let raw = &mut raw[..count as usize * 8];
-    user::copy_from_user(raw, ptr).map_err(|_| errno::EFAULT)?;
+    let mut words = [0u64; limits::MAX_HANDLES as usize];
+    let words = &mut words[..count as usize];
+    words_from_user(ptr, words)?;
     let p = process::current().ok_or(errno::ESRCH)?;
     let handles = p.handles().lock();
-    raw.chunks_exact(8)
-        .map(|b| {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(b);
-            handles.get(u64::from_le_bytes(word))
-        })
-        .collect()
+    words.iter().map(|&h| handles.get(h)).collect()
+}
+
+/// Fills `out` with the little-endian words at user address `addr` (at most 16 words);
+/// `-EFAULT` for memory the process cannot read.
+fn words_from_user(addr: u64, out: &mut [u64]) -> Result<(), i64> {
+    let mut raw = [0u8; 16 * 8];
+    let raw = raw.get_mut(..out.len() * 8).ok_or(errno::EINVAL)?;
+    user::copy_from_user(raw, addr).map_err(|_| errno::EFAULT)?;
+    for (w, b) in out.iter_mut().zip(raw.chunks_exact(8)) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(b);
+        *w = u64::from_le_bytes(word);
+    }
+    Ok(())
 }
 
 /// An IPC call that returns a message: its words go back in `rsi rdx r10 r8`. With `r9` 0
@@ -267,18 +274,14 @@ impl DataDesc {
         if addr == 0 {
             return Ok(None);
         }
-        let mut raw = [0u8; 40];
-        user::copy_from_user(&mut raw, addr).map_err(|_| errno::EFAULT)?;
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&raw[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(w)
-        };
+        // The fifth word is written back by `deliver`, not read.
+        let mut word = [0u64; 4];
+        words_from_user(addr, &mut word)?;
         let desc = Self {
-            send_ptr: word(0),
-            send_len: word(1),
-            recv_ptr: word(2),
-            recv_cap: word(3),
+            send_ptr: word[0],
+            send_len: word[1],
+            recv_ptr: word[2],
+            recv_cap: word[3],
         };
         if desc.send_len > limits::MAX_IPC_DATA || desc.recv_cap > limits::MAX_IPC_DATA {
             return Err(errno::EINVAL);

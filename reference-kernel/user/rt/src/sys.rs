@@ -109,24 +109,37 @@ pub fn free_memory() -> Result<u64, Errno> {
 /// An IPC message ([`crate::abi::MSG_WORDS`] words, passed in registers).
 pub type Message = [u64; crate::abi::MSG_WORDS];
 
-/// An IPC call: handle in `rdi`, message in `rsi rdx r10 r8` both ways.
-fn ipc(nr: u64, handle: u64, msg: Message) -> Result<Message, Errno> {
+/// An IPC call: handle in `rdi`, message in `rsi rdx r10 r8` both ways, `r9` the long-message
+/// descriptor (0: none). The raw result and the message registers.
+///
+/// # Safety
+/// `desc` is 0, or points at a writable five-word descriptor whose buffers are valid (readable
+/// send part, writable receive part) for the call.
+#[inline(always)]
+unsafe fn ipc_raw(nr: u64, handle: u64, msg: Message, desc: u64) -> (u64, Message) {
     let ret: u64;
     let (mut m0, mut m1, mut m2, mut m3) = (msg[0], msg[1], msg[2], msg[3]);
-    // SAFETY: the IPC calls take a handle and four words; with `r9` 0 they touch no memory of
-    // the program and return four words in the message registers (the ABI); `rcx` and `r11`
-    // are clobbered.
+    // SAFETY: the IPC calls take a handle and four words and return four words in the message
+    // registers (the ABI); `rcx` and `r11` are clobbered; the memory they touch is the
+    // descriptor and its buffers, valid by the caller's contract (none when `desc` is 0).
     unsafe {
         core::arch::asm!(
             "syscall",
             inlateout("rax") nr => ret, in("rdi") handle,
             inlateout("rsi") m0, inlateout("rdx") m1, inlateout("r10") m2, inlateout("r8") m3,
-            in("r9") 0u64,
+            in("r9") desc,
             out("rcx") _, out("r11") _,
             options(nostack)
         )
     };
-    result(ret).map(|_| [m0, m1, m2, m3])
+    (ret, [m0, m1, m2, m3])
+}
+
+/// A register-only IPC call.
+fn ipc(nr: u64, handle: u64, msg: Message) -> Result<Message, Errno> {
+    // SAFETY: no descriptor: the call touches no memory of the program.
+    let (ret, reply) = unsafe { ipc_raw(nr, handle, msg, 0) };
+    result(ret).map(|_| reply)
 }
 
 /// An IPC call with a long message: `send` goes with `msg`, and the bytes that come back are
@@ -146,21 +159,10 @@ fn ipc_long(
         recv.len() as u64,
         0,
     ];
-    let ret: u64;
-    let (mut m0, mut m1, mut m2, mut m3) = (msg[0], msg[1], msg[2], msg[3]);
     // SAFETY: the descriptor points at `send` (read) and `recv` (written, at most its length)
-    // and is itself writable (its last word); all three outlive the call. The rest as `ipc`.
-    unsafe {
-        core::arch::asm!(
-            "syscall",
-            inlateout("rax") nr => ret, in("rdi") handle,
-            inlateout("rsi") m0, inlateout("rdx") m1, inlateout("r10") m2, inlateout("r8") m3,
-            in("r9") desc.as_mut_ptr(),
-            out("rcx") _, out("r11") _,
-            options(nostack)
-        )
-    };
-    result(ret).map(|_| ([m0, m1, m2, m3], desc[4] as usize))
+    // and is itself writable (its last word); all three outlive the call.
+    let (ret, reply) = unsafe { ipc_raw(nr, handle, msg, desc.as_mut_ptr() as u64) };
+    result(ret).map(|_| (reply, desc[4] as usize))
 }
 
 /// Creates an IPC endpoint; its handle.
