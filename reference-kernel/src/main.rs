@@ -5,7 +5,8 @@
 //! descriptor tables and vector state, parses the loader's boot information into one
 //! [`BootInfo`], prints the banner and runs the mode the command line asks for:
 //! `mode=run` (default), `mode=test` (the in-kernel test suite, see `ktest`), `mode=bench`
-//! (`bench`) or `mode=profile` (a workload under the sampling profiler, see `profile`).
+//! (`bench`), `mode=profile` (a workload under the sampling profiler, see `profile`) or
+//! `mode=serve` (network services until a `quit` request, see `net`).
 //!
 //! The kernel only builds for `x86_64-unknown-none`; on any other target this file is a small
 //! program that says so.
@@ -26,6 +27,8 @@ mod ipc;
 mod ktest;
 #[cfg(target_os = "none")]
 mod mm;
+#[cfg(target_os = "none")]
+mod net;
 #[cfg(target_os = "none")]
 #[path = "../user/rt/src/abi.rs"]
 #[allow(
@@ -313,6 +316,7 @@ mod kernel {
             Err(e) => crate::drivers::pci::init(info, Err(&e)),
         }
         crate::drivers::virtio_blk::init();
+        crate::drivers::virtio_net::init();
 
         match cmdline.get("mode").unwrap_or("run") {
             "run" => {
@@ -365,10 +369,43 @@ mod kernel {
                     qemu::ExitCode::Failure
                 });
             }
+            "serve" => {
+                crate::println!("mode: serve");
+                let limit_s = cmdline
+                    .get("net.limit_s")
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(900);
+                let r = crate::net::serve(limit_s.saturating_mul(1000));
+                crate::println!(
+                    "net: served on {} NICs: {} datagrams echoed, {} stream requests ({} \
+                     refused), {} bytes sunk, {} bytes generated; {} frames in, {} out, {} \
+                     dropped; {} pool buffers unaccounted for{}",
+                    r.nics,
+                    r.echoed,
+                    r.connections,
+                    r.refused,
+                    r.sunk,
+                    r.generated,
+                    r.rx_frames,
+                    r.tx_frames,
+                    r.dropped,
+                    r.leaked,
+                    if r.dead { "; a NIC was taken out of service" } else { "" }
+                );
+                let ok = r.nics > 0 && r.quit && r.leaked == 0 && !r.dead;
+                if !r.quit && !r.dead && r.nics > 0 {
+                    crate::println!("net: no quit request in {limit_s} s");
+                }
+                qemu::exit(if ok {
+                    qemu::ExitCode::Success
+                } else {
+                    qemu::ExitCode::Failure
+                });
+            }
             other => {
                 crate::println!(
-                    "KERNEL PANIC: mode={other}: unknown mode (expected run, test, bench or \
-                     profile)"
+                    "KERNEL PANIC: mode={other}: unknown mode (expected run, test, bench, \
+                     profile or serve)"
                 );
                 qemu::exit(qemu::ExitCode::Failure);
             }

@@ -14,6 +14,8 @@
 //! buffers, so a read into a pool buffer ([`BatchedIo`](crate::BatchedIo) with
 //! [`IoBuf::Pool`](crate::IoBuf)) lands where the caller takes it from.
 
+pub mod net;
+
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::borrow::BorrowMut;

@@ -28,13 +28,11 @@ use veridian_io::BatchedIo;
 use veridian_io::virtio::{BlkDevice, VirtioBlkBackend};
 pub use veridian_io::virtio::{BlkError, MAX_BATCH, QUEUE_SIZE, Request, SECTOR_SIZE};
 use virtio_drivers::transport::pci::PciTransport;
-use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
 
 use super::pci;
-use crate::arch::x86_64::idt::{self, InterruptFrame};
-use crate::arch::x86_64::msix::{self, Table};
-use crate::arch::x86_64::pci::ConfigAccess;
-use crate::arch::x86_64::{apic, percpu};
+use super::virtio::{self, QueueIrq};
+use crate::arch::x86_64::apic;
+use crate::arch::x86_64::idt::InterruptFrame;
 use crate::mm::dma::KernelHal;
 use crate::sync::PreemptLock;
 
@@ -59,18 +57,12 @@ static SLEEPS: AtomicU64 = AtomicU64::new(0);
 /// CPU's TSC runs on with host time, so sleeping would count time, not instructions).
 static POLL_ONLY: AtomicBool = AtomicBool::new(false);
 
-/// The request queue's completion interrupt: MSI-X table entry 0, routed to the local APIC of
-/// the CPU that last waited.
-struct Irq {
-    table: Table,
-    apic_id: u32,
-}
-
 /// An attached virtio block device.
 struct Disk {
     dev: BlkDevice<KernelHal, PciTransport>,
-    /// Completion by interrupt; `None`: polled.
-    irq: Option<Irq>,
+    /// Completion by interrupt (MSI-X entry 0, aimed at the CPU that last waited); `None`:
+    /// polled.
+    irq: Option<QueueIrq>,
 }
 
 /// Facts about the attached disk.
@@ -153,34 +145,7 @@ pub fn info() -> Option<DiskInfo> {
 
 fn attach() -> Option<Disk> {
     let access = pci::access()?;
-    let candidates = pci::devices()
-        .iter()
-        .filter(|d| d.function.vendor == 0x1af4 && matches!(d.function.device, 0x1001 | 0x1042));
-    for device in candidates {
-        let f = &device.function;
-        if !device.bars_usable() || f.issue.is_some() {
-            crate::println!(
-                "  virtio:   blk {} refused: its BARs or capability list failed the checks",
-                f.bdf
-            );
-            continue;
-        }
-        let df = DeviceFunction {
-            bus: f.bdf.bus,
-            device: f.bdf.device,
-            function: f.bdf.function,
-        };
-        let mut root = PciRoot::new(access);
-        let transport = match PciTransport::new::<KernelHal, _>(&mut root, df) {
-            Ok(t) => t,
-            Err(e) => {
-                crate::println!(
-                    "  virtio:   blk {} refused by the PCI transport: {e}",
-                    f.bdf
-                );
-                continue;
-            }
-        };
+    for (f, transport) in virtio::transports("blk", &[0x1001, 0x1042]) {
         // On refusal the transport was dropped, which reset the device.
         let mut dev = match BlkDevice::<KernelHal, _>::new(transport) {
             Ok(dev) => dev,
@@ -189,7 +154,7 @@ fn attach() -> Option<Disk> {
                 continue;
             }
         };
-        let irq = match route_interrupt(&access, f) {
+        let irq = match virtio::route_queues(&access, f, &[0], 0, VECTOR, completion_interrupt) {
             Ok(irq) => Some(irq),
             Err(why) => {
                 crate::println!(
@@ -222,41 +187,6 @@ fn attach() -> Option<Disk> {
         return Some(Disk { dev, irq });
     }
     None
-}
-
-/// Routes the request queue's interrupt: MSI-X entry 0 to this CPU's local APIC with
-/// [`VECTOR`], and the queue's MSI-X vector (in the virtio common configuration, which
-/// `virtio-drivers`' transport does not expose) set to entry 0 and read back.
-fn route_interrupt(
-    access: &ConfigAccess,
-    f: &reference_kernel::pci::PciFunction,
-) -> Result<Irq, &'static str> {
-    use reference_kernel::pci::ConfigSpace;
-    // The virtio common configuration: vendor capability (0x09) of type 1 (virtio 1.2, 4.1.4).
-    let (bar, offset) = f
-        .capabilities()
-        .iter()
-        .filter(|c| c.id == 0x09 && access.read8(f.bdf, c.offset + 3) == 1)
-        .map(|c| {
-            (
-                access.read8(f.bdf, c.offset + 4),
-                u64::from(access.read32(f.bdf, c.offset + 8)),
-            )
-        })
-        .next()
-        .ok_or("no virtio common configuration capability")?;
-    let table = Table::locate(access, f)?;
-    let apic_id = percpu::current().ok_or("no per-CPU block")?.apic_id;
-    idt::set_handler(VECTOR, completion_interrupt).map_err(|_| "vector 0x40 is taken")?;
-    table.route(access, f, 0, apic_id, VECTOR)?;
-    // queue_select (0x16) = 0, queue_msix_vector (0x1a) = entry 0.
-    if !msix::bar_write16(f, bar, offset + 0x16, 0)
-        || !msix::bar_write16(f, bar, offset + 0x1a, 0)
-        || msix::bar_read16(f, bar, offset + 0x1a) != Some(0)
-    {
-        return Err("the device did not take MSI-X entry 0 for its queue");
-    }
-    Ok(Irq { table, apic_id })
 }
 
 /// The disk as a veridian-io back-end, lent by [`with_backend`]: completions polled.
@@ -369,18 +299,8 @@ pub fn batch(
 /// Whether a waiter on this CPU can sleep until the interrupt: interrupts are on (never
 /// enabled blindly here), [`poll_only`] is off, and the MSI-X entry points at this CPU (moved
 /// here if it pointed elsewhere; the lock keeps the thread here until the batch ends).
-fn aim_at_this_cpu(irq: &mut Irq) -> bool {
-    if !x86_64::instructions::interrupts::are_enabled() || POLL_ONLY.load(Ordering::Relaxed) {
-        return false;
-    }
-    let Some(here) = percpu::current().map(|c| c.apic_id) else {
-        return false;
-    };
-    if here != irq.apic_id {
-        if irq.table.retarget(0, here, VECTOR).is_err() {
-            return false;
-        }
-        irq.apic_id = here;
-    }
-    true
+fn aim_at_this_cpu(irq: &mut QueueIrq) -> bool {
+    x86_64::instructions::interrupts::are_enabled()
+        && !POLL_ONLY.load(Ordering::Relaxed)
+        && irq.aim_here()
 }
