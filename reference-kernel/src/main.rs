@@ -390,7 +390,11 @@ mod kernel {
                     r.tx_frames,
                     r.dropped,
                     r.leaked,
-                    if r.dead { "; a NIC was taken out of service" } else { "" }
+                    if r.dead {
+                        "; a NIC was taken out of service"
+                    } else {
+                        ""
+                    }
                 );
                 let ok = r.nics > 0 && r.quit && r.leaked == 0 && !r.dead;
                 if !r.quit && !r.dead && r.nics > 0 {

@@ -365,19 +365,6 @@ pub fn serve(limit_ms: u64) -> Report {
                 quit = true;
             }
         }
-        static mut DBG: i64 = 0;
-        {
-            let t = now().total_millis();
-            // SAFETY: debug
-            unsafe {
-                if t - DBG > 2000 {
-                    DBG = t;
-                    let st = hosts[0].nic.dev.stats();
-                    crate::println!("dbg: t={t} rx={} tx={} posted={} recv={} irq={} conn={} sunk={} free={}", st.rx_frames, st.tx_frames, hosts[0].nic.dev.posted(), hosts[0].nic.dev.can_receive(), virtio_net::interrupts(0), report.connections, report.sunk, hosts[0].nic.dev.pool().available());
-                    for (h, st) in &hosts[0].streams { let so = hosts[0].sockets.get::<tcp::Socket>(*h); crate::println!("  {:?} rq={} sq={} {}", so.state(), so.recv_queue(), so.send_queue(), match st { Stream::Request{len,..} => alloc::format!("req {len}"), Stream::Sink{left,..} => alloc::format!("sink {left}"), Stream::Answer{sent,..} => alloc::format!("ans {sent}"), Stream::Source{next,..} => alloc::format!("src {next}"), Stream::Closing => alloc::format!("closing") }); }
-                }
-            }
-        }
         if moved {
             continue;
         }

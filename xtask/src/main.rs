@@ -21,6 +21,7 @@ mod kernel;
 mod kernel_log;
 mod linux_bench;
 mod msrv;
+mod net;
 mod pgo;
 mod profile;
 mod publish;
@@ -88,6 +89,13 @@ Commands:
          matrix of machine shapes (--quick: a sample), printed as a table. Installs the nightly
          toolchain (miri, rust-src) and cargo-fuzz when missing. A finding fails the command
          and prints its reproducer. Ends with `<N> passed, <M> failed`.
+  net    `net [--runs N] [--mib M] [--echoes E] [--check]`: boot the kernel (release) with mode=serve
+         and a virtio-net NIC on QEMU's user network (ports forwarded from 127.0.0.1 only),
+         then time from here E UDP echo round trips (default 2000) and N transfers (default 5)
+         of M MiB (default 32) to the kernel's TCP sink and from its generator, each checked
+         (hash, byte for byte); prints the medians: net_udp_echo (us), net_tcp_rx and
+         net_tcp_tx (MB/s). Wall-clock figures, bounded by TCG. --check instead runs the
+         network step of `test` (correctness, with malformed frames on a second NIC).
   help   Print this help.
 
 Options for run:
@@ -150,6 +158,7 @@ enum Cmd {
     Profile(profile::Options),
     BenchRatios(Vec<String>, String, Vec<String>),
     CheckExtra(extra::Options),
+    Net(net::Options),
     Help,
 }
 
@@ -260,6 +269,28 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
             return Err("bench: --save and --check exclude each other".into());
         }
         return Ok(Cmd::Bench(options));
+    }
+    if command == "net" {
+        let mut options = net::Options::default();
+        let mut words = rest.iter();
+        while let Some(word) = words.next() {
+            let mut number = |name: &str| -> Result<u64, String> {
+                words
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|&v| v > 0)
+                    .ok_or(format!("net: {name} needs a positive number"))
+            };
+            match word.as_str() {
+                "--runs" => options.runs = number("--runs")? as usize,
+                "--mib" => options.mib = number("--mib")?,
+                "--echoes" => options.echoes = number("--echoes")? as usize,
+                "--check" => options.check = true,
+                "-h" | "--help" => return Ok(Cmd::Help),
+                _ => return Err(format!("net: unexpected `{word}`")),
+            }
+        }
+        return Ok(Cmd::Net(options));
     }
     if command == "bench-ratios" {
         let mut baselines = Vec::new();
@@ -437,6 +468,7 @@ fn main() -> ExitCode {
             ratios::bench_ratios(&baselines, &ours, &filters)
         }
         Cmd::CheckExtra(options) => extra::check_extra(&options),
+        Cmd::Net(options) => net::bench(options),
     };
     match result {
         Ok(code) => code,

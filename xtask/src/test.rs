@@ -16,6 +16,7 @@ use crate::iso::{self, IsoOptions};
 use crate::kernel::{self, Profile};
 use crate::kernel_log::Verdict;
 use crate::msrv;
+use crate::net;
 use crate::publish;
 use crate::qemu::{self, Boot, Machine, Outcome, Vm};
 use crate::tools::{self, Needs};
@@ -230,6 +231,7 @@ pub fn test() -> Result<ExitCode> {
             }
             bad_disk_check(&mut tally, &elf)?;
             polled_disk_check(&mut tally, &elf)?;
+            network_check(&mut tally)?;
             for kind in INJECTED_KINDS {
                 self_check(&mut tally, &elf, kind)?;
             }
@@ -239,6 +241,7 @@ pub fn test() -> Result<ExitCode> {
             tally.fail(suite, &format!("the kernel did not build: {reason}"));
             tally.fail(BAD_DISK_STEP, "no kernel to boot");
             tally.fail(POLLED_DISK_STEP, "no kernel to boot");
+            network_check(&mut tally)?;
             for kind in INJECTED_KINDS {
                 tally.fail(&self_check_name(kind), "no kernel to boot");
             }
@@ -532,6 +535,11 @@ fn machine_suite(tally: &mut Tally, elf: &Path, machine: Vm, what: &str) -> Resu
     Ok(())
 }
 
+/// The network step's name.
+const NETWORK_STEP: &str = "network (mode=serve, release kernel, 1 CPU, 2 virtio-net NICs): \
+     10 000 UDP echoes, 64 MiB to the TCP sink and from the generator checked, malformed \
+     frames on NIC 1, then echoes again on both";
+
 const BAD_DISK_STEP: &str =
     "virtio-blk device with an 8-entry queue is refused, the kernel goes on";
 
@@ -566,6 +574,29 @@ fn disk_step(
     match judge(&outcome.serial, &verdict) {
         Ok(()) => tally.pass(step),
         Err(problem) => tally.fail(step, &problem),
+    }
+    Ok(())
+}
+
+/// The network step: the release kernel in `mode=serve` against xtask's client (`net::check`).
+fn network_check(tally: &mut Tally) -> Result<()> {
+    let release = match kernel::build(Profile::Release) {
+        Ok(elf) => elf,
+        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Err(Error::Failed(reason)) => {
+            tally.fail(
+                NETWORK_STEP,
+                &format!("the release kernel did not build: {reason}"),
+            );
+            return Ok(());
+        }
+    };
+    match net::check(&release)? {
+        Ok(summary) => {
+            println!("xtask: network: {summary}");
+            tally.pass(NETWORK_STEP);
+        }
+        Err(problem) => tally.fail(NETWORK_STEP, &problem),
     }
     Ok(())
 }

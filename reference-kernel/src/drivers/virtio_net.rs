@@ -90,12 +90,19 @@ const HANDLERS: [crate::arch::x86_64::idt::Handler; MAX_NICS] = [interrupt::<0>,
 
 /// Queue interrupts NIC `index` has taken since boot.
 pub fn interrupts(index: usize) -> u64 {
-    INTERRUPTS.get(index).map_or(0, |c| c.load(Ordering::Relaxed))
+    INTERRUPTS
+        .get(index)
+        .map_or(0, |c| c.load(Ordering::Relaxed))
 }
 
 /// Attaches the usable virtio network devices; prints what happened.
 pub fn init() {
-    NICS.call_once(|| attach().into_iter().map(|n| PreemptLock::new("drivers::virtio_net::NIC", Some(n))).collect());
+    NICS.call_once(|| {
+        attach()
+            .into_iter()
+            .map(|n| PreemptLock::new("drivers::virtio_net::NIC", Some(n)))
+            .collect()
+    });
 }
 
 /// Network devices attached at boot (some may be taken by their owner now).
@@ -124,7 +131,10 @@ fn attach() -> Vec<Nic> {
     };
     for (f, transport) in virtio::transports("net", &[0x1000, 0x1041]) {
         if nics.len() == MAX_NICS {
-            crate::println!("  virtio:   net {} not used: {MAX_NICS} NICs at most", f.bdf);
+            crate::println!(
+                "  virtio:   net {} not used: {MAX_NICS} NICs at most",
+                f.bdf
+            );
             continue;
         }
         let index = nics.len();

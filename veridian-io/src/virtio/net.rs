@@ -415,7 +415,10 @@ impl<H: Hal, T: Transport, const Q: usize> NetDevice<H, T, Q> {
             Some(slot @ None) => *slot = Some(buf),
             _ => {
                 self.held.push(buf);
-                return Err((self.fail(NetError::BadCompletion(token)), Leftover::Built(out)));
+                return Err((
+                    self.fail(NetError::BadCompletion(token)),
+                    Leftover::Built(out),
+                ));
             }
         }
         self.stats.tx_frames += 1;
