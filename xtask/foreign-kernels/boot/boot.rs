@@ -10,8 +10,9 @@
 //!   stack with the start-info address as its argument.
 //! - COM1 (0x3f8) output ([`print!`], [`println!`]), port I/O ([`outb`], [`inb`]), the result
 //!   through QEMU's `isa-debug-exit` device at 0xf4 ([`exit`]): the example's `kmain` returning
-//!   is success (0x10, QEMU status 33), a panic is failure (0x11, QEMU status 35), printed as
-//!   `KERNEL PANIC: <message>` first.
+//!   is success (0x10, QEMU status 33), a panic is failure (0x11, QEMU status 35), printed
+//!   first as one line, `KERNEL PANIC: <message> at <file:line:column>` (the prefix xtask's
+//!   kernel-log reader reports).
 //!
 //! Interrupts stay disabled throughout (no IDT is loaded).
 
@@ -230,8 +231,27 @@ pub fn exit(code: Exit) -> ! {
     }
 }
 
+/// Writes through to COM1 with line breaks turned into `; `, so a panic is one line.
+struct OneLine;
+
+impl Write for OneLine {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for (i, line) in s.split('\n').enumerate() {
+            if i > 0 {
+                Serial.write_str("; ")?;
+            }
+            Serial.write_str(line)?;
+        }
+        Ok(())
+    }
+}
+
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    println!("KERNEL PANIC: {info}");
+    let _ = write!(OneLine, "KERNEL PANIC: {}", info.message());
+    if let Some(location) = info.location() {
+        let _ = write!(OneLine, " at {location}");
+    }
+    print!("\n");
     exit(Exit::Failure)
 }
