@@ -15,6 +15,7 @@ mod cmd;
 mod disk;
 mod error;
 mod extra;
+mod foreign;
 mod interrupt;
 mod iso;
 mod kernel;
@@ -75,6 +76,11 @@ Commands:
          `cargo publish --workspace --dry-run`, then each component crate's package unpacked
          and its test suites built (default features) and run (`--features std`) against the
          unpacked packages of its sibling dependencies, as crates.io would serve them.
+  foreign-kernels
+         `foreign-kernels [NAME...]`: package the component crates (as publish-check does),
+         then build each foreign-kernel example (xtask/foreign-kernels/NAME: alloc, sync,
+         sched, io, perf, simd; all without names) against its packaged crate for
+         x86_64-unknown-none and boot it in QEMU; pass = isa-debug-exit 0x10 (status 33).
   msrv   Build each component crate with the toolchain of its stated `rust-version`
          (installed with rustup when missing): for x86_64-unknown-none, and for the host
          with all features.
@@ -159,6 +165,7 @@ enum Cmd {
     BenchRatios(Vec<String>, String, Vec<String>),
     CheckExtra(extra::Options),
     Net(net::Options),
+    ForeignKernels(Vec<String>),
     Help,
 }
 
@@ -185,6 +192,12 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
             }
         };
         return Ok(Cmd::Pgo(krate, extra));
+    }
+    if command == "foreign-kernels" {
+        if let Some(option) = rest.iter().find(|word| word.starts_with('-')) {
+            return Err(format!("foreign-kernels: unknown option `{option}`"));
+        }
+        return Ok(Cmd::ForeignKernels(rest.to_vec()));
     }
     if command == "profile" {
         let mut options = profile::Options {
@@ -469,6 +482,7 @@ fn main() -> ExitCode {
         }
         Cmd::CheckExtra(options) => extra::check_extra(&options),
         Cmd::Net(options) => net::bench(options),
+        Cmd::ForeignKernels(names) => foreign::run(&names).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -507,6 +521,15 @@ mod tests {
         assert!(parse_str("profile -- a b").is_err());
         assert!(parse_str("profile --timeout x").is_err());
         assert!(parse_str("profile threads").is_err());
+    }
+
+    #[test]
+    fn foreign_kernels_take_names_only() {
+        let Ok(Cmd::ForeignKernels(names)) = parse_str("foreign-kernels alloc simd") else {
+            panic!("foreign-kernels parses")
+        };
+        assert_eq!(names, ["alloc", "simd"]);
+        assert!(parse_str("foreign-kernels --all").is_err());
     }
 
     #[test]

@@ -110,31 +110,7 @@ pub fn test_unpacked(package: &Unpacked, all: &[Unpacked]) -> Result<()> {
             package.name
         ))
     })?;
-    // Every component crate it depends on, directly or through another one (veridian-sched ->
-    // veridian-sync -> veridian-embed): each resolves to its unpacked package.
-    let mut patches = Vec::new();
-    let mut pending: Vec<&'static str> = sibling_dependencies(&manifest);
-    let mut seen: Vec<&'static str> = Vec::new();
-    while let Some(sibling) = pending.pop() {
-        if seen.contains(&sibling) {
-            continue;
-        }
-        seen.push(sibling);
-        let unpacked = all.iter().find(|p| p.name == sibling).ok_or_else(|| {
-            Error::Failed(format!(
-                "{} depends on {sibling}, which is not a component crate",
-                package.name
-            ))
-        })?;
-        patches.push(patch_config(sibling, &unpacked.dir));
-        let sibling_manifest =
-            std::fs::read_to_string(unpacked.dir.join("Cargo.toml")).map_err(|err| {
-                Error::Failed(format!(
-                    "cannot read the packaged manifest of {sibling}: {err}"
-                ))
-            })?;
-        pending.extend(sibling_dependencies(&sibling_manifest));
-    }
+    let patches = patches_for(sibling_dependencies(&manifest), all, package.name)?;
     // A crate without hosted back-ends (no `std` feature: the embedder traits) runs its tests
     // with default features.
     let run = if has_std_feature(&manifest) {
@@ -156,6 +132,35 @@ pub fn test_unpacked(package: &Unpacked, all: &[Unpacked]) -> Result<()> {
         cmd::run_checked(&mut command)?;
     }
     Ok(())
+}
+
+/// The `--config` patches that resolve each crate of `first`, and every component crate those
+/// depend on directly or through another one (veridian-sched -> veridian-sync ->
+/// veridian-embed), to its unpacked package in `all`. `who` names the dependent in errors.
+pub fn patches_for(first: Vec<&'static str>, all: &[Unpacked], who: &str) -> Result<Vec<String>> {
+    let mut patches = Vec::new();
+    let mut pending = first;
+    let mut seen: Vec<&'static str> = Vec::new();
+    while let Some(sibling) = pending.pop() {
+        if seen.contains(&sibling) {
+            continue;
+        }
+        seen.push(sibling);
+        let unpacked = all.iter().find(|p| p.name == sibling).ok_or_else(|| {
+            Error::Failed(format!(
+                "{who} depends on {sibling}, which is not a component crate"
+            ))
+        })?;
+        patches.push(patch_config(sibling, &unpacked.dir));
+        let sibling_manifest =
+            std::fs::read_to_string(unpacked.dir.join("Cargo.toml")).map_err(|err| {
+                Error::Failed(format!(
+                    "cannot read the packaged manifest of {sibling}: {err}"
+                ))
+            })?;
+        pending.extend(sibling_dependencies(&sibling_manifest));
+    }
+    Ok(patches)
 }
 
 /// Whether a packaged (normalised) manifest declares a `std` feature: a `std = [...]` line in

@@ -12,6 +12,7 @@ use crate::bench_report;
 use crate::cmd;
 use crate::disk;
 use crate::error::{Error, Result};
+use crate::foreign;
 use crate::iso::{self, IsoOptions};
 use crate::kernel::{self, Profile};
 use crate::kernel_log::Verdict;
@@ -160,7 +161,8 @@ pub fn test() -> Result<ExitCode> {
         cmd::cargo().args(["test", "-p", "veridian-sync", "--features", "lockdep"]),
     )?;
     loom_tests(&mut tally)?;
-    publish_checks(&mut tally)?;
+    let packages = publish_checks(&mut tally)?;
+    foreign_kernels(&mut tally, packages.as_deref())?;
     for package in COMPONENT_CRATES {
         tally.step(
             &format!("build {package} ({KERNEL_TARGET})"),
@@ -357,8 +359,8 @@ fn loom_tests(tally: &mut Tally) -> Result<()> {
 }
 
 /// `cargo publish --workspace --dry-run`, then each packaged crate's test suites (one step each;
-/// see `publish.rs`).
-fn publish_checks(tally: &mut Tally) -> Result<()> {
+/// see `publish.rs`). Returns the unpacked packages (`None` if unpacking failed).
+fn publish_checks(tally: &mut Tally) -> Result<Option<Vec<publish::Unpacked>>> {
     tally.step("cargo publish --workspace --dry-run", publish::dry_run())?;
     match publish::unpack_all() {
         Ok(packages) => {
@@ -368,9 +370,25 @@ fn publish_checks(tally: &mut Tally) -> Result<()> {
                     publish::test_unpacked(package, &packages),
                 )?;
             }
+            Ok(Some(packages))
         }
-        Err(Error::Interrupted) => return Err(Error::Interrupted),
-        Err(Error::Failed(reason)) => tally.fail("unpacking the packaged crates", &reason),
+        Err(Error::Interrupted) => Err(Error::Interrupted),
+        Err(Error::Failed(reason)) => {
+            tally.fail("unpacking the packaged crates", &reason);
+            Ok(None)
+        }
+    }
+}
+
+/// One step per foreign-kernel example (see `foreign.rs`): built against the packaged crates,
+/// booted in QEMU.
+fn foreign_kernels(tally: &mut Tally, packages: Option<&[publish::Unpacked]>) -> Result<()> {
+    for (name, krate) in foreign::EXAMPLES {
+        let result = match packages {
+            Some(packages) => foreign::check(name, krate, packages),
+            None => Err(Error::Failed("no packaged crates to build against".into())),
+        };
+        tally.step(&foreign::step_name(krate), result)?;
     }
     Ok(())
 }
