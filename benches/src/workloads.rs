@@ -158,7 +158,7 @@ const LARSON_THREADS: usize = 2;
 pub fn larson(size: Size) -> u64 {
     let (slots, rounds, ops) = match size {
         Size::Tiny => (64, 3, 500),
-        Size::Full => (1000, 40, 250_000),
+        Size::Full => (1000, 60, 250_000),
     };
     let mut rng = Rng::new(1);
     let mut sets: Vec<Vec<Vec<u8>>> = (0..LARSON_THREADS)
@@ -250,7 +250,7 @@ pub fn cache_scratch(size: Size) -> u64 {
     const OBJECT: usize = 8;
     let (iterations, repetitions) = match size {
         Size::Tiny => (100, 10),
-        Size::Full => (40_000, 1000),
+        Size::Full => (120_000, 1000),
     };
     let objects: Vec<Vec<u8>> = (0..SCRATCH_THREADS).map(|_| vec![0u8; OBJECT]).collect();
     let handles: Vec<_> = objects
