@@ -325,6 +325,16 @@ fn rss(s: &Sample) -> f64 {
     s.rss_mib
 }
 
+/// A ratio with two decimals and an `x`, or `n/a` when it is not a number (a peer's median
+/// of zero, e.g. a system time below the clock's resolution).
+fn show_ratio(r: f64) -> String {
+    if r.is_finite() {
+        format!("{r:.2}x")
+    } else {
+        "n/a".into()
+    }
+}
+
 /// The ratio line of a workload: wall, system time and peak RSS of ours over each peer.
 fn ratio_line(result: &WorkloadResult) -> String {
     let (w, s, r) = (result.ratios(wall), result.ratios(sys), result.ratios(rss));
@@ -332,11 +342,11 @@ fn ratio_line(result: &WorkloadResult) -> String {
     for (i, peer) in ALLOCATORS[1..].iter().enumerate() {
         let _ = write!(
             line,
-            "{}veridian/{peer} {:.2}x (sys {:.2}x, RSS {:.2}x)",
+            "{}veridian/{peer} {} (sys {}, RSS {})",
             if i == 0 { "" } else { "; " },
-            w[i],
-            s[i],
-            r[i]
+            show_ratio(w[i]),
+            show_ratio(s[i]),
+            show_ratio(r[i])
         );
     }
     line
@@ -408,7 +418,12 @@ pub fn markdown_report(results: &[WorkloadResult], command: &str, machine: &str)
         let _ = write!(out, "| {} ", result.name);
         for field in [wall as fn(&Sample) -> f64, sys, rss] {
             for r in result.ratios(field) {
-                let _ = write!(out, "| {r:.2} ");
+                let shown = if r.is_finite() {
+                    format!("{r:.2}")
+                } else {
+                    "n/a".into()
+                };
+                let _ = write!(out, "| {shown} ");
             }
         }
         out.push_str("|\n");
