@@ -40,8 +40,12 @@ fn main() -> ExitCode {
         }
         command.push_str(" --save");
         let tables = runner::markdown_report(&results, &command, &runner::machine());
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks/programs.md");
+        // The workspace root is the parent of this package's directory.
+        let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let path = manifest_dir
+            .parent()
+            .unwrap_or(manifest_dir)
+            .join("docs/benchmarks/programs.md");
         let document = std::fs::read_to_string(&path).unwrap_or_default();
         if let Err(e) = std::fs::write(&path, runner::replace_section(&document, &tables)) {
             eprintln!("bench-programs: writing {}: {e}", path.display());
