@@ -5,9 +5,10 @@
 //! Both sides run the same code (`veridian_benches::executor::tasks`, generic over the `join`
 //! function) inside their own pool's `install`, from the benchmark thread, which waits meanwhile
 //! (parked on our side, blocked on a latch on rayon's); one iteration is one `install`. Both
-//! pools exist for the whole run; an idle pool's workers park after a short spin (ours within
-//! microseconds, rayon's likewise), so the pool that is not measured does not compete for the
-//! CPUs. Veridian-alloc's `Heap` is this process's global allocator, for both sides.
+//! pools exist for the whole run; an idle pool's workers park once they found no work for a
+//! while (ours after 64 spins and 64 yields, rayon's after its own rounds of yielding), so the
+//! pool that is not measured does not keep the CPUs busy. Veridian-alloc's `Heap` is this
+//! process's global allocator, for both sides.
 //!
 //! Groups (ids are `<group>/<veridian|rayon>/<parameter>`; `cargo xtask bench-ratios
 //! fork_join` prints our median, rayon's and the ratio):
