@@ -12,6 +12,8 @@
 //!
 //! Groups (ids are `<group>/<veridian|rayon>/<parameter>`; `cargo xtask bench-ratios
 //! fork_join` prints our median, rayon's and the ratio):
+//! - `fork_join_install/<side>/empty`: one `install` of a closure that returns a number: the
+//!   fixed cost of handing work to the pool and waiting for it.
 //! - `fork_join_fib/<side>/<n>`: Fibonacci number `n` by recursive `join` down to
 //!   [`FIB_CUTOFF`], sequential below.
 //! - `fork_join_sum/<side>/<len>`: the sum of a `Vec<u64>` of `len` elements, split in halves
@@ -63,6 +65,17 @@ fn benches(c: &mut Criterion) {
         .num_threads(THREADS)
         .build()
         .expect("rayon pool");
+
+    // The fixed cost of one `install` of an empty closure: the injector push or rayon's
+    // injection, waking a worker, the caller's wait.
+    let mut group = c.benchmark_group("fork_join_install");
+    group.bench_function(BenchmarkId::new("veridian", "empty"), |b| {
+        b.iter(|| ours.install(|| black_box(1u64)))
+    });
+    group.bench_function(BenchmarkId::new("rayon", "empty"), |b| {
+        b.iter(|| theirs.install(|| black_box(1u64)))
+    });
+    group.finish();
 
     let mut group = c.benchmark_group("fork_join_fib");
     for n in [25u32, 30] {
