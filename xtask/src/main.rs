@@ -10,6 +10,7 @@
 //! each concern lives in its own module.
 
 mod bench;
+mod bench_programs;
 mod bench_report;
 mod cmd;
 mod disk;
@@ -66,6 +67,14 @@ Commands:
          are symbolised from the kernel (and user program) ELF into target/profile/flame.svg
          (inferno) and target/profile/folded.txt; prints the top 20 functions by self samples.
          --icount runs under `-icount shift=0` as `bench` does (default timeout 300 s).
+  bench-programs
+         `bench-programs [--runs N] [--workload W[,W...]] [--save]`: build `benches/`
+         (veridian-benches) in release and run its allocator workloads (larson, xmalloc,
+         cache-scratch, json, compiler) under veridian-alloc, glibc, mimalloc and jemalloc, one
+         binary per global allocator, N times each (default 5), interleaved; single-threaded
+         workloads pinned to CPU 0. Prints each allocator's median and min..max wall time,
+         user and system time, peak RSS, and veridian's ratios to each peer; --save writes the
+         tables into docs/benchmarks/programs.md.
   bench-ratios
          `bench-ratios [--baselines a,b,c] [--ours NAME] [FILTER...]`: from criterion's saved estimates
          (target/criterion), each group's `veridian` median, each peer's median and the ratio
@@ -163,6 +172,7 @@ enum Cmd {
     Pgo(String, Vec<String>),
     Profile(profile::Options),
     BenchRatios(Vec<String>, String, Vec<String>),
+    BenchPrograms(Vec<String>),
     CheckExtra(extra::Options),
     Net(net::Options),
     ForeignKernels(Vec<String>),
@@ -304,6 +314,13 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
             }
         }
         return Ok(Cmd::Net(options));
+    }
+    if command == "bench-programs" {
+        // The runner parses (and tests) its own arguments; only help is answered here.
+        if rest.iter().any(|w| w == "-h" || w == "--help") {
+            return Ok(Cmd::Help);
+        }
+        return Ok(Cmd::BenchPrograms(rest.to_vec()));
     }
     if command == "bench-ratios" {
         let mut baselines = Vec::new();
@@ -483,6 +500,7 @@ fn main() -> ExitCode {
         Cmd::CheckExtra(options) => extra::check_extra(&options),
         Cmd::Net(options) => net::bench(options),
         Cmd::ForeignKernels(names) => foreign::run(&names).map(|()| ExitCode::SUCCESS),
+        Cmd::BenchPrograms(args) => bench_programs::bench_programs(&args),
     };
     match result {
         Ok(code) => code,
@@ -624,6 +642,23 @@ mod tests {
             }))
         );
         assert!(parse_str("bench --linux=1").is_err());
+    }
+
+    #[test]
+    fn bench_programs_hands_its_arguments_to_the_runner() {
+        assert_eq!(
+            parse_str("bench-programs --runs 3 --workload json --save"),
+            Ok(Cmd::BenchPrograms(
+                ["--runs", "3", "--workload", "json", "--save"]
+                    .map(String::from)
+                    .to_vec()
+            ))
+        );
+        assert_eq!(
+            parse_str("bench-programs"),
+            Ok(Cmd::BenchPrograms(Vec::new()))
+        );
+        assert_eq!(parse_str("bench-programs --runs 2 -h"), Ok(Cmd::Help));
     }
 
     #[test]
