@@ -7,6 +7,7 @@ use crate::disk;
 use crate::error::Result;
 use crate::iso::{self, IsoOptions};
 use crate::kernel;
+use crate::net;
 use crate::qemu::{self, Boot, Vm};
 use crate::test;
 use crate::tools::{self, Needs};
@@ -53,7 +54,18 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         disk: true,
         ..args.machine.into()
     };
-    let outcome = qemu::run(&boot, vm, args.timeout)?;
+    // A virtio-net NIC on QEMU's user network, ports forwarded from 127.0.0.1 only
+    // (`-- mode=serve` serves on them).
+    let ports = net::Ports::pick()
+        .map_err(|e| crate::error::Error::Failed(format!("network set-up: {e}")))?;
+    println!(
+        "xtask: network: 127.0.0.1:{} (TCP) -> guest stream service 5001, 127.0.0.1:{} (UDP) -> \
+         echo 7, 127.0.0.1:{} (UDP) -> control 9 (served with `-- mode=serve`)",
+        ports.stream, ports.echo, ports.control
+    );
+    let mut command = qemu::command(&boot, vm);
+    command.args(ports.qemu_args());
+    let outcome = qemu::run_command(command, args.timeout, true)?;
     let mut reason = outcome.failure_reason();
     if outcome.log.saw_tests() {
         // The kernel ran its test suite (`-- mode=test`, or the ISO's test entry): judge it too.
