@@ -235,6 +235,7 @@ pub fn run_all() -> bool {
     ok &= blk_read_4k_batch1(&mut pmu, overhead);
     ok &= blk_read_4k_batch32(&mut pmu, overhead);
     crate::drivers::virtio_blk::poll_only(false);
+    ok &= net_udp_echo(&mut pmu, overhead);
     // The whole suite, interrupts and waits included (a profiler's overhead shows here).
     crate::println!(
         "bench suite_total unit=tsc value={}",
@@ -289,6 +290,52 @@ fn blk_read_4k_batch1(pmu: &mut Option<Counters>, overhead: u64) -> bool {
         overhead,
     );
     empty_polls_note(NAME, polls, u64::from(WITH_WARM_UP));
+    true
+}
+
+/// Round trips timed by `net_udp_echo`.
+const NET_ECHOES: u32 = 1000;
+
+/// `net_udp_echo`: one sample is one 64-byte UDP datagram from a client socket on NIC 1 to the
+/// echo service on NIC 0 and back, both NICs on one QEMU hub and both `smoltcp` interfaces
+/// polled by this CPU: both stacks, both drivers, four notifications and QEMU's device model
+/// while the CPU polls all count (so the row varies from run to run, as the block rows).
+/// Skipped, with a line saying so, without two NICs.
+fn net_udp_echo(pmu: &mut Option<Counters>, overhead: u64) -> bool {
+    const NAME: &str = "net_udp_echo";
+    let Some(mut pair) = crate::net::EchoPair::new() else {
+        crate::println!("bench {NAME} skipped=\"needs two virtio-net NICs on one link\"");
+        return true;
+    };
+    // The first round trip resolves the addresses (ARP) and is not timed.
+    if let Err(e) = pair.round_trip(5_000) {
+        crate::println!("bench: {NAME}: {e}");
+        return false;
+    }
+    let mut errors = 0u32;
+    let (hist, _) = Counters::count(pmu, NAME, Some(NET_ECHOES + 100), || {
+        time_split_n(
+            || {
+                if pair.round_trip(1_000).is_err() {
+                    errors += 1;
+                }
+            },
+            overhead,
+            1,
+            NET_ECHOES,
+        )
+    });
+    drop(pair);
+    if errors > 0 {
+        crate::println!("bench: {NAME}: {errors} round trips failed");
+        return false;
+    }
+    report(
+        NAME,
+        "a 64-byte UDP datagram from NIC 1 to the echo service on NIC 0 and back, both polled",
+        &hist,
+        overhead,
+    );
     true
 }
 

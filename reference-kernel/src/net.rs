@@ -133,22 +133,29 @@ fn udp_socket(port: u16) -> udp::Socket<'static> {
     socket
 }
 
+/// A `smoltcp` interface on `nic` with `addr`/`prefix` and, if given, a default route.
+fn interface(nic: &mut Nic, addr: [u8; 4], prefix: u8, gateway: Option<[u8; 4]>) -> Interface {
+    let mac = nic.dev.mac();
+    let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+    config.random_seed = veridian_perf::arch::rdtsc();
+    let mut iface = Interface::new(config, &mut nic.dev, now());
+    let [a, b, c, d] = addr;
+    iface.update_ip_addrs(|addrs| {
+        let _ = addrs.push(IpCidr::new(Ipv4Address::new(a, b, c, d).into(), prefix));
+    });
+    if let Some([a, b, c, d]) = gateway {
+        let _ = iface
+            .routes_mut()
+            .add_default_ipv4_route(Ipv4Address::new(a, b, c, d));
+    }
+    iface
+}
+
 impl Host {
     fn new(mut nic: Nic) -> Self {
-        let mac = nic.dev.mac();
-        let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-        config.random_seed = veridian_perf::arch::rdtsc();
-        let mut iface = Interface::new(config, &mut nic.dev, now());
         let (addr, prefix, gateway) = addressing(nic.index);
+        let iface = interface(&mut nic, addr, prefix, gateway);
         let [a, b, c, d] = addr;
-        iface.update_ip_addrs(|addrs| {
-            let _ = addrs.push(IpCidr::new(Ipv4Address::new(a, b, c, d).into(), prefix));
-        });
-        if let Some([a, b, c, d]) = gateway {
-            let _ = iface
-                .routes_mut()
-                .add_default_ipv4_route(Ipv4Address::new(a, b, c, d));
-        }
         let mut sockets = SocketSet::new(Vec::new());
         let echo = sockets.add(udp_socket(ECHO_PORT));
         let control = sockets.add(udp_socket(CONTROL_PORT));
@@ -427,4 +434,103 @@ pub fn serve(limit_ms: u64) -> Report {
         virtio_net::give_back(nic);
     }
     report
+}
+
+/// The `net_udp_echo` benchmark's set-up: NIC 0 serving as in [`serve`] (10.0.2.15) and NIC 1
+/// as a client at 10.0.2.16 on the same link (QEMU connects both NICs to one hub), both
+/// polled by the caller's CPU (no halting: under `-icount` a halted CPU's TSC runs with host
+/// time).
+pub struct EchoPair {
+    server: Option<Host>,
+    client: Option<Nic>,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    socket: SocketHandle,
+    sequence: u64,
+    report: Report,
+}
+
+/// The client's address and port in [`EchoPair`].
+const PAIR_CLIENT: [u8; 4] = [10, 0, 2, 16];
+const PAIR_PORT: u16 = 5555;
+/// The bytes of each benchmark datagram.
+const PAIR_PAYLOAD: usize = 64;
+
+impl EchoPair {
+    /// Takes NICs 0 and 1, or gives back what it took and returns `None` (fewer than two NICs).
+    pub fn new() -> Option<Self> {
+        let server = virtio_net::take(0)?;
+        let Some(mut client) = virtio_net::take(1) else {
+            virtio_net::give_back(server);
+            return None;
+        };
+        let iface = interface(&mut client, PAIR_CLIENT, 24, None);
+        let mut sockets = SocketSet::new(Vec::new());
+        let socket = sockets.add(udp_socket(PAIR_PORT));
+        Some(Self {
+            server: Some(Host::new(server)),
+            client: Some(client),
+            iface,
+            sockets,
+            socket,
+            sequence: 0,
+            report: Report::default(),
+        })
+    }
+
+    /// One datagram from the client to the echo service and back, polling both interfaces
+    /// until it returns intact (within `limit_ms`).
+    pub fn round_trip(&mut self, limit_ms: u64) -> Result<(), &'static str> {
+        let (Some(server), Some(client)) = (self.server.as_mut(), self.client.as_mut()) else {
+            return Err("no NICs");
+        };
+        self.sequence += 1;
+        let mut payload = [0u8; PAIR_PAYLOAD];
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b = (self.sequence as u8).wrapping_add(i as u8);
+        }
+        let echo = (Ipv4Address::new(10, 0, 2, 15), ECHO_PORT);
+        self.sockets
+            .get_mut::<udp::Socket>(self.socket)
+            .send_slice(&payload, echo)
+            .map_err(|_| "the client socket refused the datagram")?;
+        let start = now();
+        let mut quit = false;
+        let mut reply = [0u8; PAIR_PAYLOAD + 1];
+        loop {
+            let t = now();
+            self.iface.poll(t, &mut client.dev, &mut self.sockets);
+            server
+                .iface
+                .poll(t, &mut server.nic.dev, &mut server.sockets);
+            server.serve_sockets(&mut self.report, &mut quit);
+            server
+                .iface
+                .poll(t, &mut server.nic.dev, &mut server.sockets);
+            self.iface.poll(t, &mut client.dev, &mut self.sockets);
+            let socket = self.sockets.get_mut::<udp::Socket>(self.socket);
+            while let Ok((len, _)) = socket.recv_slice(&mut reply) {
+                if reply[..len] == payload {
+                    return Ok(());
+                }
+            }
+            if server.nic.dev.is_dead() || client.dev.is_dead() {
+                return Err("a NIC was taken out of service");
+            }
+            if (now() - start).total_millis() > limit_ms {
+                return Err("no echo in time");
+            }
+        }
+    }
+}
+
+impl Drop for EchoPair {
+    fn drop(&mut self) {
+        if let Some(host) = self.server.take() {
+            virtio_net::give_back(host.nic);
+        }
+        if let Some(nic) = self.client.take() {
+            virtio_net::give_back(nic);
+        }
+    }
 }

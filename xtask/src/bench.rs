@@ -95,6 +95,8 @@ const VM: Vm = Vm {
     cpu: "max",
     // The test disk, for `blk_read_4k_batch1`.
     disk: true,
+    // Two NICs on one link, for `net_udp_echo`.
+    nic_pair: true,
 };
 
 /// Builds the release kernel, boots it with `mode=bench`, prints the table and returns the

@@ -278,6 +278,7 @@ pub fn profile(options: &Options) -> Result<ExitCode> {
         icount: options.icount,
         cpu: "max",
         disk: false,
+        nic_pair: false,
     };
     let mut command = qemu::command(&boot, vm);
     command

@@ -197,6 +197,9 @@ pub struct Vm {
     /// Attach the test disk (`disk::path()`, written by `disk::create()` beforehand) as a
     /// virtio-blk device.
     pub disk: bool,
+    /// Attach two virtio-net NICs connected to each other through a QEMU hub (nothing else on
+    /// that link): the kernel's `net_udp_echo` benchmark.
+    pub nic_pair: bool,
 }
 
 impl From<Machine> for Vm {
@@ -206,6 +209,7 @@ impl From<Machine> for Vm {
             icount: false,
             cpu: "max",
             disk: false,
+            nic_pair: false,
         }
     }
 }
@@ -221,6 +225,18 @@ pub fn command(boot: &Boot, vm: impl Into<Vm>) -> Command {
     }
     if vm.disk {
         qemu.args(disk::qemu_args(&disk::path(), ""));
+    }
+    if vm.nic_pair {
+        qemu.args([
+            "-netdev",
+            "hubport,id=h0,hubid=0",
+            "-device",
+            "virtio-net-pci,netdev=h0",
+            "-netdev",
+            "hubport,id=h1,hubid=0",
+            "-device",
+            "virtio-net-pci,netdev=h1,mac=52:54:00:12:34:57",
+        ]);
     }
     console_and_exit(&mut qemu);
     match boot {
