@@ -189,37 +189,80 @@ fn attach() -> Option<Disk> {
     None
 }
 
-/// The disk as a veridian-io back-end, lent by [`with_backend`]: completions polled.
+/// The disk as a veridian-io back-end, lent by [`with_backend`]; its wait is [`waiter`]'s.
 pub type LentBackend<'a> = VirtioBlkBackend<
     KernelHal,
     PciTransport,
     &'a mut BlkDevice<KernelHal, PciTransport>,
-    fn(&dyn Fn() -> bool) -> bool,
+    &'a mut dyn FnMut(&dyn Fn() -> bool) -> bool,
 >;
 
 /// Lends the disk to `f` as a [`BatchedIo`] over a [`VirtioBlkBackend`] with a submission ring
-/// of `entries`, holding the device lock meanwhile (other block requests wait); the back-end
-/// polls for completions, without a time limit. `None` without a disk or if the ring cannot be
-/// made.
+/// of `entries`, holding the device lock meanwhile (other block requests wait). The back-end
+/// waits as [`batch`] does: halted until the completion interrupt where it can, polling
+/// otherwise, and gives up after [`REQUEST_TIMEOUT_MS`] without progress of the batch it waits
+/// for (the device is then reset and dropped, as by [`batch`]). `None` without a disk or if
+/// the ring cannot be made.
 pub fn with_backend<R>(
     entries: usize,
     f: impl FnOnce(&mut BatchedIo<LentBackend<'_>>) -> R,
 ) -> Option<R> {
-    fn poll(_ready: &dyn Fn() -> bool) -> bool {
-        EMPTY_POLLS.fetch_add(1, Ordering::Relaxed);
-        core::hint::spin_loop();
-        true
-    }
     let mut guard = DISK.get()?.lock();
     let disk = guard.as_mut()?;
+    let sleep = disk.irq.as_mut().is_some_and(aim_at_this_cpu);
     let (notified, completed) = (disk.dev.notifications(), disk.dev.completed());
-    let backend: LentBackend<'_> = VirtioBlkBackend::new(&mut disk.dev, poll);
+    let mut wait = waiter(sleep, true);
+    let backend: LentBackend<'_> = VirtioBlkBackend::new(&mut disk.dev, &mut wait);
     let result = BatchedIo::new(backend, entries)
         .ok()
         .map(|mut io| f(&mut io));
     NOTIFICATIONS.fetch_add(disk.dev.notifications() - notified, Ordering::Relaxed);
     COMPLETED.fetch_add(disk.dev.completed() - completed, Ordering::Relaxed);
+    if disk.dev.is_dead() {
+        *guard = None;
+        crate::println!("virtio: blk taken out of service while lent to veridian-io");
+    }
     result
+}
+
+/// The wait of a batch: `false` (give up) once [`REQUEST_TIMEOUT_MS`] have passed since it
+/// first waited, or, with `per_progress`, since it last saw a completion ready (a waiter that
+/// lives across many batches); otherwise, with `sleep`, halts until an interrupt unless
+/// `ready()` already holds, else one spin (without `per_progress` a polling waiter does not look
+/// at `ready()` itself: the benchmarks count its loop).
+fn waiter(sleep: bool, per_progress: bool) -> impl FnMut(&dyn Fn() -> bool) -> bool {
+    let hz = apic::info().map_or(1_000_000_000, |i| i.tsc_hz.max(1));
+    let mut deadline = None;
+    move |ready: &dyn Fn() -> bool| {
+        let now = veridian_perf::arch::rdtsc();
+        let limit = *deadline.get_or_insert(now.saturating_add(hz / 1000 * REQUEST_TIMEOUT_MS));
+        if now > limit {
+            return false;
+        }
+        if sleep {
+            use x86_64::instructions::interrupts;
+            // Interrupts off between the look and `hlt`: `sti; hlt` then sleeps without
+            // missing an interrupt that arrived after the look (the device's completion, or
+            // the next timer tick).
+            interrupts::disable();
+            if ready() {
+                interrupts::enable();
+                if per_progress {
+                    deadline = None;
+                }
+            } else {
+                SLEEPS.fetch_add(1, Ordering::Relaxed);
+                interrupts::enable_and_hlt();
+            }
+        } else {
+            EMPTY_POLLS.fetch_add(1, Ordering::Relaxed);
+            core::hint::spin_loop();
+            if per_progress && ready() {
+                deadline = None;
+            }
+        }
+        true
+    }
 }
 
 /// Reads `buf.len() / 512` sectors starting at `sector` into `buf` (a batch of one).
@@ -257,33 +300,8 @@ pub fn batch(
     let mut guard = lock.lock();
     let disk = guard.as_mut().ok_or(BlkError::NoDisk)?;
     let sleep = disk.irq.as_mut().is_some_and(aim_at_this_cpu);
-    let hz = apic::info().map_or(1_000_000_000, |i| i.tsc_hz.max(1));
-    let deadline = veridian_perf::arch::rdtsc().saturating_add(hz / 1000 * REQUEST_TIMEOUT_MS);
     let (notified, completed) = (disk.dev.notifications(), disk.dev.completed());
-    let outcome = disk
-        .dev
-        .batch(requests, results, |ready: &dyn Fn() -> bool| {
-            if veridian_perf::arch::rdtsc() > deadline {
-                return false;
-            }
-            if sleep {
-                use x86_64::instructions::interrupts;
-                // Interrupts off between the look and `hlt`: `sti; hlt` then sleeps without
-                // missing an interrupt that arrived after the look (the device's completion, or
-                // the next timer tick).
-                interrupts::disable();
-                if ready() {
-                    interrupts::enable();
-                } else {
-                    SLEEPS.fetch_add(1, Ordering::Relaxed);
-                    interrupts::enable_and_hlt();
-                }
-            } else {
-                EMPTY_POLLS.fetch_add(1, Ordering::Relaxed);
-                core::hint::spin_loop();
-            }
-            true
-        });
+    let outcome = disk.dev.batch(requests, results, waiter(sleep, false));
     NOTIFICATIONS.fetch_add(disk.dev.notifications() - notified, Ordering::Relaxed);
     COMPLETED.fetch_add(disk.dev.completed() - completed, Ordering::Relaxed);
     if let Err(e) = outcome

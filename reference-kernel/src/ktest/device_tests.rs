@@ -458,7 +458,8 @@ pub fn virtio_blk_completions_by_interrupt() {
 /// blocks into a `BufferPool` of frames (the device writes the pool buffers themselves; each
 /// completion hands its buffer over, checked byte for byte), writes pool buffers, flushes and
 /// reads them back, then restores the image; 48 reads take two notifications (groups of 32 and
-/// 16), the whole test at most 6; every pool buffer is back in the pool afterwards.
+/// 16), the whole test at most 6; every pool buffer is back in the pool afterwards; where the
+/// completion interrupt is routed, the back-end waited for interrupts and never polled.
 pub fn virtio_blk_veridian_io_backend() {
     use veridian_io::{BufferPool, Op};
     let Some(info) = disk() else { return };
@@ -471,6 +472,9 @@ pub fn virtio_blk_veridian_io_backend() {
     let (region, len) = pool.region();
     let region = region.as_ptr() as usize..region.as_ptr() as usize + len;
     let notified = virtio_blk::notifications();
+    let (polls, interrupts) = (virtio_blk::empty_polls(), virtio_blk::interrupts());
+    let by_interrupt =
+        virtio_blk::interrupt_driven() && x86_64::instructions::interrupts::are_enabled();
     let fd = veridian_io::virtio::DISK_FD;
     virtio_blk::with_backend(64, |io| {
         let mut rng = 0x0bad_cafe_f00d_d00du64;
@@ -553,4 +557,17 @@ pub fn virtio_blk_veridian_io_backend() {
         "{notified} notifications for 6 groups"
     );
     assert_eq!(pool.available(), pool.count(), "pool buffers leaked");
+    // Where the disk has its interrupt, the lent back-end waits for it instead of polling.
+    let (polls, interrupts) = (
+        virtio_blk::empty_polls() - polls,
+        virtio_blk::interrupts() - interrupts,
+    );
+    crate::println!("note: lent back-end: {interrupts} completion interrupts, {polls} empty polls");
+    if by_interrupt {
+        assert_eq!(
+            polls, 0,
+            "the lent back-end polled although the interrupt is routed"
+        );
+        assert!(interrupts > 0, "no completion interrupt while lent");
+    }
 }
