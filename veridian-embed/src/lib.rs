@@ -10,6 +10,7 @@
 //! |---|---|
 //! | [`PageSource`] | veridian-alloc (the heap's chunks and direct blocks), veridian-io (buffer pool memory; its `DmaSource` adds the device address) |
 //! | [`CpuIndex`] | veridian-sync (`ShardedCounter`), veridian-perf (the sampler's CPU field) |
+//! | [`Cpuid`] (answers as [`CpuidResult`]) | veridian-perf (PMU detection, invariant-TSC check), veridian-simd (feature detection; its `CpuidSource` adds `xcr0`) |
 //!
 //! `#![no_std]`, builds for any target.
 
@@ -140,4 +141,64 @@ pub trait CpuIndex {
     /// Index of the current CPU, `< max_cpus()` (users reduce larger values modulo
     /// `max_cpus()` or treat them as unknown).
     fn current_cpu(&self) -> usize;
+}
+
+/// The four registers one `CPUID` query returns; a plain struct, so the trait and its fakes
+/// build on every target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CpuidResult {
+    /// `EAX`.
+    pub eax: u32,
+    /// `EBX`.
+    pub ebx: u32,
+    /// `ECX`.
+    pub ecx: u32,
+    /// `EDX`.
+    pub edx: u32,
+}
+
+/// Executes `CPUID` (or answers as it would): the real CPU, a hypervisor's filtered view, or a
+/// table of answers in tests.
+///
+/// Implementations answer for the CPU the caller runs on (on real hardware every CPU gives the
+/// same answers for the leaves the users read). Leaves above the maximum the CPU reports (leaf
+/// `0` / `0x8000_0000`) may return anything: users check the maximum leaf before trusting a
+/// leaf, as the SDM requires. A wrong answer produces wrong detection results, never undefined
+/// behaviour in the users (their dispatch to special instructions reads the real CPU), so the
+/// trait is safe to implement.
+///
+/// On x86_64 a kernel forwards to the instruction:
+///
+/// ```
+/// use veridian_embed::{Cpuid, CpuidResult};
+///
+/// struct KernelCpuid;
+///
+/// impl Cpuid for KernelCpuid {
+///     #[cfg(all(target_arch = "x86_64", not(miri)))]
+///     fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult {
+///         let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+///         CpuidResult { eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx }
+///     }
+///
+///     // Not x86, or Miri (which cannot execute CPUID): every leaf reads as zero.
+///     #[cfg(any(not(target_arch = "x86_64"), miri))]
+///     fn cpuid(&self, _leaf: u32, _subleaf: u32) -> CpuidResult {
+///         CpuidResult::default()
+///     }
+/// }
+///
+/// // Leaf 0: EAX is the highest standard leaf (at least 1 on any x86_64 CPU).
+/// let max_leaf = KernelCpuid.cpuid(0, 0).eax;
+/// assert!(cfg!(any(not(target_arch = "x86_64"), miri)) || max_leaf >= 1);
+/// ```
+pub trait Cpuid {
+    /// Returns `CPUID(leaf, subleaf)` (`leaf` in `EAX`, `subleaf` in `ECX`).
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult;
+}
+
+impl<T: Cpuid + ?Sized> Cpuid for &T {
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult {
+        (**self).cpuid(leaf, subleaf)
+    }
 }
