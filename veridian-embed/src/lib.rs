@@ -10,6 +10,7 @@
 //! |---|---|
 //! | [`PageSource`] | veridian-alloc (the heap's chunks and direct blocks), veridian-io (buffer pool memory; its `DmaSource` adds the device address) |
 //! | [`CpuIndex`] | veridian-sync (`ShardedCounter`), veridian-perf (the sampler's CPU field) |
+//! | [`Clock`] | veridian-io (`BatchProcessor`'s time bound), veridian-perf (the reference the TSC is calibrated against), veridian-sched (time slices) |
 //! | [`Cpuid`] (answers as [`CpuidResult`]) | veridian-perf (PMU detection, invariant-TSC check), veridian-simd (feature detection; its `CpuidSource` adds `xcr0`) |
 //!
 //! `#![no_std]`, builds for any target.
@@ -200,5 +201,47 @@ pub trait Cpuid {
 impl<T: Cpuid + ?Sized> Cpuid for &T {
     fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult {
         (**self).cpuid(leaf, subleaf)
+    }
+}
+
+/// A monotonic clock in nanoseconds: the kernel's TSC, HPET or timer-tick count scaled to
+/// nanoseconds.
+///
+/// [`Clock::now_ns`] must never decrease (veridian-io and veridian-sched read a backwards step
+/// as no time passing). The origin is arbitrary and fixed. The resolution may be coarse (a tick
+/// counter advances in steps of the tick length); the users then see time in those steps: a
+/// veridian-sched slice ends at the first reading at least its length after it began, and
+/// veridian-perf's calibration aligns to the clock's edges and needs the clock to advance while
+/// it spins.
+///
+/// A kernel with a periodic timer interrupt counts ticks and scales them:
+///
+/// ```
+/// use core::sync::atomic::{AtomicU64, Ordering};
+/// use veridian_embed::Clock;
+///
+/// const TICK_HZ: u64 = 100;
+/// /// Incremented by the timer interrupt handler.
+/// static TICKS: AtomicU64 = AtomicU64::new(0);
+///
+/// struct TickClock;
+///
+/// impl Clock for TickClock {
+///     fn now_ns(&self) -> u64 {
+///         TICKS.load(Ordering::Relaxed).saturating_mul(1_000_000_000 / TICK_HZ)
+///     }
+/// }
+///
+/// TICKS.store(3, Ordering::Relaxed);
+/// assert_eq!(TickClock.now_ns(), 30_000_000); // 3 ticks of 10 ms
+/// ```
+pub trait Clock {
+    /// Nanoseconds since an arbitrary, fixed origin. Must never decrease.
+    fn now_ns(&self) -> u64;
+}
+
+impl<C: Clock + ?Sized> Clock for &C {
+    fn now_ns(&self) -> u64 {
+        (**self).now_ns()
     }
 }

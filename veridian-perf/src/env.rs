@@ -4,7 +4,7 @@
 //! fix-up, the CPU index from its per-CPU area, its page tables for the readability check); tests
 //! implement them with fakes (a table of CPUID answers, a map of MSRs); the `std` feature has
 //! hosted versions in `crate::hosted`. The reference clock used for TSC calibration is
-//! [`crate::clock::ReferenceClock`], next to the code that uses it.
+//! [`crate::clock::Clock`], next to the code that uses it.
 //!
 //! What each implementation must guarantee is written on the trait. Only [`AddressCheck`] is an
 //! `unsafe trait`: the frame-pointer walker dereferences every address it approves, so a wrong
