@@ -2,9 +2,10 @@
 //!
 //! The traits a kernel implements once to embed any of the Veridian component crates, defined
 //! in one place so that a kernel using two crates does not implement the same concept twice.
-//! No code besides the traits, no dependencies, no allocation; each component crate re-exports
-//! the traits it uses (`veridian_alloc::PageSource` *is* [`PageSource`]), so an embedder never
-//! needs to name this crate.
+//! No code besides the traits and the [`loom`] facade, no dependencies (loom under `cfg(loom)`
+//! only), no allocation; each component crate re-exports the traits it uses
+//! (`veridian_alloc::PageSource` *is* [`PageSource`]), so an embedder never needs to name this
+//! crate.
 //!
 //! | trait | used by |
 //! |---|---|
@@ -13,9 +14,14 @@
 //! | [`Clock`] | veridian-io (`BatchProcessor`'s time bound), veridian-perf (the reference the TSC is calibrated against), veridian-sched (time slices) |
 //! | [`Cpuid`] (answers as [`CpuidResult`]) | veridian-perf (PMU detection, invariant-TSC check), veridian-simd (feature detection; its `CpuidSource` adds `xcr0`) |
 //!
+//! Besides the traits, [`loom`]: the one switch between `core`'s atomics and loom's for the
+//! crates' model checks (veridian-sync, -io, -perf, -sched).
+//!
 //! `#![no_std]`, builds for any target.
 
 #![no_std]
+
+pub mod loom;
 
 use core::ptr::NonNull;
 
