@@ -52,17 +52,9 @@ use alloc::vec::Vec;
 use core::fmt;
 
 /// A monotonic clock in nanoseconds, supplied by the embedder (the kernel's TSC or timer
-/// counter; `MonotonicClock` with feature `std`).
-pub trait Clock {
-    /// Nanoseconds since an arbitrary, fixed origin. Must never decrease.
-    fn now_ns(&self) -> u64;
-}
-
-impl<K: Clock + ?Sized> Clock for &K {
-    fn now_ns(&self) -> u64 {
-        (**self).now_ns()
-    }
-}
+/// counter; `MonotonicClock` with feature `std`): the embedder trait of `veridian-embed`,
+/// re-exported (a kernel that also embeds veridian-sched or veridian-perf implements it once).
+pub use veridian_embed::Clock;
 
 /// The clock type of a [`BatchProcessor`] without a time bound. It has no values, so no time
 /// is ever read.

@@ -2,7 +2,7 @@
 //! provides, cycles→nanoseconds conversion that cannot overflow, serialised start/stop reads,
 //! and the measured overhead of an empty timing loop.
 //!
-//! **What it relies on.** A [`ReferenceClock`] (the kernel: PIT, HPET or the ACPI PM timer;
+//! **What it relies on.** A reference [`Clock`] (the kernel: PIT, HPET or the ACPI PM timer;
 //! hosted: `CLOCK_MONOTONIC`, `crate::hosted::MonotonicClock`) and a [`CycleCounter`] (the TSC,
 //! [`Tsc`], or a fake in tests). The TSC is only a clock if it ticks at a constant rate in every
 //! power state: [`invariant_tsc`] checks `CPUID 0x8000_0007:EDX[8]`, and [`TscClock::native`]
@@ -28,14 +28,13 @@ use core::fmt;
 
 use crate::env::Cpuid;
 
-/// A monotonic clock in nanoseconds that the TSC is calibrated against.
+/// A monotonic clock in nanoseconds, here the reference the TSC is calibrated against: the
+/// embedder trait of `veridian-embed`, re-exported (a kernel that also embeds veridian-sched or
+/// veridian-io implements it once).
 ///
 /// Must never go backwards; its resolution may be coarse (calibration aligns to its edges)
 /// but it must advance while calibration spins on it.
-pub trait ReferenceClock {
-    /// Nanoseconds since an arbitrary, fixed origin.
-    fn now_ns(&self) -> u64;
-}
+pub use veridian_embed::Clock;
 
 /// A free-running cycle counter with serialised interval reads.
 pub trait CycleCounter {
@@ -163,7 +162,7 @@ impl Default for CalibrationConfig {
 }
 
 /// Waits for the reference clock to change value; returns the new value.
-fn next_edge(reference: &impl ReferenceClock, max_spins: u64) -> Result<u64, ClockError> {
+fn next_edge(reference: &impl Clock, max_spins: u64) -> Result<u64, ClockError> {
     let first = reference.now_ns();
     for _ in 0..max_spins {
         let t = reference.now_ns();
@@ -178,7 +177,7 @@ fn next_edge(reference: &impl ReferenceClock, max_spins: u64) -> Result<u64, Clo
 /// Measures the counter's frequency in Hz against `reference` (module docs: edge-aligned
 /// windows, median of `rounds`).
 pub fn calibrate(
-    reference: &impl ReferenceClock,
+    reference: &impl Clock,
     counter: &impl CycleCounter,
     config: CalibrationConfig,
 ) -> Result<u64, ClockError> {
@@ -263,7 +262,7 @@ impl TscClock {
     /// measures the start/stop overhead. Requires `CR4.TSD` clear (or ring 0).
     pub fn native(
         cpuid: &impl Cpuid,
-        reference: &impl ReferenceClock,
+        reference: &impl Clock,
         config: CalibrationConfig,
     ) -> Result<Self, ClockError> {
         if !cfg!(target_arch = "x86_64") || !has_tsc_and_rdtscp(cpuid) {
@@ -285,7 +284,7 @@ impl TscClock {
 
     /// Calibrates any cycle counter against `reference` and measures its overhead.
     pub fn calibrated(
-        reference: &impl ReferenceClock,
+        reference: &impl Clock,
         counter: &impl CycleCounter,
         config: CalibrationConfig,
     ) -> Result<Self, ClockError> {

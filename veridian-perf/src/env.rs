@@ -4,7 +4,7 @@
 //! fix-up, the CPU index from its per-CPU area, its page tables for the readability check); tests
 //! implement them with fakes (a table of CPUID answers, a map of MSRs); the `std` feature has
 //! hosted versions in `crate::hosted`. The reference clock used for TSC calibration is
-//! [`crate::clock::ReferenceClock`], next to the code that uses it.
+//! [`crate::clock::Clock`], next to the code that uses it.
 //!
 //! What each implementation must guarantee is written on the trait. Only [`AddressCheck`] is an
 //! `unsafe trait`: the frame-pointer walker dereferences every address it approves, so a wrong
@@ -13,35 +13,30 @@
 
 use core::fmt;
 
-/// The four registers one `CPUID` query returns.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpuidResult {
-    /// `EAX`.
-    pub eax: u32,
-    /// `EBX`.
-    pub ebx: u32,
-    /// `ECX`.
-    pub ecx: u32,
-    /// `EDX`.
-    pub edx: u32,
-}
-
-/// Executes `CPUID` (or answers as it would).
+/// Executes `CPUID` (or answers as it would): the embedder trait of `veridian-embed`,
+/// re-exported with its result type (a kernel that also embeds veridian-simd implements it
+/// once; `veridian_simd::cpu::CpuidSource` adds XCR0 on top).
 ///
-/// Implementations must answer for the CPU the caller runs on (on real hardware every CPU gives
-/// the same answers for the leaves this crate reads). Leaves above the maximum the CPU reports
-/// may return anything: the decoding code checks the maximum leaf (leaf `0` / `0x8000_0000`)
-/// before trusting a leaf, as the SDM requires.
-pub trait Cpuid {
-    /// Returns `CPUID(leaf, subleaf)`.
-    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult;
-}
-
-impl<T: Cpuid + ?Sized> Cpuid for &T {
-    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult {
-        (**self).cpuid(leaf, subleaf)
-    }
-}
+/// This crate reads leaves `0`, `1`, `0xA` (Intel's architectural PMU), `0x8000_0000`,
+/// `0x8000_0001` and `0x8000_0007` (invariant TSC), `0x8000_0022` (AMD's PerfMonV2), and checks
+/// the maximum leaf before trusting any of them. A test answers from a table:
+///
+/// ```
+/// use veridian_perf::env::{Cpuid, CpuidResult};
+///
+/// /// A CPU that reports nothing beyond leaf 0 and no vendor: no PMU, no invariant TSC.
+/// struct Bare;
+///
+/// impl Cpuid for Bare {
+///     fn cpuid(&self, _leaf: u32, _subleaf: u32) -> CpuidResult {
+///         CpuidResult::default()
+///     }
+/// }
+///
+/// assert!(!veridian_perf::clock::invariant_tsc(&Bare));
+/// assert!(veridian_perf::pmu::detect(&Bare).is_err());
+/// ```
+pub use veridian_embed::{Cpuid, CpuidResult};
 
 /// An MSR access or `RDPMC` that the back-end refused or that faulted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,21 +1,21 @@
 //! Hosted (Linux) implementations of the embedder traits, for tests, benchmarks and programs
 //! that use the crate in user space (feature `std`).
 //!
-//! - [`MonotonicClock`]: `CLOCK_MONOTONIC` as the [`ReferenceClock`] for TSC calibration (the
+//! - [`MonotonicClock`]: `CLOCK_MONOTONIC` as the reference [`Clock`] for TSC calibration (the
 //!   kernel counterpart is the PIT, HPET or ACPI PM timer).
 //! - [`SchedCpu`]: `sched_getcpu()` as the [`CpuIndex`].
 //!
 //! Performance counters in user space go through `perf_event_open`: see [`crate::linux`]. MSRs
 //! are not reachable from user space, so there is no hosted [`crate::env::MsrAccess`].
 
-use crate::clock::ReferenceClock;
+use crate::clock::Clock;
 use crate::env::CpuIndex;
 
 /// `clock_gettime(CLOCK_MONOTONIC)` in nanoseconds.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MonotonicClock;
 
-impl ReferenceClock for MonotonicClock {
+impl Clock for MonotonicClock {
     fn now_ns(&self) -> u64 {
         let mut ts = libc::timespec {
             tv_sec: 0,

@@ -47,7 +47,7 @@ pub mod pmu;
 mod primitives;
 pub mod profiler;
 
-pub use clock::{CyclesToNs, ReferenceClock, TscClock};
+pub use clock::{Clock, CyclesToNs, TscClock};
 pub use env::{AddressCheck, CpuIndex, Cpuid, CpuidResult, MsrAccess};
 pub use histogram::Histogram;
 pub use pmu::{Event, Pmu, PmuError};

@@ -9,7 +9,7 @@ use common::FakeCpuid;
 use proptest::prelude::*;
 use veridian_perf::arch::NativeCpuid;
 use veridian_perf::clock::{
-    CalibrationConfig, ClockError, CycleCounter, CyclesToNs, ReferenceClock, TscClock, calibrate,
+    CalibrationConfig, Clock, ClockError, CycleCounter, CyclesToNs, TscClock, calibrate,
     invariant_tsc, measure_overhead,
 };
 use veridian_perf::hosted::MonotonicClock;
@@ -23,7 +23,7 @@ struct Sim {
     hz: u64,
 }
 
-impl ReferenceClock for Sim {
+impl Clock for Sim {
     fn now_ns(&self) -> u64 {
         self.now.set(self.now.get() + self.step_ns);
         self.now.get() / self.tick_ns * self.tick_ns

@@ -79,44 +79,37 @@ pub unsafe trait CpuGuard {
     fn cpu(&self) -> usize;
 }
 
-/// A monotonic tick counter for time slices. The unit is the embedder's (timer ticks,
-/// microseconds, TSC cycles); slice lengths in [`SchedConfig`](crate::SchedConfig) are in the
-/// same unit.
-pub trait Clock {
-    /// The current tick count; never decreases.
-    fn now(&self) -> u64;
-}
+/// A monotonic clock in nanoseconds for time slices (slice lengths in
+/// [`SchedConfig`](crate::SchedConfig) are nanoseconds): the embedder trait of
+/// `veridian-embed`, re-exported (a kernel that also embeds veridian-io or veridian-perf
+/// implements it once). A kernel that counts timer ticks reports them scaled to nanoseconds;
+/// a slice then ends at the first tick at least its length after it began.
+pub use veridian_embed::Clock;
 
 /// A [`Clock`] that only moves when told to: for tests, simulations, and kernels whose timer
 /// interrupt calls [`ManualClock::advance`].
 #[derive(Debug, Default)]
 pub struct ManualClock {
-    ticks: AtomicU64,
+    ns: AtomicU64,
 }
 
 impl ManualClock {
-    /// A clock at tick 0.
+    /// A clock at 0 ns.
     pub const fn new() -> Self {
         Self {
-            ticks: AtomicU64::new(0),
+            ns: AtomicU64::new(0),
         }
     }
 
-    /// Advances the clock by `ticks`.
-    pub fn advance(&self, ticks: u64) {
+    /// Advances the clock by `ns` nanoseconds.
+    pub fn advance(&self, ns: u64) {
         // Relaxed: a time value, nothing else is published with it.
-        self.ticks.fetch_add(ticks, Ordering::Relaxed);
+        self.ns.fetch_add(ns, Ordering::Relaxed);
     }
 }
 
 impl Clock for ManualClock {
-    fn now(&self) -> u64 {
-        self.ticks.load(Ordering::Relaxed)
-    }
-}
-
-impl<C: Clock + ?Sized> Clock for &C {
-    fn now(&self) -> u64 {
-        (**self).now()
+    fn now_ns(&self) -> u64 {
+        self.ns.load(Ordering::Relaxed)
     }
 }

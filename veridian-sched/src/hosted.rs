@@ -4,7 +4,7 @@
 //! - [`CpuSlots`] / [`ClaimedCpu`]: a [`CpuGuard`] for OS threads that play CPUs. Each slot
 //!   can be claimed by one holder at a time (an atomic flag), so the guard's exclusivity, the
 //!   trait's safety contract, is enforced at run time instead of being assumed.
-//! - [`MonotonicClock`]: a [`Clock`] in microseconds since its creation.
+//! - [`MonotonicClock`]: a [`Clock`], nanoseconds since its creation.
 //! - [`green`] (Linux on x86_64): green threads on the crate's context-switch routine, with
 //!   stacks from `mmap` below a guard page, so the switch can be tested and measured natively.
 
@@ -70,7 +70,7 @@ impl Drop for ClaimedCpu<'_> {
     }
 }
 
-/// A [`Clock`] counting microseconds since it was created.
+/// A [`Clock`] counting nanoseconds since it was created (`std::time::Instant`).
 #[derive(Debug, Clone, Copy)]
 pub struct MonotonicClock {
     start: Instant,
@@ -92,8 +92,8 @@ impl Default for MonotonicClock {
 }
 
 impl Clock for MonotonicClock {
-    fn now(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 

@@ -1,12 +1,8 @@
-//! The atomics the lock-free code in this crate uses: `core`'s normally, loom's under
-//! `cfg(loom)` so that the loom models check the real deque.
+//! The atomics the lock-free code in this crate uses: the shared facade of `veridian-embed`
+//! (`core`'s normally, loom's under `cfg(loom)` so that the loom models check the real deque).
 //!
 //! Only [`crate::deque`] goes through this facade; it is the one structure whose correctness
 //! rests on memory orderings alone. The scheduler's counters use `core` atomics directly (they
 //! are statistics and load figures, not synchronisation) and the scheduler is absent under loom.
 
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicUsize, Ordering, fence};
-
-#[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicIsize, AtomicUsize, Ordering, fence};
+pub(crate) use veridian_embed::loom::{AtomicIsize, AtomicUsize, Ordering, fence};

@@ -29,7 +29,7 @@
 //! level is only looked at when no task of a higher level could be found for this CPU. (So a
 //! busy real-time load starves normal tasks, as `SCHED_RR` does on Linux without throttling.)
 //!
-//! Within a level the policy is round robin with a time slice ([`SchedConfig::slice_ticks`]):
+//! Within a level the policy is round robin with a time slice ([`SchedConfig::slice_ns`]):
 //! [`LocalCpu::should_preempt`] says when the running task has used its slice (or a higher
 //! level has work here), and [`LocalCpu::requeue`] puts it at the *tail* of the FIFO. Picks
 //! normally take the deque's newest task first, then the FIFO's head; every
@@ -98,9 +98,9 @@ pub const DEFAULT_DEQUE_CAPACITY: usize = 256;
 /// `DEFAULT_DEQUE_CAPACITY` fresh tasks of one level), so a few deques' worth.
 pub const DEFAULT_INJECTOR_CAPACITY: usize = 1024;
 
-/// Default time slice, in [`Clock`] ticks, for every level: with a 1 kHz tick, 10 ms (Linux's
+/// Default time slice, in nanoseconds of the [`Clock`], for every level: 10 ms (Linux's
 /// `SCHED_RR` uses 100 ms; a shorter slice favours latency over throughput).
-pub const DEFAULT_SLICE_TICKS: u64 = 10;
+pub const DEFAULT_SLICE_NS: u64 = 10_000_000;
 
 /// Upper bound of tasks moved by one steal (the batch lives in a stack array of this many
 /// words while the victim's FIFO lock is released).
@@ -157,8 +157,8 @@ pub struct SchedConfig {
     pub deque_capacity: usize,
     /// Slots of each level's global injector (rounded up to a power of two).
     pub injector_capacity: usize,
-    /// Time slice per level (index = [`Priority::index`]) in [`Clock`] ticks.
-    pub slice_ticks: [u64; LEVELS],
+    /// Time slice per level (index = [`Priority::index`]) in nanoseconds of the [`Clock`].
+    pub slice_ns: [u64; LEVELS],
     /// Most tasks moved by one steal (clamped to `1..=MAX_STEAL_BATCH`).
     pub max_steal_batch: usize,
 }
@@ -168,7 +168,7 @@ impl Default for SchedConfig {
         Self {
             deque_capacity: DEFAULT_DEQUE_CAPACITY,
             injector_capacity: DEFAULT_INJECTOR_CAPACITY,
-            slice_ticks: [DEFAULT_SLICE_TICKS; LEVELS],
+            slice_ns: [DEFAULT_SLICE_NS; LEVELS],
             max_steal_batch: MAX_STEAL_BATCH,
         }
     }
@@ -678,7 +678,7 @@ where
                 .or_else(|| self.steal(level));
             if let Some(task) = task {
                 s.queued[level].fetch_sub(1, Ordering::Relaxed);
-                me.slice_start.store(s.clock.now(), Ordering::Relaxed);
+                me.slice_start.store(s.clock.now_ns(), Ordering::Relaxed);
                 me.running_level.store(level, Ordering::Relaxed);
                 bump(&me.stats.picks, 1);
                 return Some(task);
@@ -825,9 +825,9 @@ where
         let elapsed = self
             .sched
             .clock
-            .now()
+            .now_ns()
             .saturating_sub(me.slice_start.load(Ordering::Relaxed));
-        if elapsed >= self.sched.config.slice_ticks[level] {
+        if elapsed >= self.sched.config.slice_ns[level] {
             return true;
         }
         (0..level).any(|higher| {
@@ -883,7 +883,7 @@ where
         me.running_level
             .store(next.priority().index(), Ordering::Relaxed);
         me.slice_start
-            .store(self.sched.clock.now(), Ordering::Relaxed);
+            .store(self.sched.clock.now_ns(), Ordering::Relaxed);
         Ok(())
     }
 

@@ -129,7 +129,7 @@ fn exit_block_and_requeue_without_a_running_task_are_errors() {
 fn priorities_are_strict_and_preemption_is_signalled() {
     let clock = ManualClock::new();
     let config = SchedConfig {
-        slice_ticks: [2, 5, 5],
+        slice_ns: [2, 5, 5],
         ..SchedConfig::default()
     };
     let s: Sched = NumaScheduler::new(two_nodes(1), &clock, config);
@@ -153,7 +153,7 @@ fn priorities_are_strict_and_preemption_is_signalled() {
     let t = c.pick_next().unwrap();
     assert_eq!(t.id, 2);
     assert!(!c.should_preempt());
-    clock.advance(2); // real-time slice is 2 ticks
+    clock.advance(2); // real-time slice is 2 ns
     assert!(c.should_preempt());
     c.exit().unwrap();
     assert_eq!(c.pick_next().unwrap().id, 1);

@@ -24,26 +24,16 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-/// One CPUID result: the four output registers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpuidRegs {
-    /// EAX.
-    pub eax: u32,
-    /// EBX.
-    pub ebx: u32,
-    /// ECX.
-    pub ecx: u32,
-    /// EDX.
-    pub edx: u32,
-}
+pub use veridian_embed::{Cpuid, CpuidResult};
 
 /// Where CPUID and XCR0 values come from: the real CPU ([`NativeCpuid`]) or a fake for tests.
 ///
+/// The CPUID half is the embedder trait [`Cpuid`] of `veridian-embed` (re-exported here; a
+/// kernel that also embeds veridian-perf implements it once); this trait adds only XCR0.
+///
 /// A wrong implementation only produces a wrong [`CpuInfo`]; the crate's own dispatch never uses
 /// a caller's source (it always reads the real CPU), so this trait is safe to implement.
-pub trait CpuidSource {
-    /// Executes CPUID with `leaf` in EAX and `subleaf` in ECX.
-    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidRegs;
+pub trait CpuidSource: Cpuid {
     /// Reads XCR0 (XGETBV with ECX = 0). Called only when CPUID.1:ECX.OSXSAVE is set.
     fn xcr0(&self) -> u64;
 }
@@ -53,18 +43,21 @@ pub trait CpuidSource {
 pub struct NativeCpuid;
 
 #[cfg(all(target_arch = "x86_64", not(miri)))]
-impl CpuidSource for NativeCpuid {
-    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidRegs {
+impl Cpuid for NativeCpuid {
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult {
         // CPUID exists on every x86_64 CPU; the intrinsic has no other precondition.
         let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
-        CpuidRegs {
+        CpuidResult {
             eax: r.eax,
             ebx: r.ebx,
             ecx: r.ecx,
             edx: r.edx,
         }
     }
+}
 
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+impl CpuidSource for NativeCpuid {
     fn xcr0(&self) -> u64 {
         let leaf1 = self.cpuid(1, 0);
         if leaf1.ecx & (1 << 27) == 0 {
@@ -96,11 +89,14 @@ unsafe fn xgetbv0() -> u64 {
 /// Not an x86 CPU, or Miri (which cannot execute CPUID or XGETBV): every leaf reads as zero,
 /// which decodes to "no feature, no cache", so the portable variants run.
 #[cfg(any(not(target_arch = "x86_64"), miri))]
-impl CpuidSource for NativeCpuid {
-    fn cpuid(&self, _leaf: u32, _subleaf: u32) -> CpuidRegs {
-        CpuidRegs::default()
+impl Cpuid for NativeCpuid {
+    fn cpuid(&self, _leaf: u32, _subleaf: u32) -> CpuidResult {
+        CpuidResult::default()
     }
+}
 
+#[cfg(any(not(target_arch = "x86_64"), miri))]
+impl CpuidSource for NativeCpuid {
     fn xcr0(&self) -> u64 {
         0
     }

@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 
-use veridian_simd::cpu::{self, CpuInfo, CpuidRegs, CpuidSource, Features};
+use veridian_simd::cpu::{self, CpuInfo, Cpuid, CpuidResult, CpuidSource, Features};
 use veridian_simd::{
     Candidate, CpuOptimizer, Dispatcher, MemError, RegistryFull, Thresholds, Variant,
 };
@@ -192,31 +192,34 @@ struct FakeCpu {
     xcr0: u64,
 }
 
-impl CpuidSource for FakeCpu {
-    fn cpuid(&self, leaf: u32, _subleaf: u32) -> CpuidRegs {
+impl Cpuid for FakeCpu {
+    fn cpuid(&self, leaf: u32, _subleaf: u32) -> CpuidResult {
         match leaf {
             // Max leaf 7, vendor "GenuineIntel".
-            0 => CpuidRegs {
+            0 => CpuidResult {
                 eax: 7,
                 ebx: 0x756e_6547,
                 edx: 0x4965_6e69,
                 ecx: 0x6c65_746e,
             },
-            1 => CpuidRegs {
+            1 => CpuidResult {
                 eax: 0,
                 ebx: 0,
                 ecx: self.leaf1_ecx,
                 edx: 1 << 26,
             },
-            7 => CpuidRegs {
+            7 => CpuidResult {
                 eax: 0,
                 ebx: self.leaf7_ebx,
                 ecx: 0,
                 edx: self.leaf7_edx,
             },
-            _ => CpuidRegs::default(),
+            _ => CpuidResult::default(),
         }
     }
+}
+
+impl CpuidSource for FakeCpu {
     fn xcr0(&self) -> u64 {
         self.xcr0
     }
@@ -257,10 +260,12 @@ fn xcr0_gates_the_vector_features() {
     assert_eq!(Variant::best_for(f), Variant::Avx2);
     // No OSXSAVE: XGETBV must not run (it would #UD) and no AVX feature is reported.
     struct NoXgetbv(FakeCpu);
-    impl CpuidSource for NoXgetbv {
-        fn cpuid(&self, leaf: u32, sub: u32) -> CpuidRegs {
+    impl Cpuid for NoXgetbv {
+        fn cpuid(&self, leaf: u32, sub: u32) -> CpuidResult {
             self.0.cpuid(leaf, sub)
         }
+    }
+    impl CpuidSource for NoXgetbv {
         fn xcr0(&self) -> u64 {
             panic!("XGETBV executed without OSXSAVE")
         }

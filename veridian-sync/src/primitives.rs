@@ -1,58 +1,7 @@
-//! The atomics and cells every structure in this crate uses: `core`'s normally, loom's under
-//! `cfg(loom)` so the loom models check the real code.
-//!
-//! `UnsafeCell` has loom's closure-based interface in both builds (`with`, `with_mut`), which
-//! lets loom see every access to shared non-atomic data.
+//! The atomics and cells every structure in this crate uses: the shared facade of
+//! `veridian-embed` (`core`'s normally, loom's under `cfg(loom)` so the loom models check the
+//! real code; `UnsafeCell` with loom's closure interface in both builds).
 
-#[cfg(loom)]
-pub(crate) use loom::hint::spin_loop;
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{
-    AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering, fence,
+pub(crate) use veridian_embed::loom::{
+    AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering, UnsafeCell, fence, spin_loop,
 };
-
-#[cfg(not(loom))]
-pub(crate) use core::hint::spin_loop;
-#[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{
-    AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering, fence,
-};
-
-#[cfg(loom)]
-pub(crate) use loom::cell::UnsafeCell;
-
-/// `core::cell::UnsafeCell` with loom's access interface.
-#[cfg(not(loom))]
-#[derive(Debug, Default)]
-#[repr(transparent)]
-pub(crate) struct UnsafeCell<T: ?Sized>(core::cell::UnsafeCell<T>);
-
-#[cfg(not(loom))]
-#[allow(dead_code, reason = "not every structure uses every method")]
-impl<T> UnsafeCell<T> {
-    /// Wraps `value`.
-    pub(crate) const fn new(value: T) -> Self {
-        Self(core::cell::UnsafeCell::new(value))
-    }
-
-    /// Unwraps the value.
-    pub(crate) fn into_inner(self) -> T {
-        self.0.into_inner()
-    }
-}
-
-#[cfg(not(loom))]
-#[allow(dead_code, reason = "not every structure uses every method")]
-impl<T: ?Sized> UnsafeCell<T> {
-    /// Runs `f` with a shared raw pointer to the contents.
-    #[inline(always)]
-    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
-        f(self.0.get())
-    }
-
-    /// Runs `f` with a mutable raw pointer to the contents.
-    #[inline(always)]
-    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
-        f(self.0.get())
-    }
-}

@@ -3,7 +3,7 @@
 
 use core::cell::Cell;
 
-use veridian_perf::ReferenceClock;
+use veridian_perf::Clock;
 
 /// The PIT's input clock, Hz.
 const PIT_HZ: u64 = 1_193_182;
@@ -45,7 +45,7 @@ fn read_counter() -> u16 {
     }
 }
 
-impl ReferenceClock for Pit {
+impl Clock for Pit {
     fn now_ns(&self) -> u64 {
         let now = read_counter();
         // A down-counter: elapsed ticks are last - now, modulo the 65536-tick period.

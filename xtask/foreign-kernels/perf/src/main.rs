@@ -15,7 +15,7 @@ use core::mem::MaybeUninit;
 use veridian_perf::arch::NativeCpuid;
 use veridian_perf::clock::{self, CalibrationConfig, ClockError, CycleCounter, Tsc};
 use veridian_perf::histogram::RELATIVE_ERROR;
-use veridian_perf::{Histogram, ReferenceClock, TscClock};
+use veridian_perf::{Clock, Histogram, TscClock};
 
 pub fn kmain(_start_info: u64) {
     // Histogram of known values: exact below 64, quantiles within RELATIVE_ERROR above.

@@ -19,6 +19,7 @@ use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use glue::{BootCpu, Stop, Thread};
+use veridian_sched::sched::DEFAULT_SLICE_NS;
 use veridian_sched::{
     ManualClock, NumaScheduler, Priority, SchedConfig, Topology, TopologyBuilder,
 };
@@ -95,7 +96,7 @@ pub fn kmain(_start_info: u64) {
     // The scheduler loop: run what pick_next gives until nothing is left.
     let mut exited = 0;
     while let Some(thread) = cpu.pick_next() {
-        clock.advance(1);
+        clock.advance(DEFAULT_SLICE_NS);
         match thread.run() {
             Stop::Yielded => cpu.requeue(thread).map_err(|e| e.error).expect("requeue"),
             Stop::Exited => {
