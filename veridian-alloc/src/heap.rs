@@ -726,11 +726,13 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
             let obj = rest;
             // SAFETY: as above.
             rest = unsafe { (*obj).next };
-            // SAFETY: `obj` is a handed-out object of `class` (magazine objects are).
-            let owner = unsafe { SlabHeader::owner_of(obj.cast(), class) };
+            let slab = slab_of(obj.cast(), class);
+            // SAFETY: `obj` is a handed-out object of `class` (magazine objects are), so `slab`
+            // is its live slab.
+            let owner = unsafe { SlabHeader::owner(slab, class) };
             if owner == me {
-                // SAFETY: we own the slab.
-                unsafe { self.give_back_local(entered, cache, class, obj) };
+                // SAFETY: we own the slab, `obj`'s.
+                unsafe { self.give_back_to_slab(entered, cache, class, slab, obj) };
             } else if let Some(chain) = chains[..nchains].iter_mut().find(|c| c.0 == owner) {
                 // SAFETY: prepend `obj` to the chain; `obj` is ours to link.
                 unsafe { (*obj).next = chain.1 };
@@ -789,6 +791,23 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
         obj: *mut FreeObject,
     ) {
         let slab = slab_of(obj.cast(), class);
+        // SAFETY: forwarded contract; `slab` is `obj`'s slab.
+        unsafe { self.give_back_to_slab(entered, cache, class, slab, obj) };
+    }
+
+    /// [`give_back_local`](Self::give_back_local) with the object's slab already found.
+    ///
+    /// # Safety
+    /// As `give_back_local`, and `slab` is `slab_of(obj, class)`.
+    #[inline]
+    unsafe fn give_back_to_slab(
+        &self,
+        entered: Entered<'_>,
+        cache: &mut ClassCache,
+        class: usize,
+        slab: *mut SlabHeader,
+        obj: *mut FreeObject,
+    ) {
         // SAFETY: we own the live slab.
         let s = unsafe { &mut *slab };
         // SAFETY: forwarded contract.
