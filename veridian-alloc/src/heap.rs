@@ -722,17 +722,31 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
             [(0, ptr::null_mut(), ptr::null_mut()); FLUSH_OWNERS];
         let mut nchains = 0;
         let me = entered.index as u32;
+        // Objects of one of our slabs met one after another (a magazine often holds runs of
+        // neighbours), given back to it together: (slab, head, tail, count).
+        let mut run: (*mut SlabHeader, *mut FreeObject, *mut FreeObject, u32) =
+            (ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), 0);
         while !rest.is_null() {
             let obj = rest;
             // SAFETY: as above.
             rest = unsafe { (*obj).next };
             let slab = slab_of(obj.cast(), class);
+            if slab == run.0 {
+                // SAFETY: prepend `obj` to the run; `obj` is ours to link.
+                unsafe { (*obj).next = run.1 };
+                run.1 = obj;
+                run.3 += 1;
+                continue;
+            }
             // SAFETY: `obj` is a handed-out object of `class` (magazine objects are), so `slab`
             // is its live slab.
             let owner = unsafe { SlabHeader::owner(slab, class) };
             if owner == me {
-                // SAFETY: we own the slab, `obj`'s.
-                unsafe { self.give_back_to_slab(entered, cache, class, slab, obj) };
+                if run.3 > 0 {
+                    // SAFETY: the run is `run.3` objects of our slab `run.0`, given up.
+                    unsafe { self.give_back_to_slab(entered, cache, class, run) };
+                }
+                run = (slab, obj, obj, 1);
             } else if let Some(chain) = chains[..nchains].iter_mut().find(|c| c.0 == owner) {
                 // SAFETY: prepend `obj` to the chain; `obj` is ours to link.
                 unsafe { (*obj).next = chain.1 };
@@ -748,6 +762,10 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
                 // SAFETY: a chain of objects of `class` owned by `owner`.
                 unsafe { self.send_remote(owner, class, obj, obj) };
             }
+        }
+        if run.3 > 0 {
+            // SAFETY: as above.
+            unsafe { self.give_back_to_slab(entered, cache, class, run) };
         }
         for &(owner, head, tail) in &chains[..nchains] {
             // SAFETY: each chain holds objects of `class` owned by `owner`.
@@ -792,26 +810,27 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
     ) {
         let slab = slab_of(obj.cast(), class);
         // SAFETY: forwarded contract; `slab` is `obj`'s slab.
-        unsafe { self.give_back_to_slab(entered, cache, class, slab, obj) };
+        unsafe { self.give_back_to_slab(entered, cache, class, (slab, obj, obj, 1)) };
     }
 
-    /// [`give_back_local`](Self::give_back_local) with the object's slab already found.
+    /// Gives a run of objects back to their slab, owned by the entered slot: `(slab, head,
+    /// tail, count)`.
     ///
     /// # Safety
-    /// As `give_back_local`, and `slab` is `slab_of(obj, class)`.
+    /// We hold the slot; `head ..= tail` is a chain of `count` handed-out objects of `class`,
+    /// all in `slab`, a slab this slot owns, and the caller gives them up.
     #[inline]
     unsafe fn give_back_to_slab(
         &self,
         entered: Entered<'_>,
         cache: &mut ClassCache,
         class: usize,
-        slab: *mut SlabHeader,
-        obj: *mut FreeObject,
+        (slab, head, tail, count): (*mut SlabHeader, *mut FreeObject, *mut FreeObject, u32),
     ) {
         // SAFETY: we own the live slab.
         let s = unsafe { &mut *slab };
         // SAFETY: forwarded contract.
-        unsafe { s.give_back(obj) };
+        unsafe { s.give_back_chain(head, tail, count) };
         if !s.on_partial {
             link_partial(cache, slab);
         }

@@ -160,17 +160,23 @@ impl SlabHeader {
         taken
     }
 
-    /// Gives one object back to the slab.
+    /// Gives `count` objects back to the slab: the chain `head ..= tail` (linked through
+    /// their first words; `tail`'s link is overwritten).
     ///
     /// # Safety
-    /// The caller is the owner's guard holder; `obj` is an object of this slab that is handed
-    /// out, and the caller gives up all use of it.
-    pub(crate) unsafe fn give_back(&mut self, obj: *mut FreeObject) {
-        debug_assert!(self.in_use > 0);
-        // SAFETY: `obj` is an object of this slab that the caller no longer uses.
-        unsafe { (*obj).next = self.free };
-        self.free = obj;
-        self.in_use -= 1;
+    /// The caller is the owner's guard holder; the chain is `count` distinct objects of this
+    /// slab that are handed out, and the caller gives up all use of them.
+    pub(crate) unsafe fn give_back_chain(
+        &mut self,
+        head: *mut FreeObject,
+        tail: *mut FreeObject,
+        count: u32,
+    ) {
+        debug_assert!(self.in_use >= count);
+        // SAFETY: `tail` is an object of this slab that the caller no longer uses.
+        unsafe { (*tail).next = self.free };
+        self.free = head;
+        self.in_use -= count;
     }
 }
 
