@@ -44,8 +44,23 @@
 //!
 //! Each slot keeps at most [`EMPTY_SLABS_KEPT`] empty slabs per class (to absorb alloc/free
 //! oscillation at a slab boundary); past that, an empty slab goes back to the buddy allocator at
-//! once, and the buddy allocator returns a chunk to the page source when the whole chunk is free
-//! and more than [`CHUNKS_KEPT`] chunks are held.
+//! once.
+//!
+//! # Free chunks (the retention policy)
+//!
+//! A chunk whose every page is free again is kept or given back to the page source by the
+//! [`HeapConfig`]'s policy: while the heap holds more than `max(chunks_kept, peak × percent /
+//! 100)` chunks, where `peak` is the most chunks it held at once since it was made or last
+//! trimmed ([`HeapConfig::with_chunks_kept`], [`HeapConfig::with_peak_percent_kept`]), an
+//! entirely free chunk goes back at once. [`Heap::trim`] gives back free chunks while more than
+//! `chunks_kept` are held and restarts the peak from the chunks still held, so the memory kept
+//! idle is bounded by the percentage of the last peak and returned on request.
+//! [`HeapConfig::DEFAULT`] (the kernel's) keeps one chunk and 0 % of the peak: memory goes back
+//! to the page source (a frame allocator other users share) at once. [`HeapConfig::HOSTED`]
+//! keeps free chunks up to the whole peak: a program whose use rises and falls by tens of MiB
+//! round after round (build a document, free it, build the next) finds its chunks still mapped
+//! and faulted in, where giving them back means `munmap`, `mmap` and a page fault per page again
+//! (measured in `docs/benchmarks/programs.md`).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
@@ -65,7 +80,8 @@ use crate::slab::{FreeObject, SlabHeader, slab_of};
 pub const EMPTY_SLABS_KEPT: u32 = 1;
 
 /// Chunks the heap keeps by default even when they are entirely free
-/// ([`HeapConfig::with_chunks_kept`] changes it).
+/// ([`HeapConfig::with_chunks_kept`] changes it; see "Free chunks" in the module documentation
+/// for the rest of the policy).
 pub const CHUNKS_KEPT: usize = 1;
 
 /// Default size (and alignment) of the chunks the heap asks its page source for
@@ -107,19 +123,34 @@ pub const SLOT_BYTES: usize = core::mem::size_of::<CachePadded<Slot>>();
 ///   bigger ceiling. A large block whose buddy block is more than half a chunk is served
 ///   directly by the page source (one call per allocation and per free, no buddy rounding).
 /// - **Chunks kept**: entirely free chunks kept instead of being given back, to absorb
-///   alloc/free oscillation across a chunk boundary (each holds `chunk_size` bytes idle).
+///   alloc/free oscillation across a chunk boundary (each holds `chunk_size` bytes idle): they
+///   are kept while the heap holds at most `chunks_kept` chunks, or `peak_percent_kept` % of the
+///   most chunks held at once since the last [`Heap::trim`] if that is more (see "Free chunks"
+///   in the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeapConfig {
     chunk_size: usize,
     chunks_kept: usize,
+    peak_percent_kept: usize,
 }
 
 impl HeapConfig {
-    /// 4 MiB chunks ([`CHUNK_SIZE`]), one free chunk kept ([`CHUNKS_KEPT`]).
+    /// 4 MiB chunks ([`CHUNK_SIZE`]), one free chunk kept ([`CHUNKS_KEPT`]), none kept in
+    /// proportion to the peak: every other chunk goes back to the page source as soon as it is
+    /// entirely free. For a kernel, whose page source is a frame allocator that user memory and
+    /// other subsystems draw on too (the reference kernel uses it).
     pub const DEFAULT: Self = Self {
         chunk_size: CHUNK_SIZE,
         chunks_kept: CHUNKS_KEPT,
+        peak_percent_kept: 0,
     };
+
+    /// [`DEFAULT`](Self::DEFAULT), but keeping entirely free chunks up to the peak (100 %): for
+    /// a process on an `mmap` page source ([`MmapPages`](crate::hosted::MmapPages)), where a chunk
+    /// given back and taken again costs `munmap`, `mmap` and a page fault per page touched. The
+    /// memory held stays under the peak the program reached since the last [`Heap::trim`];
+    /// `trim` gives the free chunks back.
+    pub const HOSTED: Self = Self::DEFAULT.with_peak_percent_kept(100);
 
     /// The smallest chunk size: twice the largest slab (256 KiB), so that a slab fits in the
     /// half of a chunk the buddy allocator's metadata leaves whole.
@@ -141,11 +172,22 @@ impl HeapConfig {
         })
     }
 
-    /// This configuration keeping up to `chunks` entirely free chunks (0: give every free chunk
-    /// back at once).
+    /// This configuration keeping entirely free chunks while the heap holds at most `chunks`
+    /// chunks (0, with no percentage of the peak: give every free chunk back at once).
     pub const fn with_chunks_kept(self, chunks: usize) -> Self {
         Self {
             chunks_kept: chunks,
+            ..self
+        }
+    }
+
+    /// This configuration keeping entirely free chunks while the heap holds at most `percent` %
+    /// of the most chunks it held at once since it was made or last trimmed (rounded down;
+    /// values above 100 act as 100, since the heap never holds more than its peak), or
+    /// `chunks_kept` if that is more.
+    pub const fn with_peak_percent_kept(self, percent: usize) -> Self {
+        Self {
+            peak_percent_kept: if percent > 100 { 100 } else { percent },
             ..self
         }
     }
@@ -155,9 +197,26 @@ impl HeapConfig {
         self.chunk_size
     }
 
-    /// How many entirely free chunks are kept.
+    /// Up to how many chunks held free chunks are kept whatever the peak.
     pub const fn chunks_kept(&self) -> usize {
         self.chunks_kept
+    }
+
+    /// The percentage of the peak chunks held up to which free chunks are kept.
+    pub const fn peak_percent_kept(&self) -> usize {
+        self.peak_percent_kept
+    }
+
+    /// Up to how many chunks the heap holds while some of them are entirely free, when it held
+    /// at most `peak` chunks at once since the last trim: `max(chunks_kept, peak × percent /
+    /// 100)`. Past that, an entirely free chunk goes back to the page source.
+    pub const fn chunks_held_kept(&self, peak: usize) -> usize {
+        let by_peak = peak.saturating_mul(self.peak_percent_kept) / 100;
+        if by_peak > self.chunks_kept {
+            by_peak
+        } else {
+            self.chunks_kept
+        }
     }
 }
 
@@ -295,6 +354,8 @@ impl Slot {
 struct Backing {
     buddy: BuddyAllocator,
     chunks: usize,
+    /// The most chunks held at once since the heap was made or last trimmed.
+    peak_chunks: usize,
 }
 
 /// A size-class heap with per-CPU caches; see the module documentation.
@@ -371,6 +432,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
             backing: PinnedMutex::new(Backing {
                 buddy: BuddyAllocator::new(),
                 chunks: 0,
+                peak_chunks: 0,
             }),
             large_allocs: AtomicU64::new(0),
             large_frees: AtomicU64::new(0),
@@ -660,15 +722,31 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
             [(0, ptr::null_mut(), ptr::null_mut()); FLUSH_OWNERS];
         let mut nchains = 0;
         let me = entered.index as u32;
+        // Objects of one of our slabs met one after another (a magazine often holds runs of
+        // neighbours), given back to it together: (slab, head, tail, count).
+        let mut run: (*mut SlabHeader, *mut FreeObject, *mut FreeObject, u32) =
+            (ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), 0);
         while !rest.is_null() {
             let obj = rest;
             // SAFETY: as above.
             rest = unsafe { (*obj).next };
-            // SAFETY: `obj` is a handed-out object of `class` (magazine objects are).
-            let owner = unsafe { SlabHeader::owner_of(obj.cast(), class) };
+            let slab = slab_of(obj.cast(), class);
+            if slab == run.0 {
+                // SAFETY: prepend `obj` to the run; `obj` is ours to link.
+                unsafe { (*obj).next = run.1 };
+                run.1 = obj;
+                run.3 += 1;
+                continue;
+            }
+            // SAFETY: `obj` is a handed-out object of `class` (magazine objects are), so `slab`
+            // is its live slab.
+            let owner = unsafe { SlabHeader::owner(slab, class) };
             if owner == me {
-                // SAFETY: we own the slab.
-                unsafe { self.give_back_local(entered, cache, class, obj) };
+                if run.3 > 0 {
+                    // SAFETY: the run is `run.3` objects of our slab `run.0`, given up.
+                    unsafe { self.give_back_to_slab(entered, cache, class, run) };
+                }
+                run = (slab, obj, obj, 1);
             } else if let Some(chain) = chains[..nchains].iter_mut().find(|c| c.0 == owner) {
                 // SAFETY: prepend `obj` to the chain; `obj` is ours to link.
                 unsafe { (*obj).next = chain.1 };
@@ -684,6 +762,10 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
                 // SAFETY: a chain of objects of `class` owned by `owner`.
                 unsafe { self.send_remote(owner, class, obj, obj) };
             }
+        }
+        if run.3 > 0 {
+            // SAFETY: as above.
+            unsafe { self.give_back_to_slab(entered, cache, class, run) };
         }
         for &(owner, head, tail) in &chains[..nchains] {
             // SAFETY: each chain holds objects of `class` owned by `owner`.
@@ -727,10 +809,28 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
         obj: *mut FreeObject,
     ) {
         let slab = slab_of(obj.cast(), class);
+        // SAFETY: forwarded contract; `slab` is `obj`'s slab.
+        unsafe { self.give_back_to_slab(entered, cache, class, (slab, obj, obj, 1)) };
+    }
+
+    /// Gives a run of objects back to their slab, owned by the entered slot: `(slab, head,
+    /// tail, count)`.
+    ///
+    /// # Safety
+    /// We hold the slot; `head ..= tail` is a chain of `count` handed-out objects of `class`,
+    /// all in `slab`, a slab this slot owns, and the caller gives them up.
+    #[inline]
+    unsafe fn give_back_to_slab(
+        &self,
+        entered: Entered<'_>,
+        cache: &mut ClassCache,
+        class: usize,
+        (slab, head, tail, count): (*mut SlabHeader, *mut FreeObject, *mut FreeObject, u32),
+    ) {
         // SAFETY: we own the live slab.
         let s = unsafe { &mut *slab };
         // SAFETY: forwarded contract.
-        unsafe { s.give_back(obj) };
+        unsafe { s.give_back_chain(head, tail, count) };
         if !s.on_partial {
             link_partial(cache, slab);
         }
@@ -847,7 +947,10 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
         // SAFETY: the page source guarantees the chunk is ours, readable and writable, until we
         // release it, which we only do after the buddy allocator gives it back.
         match unsafe { backing.buddy.add_region(chunk.as_ptr(), len) } {
-            Ok(_) => backing.chunks += 1,
+            Ok(_) => {
+                backing.chunks += 1;
+                backing.peak_chunks = backing.peak_chunks.max(backing.chunks);
+            }
             Err(_) => {
                 // SAFETY: the chunk was just obtained and is not referenced anywhere.
                 unsafe { self.pages.release_chunk(chunk, len) };
@@ -870,25 +973,31 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
             freed.is_ok(),
             "heap: bad free of {block:p} (order {order}): {freed:?}"
         );
-        while backing.chunks > self.config.chunks_kept {
-            match backing.buddy.take_free_region() {
-                Some((start, len)) => {
-                    backing.chunks -= 1;
-                    // SAFETY: the buddy allocator no longer manages the range and nothing is
-                    // allocated in it; it is exactly a chunk we got from the page source (so
-                    // `start`, the chunk's pointer as we added it, is not null).
-                    unsafe { self.pages.release_chunk(NonNull::new_unchecked(start), len) };
-                    self.chunks_released.fetch_add(1, Ordering::Relaxed);
-                }
-                None => break,
-            }
+        let keep = self.config.chunks_held_kept(backing.peak_chunks);
+        self.release_free_chunks(&mut backing, keep);
+    }
+
+    /// Gives entirely free chunks back to the page source while more than `keep` chunks are
+    /// held.
+    fn release_free_chunks(&self, backing: &mut Backing, keep: usize) {
+        while backing.chunks > keep {
+            let Some((start, len)) = backing.buddy.take_free_region() else {
+                break;
+            };
+            backing.chunks -= 1;
+            // SAFETY: the buddy allocator no longer manages the range and nothing is allocated
+            // in it; it is exactly a chunk we got from the page source (so `start`, the chunk's
+            // pointer as we added it, is not null).
+            unsafe { self.pages.release_chunk(NonNull::new_unchecked(start), len) };
+            self.chunks_released.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Gives memory back from the current slot: flushes its magazines, takes back objects other
     /// slots returned to it, and returns every empty slab it owns (including the ones normally
-    /// kept to absorb oscillation) to the buddy allocator, which returns whole free chunks
-    /// beyond [`CHUNKS_KEPT`] to the page source.
+    /// kept to absorb oscillation) to the buddy allocator; then gives every entirely free chunk
+    /// beyond [`HeapConfig::chunks_kept`] back to the page source (whatever percentage of the
+    /// peak the configuration keeps) and restarts the peak from the chunks still held.
     pub fn trim(&self) {
         self.with_slot(|entered| {
             for class in 0..NUM_CLASSES {
@@ -897,6 +1006,9 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
                 // SAFETY: we hold the slot.
                 unsafe { self.trim_class(entered, cache, class) };
             }
+            let mut backing = self.backing.lock(entered.pinned);
+            self.release_free_chunks(&mut backing, self.config.chunks_kept);
+            backing.peak_chunks = backing.chunks;
         })
     }
 
@@ -1012,6 +1124,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
             direct_live: self.direct_live.load(Ordering::Relaxed),
             direct_live_bytes: self.direct_live_bytes.load(Ordering::Relaxed),
             chunks_held: backing.chunks,
+            chunks_peak: backing.peak_chunks,
             chunks_from_source: self.chunks_from_source.load(Ordering::Relaxed),
             chunks_released: self.chunks_released.load(Ordering::Relaxed),
             failed_allocations: self.failed.load(Ordering::Relaxed),
@@ -1095,6 +1208,9 @@ pub struct HeapStats {
     /// Chunks currently held from the page source (for the buddy allocator; direct blocks are
     /// not counted here).
     pub chunks_held: usize,
+    /// The most chunks held at once since the heap was made or last trimmed (what the
+    /// configuration's percentage of the peak applies to).
+    pub chunks_peak: usize,
     /// Chunks obtained from the page source so far.
     pub chunks_from_source: u64,
     /// Chunks given back to the page source so far.
@@ -1209,6 +1325,126 @@ mod tests {
                 .classes
                 .iter()
                 .all(|c| c.live_objects == 0 && c.slabs == 0)
+        );
+    }
+
+    /// Allocates `n` blocks of 2 MiB (each needs a chunk of its own: half of a 4 MiB chunk, the
+    /// other half holds the buddy metadata), returns them.
+    fn two_mib_blocks(heap: &SmallHeap, n: usize) -> Vec<*mut u8> {
+        (0..n)
+            .map(|_| {
+                let p = heap.allocate(layout(2 << 20, 8));
+                assert!(!p.is_null());
+                p
+            })
+            .collect()
+    }
+
+    fn free_all(heap: &SmallHeap, blocks: Vec<*mut u8>) {
+        for p in blocks {
+            // SAFETY: live blocks of this layout from `two_mib_blocks`.
+            unsafe { heap.deallocate(p, layout(2 << 20, 8)) };
+        }
+    }
+
+    #[test]
+    fn default_config_gives_free_chunks_back_at_once() {
+        let mut heap = SmallHeap::new(SystemPages, ThreadSlots);
+        let blocks = two_mib_blocks(&heap, 5);
+        assert_eq!(heap.stats().chunks_held, 5);
+        assert_eq!(heap.stats().chunks_peak, 5);
+        free_all(&heap, blocks);
+        let stats = heap.stats();
+        assert_eq!(stats.chunks_held, CHUNKS_KEPT, "{stats:?}");
+        assert_eq!(stats.chunks_released, (5 - CHUNKS_KEPT) as u64);
+        heap.reclaim_all();
+    }
+
+    #[test]
+    fn hosted_config_keeps_free_chunks_up_to_the_peak_until_trim() {
+        let mut heap = SmallHeap::with_config(SystemPages, ThreadSlots, HeapConfig::HOSTED);
+        let blocks = two_mib_blocks(&heap, 5);
+        free_all(&heap, blocks);
+        let stats = heap.stats();
+        assert_eq!(
+            (stats.chunks_held, stats.chunks_released),
+            (5, 0),
+            "{stats:?}"
+        );
+        // The next round of the same size takes no chunk from the page source ...
+        let blocks = two_mib_blocks(&heap, 5);
+        assert_eq!(heap.stats().chunks_from_source, 5);
+        free_all(&heap, blocks);
+        // ... and one that needs more raises the peak; what is held never exceeds it.
+        let blocks = two_mib_blocks(&heap, 7);
+        let stats = heap.stats();
+        assert_eq!((stats.chunks_held, stats.chunks_peak), (7, 7), "{stats:?}");
+        free_all(&heap, blocks);
+        assert_eq!(heap.stats().chunks_held, 7);
+        // `trim` gives back every free chunk beyond `chunks_kept` and restarts the peak.
+        heap.trim();
+        let stats = heap.stats();
+        assert_eq!(
+            (stats.chunks_held, stats.chunks_peak),
+            (CHUNKS_KEPT, CHUNKS_KEPT)
+        );
+        assert_eq!(stats.chunks_released, (7 - CHUNKS_KEPT) as u64);
+        // After the trim a smaller round sets the bound: 2 chunks at most are kept.
+        let blocks = two_mib_blocks(&heap, 2);
+        free_all(&heap, blocks);
+        assert_eq!(heap.stats().chunks_held, 2);
+        heap.reclaim_all();
+        assert_eq!(heap.stats().chunks_held, 0);
+    }
+
+    #[test]
+    fn a_percentage_of_the_peak_bounds_the_free_chunks_kept() {
+        let config = HeapConfig::DEFAULT.with_peak_percent_kept(50);
+        let mut heap = SmallHeap::with_config(SystemPages, ThreadSlots, config);
+        let blocks = two_mib_blocks(&heap, 8);
+        free_all(&heap, blocks);
+        // Half of the peak of 8 is held; the other free chunks went back.
+        let stats = heap.stats();
+        assert_eq!(
+            (stats.chunks_held, stats.chunks_released),
+            (4, 4),
+            "{stats:?}"
+        );
+        // With blocks live, free chunks go while more than the bound are held: 6 held, 3 of
+        // them freed, leaves 4 (3 live + 1 free).
+        let blocks = two_mib_blocks(&heap, 6);
+        let stats = heap.stats();
+        assert_eq!((stats.chunks_held, stats.chunks_peak), (6, 8));
+        let (live, freed): (Vec<_>, Vec<_>) = blocks
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| i % 2 == 0);
+        free_all(&heap, freed.into_iter().map(|(_, p)| p).collect());
+        assert_eq!(heap.stats().chunks_held, 4);
+        free_all(&heap, live.into_iter().map(|(_, p)| p).collect());
+        assert_eq!(heap.stats().chunks_held, 4);
+        heap.reclaim_all();
+    }
+
+    #[test]
+    fn retention_bound_arithmetic() {
+        let c = HeapConfig::DEFAULT;
+        assert_eq!((c.chunks_held_kept(0), c.chunks_held_kept(100)), (1, 1));
+        let c = HeapConfig::HOSTED;
+        assert_eq!((c.chunks_held_kept(0), c.chunks_held_kept(37)), (1, 37));
+        let c = HeapConfig::DEFAULT
+            .with_chunks_kept(3)
+            .with_peak_percent_kept(25);
+        assert_eq!((c.chunks_held_kept(8), c.chunks_held_kept(20)), (3, 5));
+        assert_eq!(
+            HeapConfig::DEFAULT
+                .with_peak_percent_kept(250)
+                .peak_percent_kept(),
+            100
+        );
+        assert_eq!(
+            HeapConfig::HOSTED.chunks_held_kept(usize::MAX),
+            usize::MAX / 100
         );
     }
 

@@ -46,8 +46,44 @@ pub const SLAB_HEADER_SIZE: usize = 64;
 const MIN_SLAB_BYTES: usize = 16 * 1024;
 const MAX_SLAB_BYTES: usize = 256 * 1024;
 
-/// Slab size used for a class: see the module documentation.
+/// Slab size used for a class: see the module documentation. A table lookup (the sizes are
+/// computed once, at compile time: the slow paths ask for them per object).
+#[inline]
 pub const fn slab_bytes(class: usize) -> usize {
+    SLAB_BYTES[class]
+}
+
+/// Objects per slab of a class (a table lookup, as [`slab_bytes`]).
+#[inline]
+pub const fn objects_per_slab(class: usize) -> usize {
+    OBJECTS_PER_SLAB[class]
+}
+
+/// [`slab_bytes`] of every class.
+const SLAB_BYTES: [usize; NUM_CLASSES] = {
+    let mut table = [0; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        table[c] = compute_slab_bytes(c);
+        c += 1;
+    }
+    table
+};
+
+/// [`objects_per_slab`] of every class.
+const OBJECTS_PER_SLAB: [usize; NUM_CLASSES] = {
+    let mut table = [0; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        table[c] = (SLAB_BYTES[c] - SLAB_HEADER_SIZE) / CLASS_SIZES[c];
+        c += 1;
+    }
+    table
+};
+
+/// The smallest power of two of at least 16 KiB whose tail waste is at most 1/32 of the slab,
+/// capped at 256 KiB (the rule of the module documentation).
+const fn compute_slab_bytes(class: usize) -> usize {
     let size = CLASS_SIZES[class];
     let mut slab = MIN_SLAB_BYTES;
     while slab < MAX_SLAB_BYTES {
@@ -59,11 +95,6 @@ pub const fn slab_bytes(class: usize) -> usize {
         slab *= 2;
     }
     slab
-}
-
-/// Objects per slab of a class.
-pub const fn objects_per_slab(class: usize) -> usize {
-    (slab_bytes(class) - SLAB_HEADER_SIZE) / CLASS_SIZES[class]
 }
 
 /// Lookup table for every slab size, indexed by `(size + 7) / 8` (1025 bytes): the smallest

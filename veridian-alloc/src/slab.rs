@@ -37,8 +37,6 @@ pub(crate) struct SlabHeader {
     /// Neighbours in the owner's partial list of this class.
     pub(crate) prev: *mut SlabHeader,
     pub(crate) next: *mut SlabHeader,
-    /// Number of objects in `free`.
-    free_count: u32,
     /// Objects `bump..capacity` have never been handed out.
     bump: u32,
     capacity: u32,
@@ -69,7 +67,6 @@ impl SlabHeader {
                 free: ptr::null_mut(),
                 prev: ptr::null_mut(),
                 next: ptr::null_mut(),
-                free_count: 0,
                 bump: 0,
                 capacity: objects_per_slab(class) as u32,
                 in_use: 0,
@@ -91,25 +88,27 @@ impl SlabHeader {
             .wrapping_sub(slab_bytes(class))
     }
 
-    /// Owner of the slab containing `obj` of class `class`.
+    /// Owner of the slab `header`, the [`slab_of`] an object of class `class` (for the debug
+    /// check's message).
     ///
     /// # Safety
-    /// `obj` is an object of class `class` currently handed out (so its slab is live).
-    pub(crate) unsafe fn owner_of(obj: *mut u8, class: usize) -> u32 {
-        let header = slab_of(obj, class);
+    /// `header` is the slab of an object of class `class` currently handed out (so the slab is
+    /// live).
+    #[inline]
+    pub(crate) unsafe fn owner(header: *mut SlabHeader, class: usize) -> u32 {
         // SAFETY: the slab is live while one of its objects is handed out; `owner` is atomic and
         // written before the object was first handed out.
         let h = unsafe { &*header };
         debug_assert_eq!(
             h.magic, SLAB_MAGIC,
-            "object {obj:p} is not in a class-{class} slab"
+            "slab header {header:p} is not a class-{class} slab's"
         );
         h.owner.load(Ordering::Relaxed)
     }
 
     /// Whether the slab can hand out another object.
     pub(crate) fn has_available(&self) -> bool {
-        self.free_count > 0 || self.bump < self.capacity
+        !self.free.is_null() || self.bump < self.capacity
     }
 
     /// Hands out up to `max` objects, linking them onto `*list`; returns how many.
@@ -135,39 +134,53 @@ impl SlabHeader {
             // SAFETY: `obj` is a free object we now own; we reuse its first word as the link.
             unsafe { (*obj).next = *list };
             *list = obj;
-            self.free_count -= 1;
             taken += 1;
         }
-        let size = CLASS_SIZES[class];
-        while taken < max && self.bump < self.capacity {
-            let obj = base
-                .wrapping_add(self.bump as usize * size)
-                .cast::<FreeObject>();
-            // SAFETY: object `bump` lies inside the slab, below the header, never handed out.
+        // Objects never handed out, `bump .. bump + fresh`, chained in ascending address order
+        // (the lowest is handed out first) in one pass.
+        let fresh = (max - taken).min(self.capacity - self.bump);
+        if fresh > 0 {
+            let size = CLASS_SIZES[class];
+            let first = base.wrapping_add(self.bump as usize * size);
+            let mut obj = first.cast::<FreeObject>();
+            for _ in 1..fresh {
+                let next = obj.cast::<u8>().wrapping_add(size).cast::<FreeObject>();
+                // SAFETY: objects `bump .. bump + fresh` lie inside the slab, below the header
+                // (`bump + fresh <= capacity`), and were never handed out.
+                unsafe { (*obj).next = next };
+                obj = next;
+            }
+            // SAFETY: as above, for the last of them.
             unsafe { (*obj).next = *list };
-            *list = obj;
-            self.bump += 1;
-            taken += 1;
+            *list = first.cast();
+            self.bump += fresh;
+            taken += fresh;
         }
         self.in_use += taken;
         taken
     }
 
-    /// Gives one object back to the slab.
+    /// Gives `count` objects back to the slab: the chain `head ..= tail` (linked through
+    /// their first words; `tail`'s link is overwritten).
     ///
     /// # Safety
-    /// The caller is the owner's guard holder; `obj` is an object of this slab that is handed
-    /// out, and the caller gives up all use of it.
-    pub(crate) unsafe fn give_back(&mut self, obj: *mut FreeObject) {
-        debug_assert!(self.in_use > 0);
-        // SAFETY: `obj` is an object of this slab that the caller no longer uses.
-        unsafe { (*obj).next = self.free };
-        self.free = obj;
-        self.free_count += 1;
-        self.in_use -= 1;
+    /// The caller is the owner's guard holder; the chain is `count` distinct objects of this
+    /// slab that are handed out, and the caller gives up all use of them.
+    pub(crate) unsafe fn give_back_chain(
+        &mut self,
+        head: *mut FreeObject,
+        tail: *mut FreeObject,
+        count: u32,
+    ) {
+        debug_assert!(self.in_use >= count);
+        // SAFETY: `tail` is an object of this slab that the caller no longer uses.
+        unsafe { (*tail).next = self.free };
+        self.free = head;
+        self.in_use -= count;
     }
 }
 
+#[inline]
 fn header_of_base(base: *mut u8, class: usize) -> *mut SlabHeader {
     base.wrapping_add(slab_bytes(class) - SLAB_HEADER_SIZE)
         .cast()
@@ -175,6 +188,7 @@ fn header_of_base(base: *mut u8, class: usize) -> *mut SlabHeader {
 
 /// Header of the slab containing `obj`, an object of class `class`. Keeps `obj`'s provenance
 /// (the whole slab is one buddy block, so it covers the header).
+#[inline]
 pub(crate) fn slab_of(obj: *mut u8, class: usize) -> *mut SlabHeader {
     let mask = !(slab_bytes(class) - 1);
     header_of_base(obj.map_addr(|a| a & mask), class)
