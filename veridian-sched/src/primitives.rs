@@ -6,7 +6,7 @@
 //! are statistics and load figures, not synchronisation) and the scheduler is absent under loom.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicUsize, Ordering, fence};
+pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicPtr, Ordering, fence};
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicIsize, AtomicUsize, Ordering, fence};
+pub(crate) use core::sync::atomic::{AtomicIsize, AtomicPtr, Ordering, fence};
