@@ -96,12 +96,14 @@ pub const MIRI: &[MiriRun] = &[
     // `green` switches stacks with inline assembly; `simulation` runs 100k tasks. The crate has
     // no unit tests, so `topology` comes first. `deque`'s thread stress and `sched_model`'s
     // cases are sized down under Miri (`cfg!(miri)`); `--quick` runs `deque` too (the
-    // Chase-Lev deque with two thieves: 71 s under Miri on the loaded machine).
+    // Chase-Lev deque with two thieves: 71 s under Miri on the loaded machine). Strict
+    // provenance: the deque's slots are `AtomicPtr<()>` and `IntoWord` words `*mut ()`, so
+    // boxed and `Arc` tasks keep their provenance (no integer-to-pointer cast).
     MiriRun {
         package: "veridian-sched",
         targets: &["topology", "deque", "lib", "cpuset", "sched", "sched_model"],
         quick: 2,
-        flags: "",
+        flags: "-Zmiri-strict-provenance",
     },
     // `linux_files` and `send_file` drive io_uring and splice through FFI. `ring`'s two-thread
     // transfers are sized down under Miri (`cfg!(miri)`).
