@@ -23,7 +23,7 @@
 //! The word is a pointer (`*mut ()`), not a `usize`, so that a `Box` or `Arc` keeps its
 //! provenance through the deque: the crate passes Miri's `-Zmiri-strict-provenance`, with no
 //! integer-to-pointer cast. A `usize` element is stored as a pointer without provenance
-//! ([`core::ptr::without_provenance_mut`]) and read back with [`pointer::addr`]; it is never
+//! ([`core::ptr::without_provenance_mut`]) and read back with its `addr()`; it is never
 //! dereferenced.
 //!
 //! # Memory orderings (Lê et al., figure 1, adapted to a fixed ring)
@@ -71,7 +71,7 @@ use crate::primitives::{AtomicIsize, AtomicPtr, Ordering, fence};
 /// can store it in an atomic slot (see the [module docs](self#elements-are-words)).
 ///
 /// The word is a `*mut ()` so that a pointer keeps its provenance on the way through the deque;
-/// implementations for pointers cast them ([`pointer::cast`]) rather than going through
+/// implementations for pointers cast them (`<*mut T>::cast`) rather than going through
 /// `usize`.
 ///
 /// # Safety
