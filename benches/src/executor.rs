@@ -53,18 +53,17 @@ struct JobRef(NonNull<JobHeader>);
 // `join` and `install`); the job lives until its latch is set, which happens only after it ran.
 unsafe impl Send for JobRef {}
 
-// SAFETY: the word is the pointer's address with its provenance exposed, and `from_word` takes
-// it back with that provenance, so the round trip gives the same pointer. A dropped word leaks
-// nothing (the job lives on a stack, owned by the thread waiting for it). `into_word` cannot
-// panic.
+// SAFETY: the word is the job pointer cast to `*mut ()` (provenance kept), and `from_word` casts
+// it back, so the round trip gives the same pointer. A dropped word leaks nothing (the job lives
+// on a stack, owned by the thread waiting for it). `into_word` cannot panic.
 unsafe impl IntoWord for JobRef {
-    fn into_word(self) -> usize {
-        self.0.as_ptr().expose_provenance()
+    fn into_word(self) -> *mut () {
+        self.0.as_ptr().cast()
     }
 
-    unsafe fn from_word(word: usize) -> Self {
+    unsafe fn from_word(word: *mut ()) -> Self {
         // SAFETY: `word` came from `into_word` of a non-null pointer.
-        Self(unsafe { NonNull::new_unchecked(std::ptr::with_exposed_provenance_mut(word)) })
+        Self(unsafe { NonNull::new_unchecked(word.cast()) })
     }
 }
 

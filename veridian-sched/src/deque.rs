@@ -14,11 +14,17 @@
 //! its own, and by then the owner may already be overwriting that slot with a new element (the
 //! CAS then fails and the thief discards what it read). With a plain `T` in the slot that read
 //! is a data race, undefined behaviour in Rust's memory model (crossbeam-deque reads with
-//! `read_volatile` and relies on it working in practice). Here every slot is an `AtomicUsize`,
-//! so the racing read is a relaxed atomic load, and elements are anything that converts to one
-//! word and back without loss ([`IntoWord`]: `Box<T>`, `Arc<T>`, `&'static T`, `usize`): a
-//! thread control block pointer in a kernel. The word becomes a `T` again only on the side
-//! that won the element.
+//! `read_volatile` and relies on it working in practice). Here every slot is an
+//! `AtomicPtr<()>`, so the racing read is a relaxed atomic load, and elements are anything that
+//! converts to one pointer-sized word and back without loss ([`IntoWord`]: `Box<T>`, `Arc<T>`,
+//! `&'static T`, `usize`): a thread control block pointer in a kernel. The word becomes a `T`
+//! again only on the side that won the element.
+//!
+//! The word is a pointer (`*mut ()`), not a `usize`, so that a `Box` or `Arc` keeps its
+//! provenance through the deque: the crate passes Miri's `-Zmiri-strict-provenance`, with no
+//! integer-to-pointer cast. A `usize` element is stored as a pointer without provenance
+//! ([`core::ptr::without_provenance_mut`]) and read back with its `addr()`; it is never
+//! dereferenced.
 //!
 //! # Memory orderings (Lê et al., figure 1, adapted to a fixed ring)
 //! - `push`: write the slot (`Relaxed`), then a `Release` fence, then publish by storing
@@ -55,13 +61,18 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::fmt;
 use core::marker::PhantomData;
+use core::ptr;
 
 use veridian_sync::CachePadded;
 
-use crate::primitives::{AtomicIsize, AtomicUsize, Ordering, fence};
+use crate::primitives::{AtomicIsize, AtomicPtr, Ordering, fence};
 
-/// A value that converts to one machine word and back without loss, so that the deque can
-/// store it in an atomic slot (see the [module docs](self#elements-are-words)).
+/// A value that converts to one pointer-sized word and back without loss, so that the deque
+/// can store it in an atomic slot (see the [module docs](self#elements-are-words)).
+///
+/// The word is a `*mut ()` so that a pointer keeps its provenance on the way through the deque;
+/// implementations for pointers cast them (`<*mut T>::cast`) rather than going through
+/// `usize`.
 ///
 /// # Safety
 /// `from_word(into_word(x))` must give back `x` (same ownership, same value), and a word that
@@ -69,63 +80,66 @@ use crate::primitives::{AtomicIsize, AtomicUsize, Ordering, fence};
 /// must not panic.
 pub unsafe trait IntoWord: Send + Sized {
     /// Turns the value into a word, giving up ownership to it.
-    fn into_word(self) -> usize;
+    fn into_word(self) -> *mut ();
     /// Turns a word made by [`IntoWord::into_word`] back into the value.
     ///
     /// # Safety
     /// `word` comes from `into_word` and is turned back at most once.
-    unsafe fn from_word(word: usize) -> Self;
+    unsafe fn from_word(word: *mut ()) -> Self;
 }
 
-// SAFETY: a `usize` is its own word; there is no ownership to lose.
+// SAFETY: the word is a pointer whose address is the `usize` (no provenance: it is never
+// dereferenced), and `addr` gives the `usize` back; there is no ownership to lose.
 unsafe impl IntoWord for usize {
     #[inline(always)]
-    fn into_word(self) -> usize {
-        self
+    fn into_word(self) -> *mut () {
+        ptr::without_provenance_mut(self)
     }
     #[inline(always)]
-    unsafe fn from_word(word: usize) -> Self {
-        word
+    unsafe fn from_word(word: *mut ()) -> Self {
+        word.addr()
     }
 }
 
-// SAFETY: `Box::into_raw`/`from_raw` round-trip ownership; a lost word leaks the box.
+// SAFETY: `Box::into_raw`/`from_raw` round-trip ownership (the casts keep the provenance); a
+// lost word leaks the box.
 unsafe impl<T: Send> IntoWord for Box<T> {
     #[inline(always)]
-    fn into_word(self) -> usize {
-        Box::into_raw(self) as usize
+    fn into_word(self) -> *mut () {
+        Box::into_raw(self).cast()
     }
     #[inline(always)]
-    unsafe fn from_word(word: usize) -> Self {
+    unsafe fn from_word(word: *mut ()) -> Self {
         // SAFETY: `word` is `Box::into_raw` of a box turned back at most once (caller).
-        unsafe { Box::from_raw(word as *mut T) }
+        unsafe { Box::from_raw(word.cast::<T>()) }
     }
 }
 
-// SAFETY: `Arc::into_raw`/`from_raw` round-trip one strong count; a lost word leaks it. `Arc<T>`
-// is `Send` exactly when `T: Send + Sync`.
+// SAFETY: `Arc::into_raw`/`from_raw` round-trip one strong count (the casts keep the
+// provenance); a lost word leaks it. `Arc<T>` is `Send` exactly when `T: Send + Sync`.
 unsafe impl<T: Send + Sync> IntoWord for Arc<T> {
     #[inline(always)]
-    fn into_word(self) -> usize {
-        Arc::into_raw(self) as usize
+    fn into_word(self) -> *mut () {
+        Arc::into_raw(self).cast_mut().cast()
     }
     #[inline(always)]
-    unsafe fn from_word(word: usize) -> Self {
+    unsafe fn from_word(word: *mut ()) -> Self {
         // SAFETY: `word` is `Arc::into_raw` of an `Arc` turned back at most once (caller).
-        unsafe { Arc::from_raw(word as *const T) }
+        unsafe { Arc::from_raw(word.cast_const().cast::<T>()) }
     }
 }
 
-// SAFETY: a shared reference is a plain pointer; `&'static T` is `Send` when `T: Sync`.
+// SAFETY: a shared reference is a plain pointer (cast, not written through); `&'static T` is
+// `Send` when `T: Sync`.
 unsafe impl<T: Sync> IntoWord for &'static T {
     #[inline(always)]
-    fn into_word(self) -> usize {
-        self as *const T as usize
+    fn into_word(self) -> *mut () {
+        ptr::from_ref(self).cast_mut().cast()
     }
     #[inline(always)]
-    unsafe fn from_word(word: usize) -> Self {
+    unsafe fn from_word(word: *mut ()) -> Self {
         // SAFETY: `word` came from a `&'static T` (caller), which is valid forever.
-        unsafe { &*(word as *const T) }
+        unsafe { &*word.cast_const().cast::<T>() }
     }
 }
 
@@ -157,7 +171,7 @@ pub struct ChaseLev<T: IntoWord> {
     /// One past the newest element; written only by the owner.
     bottom: CachePadded<AtomicIsize>,
     /// `capacity` slots, a power of two; index `i` lives in `i & mask`.
-    slots: Box<[AtomicUsize]>,
+    slots: Box<[AtomicPtr<()>]>,
     mask: usize,
     _marker: PhantomData<T>,
 }
@@ -174,7 +188,9 @@ impl<T: IntoWord> ChaseLev<T> {
     /// 2; capped at 2^30).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.clamp(2, 1 << 30).next_power_of_two();
-        let slots = (0..capacity).map(|_| AtomicUsize::new(0)).collect();
+        let slots = (0..capacity)
+            .map(|_| AtomicPtr::new(ptr::null_mut()))
+            .collect();
         Self {
             top: CachePadded::new(AtomicIsize::new(0)),
             bottom: CachePadded::new(AtomicIsize::new(0)),
@@ -203,7 +219,7 @@ impl<T: IntoWord> ChaseLev<T> {
     }
 
     #[inline(always)]
-    fn slot(&self, index: isize) -> &AtomicUsize {
+    fn slot(&self, index: isize) -> &AtomicPtr<()> {
         // SAFETY: `index as usize & mask < slots.len()`.
         unsafe { self.slots.get_unchecked(index as usize & self.mask) }
     }

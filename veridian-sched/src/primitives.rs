@@ -5,4 +5,4 @@
 //! rests on memory orderings alone. The scheduler's counters use `core` atomics directly (they
 //! are statistics and load figures, not synchronisation) and the scheduler is absent under loom.
 
-pub(crate) use veridian_embed::loom::{AtomicIsize, AtomicUsize, Ordering, fence};
+pub(crate) use veridian_embed::loom::{AtomicIsize, AtomicPtr, Ordering, fence};

@@ -777,7 +777,7 @@ where
     fn steal_fifo(&self, victim: usize, level: usize) -> Option<(H, usize)> {
         let s = self.sched;
         let v = &s.cpus[victim];
-        let mut batch = [0usize; MAX_STEAL_BATCH];
+        let mut batch = [core::ptr::null_mut(); MAX_STEAL_BATCH];
         let mut taken = 0;
         {
             let mut fifo = v.fifos[level].lock();

@@ -14,9 +14,8 @@ use veridian_sync::CpuIndex;
 use veridian_sync::counter::ShardedCounter;
 use veridian_sync::hosted::ThreadCpuIndex;
 
-fn scaled(n: usize) -> usize {
-    if cfg!(miri) { (n / 2000).max(8) } else { n }
-}
+mod common;
+use common::scaled;
 
 /// Every caller gets slot 0: all threads collide on one slot.
 #[derive(Default)]

@@ -17,9 +17,8 @@ use veridian_sync::lock::{
 };
 use veridian_sync::lock_api::{GuardNoSend, Mutex, RawMutex};
 
-fn scaled(n: usize) -> usize {
-    if cfg!(miri) { (n / 2000).max(8) } else { n }
-}
+mod common;
+use common::scaled;
 
 /// `threads` threads each increment a plain (non-atomic) counter `per_thread` times under the
 /// lock, with a read-yield-write that makes a lost update likely if exclusion fails, and check

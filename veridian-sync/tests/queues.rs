@@ -74,12 +74,14 @@ enum MpmcOp {
     Len,
 }
 
+/// Push, pop and len weighted 5:4:1: an integer mapped to an operation (the distribution of a
+/// weighted `prop_oneof!`, which under Miri made generation the bulk of the run).
 fn mpmc_op() -> impl Strategy<Value = MpmcOp> {
-    prop_oneof![
-        5 => Just(MpmcOp::Push),
-        4 => Just(MpmcOp::Pop),
-        1 => Just(MpmcOp::Len),
-    ]
+    (0u8..10).prop_map(|kind| match kind {
+        0..=4 => MpmcOp::Push,
+        5..=8 => MpmcOp::Pop,
+        _ => MpmcOp::Len,
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -93,16 +95,18 @@ enum SpscOp {
     Len,
 }
 
+/// Push, pop, the four batch operations (a count of 0..12) and len weighted 3:3:1:1:1:1:1: a
+/// pair of integers mapped to an operation, as `mpmc_op`.
 fn spsc_op() -> impl Strategy<Value = SpscOp> {
-    prop_oneof![
-        3 => Just(SpscOp::Push),
-        3 => Just(SpscOp::Pop),
-        1 => (0..12_usize).prop_map(SpscOp::PushIter),
-        1 => (0..12_usize).prop_map(SpscOp::PushSlice),
-        1 => (0..12_usize).prop_map(SpscOp::PopBatch),
-        1 => (0..12_usize).prop_map(SpscOp::PopInto),
-        1 => Just(SpscOp::Len),
-    ]
+    (0u8..11, 0..12_usize).prop_map(|(kind, n)| match kind {
+        0..=2 => SpscOp::Push,
+        3..=5 => SpscOp::Pop,
+        6 => SpscOp::PushIter(n),
+        7 => SpscOp::PushSlice(n),
+        8 => SpscOp::PopBatch(n),
+        9 => SpscOp::PopInto(n),
+        _ => SpscOp::Len,
+    })
 }
 
 proptest! {

@@ -2,7 +2,7 @@
 //! behave as documented, and sequential writes/reads round-trip any `Plain` data (proptest).
 //!
 //! Sizes shrink under Miri (`cfg!(miri)`), which checks the same code for data races and
-//! uninitialised reads.
+//! uninitialised reads, and under the sanitizers (`VERIDIAN_STRESS_DIVISOR`, see `common`).
 // The real-thread tests; the loom models are in `loom_*.rs`.
 #![cfg(not(loom))]
 
@@ -14,10 +14,8 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use veridian_sync::seqlock::{Plain, SeqLock};
 
-/// `n`, or a small fraction of it under Miri.
-fn scaled(n: usize) -> usize {
-    if cfg!(miri) { (n / 2000).max(8) } else { n }
-}
+mod common;
+use common::scaled;
 
 /// A 12-byte value with an internal invariant (`sum` is the sum of the others), so every chunk
 /// size but `u16`/`u8` is exercised: one word and one `u32`.

@@ -1,7 +1,8 @@
 //! `TreiberStack`: sequential model test against `Vec`, exactly-once drop accounting, guard
 //! checks, and concurrent stress with real threads.
 //!
-//! Under Miri the sizes shrink (`cfg!(miri)`); under loom these tests are not built (the loom
+//! Under Miri the sizes shrink (`cfg!(miri)`), and under the sanitizers
+//! (`VERIDIAN_STRESS_DIVISOR`, see `common`); under loom these tests are not built (the loom
 //! models are in `loom_stack.rs`).
 
 #![cfg(not(loom))]
@@ -13,6 +14,9 @@ use std::thread;
 use proptest::prelude::*;
 use veridian_sync::crossbeam_epoch::{self, Collector};
 use veridian_sync::stack::TreiberStack;
+
+mod common;
+use common::stress;
 
 /// Records how many times each tracked value was dropped.
 #[derive(Default)]
@@ -55,13 +59,16 @@ enum Op {
     IsEmpty,
 }
 
+/// Push, push-batch, pop and is-empty weighted 4:1:4:1: integers mapped to an operation (the
+/// distribution of a weighted `prop_oneof!`, which under Miri made generation the bulk of the
+/// run). A batch holds `len` (0..5) values counting up from `v`.
 fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        4 => any::<u16>().prop_map(Op::Push),
-        1 => proptest::collection::vec(any::<u16>(), 0..5).prop_map(Op::PushBatch),
-        4 => Just(Op::Pop),
-        1 => Just(Op::IsEmpty),
-    ]
+    (0u8..10, any::<u16>(), 0u16..5).prop_map(|(kind, v, len)| match kind {
+        0..=3 => Op::Push(v),
+        4 => Op::PushBatch((0..len).map(|i| v.wrapping_add(i)).collect()),
+        5..=8 => Op::Pop,
+        _ => Op::IsEmpty,
+    })
 }
 
 fn config() -> ProptestConfig {
@@ -222,11 +229,15 @@ fn send_sync() {
 }
 
 const THREADS: usize = 4;
-const PER_THREAD: usize = if cfg!(miri) { 50 } else { 100_000 };
+/// Values each thread pushes in the stress tests.
+fn per_thread() -> usize {
+    stress(100_000, 50)
+}
 
 /// Pushers and poppers at once: every pushed value is popped exactly once.
 #[test]
 fn concurrent_push_pop_exactly_once() {
+    let per_thread = per_thread();
     let stack = Arc::new(TreiberStack::new());
     let workers: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -234,12 +245,12 @@ fn concurrent_push_pop_exactly_once() {
             thread::spawn(move || {
                 let handle = stack.register();
                 let mut popped = Vec::new();
-                let base = t * PER_THREAD;
+                let base = t * per_thread;
                 let mut i = 0;
-                while i < PER_THREAD {
+                while i < per_thread {
                     let guard = handle.pin();
                     // Mix single and batch pushes, and pop roughly as often as we push.
-                    if i % 7 == 0 && i + 3 <= PER_THREAD {
+                    if i % 7 == 0 && i + 3 <= per_thread {
                         stack.push_batch(base + i..base + i + 3, &guard);
                         i += 3;
                     } else {
@@ -263,7 +274,7 @@ fn concurrent_push_pop_exactly_once() {
         all.push(v);
     }
     all.sort_unstable();
-    assert_eq!(all.len(), THREADS * PER_THREAD);
+    assert_eq!(all.len(), THREADS * per_thread);
     assert!(
         all.iter().enumerate().all(|(i, &v)| i == v),
         "lost or duplicated values"
@@ -274,7 +285,7 @@ fn concurrent_push_pop_exactly_once() {
 /// stack at the end: all dropped exactly once.
 #[test]
 fn concurrent_drops_exactly_once() {
-    let per_thread = PER_THREAD / 10;
+    let per_thread = per_thread() / 10;
     let log = Arc::new(DropLog::default());
     let stack = Arc::new(TreiberStack::new());
     let handles: Vec<_> = (0..THREADS)
@@ -317,7 +328,7 @@ fn handle_matches_vec_model_across_recycling() {
     let mut handle = stack.handle();
     let plain = stack.register();
     let mut model = Vec::new();
-    let rounds = if cfg!(miri) { 300 } else { 20_000 };
+    let rounds = stress(20_000, 300);
     for i in 0..rounds {
         // Grow and shrink the stack in waves so both the free list and fresh nodes are used.
         let wave = (i / 50) % 3;
@@ -345,7 +356,7 @@ fn handle_matches_vec_model_across_recycling() {
 /// every value is dropped exactly once (popped, left in the stack, or after recycling).
 #[test]
 fn handles_concurrent_exactly_once_and_drops() {
-    let per_thread = if cfg!(miri) { 40 } else { PER_THREAD / 4 };
+    let per_thread = stress(100_000 / 4, 40);
     let log = Arc::new(DropLog::default());
     let stack = Arc::new(TreiberStack::new());
     let seen = Arc::new(Mutex::new(Vec::new()));
