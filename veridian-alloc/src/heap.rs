@@ -146,7 +146,7 @@ impl HeapConfig {
     };
 
     /// [`DEFAULT`](Self::DEFAULT), but keeping entirely free chunks up to the peak (100 %): for
-    /// a process on an `mmap` page source ([`MmapPages`](crate::hosted::MmapPages)), where a chunk
+    /// a process on an `mmap` page source (`hosted::MmapPages`, feature `std`), where a chunk
     /// given back and taken again costs `munmap`, `mmap` and a page fault per page touched. The
     /// memory held stays under the peak the program reached since the last [`Heap::trim`];
     /// `trim` gives the free chunks back.

@@ -38,6 +38,19 @@ pub fn publish_check() -> Result<()> {
 
 /// Step 1: `cargo publish --workspace --dry-run` (packaging and cargo's own verification).
 pub fn dry_run() -> Result<()> {
+    // Cargo verifies each package by building it under `target/package/<name>-<version>/`; the
+    // packaged sources carry a fixed 2006 mtime, so a build left there by an earlier run looks
+    // fresh and would be used against changed sources (a stale sibling failing to resolve new
+    // items). Start from nothing.
+    let stale = workspace::target_dir().join("package");
+    if stale.exists() {
+        std::fs::remove_dir_all(&stale).map_err(|e| {
+            Error::Failed(format!(
+                "cannot remove {} before the dry run: {e}",
+                stale.display()
+            ))
+        })?;
+    }
     cmd::run_checked(cmd::cargo().args(["publish", "--workspace", "--dry-run", "--allow-dirty"]))
 }
 
