@@ -42,12 +42,44 @@ pub fn dry_run() -> Result<()> {
     // packaged sources carry a fixed 2006 mtime, so a build left there by an earlier run looks
     // fresh and would be used against changed sources (a stale sibling failing to resolve new
     // items). Start from nothing.
-    let stale = workspace::target_dir().join("package");
-    if stale.exists() {
-        std::fs::remove_dir_all(&stale).map_err(|e| {
+    // The same holds for the sources cargo extracts from its overlay of the packaged siblings:
+    // it keeps them under `$CARGO_HOME/registry/{src,cache}/-<hash>/` (a local registry's
+    // directories start with `-`) and does not extract a crate again whose directory is there,
+    // so a sibling packaged by an earlier run is compiled instead of today's.
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let mut stale = vec![workspace::target_dir().join("package")];
+    if let Some(home) = cargo_home {
+        for kind in ["src", "cache"] {
+            let Ok(registries) = std::fs::read_dir(home.join("registry").join(kind)) else {
+                continue;
+            };
+            for registry in registries.flatten() {
+                if !registry.file_name().to_string_lossy().starts_with('-') {
+                    continue;
+                }
+                let Ok(entries) = std::fs::read_dir(registry.path()) else {
+                    continue;
+                };
+                stale.extend(entries.flatten().map(|e| e.path()).filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| COMPONENT_CRATES.iter().any(|c| n.starts_with(c)))
+                }));
+            }
+        }
+    }
+    for path in stale.iter().filter(|p| p.exists()) {
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(path)
+        } else {
+            std::fs::remove_file(path)
+        };
+        removed.map_err(|e| {
             Error::Failed(format!(
                 "cannot remove {} before the dry run: {e}",
-                stale.display()
+                path.display()
             ))
         })?;
     }
