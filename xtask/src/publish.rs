@@ -38,10 +38,13 @@ pub fn publish_check() -> Result<()> {
 
 /// Step 1: `cargo publish --workspace --dry-run` (packaging and cargo's own verification).
 pub fn dry_run() -> Result<()> {
-    // Cargo verifies each package by building it under `target/package/<name>-<version>/`; the
-    // packaged sources carry a fixed 2006 mtime, so a build left there by an earlier run looks
-    // fresh and would be used against changed sources (a stale sibling failing to resolve new
-    // items). Start from nothing.
+    // Cargo verifies each package by building it (sources under `<target>/package/`, artifacts
+    // in the target directory) with its packaged siblings as registry dependencies. Registry
+    // dependencies count as immutable and the packaged sources carry a fixed 2006 mtime, so
+    // artifacts an earlier run left behind look fresh and were used against today's sources (a
+    // stale sibling failing to resolve new items). The dry run builds in a target directory of
+    // its own, emptied first.
+    let target = workspace::target_dir().join("publish-dry-run");
     // The same holds for the sources cargo extracts from its overlay of the packaged siblings:
     // it keeps them under `$CARGO_HOME/registry/{src,cache}/-<hash>/` (a local registry's
     // directories start with `-`) and does not extract a crate again whose directory is there,
@@ -49,7 +52,7 @@ pub fn dry_run() -> Result<()> {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    let mut stale = vec![workspace::target_dir().join("package")];
+    let mut stale = vec![target.clone()];
     if let Some(home) = cargo_home {
         for kind in ["src", "cache"] {
             let Ok(registries) = std::fs::read_dir(home.join("registry").join(kind)) else {
@@ -83,7 +86,12 @@ pub fn dry_run() -> Result<()> {
             ))
         })?;
     }
-    cmd::run_checked(cmd::cargo().args(["publish", "--workspace", "--dry-run", "--allow-dirty"]))
+    cmd::run_checked(cmd::cargo().env("CARGO_TARGET_DIR", &target).args([
+        "publish",
+        "--workspace",
+        "--dry-run",
+        "--allow-dirty",
+    ]))
 }
 
 /// An unpacked package.
