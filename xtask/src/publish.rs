@@ -45,10 +45,10 @@ pub fn dry_run() -> Result<()> {
     // stale sibling failing to resolve new items). The dry run builds in a target directory of
     // its own, emptied first.
     let target = workspace::target_dir().join("publish-dry-run");
-    // The same holds for the sources cargo extracts from its overlay of the packaged siblings:
-    // it keeps them under `$CARGO_HOME/registry/{src,cache}/-<hash>/` (a local registry's
-    // directories start with `-`) and does not extract a crate again whose directory is there,
-    // so a sibling packaged by an earlier run is compiled instead of today's.
+    // A precaution beside it, not shown necessary (removing these alone left the dry run
+    // failing; the separate target directory fixed it): cargo extracts the packaged siblings of
+    // its overlay registry under `$CARGO_HOME/registry/{src,cache}/-<hash>/` (a local
+    // registry's directories start with `-`), where copies from earlier runs stay.
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
