@@ -867,6 +867,52 @@ where
         Ok(())
     }
 
+    /// The running task yields: [`LocalCpu::requeue`] of `current` and then
+    /// [`LocalCpu::pick_next`], with the same result, in one step. Returns the task to run now:
+    /// another one, `current` itself when nothing else this CPU may run is queued, or `None`
+    /// when `current` went to another CPU (its affinity excludes this one) and nothing is left
+    /// here. Errors as `requeue` (nothing changes then).
+    ///
+    /// The common case takes one lock: `current` may run here, no higher level has queued
+    /// work, and this CPU's deque at `current`'s level is empty, so the next task is the head
+    /// of this CPU's FIFO at that level (which `current` joins at the tail), as `pick_next`
+    /// would find it after `requeue`.
+    pub fn switch_next(&self, current: H) -> Result<Option<H>, EnqueueError<H>> {
+        let s = self.sched;
+        let me = self.me();
+        let level = current.priority().index();
+        if me.running_level.load(Ordering::Relaxed) == NOT_RUNNING
+            || !current.affinity().contains(self.cpu)
+            || s.queued[..level]
+                .iter()
+                .any(|q| q.load(Ordering::Relaxed) != 0)
+            || !me.deques[level].is_empty()
+        {
+            self.requeue(current)?;
+            return Ok(self.pick_next());
+        }
+        let next = {
+            let mut fifo = me.fifos[level].lock();
+            let next = match fifo.pop_front() {
+                Some(next) => {
+                    fifo.push_back(current);
+                    next
+                }
+                None => current,
+            };
+            me.fifo_len[level].store(fifo.len(), Ordering::Relaxed);
+            next
+        };
+        // As `pick_next` (the deque was empty, so the fairness turn picks the same task); the
+        // queued count and this CPU's load are unchanged (one task in, one out).
+        let n = me.picks.load(Ordering::Relaxed);
+        me.picks.store(n.wrapping_add(1), Ordering::Relaxed);
+        me.slice_start.store(s.clock.now_ns(), Ordering::Relaxed);
+        me.running_level.store(level, Ordering::Relaxed);
+        bump(&me.stats.picks, 1);
+        Ok(Some(next))
+    }
+
     /// Direct hand-off (IPC fast paths): the running task blocks and `next`, a blocked task
     /// (not queued anywhere) whose affinity allows this CPU, runs here now instead, without a
     /// queue operation; this CPU's load is unchanged and `next` starts a fresh time slice.

@@ -186,6 +186,41 @@ fn round_robin_within_a_priority() {
     assert_eq!(runs, [100, 100, 100]);
 }
 
+/// `switch_next` as the yield: three tasks on one CPU take turns (round robin), the yielding
+/// task comes back when it is alone, and the loads and queued count stay those of one running
+/// and two queued tasks.
+#[test]
+fn switch_next_round_robin_and_alone() {
+    let clock = ManualClock::new();
+    let s: Sched = NumaScheduler::new(two_nodes(1), &clock, SchedConfig::default());
+    let slots = CpuSlots::new(2);
+    let g = slots.claim(0).unwrap();
+    let c = s.local(&g).unwrap();
+    for id in 0..3 {
+        c.enqueue_on(0, TestTask::new(id, set(&[0]), Priority::Normal))
+            .unwrap();
+    }
+    let mut t = c.pick_next().unwrap();
+    let mut runs = [0usize; 3];
+    for _ in 0..300 {
+        runs[t.id] += 1;
+        t = c.switch_next(t).unwrap().unwrap();
+        assert_eq!((s.cpu_load(0), s.queued(Priority::Normal)), (3, 2));
+    }
+    assert_eq!(runs, [100, 100, 100]);
+    c.exit().unwrap();
+    let u = c.pick_next().unwrap();
+    c.exit().unwrap();
+    let last = c.pick_next().unwrap();
+    let id = last.id;
+    let back = c.switch_next(last).unwrap().unwrap();
+    assert_eq!(back.id, id);
+    assert_eq!((s.cpu_load(0), s.queued(Priority::Normal)), (1, 0));
+    assert_ne!(u.id, id);
+    c.exit().unwrap();
+    assert!(c.pick_next().is_none());
+}
+
 /// New wake-ups keep arriving on the deque; a task waiting in the FIFO is still picked within
 /// 2 × FAIRNESS_INTERVAL picks.
 #[test]

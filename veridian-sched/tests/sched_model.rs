@@ -14,7 +14,8 @@ use common::TestTask;
 use proptest::prelude::*;
 use veridian_sched::hosted::CpuSlots;
 use veridian_sched::{
-    CpuSet, ManualClock, NumaScheduler, Priority, SchedConfig, SchedError, TopologyBuilder,
+    CpuSet, ManualClock, NumaScheduler, Priority, SchedConfig, SchedError, Topology,
+    TopologyBuilder,
 };
 
 const CPUS: usize = 4;
@@ -90,6 +91,29 @@ fn mask_set(mask: u8) -> CpuSet {
     CpuSet::from_cpus((0..CPUS).filter(|c| mask & (1 << c) != 0)).unwrap()
 }
 
+/// Two nodes of two CPUs, the first two an SMT pair, distance 20.
+fn topology() -> Topology {
+    let mut b = TopologyBuilder::new(2);
+    b.cpu(0, 0)
+        .core(0, 0)
+        .cpu(1, 0)
+        .core(1, 0)
+        .cpu(2, 1)
+        .cpu(3, 1)
+        .uniform_remote(20);
+    b.build().unwrap()
+}
+
+/// Small deques and injector (every overflow path runs), batches of three steals.
+fn config() -> SchedConfig {
+    SchedConfig {
+        deque_capacity: 2,
+        injector_capacity: 2,
+        max_steal_batch: 3,
+        ..SchedConfig::default()
+    }
+}
+
 proptest! {
     // Under Miri, the cases `PROPTEST_CASES` asks for (`cargo xtask check-extra` sets 8;
     // proptest's default, 256, when unset) of fewer than `MAX_STEPS` steps: 8 cases of up to
@@ -97,11 +121,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: if cfg!(miri) { ProptestConfig::default().cases } else if cfg!(debug_assertions) { 128 } else { 1024 }, ..ProptestConfig::default() })]
     #[test]
     fn scheduler_matches_sequential_model(ops in proptest::collection::vec(op(), 1..MAX_STEPS)) {
-        let mut b = TopologyBuilder::new(2);
-        b.cpu(0, 0).core(0, 0).cpu(1, 0).core(1, 0).cpu(2, 1).cpu(3, 1).uniform_remote(20);
         let clock = ManualClock::new();
-        let config = SchedConfig { deque_capacity: 2, injector_capacity: 2, max_steal_batch: 3, ..SchedConfig::default() };
-        let s: NumaScheduler<Box<TestTask>, &ManualClock> = NumaScheduler::new(b.build().unwrap(), &clock, config);
+        let s: NumaScheduler<Box<TestTask>, &ManualClock> = NumaScheduler::new(topology(), &clock, config());
         let slots = CpuSlots::new(CPUS);
         let guards: Vec<_> = (0..CPUS).map(|c| slots.claim(c).unwrap()).collect();
         let cpus: Vec<_> = guards.iter().map(|g| s.local(g).unwrap()).collect();
@@ -238,5 +259,96 @@ proptest! {
             prop_assert_eq!(s.cpu_load(cpu), 0);
         }
         prop_assert_eq!((s.node_load(0), s.node_load(1)), (0, 0));
+    }
+
+    /// `switch_next` against `requeue` + `pick_next`: two schedulers get the same random
+    /// operations (the model's `Requeue` is the yield); after every step both ran the same tasks
+    /// on every CPU and have the same queued counts and loads. Small deques, an asymmetric
+    /// affinity mix and all three levels make `switch_next` take its one-lock path and each of
+    /// its fall-backs.
+    #[test]
+    fn switch_next_matches_requeue_then_pick_next(ops in proptest::collection::vec(op(), 1..MAX_STEPS)) {
+        let clock = ManualClock::new();
+        let fused: NumaScheduler<Box<TestTask>, &ManualClock> = NumaScheduler::new(topology(), &clock, config());
+        let split: NumaScheduler<Box<TestTask>, &ManualClock> = NumaScheduler::new(topology(), &clock, config());
+        let slots = CpuSlots::new(CPUS);
+        let guards: Vec<_> = (0..CPUS).map(|c| slots.claim(c).unwrap()).collect();
+        let (f, s): (Vec<_>, Vec<_>) = guards.iter().map(|g| (fused.local(g).unwrap(), split.local(g).unwrap())).unzip();
+        let mut running: Vec<Option<(Box<TestTask>, Box<TestTask>)>> = (0..CPUS).map(|_| None).collect();
+        let mut blocked: Vec<(Box<TestTask>, Box<TestTask>)> = Vec::new();
+        let mut next_id = 0;
+        let task = |id: usize, mask: u8, prio: usize| TestTask::new(id, mask_set(mask), Priority::ALL[prio]);
+        for op in ops {
+            match op {
+                Op::Spawn { from, mask, prio } => {
+                    let (a, b) = (f[from].spawn(task(next_id, mask, prio)).unwrap(), s[from].spawn(task(next_id, mask, prio)).unwrap());
+                    prop_assert_eq!(a, b);
+                    next_id += 1;
+                }
+                Op::EnqueueOn { from, target, mask, prio } => {
+                    let (a, b) = (f[from].enqueue_on(target, task(next_id, mask, prio)), s[from].enqueue_on(target, task(next_id, mask, prio)));
+                    prop_assert_eq!(a.is_ok(), b.is_ok());
+                    next_id += 1;
+                }
+                Op::Pick { cpu } => {
+                    if running[cpu].is_none() {
+                        match (f[cpu].pick_next(), s[cpu].pick_next()) {
+                            (Some(a), Some(b)) => {
+                                prop_assert_eq!(a.id, b.id);
+                                running[cpu] = Some((a, b));
+                            }
+                            (None, None) => {}
+                            (a, b) => prop_assert!(false, "pick: {:?} / {:?}", a.map(|t| t.id), b.map(|t| t.id)),
+                        }
+                    }
+                }
+                Op::Requeue { cpu } => match running[cpu].take() {
+                    Some((a, b)) => {
+                        let a = f[cpu].switch_next(a).unwrap();
+                        s[cpu].requeue(b).unwrap();
+                        let b = s[cpu].pick_next();
+                        match (a, b) {
+                            (Some(a), Some(b)) => {
+                                prop_assert_eq!(a.id, b.id);
+                                running[cpu] = Some((a, b));
+                            }
+                            (None, None) => {}
+                            (a, b) => prop_assert!(false, "yield: {:?} / {:?}", a.map(|t| t.id), b.map(|t| t.id)),
+                        }
+                    }
+                    None => {
+                        let e = f[cpu].switch_next(task(usize::MAX, 15, 1)).unwrap_err();
+                        prop_assert_eq!(e.error, SchedError::NothingRunning);
+                    }
+                },
+                Op::Block { cpu } => {
+                    if let Some(pair) = running[cpu].take() {
+                        f[cpu].block().unwrap();
+                        s[cpu].block().unwrap();
+                        blocked.push(pair);
+                    }
+                }
+                Op::Wake { from, which } => {
+                    if !blocked.is_empty() {
+                        let (a, b) = blocked.swap_remove(which % blocked.len());
+                        prop_assert_eq!(f[from].wake(a).unwrap(), s[from].wake(b).unwrap());
+                    }
+                }
+                Op::Exit { cpu } => {
+                    if running[cpu].take().is_some() {
+                        f[cpu].exit().unwrap();
+                        s[cpu].exit().unwrap();
+                    }
+                }
+                Op::Tick => clock.advance(1),
+            }
+            for prio in Priority::ALL {
+                prop_assert_eq!(fused.queued(prio), split.queued(prio));
+            }
+            for cpu in 0..CPUS {
+                prop_assert_eq!(fused.cpu_load(cpu), split.cpu_load(cpu));
+                prop_assert_eq!(f[cpu].should_preempt(), s[cpu].should_preempt());
+            }
+        }
     }
 }

@@ -399,7 +399,7 @@ pub fn switch_to(next: Arc<Thread>) -> Result<(), Arc<Thread>> {
     }
     CURRENT.replace(&guard, &next);
     DIRECT_SWITCHES.fetch_add(1, Ordering::Relaxed);
-    context::switch_direct(next);
+    context::switch_direct(&guard, next);
     drop(guard);
     Ok(())
 }
@@ -480,9 +480,83 @@ fn fatal_exception(info: &ExceptionInfo) {
     finish(Err(ThreadError::Faulted(s)));
 }
 
-/// Gives up the CPU; the thread stays runnable.
+/// Gives up the CPU; the thread stays runnable. When another thread this CPU may run is
+/// queued, the switch goes straight to it ([`yield_direct`]); otherwise (or outside a thread)
+/// through the scheduler context as before.
 pub fn yield_now() {
-    context::switch_to_scheduler(SwitchReason::Yield);
+    if !yield_direct() {
+        context::switch_to_scheduler(SwitchReason::Yield);
+    }
+}
+
+/// The direct yield: requeues the running thread and picks the next one in one step
+/// (veridian-sched's `switch_next`) and switches to it without the scheduler context (one
+/// stack switch, as `switch_to`). The caller is then in the run queue as a thread woken early
+/// is: a CPU that picks it waits (`Context::run`) or gives way (`try_claim`) until its switch
+/// away completed. Returns false, doing nothing, outside a thread (or before [`init`]) and
+/// when the scheduler refuses the requeue (the ordinary path then reports it); true once the
+/// caller runs again, or at once when it is the only thread this CPU may run (it goes on with
+/// a fresh slice, as after a pass through the scheduler context).
+fn yield_direct() -> bool {
+    let Some(sched) = SCHED.get() else {
+        return false;
+    };
+    let guard = SchedGuard::new();
+    let Some(me) = CURRENT.get(&guard) else {
+        return false;
+    };
+    let Ok(local) = sched.local(&guard) else {
+        return false;
+    };
+    let me_ptr = Arc::as_ptr(&me);
+    let next = match local.switch_next(me) {
+        Ok(Some(next)) => next,
+        Ok(None) => {
+            // Requeued on another CPU (its affinity excludes this one), nothing left here: the
+            // scheduler context takes over, with nothing running (`block` finds none).
+            context::switch_to_scheduler(SwitchReason::Block);
+            return true;
+        }
+        Err(_) => return false,
+    };
+    if core::ptr::eq(Arc::as_ptr(&next), me_ptr) {
+        return true;
+    }
+    if !next.context.try_claim() {
+        yield_claim_failed(&local, next);
+        return true;
+    }
+    let cpu = guard.cpu();
+    if cpu < 64 {
+        next.ran_on.fetch_or(1 << cpu, Ordering::Relaxed);
+    }
+    next.runs.fetch_add(1, Ordering::Relaxed);
+    next.last_cpu.store(cpu as u64, Ordering::Relaxed);
+    if let Some(block) = guard.block() {
+        block.switches.fetch_add(1, Ordering::Relaxed);
+    }
+    CURRENT.replace(&guard, &next);
+    context::switch_direct(&guard, next);
+    drop(guard);
+    true
+}
+
+/// The direct yield picked `next`, which is still switching out on another CPU (woken before
+/// its switch away completed). Spinning here for it could wait in a circle (that CPU may be
+/// yielding to the caller, which is queued already), so `next` is queued again and the caller
+/// switches to the scheduler context, which releases the caller first and then waits for
+/// whichever thread it picks. The caller is queued: for the scheduler context it blocked
+/// (`block` finds nothing running after this `requeue` and changes nothing).
+#[cold]
+#[inline(never)]
+fn yield_claim_failed(
+    local: &veridian_sched::LocalCpu<'_, Arc<Thread>, TickClock>,
+    next: Arc<Thread>,
+) {
+    if let Err(e) = local.requeue(next) {
+        log::error!("task: requeue failed: {e}; thread lost");
+    }
+    context::switch_to_scheduler(SwitchReason::Block);
 }
 
 /// The deferred preemption of `preempt_enable` (a hook): the tick found the slice used up
@@ -547,6 +621,8 @@ fn run_threads(mut done: impl FnMut() -> bool) -> bool {
         };
         match outcome {
             RunOutcome::Switched(SwitchReason::Block) => {
+                // Nothing running (an error, ignored) when the thread was queued already: a
+                // direct yield that could not switch (`yield_direct`).
                 let _ = local.block();
             }
             RunOutcome::Switched(SwitchReason::Yield) => {

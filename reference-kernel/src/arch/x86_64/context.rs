@@ -363,14 +363,14 @@ fn save_out(cpu: &PerCpu, ctx: &Context, why: Option<SwitchReason>) {
 
 /// Switches from the running thread straight to `owner`'s context, which the caller claimed
 /// ([`Context::try_claim`]), without the scheduler context: the caller is left blocked (as
-/// after `switch_to_scheduler(Block)`; whoever wakes it runs it again) and `owner`'s thread
-/// resumes from its last switch. This CPU keeps `owner` alive until its thread switches back
-/// to the scheduler, whose `Context::run` hands it over. Returns when the caller runs again
-/// (possibly on another CPU); false, doing nothing, outside a thread (the claim is given up).
-/// Interrupts off (the caller holds a guard from before its wakers could see it).
-pub fn switch_direct(owner: Arc<dyn OwnsContext>) -> bool {
-    let irq = CpuGuard::enter();
-    let Some(cpu) = percpu::current() else {
+/// after `switch_to_scheduler(Block)`; whoever wakes it, or the run queue it put itself on,
+/// runs it again) and `owner`'s thread resumes from its last switch. This CPU keeps `owner`
+/// alive until its thread switches back to the scheduler, whose `Context::run` hands it over.
+/// Returns when the caller runs again (possibly on another CPU); false, doing nothing, outside
+/// a thread (the claim is given up). `guard` keeps interrupts off on this CPU (the caller took
+/// it before its wakers, or the run queue, could see it) and names its per-CPU block.
+pub fn switch_direct(guard: &SchedGuard, owner: Arc<dyn OwnsContext>) -> bool {
+    let Some(cpu) = guard.block() else {
         owner.context().unclaim();
         return false;
     };
@@ -399,9 +399,9 @@ pub fn switch_direct(owner: Arc<dyn OwnsContext>) -> bool {
     // stacks are valid; the owner of `next` is kept alive by this CPU's `direct` slot.
     unsafe { switch_stacks(me.rsp.get(), *next.rsp.get()) };
     finish_switch_in(me);
-    drop(irq);
     true
 }
+
 /// The running thread's context (null outside a thread), with interrupts off.
 fn running(cpu: &PerCpu) -> Option<&Context> {
     let ctx = cpu.context.load(Ordering::Relaxed);
