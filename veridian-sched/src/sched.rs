@@ -57,8 +57,9 @@
 //! # Contract with the caller
 //! Every task returned by `pick_next` runs on that CPU until it is handed back through exactly
 //! one of [`LocalCpu::requeue`] (still runnable), [`LocalCpu::block`] (waiting; later
-//! [`LocalCpu::wake`] it) or [`LocalCpu::exit`]. The owner operations need the CPU's
-//! [`CpuGuard`].
+//! [`LocalCpu::wake`] it) or [`LocalCpu::exit`]; [`LocalCpu::switch_next`] is `requeue`
+//! followed by `pick_next` (a yield), and the task it returns is again one that
+//! `pick_next` returned. The owner operations need the CPU's [`CpuGuard`].
 //!
 //! # Memory orderings
 //! Queue hand-offs synchronise inside the queues (deque: see its module; FIFO: the lock;

@@ -12,6 +12,10 @@
 //!   thread, runs it ([`Context::run`]), and when the thread switches back, requeues it (yield,
 //!   preemption), forgets it (blocked: a wait list holds it) or finishes it (exit: its stack
 //!   goes back to the free list). Idle CPUs halt until the next interrupt.
+//! - Yield ([`yield_now`]): when another thread this CPU may run is queued, the yielding thread
+//!   switches to it directly (`yield_direct`: veridian-sched's `switch_next` requeues it and
+//!   picks the next thread in one step, `context::switch_direct` switches stacks once), not
+//!   through the scheduler context.
 //! - Preemption: the local APIC tick calls [`on_tick`] (through the hook registered by
 //!   [`init`]); when the running thread's slice is used up (or a higher priority is queued) the
 //!   thread switches out from inside the interrupt handler and resumes there later. Sleepers
@@ -481,7 +485,7 @@ fn fatal_exception(info: &ExceptionInfo) {
 }
 
 /// Gives up the CPU; the thread stays runnable. When another thread this CPU may run is
-/// queued, the switch goes straight to it ([`yield_direct`]); otherwise (or outside a thread)
+/// queued, the switch goes straight to it (`yield_direct`); otherwise (or outside a thread)
 /// through the scheduler context as before.
 pub fn yield_now() {
     if !yield_direct() {
@@ -512,8 +516,9 @@ fn yield_direct() -> bool {
     let next = match local.switch_next(me) {
         Ok(Some(next)) => next,
         Ok(None) => {
-            // Requeued on another CPU (its affinity excludes this one), nothing left here: the
-            // scheduler context takes over, with nothing running (`block` finds none).
+            // Requeued on another CPU (its affinity excludes this one; a thread's affinity does
+            // not change today, so this is defensive), nothing left here: the scheduler context
+            // takes over, with nothing running (`block` finds none).
             context::switch_to_scheduler(SwitchReason::Block);
             return true;
         }

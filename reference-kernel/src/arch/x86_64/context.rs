@@ -5,8 +5,11 @@
 //! it calls the thread's entry function. A CPU's *scheduler context* (its idle loop, or the
 //! bootstrap processor's boot context) runs a thread with [`Context::run`], which returns once
 //! the thread switched back with [`switch_to_scheduler`] (yield, block, preemption) or
-//! [`exit_to_scheduler`] (then `run` hands the thread's stack back). The running context is
-//! recorded in the CPU's per-CPU block for the #NM handler and for the thread's own switch.
+//! [`exit_to_scheduler`] (then `run` hands the thread's stack back). A thread can also switch
+//! straight to another thread's context that it claimed ([`switch_direct`]: the IPC fast path
+//! and the direct yield), in which case `run` returns when the last thread of that chain
+//! switches back. The running context is recorded in the CPU's per-CPU block for the #NM
+//! handler and for the thread's own switch.
 //!
 //! What it relies on: veridian-sched's `switch_stacks` (an inline `asm!` switch that keeps the
 //! stack pointer, `rbp`, `rbx` and a resume address, and tells the compiler every other
@@ -328,7 +331,7 @@ fn finish_switch_in(ctx: &Context) {
 }
 
 /// The rest of [`finish_switch_in`] after a direct switch from `left`.
-#[inline(never)]
+#[inline(always)]
 fn finish_direct(cpu: &PerCpu, left: *mut Context) {
     cpu.handed_over
         .store(core::ptr::null_mut(), Ordering::Relaxed);
@@ -369,6 +372,7 @@ fn save_out(cpu: &PerCpu, ctx: &Context, why: Option<SwitchReason>) {
 /// Returns when the caller runs again (possibly on another CPU); false, doing nothing, outside
 /// a thread (the claim is given up). `guard` keeps interrupts off on this CPU (the caller took
 /// it before its wakers, or the run queue, could see it) and names its per-CPU block.
+#[inline(always)]
 pub fn switch_direct(guard: &SchedGuard, owner: Arc<dyn OwnsContext>) -> bool {
     let Some(cpu) = guard.block() else {
         owner.context().unclaim();
