@@ -146,7 +146,7 @@ unsafe impl CpuLocal for FakeCpu {
         Some((slot, FakeGuard::set(flag, true)))
     }
 
-    fn lock_section(&self) -> Option<FakeGuard> {
+    fn lock_section(&self) -> impl Sized {
         self.pin_only
             .then(|| FakeGuard::set(&INTERRUPTS_OFF, false))
     }
