@@ -959,8 +959,9 @@ fn heap_stress_on_all_cpus() {
 /// hammer it (same size class), IPIs from another CPU arriving at any point of their heap
 /// operations: every block keeps its contents, in the handler and in the threads. The heap
 /// gives handlers their own per-CPU slot; were a handler to use the interrupted thread's slot
-/// (only preemption pins it), both would pop the same magazine objects and the contents checks
-/// fail. With one CPU the workers interrupt themselves (self-IPIs, so only between
+/// (only preemption pins it), the thread would resume with a magazine head the handler popped
+/// (the handler keeps each interrupt's blocks until the next one), and the contents checks fail
+/// or the thread faults. With one CPU the workers interrupt themselves (self-IPIs, so only between
 /// operations). Logs how many interrupts found the interrupted thread with preemption disabled
 /// (inside a heap operation, mostly).
 fn heap_alloc_in_interrupt_handler() {
@@ -973,20 +974,32 @@ fn heap_alloc_in_interrupt_handler() {
     static INSIDE: AtomicU64 = AtomicU64::new(0);
     static BAD: AtomicU64 = AtomicU64::new(0);
     static DONE: AtomicBool = AtomicBool::new(false);
+    /// The blocks the last interrupt allocated, with their fill.
+    static HELD: crate::sync::IrqLock<Vec<(Box<[u64; 8]>, u64)>> =
+        crate::sync::IrqLock::new("ktest::heap_irq::held", Vec::new());
     fn handler(_frame: &mut idt::InterruptFrame) {
         let n = HANDLED.fetch_add(1, Ordering::Relaxed);
         if percpu::current().is_some_and(|c| c.preempt_count() > 0) {
             INSIDE.fetch_add(1, Ordering::Relaxed);
         }
-        let pattern = |i: u64| 0xA5A5_0000_0000_0000 ^ (n << 8) ^ i;
-        let blocks: [Box<[u64; 8]>; 4] = core::array::from_fn(|i| Box::new([pattern(i as u64); 8]));
-        for (i, b) in blocks.iter().enumerate() {
-            if b.iter().any(|&x| x != pattern(i as u64)) {
-                BAD.fetch_add(1, Ordering::Relaxed);
-            }
+        let blocks: Vec<(Box<[u64; 8]>, u64)> = (0..4u64)
+            .map(|i| {
+                let tag = 0xA5A5_0000_0000_0000 ^ (n << 8) ^ i;
+                (Box::new([tag; 8]), tag)
+            })
+            .collect();
+        // Keep this interrupt's blocks until the next one and free the last one's: the
+        // magazine the handler uses changes across the interrupt (an allocation and free of the
+        // same blocks would leave it as it was, and a shared slot might go unnoticed).
+        let previous = core::mem::replace(&mut *HELD.lock(), blocks);
+        if !held_intact(&previous) || !held_intact(&HELD.lock()) {
+            BAD.fetch_add(1, Ordering::Relaxed);
         }
-        drop(blocks);
+        drop(previous);
         apic::eoi();
+    }
+    fn held_intact(blocks: &[(Box<[u64; 8]>, u64)]) -> bool {
+        blocks.iter().all(|(b, tag)| b.iter().all(|x| x == tag))
     }
     // Installed once; a second run of the test finds it installed.
     let _ = idt::set_handler(VECTOR, handler);
@@ -1063,6 +1076,9 @@ fn heap_alloc_in_interrupt_handler() {
     if let Some(k) = kicker {
         k.join().expect("kicker ends normally");
     }
+    let held = core::mem::take(&mut *HELD.lock());
+    assert!(held_intact(&held), "blocks held by the handler changed");
+    drop(held);
     let handled = HANDLED.load(Ordering::Relaxed) - handled;
     let inside = INSIDE.load(Ordering::Relaxed) - inside;
     log::info!(
