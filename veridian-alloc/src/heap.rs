@@ -36,9 +36,11 @@
 //! the guard `CpuLocal::enter` returned, and released before it (`crate::pinned` enforces this
 //! in the types): large allocations and frees, [`Heap::stats`] and [`Heap::reclaim_all`] enter
 //! a guard just for that, and a caller sent to the shared slot keeps the guard it was given
-//! while it holds the slot's lock. A kernel whose guard disables interrupts therefore never
-//! holds one of these locks with interrupts on, and interrupt handlers may allocate. (When
-//! `enter` returns `None` there is no guard; see [`CpuLocal`].) The fast paths are unchanged.
+//! while it holds the slot's lock; each lock (and each page-source call) is also held inside
+//! [`CpuLocal::lock_section`]. A kernel whose guard or lock section disables interrupts
+//! therefore never holds one of these locks with interrupts on, and interrupt handlers may
+//! allocate. (When `enter` returns `None` there is no guard; see [`CpuLocal`].) The fast paths
+//! take no lock.
 //!
 //! # Empty slabs
 //!
