@@ -9,7 +9,8 @@
 //! CPU slots: [`KernelCpus`] gives each CPU two slots. Thread context uses the CPU's thread
 //! slot with only the preemption count raised for the length of one heap operation (no
 //! interrupt-flag change: a `gs`-relative increment and decrement); interrupt and exception
-//! handlers (`irq_depth` non-zero) use the CPU's interrupt slot with interrupts off. So neither
+//! handlers (`irq_depth` non-zero) use the CPU's interrupt slot, which needs interrupts off (as
+//! handlers run; one that enabled them gets the heap's shared, locked slot). So neither
 //! a preemption nor a handler that allocates while the interrupted thread is inside the heap
 //! enters the slot in use, and the fast path needs no atomic instruction. The heap's internal
 //! locks are taken with interrupts off ([`CpuLocal::lock_section`]), so a handler never spins
@@ -67,65 +68,41 @@ unsafe impl PageSource for FramePages {
 
 /// The heap's CPU slots: two per CPU. Thread context (not inside an interrupt or exception
 /// handler) uses slot `cpu`, pinned by the preemption count alone; handler context uses slot
-/// `MAX_CPUS + cpu` with interrupts off. The heap's locks and page-source calls run with
-/// interrupts off in both ([`CpuLocal::lock_section`]).
+/// `MAX_CPUS + cpu`, as handlers run, with interrupts off (a handler that enabled them gets the
+/// shared slot). The heap's locks and page-source calls run with interrupts off in all cases
+/// ([`CpuLocal::lock_section`]).
 pub struct KernelCpus;
 
 /// Slots of the kernel heap: a thread slot and an interrupt slot per CPU.
 pub const HEAP_SLOTS: usize = 2 * MAX_CPUS;
 
-/// What [`KernelCpus::enter`] holds for one heap operation: preemption disabled, and in handler
-/// context interrupts disabled too. On drop the interrupt flag is restored first, then the
-/// preemption count (so a switch the tick deferred can happen at once). One flag rather than an
-/// `Option<CpuGuard>`: the thread path's drop then tests one register.
-#[derive(Debug)]
-pub struct HeapGuard {
-    /// Interrupts were on before a handler-context `enter` turned them off.
-    enable_interrupts: bool,
-    _pin: PreemptGuard,
-}
-
-impl Drop for HeapGuard {
-    #[inline(always)]
-    fn drop(&mut self) {
-        if self.enable_interrupts {
-            x86_64::instructions::interrupts::enable();
-        }
-        // `_pin` is dropped after this: preemption enabled again.
-    }
-}
-
 // SAFETY: slot `i < MAX_CPUS` is handed out to thread context on CPU `i` only, with preemption
 // disabled (the count is raised before the index is read, so the thread cannot migrate between
 // the two, and the tick never switches threads while it is non-zero: no other thread runs on
 // CPU `i` until the guard is dropped). Interrupt and exception handlers on CPU `i` see a
-// non-zero `irq_depth` (the entry stub raises it before any Rust code runs) and get slot
-// `MAX_CPUS + i` instead, with interrupts off until the guard is dropped, so no other handler
-// runs on CPU `i` meanwhile either (the kernel's NMI handler does not allocate); a thread that
-// a handler interrupted sees `irq_depth` back at zero once the handler returned. Both slots
-// are `< 2 * MAX_CPUS`, the heap's slot count. The lock section disables interrupts, so the
-// heap's internal locks (and the frame allocator behind `FramePages`) are never held with
-// interrupts on.
+// non-zero `irq_depth` (the entry stub raises it before any Rust code runs) and never get slot
+// `i`: with interrupts off (as every handler runs unless it enabled them) they get slot
+// `MAX_CPUS + i`, and no other handler runs on CPU `i` until they return (the kernel's NMI
+// handler does not allocate); with interrupts on they get slot `HEAP_SLOTS`, which the heap
+// (`HEAP_SLOTS` per-CPU slots) serves from its shared slot, behind its lock. A thread that a
+// handler interrupted sees `irq_depth` back at zero once the handler returned. Every slot is
+// `<= HEAP_SLOTS < max_slots()`. The lock
+// section disables interrupts, so the heap's internal locks (and the frame allocator behind
+// `FramePages`) are never held with interrupts on.
 unsafe impl CpuLocal for KernelCpus {
-    type Guard = HeapGuard;
+    type Guard = PreemptGuard;
 
     fn max_slots(&self) -> usize {
-        HEAP_SLOTS
+        HEAP_SLOTS + 1
     }
 
     #[inline(always)]
-    fn enter(&self) -> Option<(usize, HeapGuard)> {
+    fn enter(&self) -> Option<(usize, PreemptGuard)> {
         let pin = PreemptGuard::new();
         if percpu::in_handler() {
-            return Some(enter_handler(pin));
+            return Some((enter_handler(), pin));
         }
-        Some((
-            percpu::cpu_index(),
-            HeapGuard {
-                enable_interrupts: false,
-                _pin: pin,
-            },
-        ))
+        Some((percpu::cpu_index(), pin))
     }
 
     #[inline]
@@ -134,19 +111,18 @@ unsafe impl CpuLocal for KernelCpus {
     }
 }
 
-/// [`KernelCpus::enter`] in handler context: interrupts off too, and the CPU's interrupt slot.
+/// [`KernelCpus::enter`]'s slot in handler context: the CPU's interrupt slot while interrupts
+/// are off (so no other handler enters it before this one returns), otherwise `HEAP_SLOTS`,
+/// which the heap (`HEAP_SLOTS` per-CPU slots) serves from its shared, locked slot (a handler
+/// that enabled interrupts could be interrupted by another that allocates). Always a slot, never
+/// `None`: the thread path's code then does not test an `Option`.
 #[cold]
 #[inline(never)]
-fn enter_handler(pin: PreemptGuard) -> (usize, HeapGuard) {
-    let enable_interrupts = x86_64::instructions::interrupts::are_enabled();
-    x86_64::instructions::interrupts::disable();
-    (
-        MAX_CPUS + percpu::cpu_index(),
-        HeapGuard {
-            enable_interrupts,
-            _pin: pin,
-        },
-    )
+fn enter_handler() -> usize {
+    if x86_64::instructions::interrupts::are_enabled() {
+        return HEAP_SLOTS;
+    }
+    MAX_CPUS + percpu::cpu_index()
 }
 
 /// The kernel's global allocator.
