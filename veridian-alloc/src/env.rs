@@ -110,8 +110,9 @@
 /// frame allocator) may round `len` up internally; `release_chunk` gets the same `len` back,
 /// so it can round it the same way.
 ///
-/// The heap calls both methods with its `CpuLocal` guard held, so in a kernel whose guard
-/// disables interrupts they run with interrupts off.
+/// The heap calls both methods with its `CpuLocal` guard held and inside
+/// [`CpuLocal::lock_section`], so in a kernel whose guard or lock section disables interrupts
+/// they run with interrupts off.
 pub use veridian_embed::PageSource;
 
 /// The current CPU, and a guard that keeps the caller on it.
@@ -122,9 +123,10 @@ pub use veridian_embed::PageSource;
 /// heap's buddy lock and shared-slot lock, the pool's depot and shared-slot locks) only while
 /// they hold a guard from [`CpuLocal::enter`], and release it before dropping the guard; that
 /// includes large allocations and frees, `stats` and `trim`, which take a guard only for that.
-/// So an embedder whose guard disables interrupts (as a kernel's should, if its interrupt
-/// handlers allocate) gets an allocator that interrupt handlers may use: no handler can
-/// interrupt a holder of one of those locks on its own CPU and spin on it forever. When `enter`
+/// Each of those locks is also held inside [`CpuLocal::lock_section`]. So an embedder whose
+/// guard disables interrupts, or whose lock section does (a kernel needs one of the two if its
+/// interrupt handlers allocate), gets an allocator that interrupt handlers may use: no handler
+/// can interrupt a holder of one of those locks on its own CPU and spin on it forever. When `enter`
 /// returns `None` there is no guard to hold, and the heap takes its locks with whatever
 /// interrupt state the caller has: an embedder that returns `None` must not allocate from
 /// interrupt handlers (or must itself call the heap only with interrupts off).
@@ -132,8 +134,9 @@ pub use veridian_embed::PageSource;
 /// # Safety
 /// While a guard returned by [`CpuLocal::enter`] with slot `i` lives, no other execution
 /// context may hold a guard for slot `i`: not another CPU or thread, and not an interrupt
-/// handler on the same CPU (a kernel disables preemption, and interrupts too if interrupt
-/// handlers allocate). Slots must be `< max_slots()`, and `max_slots()` must never change.
+/// handler on the same CPU (a kernel disables preemption, and, if interrupt handlers allocate,
+/// either disables interrupts too or gives interrupt handlers slots of their own). Slots must
+/// be `< max_slots()`, and `max_slots()` must never change.
 /// The heap relies on this to touch its per-CPU caches without atomic read-modify-write
 /// instructions.
 pub unsafe trait CpuLocal {
@@ -147,6 +150,20 @@ pub unsafe trait CpuLocal {
     /// a shared, locked slot: slower, still correct; see "Locks" above for what `None` means for
     /// interrupt handlers).
     fn enter(&self) -> Option<(usize, Self::Guard)>;
+
+    /// Called by the heap and the pool, under what `enter` returned, just before they take one
+    /// of their internal locks or call the [`PageSource`]; the value returned is dropped just
+    /// after the lock is released (or the call returned). The default does nothing, which is
+    /// right when the guard itself already disables interrupts (or nothing allocates from
+    /// interrupt handlers).
+    ///
+    /// For an embedder whose guard only pins the caller (a kernel's preemption count, so that
+    /// the fast path costs no interrupt-flag changes) while interrupt handlers allocate too,
+    /// with slots of their own: return a guard that disables interrupts on this CPU until
+    /// dropped, so that no handler interrupts a lock holder on its own CPU and spins on that
+    /// lock forever (see "Locks" above).
+    #[inline(always)]
+    fn lock_section(&self) -> impl Sized {}
 }
 
 /// A [`CpuLocal`] for single-CPU environments with no preemption and no allocation from

@@ -36,9 +36,11 @@
 //! the guard `CpuLocal::enter` returned, and released before it (`crate::pinned` enforces this
 //! in the types): large allocations and frees, [`Heap::stats`] and [`Heap::reclaim_all`] enter
 //! a guard just for that, and a caller sent to the shared slot keeps the guard it was given
-//! while it holds the slot's lock. A kernel whose guard disables interrupts therefore never
-//! holds one of these locks with interrupts on, and interrupt handlers may allocate. (When
-//! `enter` returns `None` there is no guard; see [`CpuLocal`].) The fast paths are unchanged.
+//! while it holds the slot's lock; each lock (and each page-source call) is also held inside
+//! [`CpuLocal::lock_section`]. A kernel whose guard or lock section disables interrupts
+//! therefore never holds one of these locks with interrupts on, and interrupt handlers may
+//! allocate. (When `enter` returns `None` there is no guard; see [`CpuLocal`].) The fast paths
+//! take no lock.
 //!
 //! # Empty slabs
 //!
@@ -73,7 +75,9 @@ use lock_api::RawMutex;
 use crate::buddy::{BuddyAllocator, BuddyStats, PAGE_SIZE};
 use crate::env::{CpuLocal, PageSource};
 use crate::pinned::{Pinned, PinnedMutex, SpinLock};
-use crate::size_class::{CLASS_SIZES, NUM_CLASSES, class_for, objects_per_slab, slab_bytes};
+use crate::size_class::{
+    CLASS_SIZES, NUM_CLASSES, class_for, class_for_common, objects_per_slab, slab_bytes,
+};
 use crate::slab::{FreeObject, SlabHeader, slab_of};
 
 /// Empty slabs a slot keeps per class before returning them to the buddy allocator.
@@ -461,7 +465,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
             });
         }
         // Declared after `entered`, so dropped (unlocked) before the guard.
-        let _lock = self.shared_lock.lock(pinned);
+        let _lock = self.shared_lock.lock(pinned, self.cpu.lock_section());
         f(Entered {
             index: CPUS,
             slot: &self.shared,
@@ -481,8 +485,19 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
     /// served (over 1 GiB). A zero-size layout gets a real, minimal allocation.
     #[inline(always)]
     pub fn allocate(&self, layout: Layout) -> *mut u8 {
+        if let Some(class) = class_for_common(layout.size(), layout.align()) {
+            // SAFETY: a class from the table is `< NUM_CLASSES`.
+            return unsafe { self.allocate_small(class) };
+        }
+        self.allocate_uncommon(layout)
+    }
+
+    /// [`Heap::allocate`] for what `class_for_common` does not answer.
+    #[inline(never)]
+    fn allocate_uncommon(&self, layout: Layout) -> *mut u8 {
         match class_for(layout.size(), layout.align()) {
-            Some(class) => self.allocate_small(class),
+            // SAFETY: `class_for` answers classes `< NUM_CLASSES`.
+            Some(class) => unsafe { self.allocate_small(class) },
             None => self.allocate_large(layout),
         }
     }
@@ -494,6 +509,21 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
     /// not used afterwards.
     #[inline(always)]
     pub unsafe fn deallocate(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(class) = class_for_common(layout.size(), layout.align()) {
+            // SAFETY: forwarded contract: `ptr` is a handed-out object of this class (which the
+            // table answers `< NUM_CLASSES`).
+            return unsafe { self.free_small(ptr, class) };
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.deallocate_uncommon(ptr, layout) }
+    }
+
+    /// [`Heap::deallocate`] for what `class_for_common` does not answer.
+    ///
+    /// # Safety
+    /// As [`Heap::deallocate`].
+    #[inline(never)]
+    unsafe fn deallocate_uncommon(&self, ptr: *mut u8, layout: Layout) {
         match class_for(layout.size(), layout.align()) {
             // SAFETY: forwarded contract: `ptr` is a handed-out object of this class.
             Some(class) => unsafe { self.free_small(ptr, class) },
@@ -539,12 +569,17 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
         new
     }
 
+    /// # Safety
+    /// `class < NUM_CLASSES` (every class `class_for` answers is).
     #[inline(always)]
-    fn allocate_small(&self, class: usize) -> *mut u8 {
+    unsafe fn allocate_small(&self, class: usize) -> *mut u8 {
+        debug_assert!(class < NUM_CLASSES);
         self.with_slot(|entered| {
+            // SAFETY: `class < NUM_CLASSES` (the caller's contract): no bounds check needed.
+            let per_class = unsafe { entered.slot.classes.get_unchecked(class) };
             // SAFETY: `entered` proves exclusive use of the slot's local state.
-            let cache = unsafe { &mut *entered.slot.classes[class].local.get() };
-            bump(&entered.slot.classes[class].counters.allocs, 1);
+            let cache = unsafe { &mut *per_class.local.get() };
+            bump(&per_class.counters.allocs, 1);
             let obj = cache.magazine;
             if obj.is_null() {
                 // SAFETY: we hold the slot, and `cache` is its cache of `class`.
@@ -588,19 +623,23 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
     }
 
     /// # Safety
-    /// `ptr` is a handed-out object of class `class` of this heap.
+    /// `ptr` is a handed-out object of class `class` of this heap (so `class < NUM_CLASSES`).
     #[inline(always)]
     unsafe fn free_small(&self, ptr: *mut u8, class: usize) {
+        debug_assert!(class < NUM_CLASSES);
         self.with_slot(|entered| {
+            // SAFETY: `class < NUM_CLASSES` (the caller's contract): no bounds check needed.
+            let per_class = unsafe { entered.slot.classes.get_unchecked(class) };
             // SAFETY: `entered` proves exclusive use of the slot's local state.
-            let cache = unsafe { &mut *entered.slot.classes[class].local.get() };
-            bump(&entered.slot.classes[class].counters.frees, 1);
+            let cache = unsafe { &mut *per_class.local.get() };
+            bump(&per_class.counters.frees, 1);
             let obj = ptr.cast::<FreeObject>();
             // SAFETY: the caller gives the object up; its first word becomes the link.
             unsafe { (*obj).next = cache.magazine };
             cache.magazine = obj;
             cache.magazine_len += 1;
-            if cache.magazine_len > MAGAZINE_CAPACITY[class] {
+            // SAFETY: as above, `class < NUM_CLASSES`.
+            if cache.magazine_len > unsafe { *MAGAZINE_CAPACITY.get_unchecked(class) } {
                 // SAFETY: we hold the slot.
                 unsafe { self.flush_cold(entered, cache, class) };
             }
@@ -879,9 +918,13 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
                 self.buddy_allocate(Pinned::new(&entered), order)
             }
             Some(Large::Direct { len, align }) => {
-                // The page source is called under the CPU guard too (as for chunks).
+                // The page source is called under the CPU guard and in the lock section too
+                // (as for chunks).
                 let _entered = self.cpu.enter();
-                let block = self.pages.allocate_chunk(len, align);
+                let block = {
+                    let _section = self.cpu.lock_section();
+                    self.pages.allocate_chunk(len, align)
+                };
                 if block.is_some() {
                     self.direct_live.fetch_add(1, Ordering::Relaxed);
                     self.direct_live_bytes.fetch_add(len, Ordering::Relaxed);
@@ -924,6 +967,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
             Large::Direct { len, .. } => {
                 self.direct_live.fetch_sub(1, Ordering::Relaxed);
                 self.direct_live_bytes.fetch_sub(len, Ordering::Relaxed);
+                let _section = self.cpu.lock_section();
                 // SAFETY: `allocate_large` got exactly this chunk (`len` is a function of the
                 // layout and the configuration, the same now) from the page source; the caller
                 // no longer uses it.
@@ -934,7 +978,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
 
     /// A block from the buddy allocator, growing it from the page source when needed.
     fn buddy_allocate(&self, pinned: Pinned<'_>, order: usize) -> Option<NonNull<u8>> {
-        let mut backing = self.backing.lock(pinned);
+        let mut backing = self.backing.lock(pinned, self.cpu.lock_section());
         if let Ok(block) = backing.buddy.allocate(order) {
             return Some(block);
         }
@@ -964,7 +1008,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
     /// # Safety
     /// `block` came from `buddy_allocate(order)` and is no longer used.
     unsafe fn buddy_free(&self, pinned: Pinned<'_>, block: NonNull<u8>, order: usize) {
-        let mut backing = self.backing.lock(pinned);
+        let mut backing = self.backing.lock(pinned, self.cpu.lock_section());
         // SAFETY: forwarded contract. A failure here means the caller broke it (double free or
         // foreign pointer); the buddy allocator detects that without corrupting itself, and the
         // block is then simply not freed.
@@ -1006,7 +1050,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
                 // SAFETY: we hold the slot.
                 unsafe { self.trim_class(entered, cache, class) };
             }
-            let mut backing = self.backing.lock(entered.pinned);
+            let mut backing = self.backing.lock(entered.pinned, self.cpu.lock_section());
             self.release_free_chunks(&mut backing, self.config.chunks_kept);
             backing.peak_chunks = backing.chunks;
         })
@@ -1079,6 +1123,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
                 }
             }
         }
+        let _section = self.cpu.lock_section();
         let backing = self.backing.get_mut();
         while let Some((start, len)) = backing.buddy.take_free_region() {
             backing.chunks -= 1;
@@ -1113,7 +1158,9 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
         }
         // The buddy lock only under the CPU guard (see `crate::pinned`).
         let entered = self.cpu.enter();
-        let backing = self.backing.lock(Pinned::new(&entered));
+        let backing = self
+            .backing
+            .lock(Pinned::new(&entered), self.cpu.lock_section());
         HeapStats {
             classes,
             large_live: self
@@ -1496,11 +1543,19 @@ mod tests {
     /// Every operation that takes an internal lock, one at a time, on a heap whose `CpuLocal`
     /// guard "disables interrupts" (`testing::FakeCpu`): each lock and each call into the page
     /// source must happen with the guard held, and no slot may be entered twice.
-    fn check_locks_under_guard(slot: usize) {
+    ///
+    /// With `pin_only`, the guard only pins and the lock section "disables interrupts"
+    /// (`FakeCpu::pin_only`): then each lock and page-source call must be inside the section.
+    fn check_locks_under_guard(slot: usize, pin_only: bool) {
         use crate::testing::{CheckedPages, FakeCpu, LockReport};
 
         let pages = CheckedPages::default();
-        let mut heap: Heap<&CheckedPages, FakeCpu, 2> = Heap::new(&pages, FakeCpu::new(Some(slot)));
+        let cpu = if pin_only {
+            FakeCpu::pin_only(Some(slot))
+        } else {
+            FakeCpu::new(Some(slot))
+        };
+        let mut heap: Heap<&CheckedPages, FakeCpu, 2> = Heap::new(&pages, cpu);
         let _ = LockReport::take();
         // `what` must take at least one internal lock unless it is the fast path of a free or a
         // direct block (no lock: its page-source calls are checked for the guard instead).
@@ -1590,13 +1645,19 @@ mod tests {
 
     #[test]
     fn internal_locks_are_taken_under_the_cpu_guard() {
-        check_locks_under_guard(0);
+        check_locks_under_guard(0, false);
     }
 
     #[test]
     fn shared_slot_lock_is_taken_under_the_cpu_guard() {
         // Slot 5 of a 2-slot heap: everything goes through the shared, locked slot.
-        check_locks_under_guard(5);
+        check_locks_under_guard(5, false);
+    }
+
+    #[test]
+    fn internal_locks_are_taken_in_the_lock_section() {
+        check_locks_under_guard(0, true);
+        check_locks_under_guard(5, true);
     }
 
     #[test]

@@ -6,10 +6,15 @@
 //! the caller holds that guard (or was refused one: `enter` returned `None`, and there is no
 //! guard to hold). The lock is therefore always released before the guard is dropped.
 //!
-//! Why: in a kernel the guard is what disables interrupts (and with them preemption). A lock
-//! held with interrupts on can be interrupted, on the same CPU, by a handler that allocates and
-//! spins on the same lock forever. With the guard held around every lock, an embedder whose
-//! guard disables interrupts gets an allocator that interrupt handlers may use.
+//! Each lock is also held inside the embedder's lock section
+//! ([`CpuLocal::lock_section`](crate::CpuLocal::lock_section), nothing by default), taken just
+//! before the lock and ended just after it is released ([`SectionGuard`]).
+//!
+//! Why: a lock held with interrupts on can be interrupted, on the same CPU, by a handler that
+//! allocates and spins on the same lock forever. In a kernel either the guard disables
+//! interrupts (and with them preemption), or the guard only pins the thread (a preemption
+//! count) and the lock section disables interrupts; either way an embedder gets an allocator
+//! that interrupt handlers may use.
 //!
 //! The raw lock is any [`lock_api::RawMutex`] (the heap's `L` parameter, the embedder's choice;
 //! [`SpinLock`] by default). The token is zero-sized: it costs nothing at run time. In this
@@ -17,6 +22,7 @@
 //! fake guard was held.
 
 use core::marker::PhantomData;
+use core::ops::{Deref, DerefMut};
 
 use lock_api::{Mutex, MutexGuard, RawMutex};
 
@@ -47,17 +53,56 @@ impl<T, L: RawMutex> PinnedMutex<T, L> {
         Self(Mutex::const_new(L::INIT, value))
     }
 
-    /// Locks; the returned guard cannot outlive `'g`, the caller's `CpuLocal` guard.
+    /// Locks; the returned guard cannot outlive `'g`, the caller's `CpuLocal` guard. `section`
+    /// is what [`CpuLocal::lock_section`](crate::CpuLocal::lock_section) returned just before:
+    /// it is kept until after the lock is released.
     #[inline]
-    pub(crate) fn lock<'a, 'g: 'a>(&'a self, pinned: Pinned<'g>) -> MutexGuard<'a, L, T> {
+    pub(crate) fn lock<'a, 'g: 'a, S>(
+        &'a self,
+        pinned: Pinned<'g>,
+        section: S,
+    ) -> SectionGuard<MutexGuard<'a, L, T>, S> {
         let _ = pinned;
         #[cfg(all(test, feature = "std"))]
         crate::testing::on_internal_lock();
-        self.0.lock()
+        SectionGuard::new(self.0.lock(), section)
     }
 
     /// The value, through exclusive access (no lock, no guard needed).
     pub(crate) fn get_mut(&mut self) -> &mut T {
         self.0.get_mut()
+    }
+}
+
+/// A lock guard (or any value) together with the embedder's lock section: `inner` is dropped
+/// first (fields drop in declaration order), so the lock is released inside the section.
+pub(crate) struct SectionGuard<G, S> {
+    inner: G,
+    _section: S,
+}
+
+impl<G, S> SectionGuard<G, S> {
+    /// `inner` held inside `section` (dropped before it).
+    #[inline(always)]
+    pub(crate) fn new(inner: G, section: S) -> Self {
+        Self {
+            inner,
+            _section: section,
+        }
+    }
+}
+
+impl<G: Deref, S> Deref for SectionGuard<G, S> {
+    type Target = G::Target;
+    #[inline(always)]
+    fn deref(&self) -> &G::Target {
+        &self.inner
+    }
+}
+
+impl<G: DerefMut, S> DerefMut for SectionGuard<G, S> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut G::Target {
+        &mut self.inner
     }
 }

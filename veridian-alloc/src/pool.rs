@@ -468,7 +468,7 @@ impl<T, N, R, C: CpuLocal, A: Allocator, const CPUS: usize> ObjectPool<T, N, R, 
             return f(magazines, &slot.counters, pinned);
         }
         // Declared after `entered`, so dropped (unlocked) before the guard.
-        let _lock = self.shared_lock.lock(pinned);
+        let _lock = self.shared_lock.lock(pinned, self.cpu.lock_section());
         // SAFETY: the shared slot's magazines are touched only under `shared_lock`, held here
         // until after `f` returns.
         let magazines = unsafe { &mut *self.shared.magazines.get() };
@@ -498,7 +498,7 @@ impl<T, N, R, C: CpuLocal, A: Allocator, const CPUS: usize> ObjectPool<T, N, R, 
     /// Moves a full magazine from the depot into the (empty) `loaded` magazine.
     #[cold]
     fn take_from_depot(&self, m: &mut Magazines<T>, pinned: Pinned<'_>) -> Option<()> {
-        let mut depot = self.depot.lock(pinned);
+        let mut depot = self.depot.lock(pinned, self.cpu.lock_section());
         let top = NonNull::new(depot.top)?;
         // SAFETY: `top` heads a full magazine owned by the depot, which we hold locked.
         depot.top = unsafe { (*top.as_ptr()).next_magazine };
@@ -536,7 +536,7 @@ impl<T, N, R, C: CpuLocal, A: Allocator, const CPUS: usize> ObjectPool<T, N, R, 
     /// Moves the full `previous` magazine to the depot; false when the depot is full.
     #[cold]
     fn give_to_depot(&self, m: &mut Magazines<T>, pinned: Pinned<'_>) -> bool {
-        let mut depot = self.depot.lock(pinned);
+        let mut depot = self.depot.lock(pinned, self.cpu.lock_section());
         if depot.magazines >= self.config.depot_magazines {
             return false;
         }
@@ -810,13 +810,18 @@ mod tests {
 
     /// The depot's and the shared slot's locks are taken only while the `CpuLocal` guard (a
     /// fake that "disables interrupts") is held, and no slot is entered twice.
-    fn check_locks_under_guard(slot: usize) {
+    /// With `pin_only`, the guard only pins and each lock must be inside the lock section.
+    fn check_locks_under_guard(slot: usize, pin_only: bool) {
         // One object per magazine and room for two magazines in the depot: acquiring and
         // releasing a handful of objects goes through the depot both ways.
         let config = PoolConfig::new(1, 2).unwrap();
         let pool: ObjectPool<u64, _, _, FakeCpu, System, 2> = ObjectPool::with_config(
             config,
-            FakeCpu::new(Some(slot)),
+            if pin_only {
+                FakeCpu::pin_only(Some(slot))
+            } else {
+                FakeCpu::new(Some(slot))
+            },
             System,
             || 7u64,
             |v: &mut u64| *v = 7,
@@ -842,12 +847,18 @@ mod tests {
 
     #[test]
     fn depot_lock_is_taken_under_the_cpu_guard() {
-        check_locks_under_guard(0);
+        check_locks_under_guard(0, false);
     }
 
     #[test]
     fn shared_slot_lock_is_taken_under_the_cpu_guard() {
         // Slot 5 of a 2-slot pool: everything goes through the shared, locked slot.
-        check_locks_under_guard(5);
+        check_locks_under_guard(5, false);
+    }
+
+    #[test]
+    fn locks_are_taken_in_the_lock_section() {
+        check_locks_under_guard(0, true);
+        check_locks_under_guard(5, true);
     }
 }

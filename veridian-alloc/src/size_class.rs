@@ -119,11 +119,23 @@ static SMALL_LOOKUP: [u8; SMALL_LOOKUP_MAX / 8 + 1] = {
 /// or aligned to more than [`MAX_SLAB_ALIGN`]). `align` must be a power of two.
 #[inline]
 pub fn class_for(size: usize, align: usize) -> Option<usize> {
+    if let Some(class) = class_for_common(size, align) {
+        return Some(class);
+    }
+    class_for_slow(size, align)
+}
+
+/// [`class_for`]'s answer for the common requests (at most [`MAX_SLAB_SIZE`] bytes, aligned to
+/// at most 8) by one table lookup; `None` for every other request, which [`class_for`] then
+/// decides. The heap's fast paths call it first, so the table lookup and the rarer cases do
+/// not meet in one `Option` (which cost three instructions per call).
+#[inline(always)]
+pub(crate) fn class_for_common(size: usize, align: usize) -> Option<usize> {
     // Every class is a multiple of 8, so alignments up to 8 (nearly all requests) need no check.
     if size <= SMALL_LOOKUP_MAX && align <= 8 {
         return Some(SMALL_LOOKUP[size.div_ceil(8)] as usize);
     }
-    class_for_slow(size, align)
+    None
 }
 
 #[cold]

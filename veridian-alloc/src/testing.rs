@@ -16,8 +16,11 @@ use crate::env::{CpuLocal, PageSource};
 use crate::hosted::SystemPages;
 
 std::thread_local! {
-    /// Set while a [`FakeCpu`] guard lives on this thread: "interrupts are off".
+    /// Set while a [`FakeCpu`] guard (or, for [`FakeCpu::pin_only`], its lock section) lives on
+    /// this thread: "interrupts are off".
     static INTERRUPTS_OFF: Cell<bool> = const { Cell::new(false) };
+    /// Set while a [`FakeCpu::pin_only`] guard lives on this thread: "preemption is off".
+    static PINNED: Cell<bool> = const { Cell::new(false) };
     /// Internal locks taken on this thread, and those taken without the flag.
     static LOCKS: Cell<usize> = const { Cell::new(0) };
     static UNGUARDED_LOCKS: Cell<usize> = const { Cell::new(0) };
@@ -62,9 +65,12 @@ impl LockReport {
 
 /// A single-threaded `CpuLocal` whose guard sets [`interrupts_off`], as a kernel's guard
 /// disables interrupts; `enter` always returns `slot` (or `None` when `slot` is `None`), and
-/// counts its calls.
+/// counts its calls. Made with [`FakeCpu::pin_only`], the guard only "pins" (a separate flag,
+/// as a kernel's preemption count) and [`CpuLocal::lock_section`] sets [`interrupts_off`]
+/// instead.
 pub(crate) struct FakeCpu {
     slot: Option<usize>,
+    pin_only: bool,
     enters: AtomicUsize,
 }
 
@@ -72,6 +78,16 @@ impl FakeCpu {
     pub(crate) const fn new(slot: Option<usize>) -> Self {
         Self {
             slot,
+            pin_only: false,
+            enters: AtomicUsize::new(0),
+        }
+    }
+
+    /// A guard that only pins; the lock section "disables interrupts".
+    pub(crate) const fn pin_only(slot: Option<usize>) -> Self {
+        Self {
+            slot,
+            pin_only: true,
             enters: AtomicUsize::new(0),
         }
     }
@@ -82,15 +98,31 @@ impl FakeCpu {
     }
 }
 
-/// Restores the previous "interrupt" state on drop.
+/// Restores the previous state of one flag on drop.
 pub(crate) struct FakeGuard {
-    was_off: bool,
+    flag: &'static std::thread::LocalKey<Cell<bool>>,
+    was_set: bool,
     _not_send: PhantomData<*const ()>,
+}
+
+impl FakeGuard {
+    /// Sets `flag`; counts a nested enter when `nested_check` and it was already set.
+    fn set(flag: &'static std::thread::LocalKey<Cell<bool>>, nested_check: bool) -> Self {
+        let was_set = flag.with(|c| c.replace(true));
+        if was_set && nested_check {
+            NESTED_ENTERS.with(|c| c.set(c.get() + 1));
+        }
+        Self {
+            flag,
+            was_set,
+            _not_send: PhantomData,
+        }
+    }
 }
 
 impl Drop for FakeGuard {
     fn drop(&mut self) {
-        INTERRUPTS_OFF.with(|c| c.set(self.was_off));
+        self.flag.with(|c| c.set(self.was_set));
     }
 }
 
@@ -106,17 +138,17 @@ unsafe impl CpuLocal for FakeCpu {
     fn enter(&self) -> Option<(usize, FakeGuard)> {
         self.enters.fetch_add(1, Ordering::Relaxed);
         let slot = self.slot?;
-        let was_off = INTERRUPTS_OFF.with(|c| c.replace(true));
-        if was_off {
-            NESTED_ENTERS.with(|c| c.set(c.get() + 1));
-        }
-        Some((
-            slot,
-            FakeGuard {
-                was_off,
-                _not_send: PhantomData,
-            },
-        ))
+        let flag = if self.pin_only {
+            &PINNED
+        } else {
+            &INTERRUPTS_OFF
+        };
+        Some((slot, FakeGuard::set(flag, true)))
+    }
+
+    fn lock_section(&self) -> impl Sized {
+        self.pin_only
+            .then(|| FakeGuard::set(&INTERRUPTS_OFF, false))
     }
 }
 

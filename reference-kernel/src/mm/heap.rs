@@ -6,10 +6,15 @@
 //! [`Heap::trim`]. Out of memory is a null pointer, which `alloc`'s collections turn into
 //! `handle_alloc_error` (a panic in this kernel, reported like any other).
 //!
-//! CPU slots: [`KernelCpus`] gives each CPU its own slot (its per-CPU index, read through GS) and
-//! holds interrupts off for the length of one heap operation, so neither an interrupt handler
-//! nor a preemption (which needs the timer interrupt) can enter the same slot meanwhile. The
-//! fast path then needs no atomic instruction.
+//! CPU slots: [`KernelCpus`] gives each CPU two slots. Thread context uses the CPU's thread
+//! slot with only the preemption count raised for the length of one heap operation (no
+//! interrupt-flag change: a `gs`-relative increment and decrement); interrupt and exception
+//! handlers (`irq_depth` non-zero) use the CPU's interrupt slot, which needs interrupts off (as
+//! handlers run; one that enabled them gets the heap's shared, locked slot). So neither
+//! a preemption nor a handler that allocates while the interrupted thread is inside the heap
+//! enters the slot in use, and the fast path needs no atomic instruction. The heap's internal
+//! locks are taken with interrupts off ([`CpuLocal::lock_section`]), so a handler never spins
+//! on a lock its own CPU's thread holds.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
@@ -20,7 +25,7 @@ use veridian_alloc::{Heap, HeapStats};
 
 use super::frames;
 use super::paging::PHYS_OFFSET;
-use crate::arch::x86_64::percpu::{CpuGuard, MAX_CPUS};
+use crate::arch::x86_64::percpu::{self, CpuGuard, MAX_CPUS, PreemptGuard};
 
 /// Chunks for the heap, from the frame allocator through the direct map.
 pub struct FramePages;
@@ -61,29 +66,68 @@ unsafe impl PageSource for FramePages {
     }
 }
 
-/// The heap's CPU slots: this CPU's index, interrupts off while a slot is in use.
+/// The heap's CPU slots: two per CPU. Thread context (not inside an interrupt or exception
+/// handler) uses slot `cpu`, pinned by the preemption count alone; handler context uses slot
+/// `MAX_CPUS + cpu`, as handlers run, with interrupts off (a handler that enabled them gets the
+/// shared slot). The heap's locks and page-source calls run with interrupts off in all cases
+/// ([`CpuLocal::lock_section`]).
 pub struct KernelCpus;
 
-// SAFETY: a guard disables interrupts on this CPU until dropped, so no interrupt handler and
-// no preemption (there is none without the timer interrupt) runs on this CPU meanwhile; the
-// index is this CPU's own (per-CPU data installed before the CPU first allocates; before that
-// only the bootstrap processor runs, with index 0), so no other CPU holds the same slot.
+/// Slots of the kernel heap: a thread slot and an interrupt slot per CPU.
+pub const HEAP_SLOTS: usize = 2 * MAX_CPUS;
+
+// SAFETY: slot `i < MAX_CPUS` is handed out to thread context on CPU `i` only, with preemption
+// disabled (the count is raised before the index is read, so the thread cannot migrate between
+// the two, and the tick never switches threads while it is non-zero: no other thread runs on
+// CPU `i` until the guard is dropped). Interrupt and exception handlers on CPU `i` see a
+// non-zero `irq_depth` (the entry stub raises it before any Rust code runs) and never get slot
+// `i`: with interrupts off (as every handler runs unless it enabled them) they get slot
+// `MAX_CPUS + i`, and no other handler runs on CPU `i` until they return (the kernel's NMI
+// handler does not allocate); with interrupts on they get slot `HEAP_SLOTS`, which the heap
+// (`HEAP_SLOTS` per-CPU slots) serves from its shared slot, behind its lock. A thread that a
+// handler interrupted sees `irq_depth` back at zero once the handler returned. Every slot is
+// `<= HEAP_SLOTS < max_slots()`. The lock
+// section disables interrupts, so the heap's internal locks (and the frame allocator behind
+// `FramePages`) are never held with interrupts on.
 unsafe impl CpuLocal for KernelCpus {
-    type Guard = CpuGuard;
+    type Guard = PreemptGuard;
 
     fn max_slots(&self) -> usize {
-        MAX_CPUS
+        HEAP_SLOTS + 1
+    }
+
+    #[inline(always)]
+    fn enter(&self) -> Option<(usize, PreemptGuard)> {
+        let pin = PreemptGuard::new();
+        if percpu::in_handler() {
+            return Some((enter_handler(), pin));
+        }
+        Some((percpu::cpu_index(), pin))
     }
 
     #[inline]
-    fn enter(&self) -> Option<(usize, CpuGuard)> {
-        Some(CpuGuard::enter())
+    fn lock_section(&self) -> impl Sized {
+        CpuGuard::enter().1
     }
+}
+
+/// [`KernelCpus::enter`]'s slot in handler context: the CPU's interrupt slot while interrupts
+/// are off (so no other handler enters it before this one returns), otherwise `HEAP_SLOTS`,
+/// which the heap (`HEAP_SLOTS` per-CPU slots) serves from its shared, locked slot (a handler
+/// that enabled interrupts could be interrupted by another that allocates). Always a slot, never
+/// `None`: the thread path's code then does not test an `Option`.
+#[cold]
+#[inline(never)]
+fn enter_handler() -> usize {
+    if x86_64::instructions::interrupts::are_enabled() {
+        return HEAP_SLOTS;
+    }
+    MAX_CPUS + percpu::cpu_index()
 }
 
 /// The kernel's global allocator.
 #[global_allocator]
-pub static HEAP: Heap<FramePages, KernelCpus, MAX_CPUS> = Heap::new(FramePages, KernelCpus);
+pub static HEAP: Heap<FramePages, KernelCpus, HEAP_SLOTS> = Heap::new(FramePages, KernelCpus);
 
 /// Raw memory of any layout from the kernel heap, freed when dropped: for code that needs a
 /// layout `Box` cannot express (an alignment above the size, a bare allocation with no value

@@ -94,7 +94,8 @@ pub struct Context {
     /// Why it last switched out (written by the thread while its CPU holds `on_cpu`, read by
     /// that CPU's scheduler context before it releases `on_cpu`).
     blocked: AtomicBool,
-    /// Interrupt nesting depth and preemption count the thread had when it switched out.
+    /// Interrupt nesting depth and preemption count the thread had when it switched out (the
+    /// count as `PerCpu::swap_preempt_count` returned it: bit 31 stale, ignored when restored).
     irq_depth: AtomicU32,
     preempt_count: AtomicU32,
     fpu: ThreadFpu,

@@ -15,9 +15,9 @@
 //!
 //! Preemption count: [`preempt_disable`]/[`preempt_enable`] change this CPU's count with one
 //! `gs`-relative instruction each (so a thread cannot migrate between finding the block and
-//! changing it). While it is non-zero the timer tick does not switch threads; it sets
-//! `need_resched` instead, and the [`preempt_enable`] that brings the count back to zero
-//! performs the deferred switch (through the hook the scheduler registered in
+//! changing it). While it is non-zero the timer tick does not switch threads; it records that
+//! a switch is due instead (a bit folded into the count word, [`NO_RESCHED`]), and the
+//! [`preempt_enable`] that brings the count back to zero performs the deferred switch (through the hook the scheduler registered in
 //! [`super::hooks`]), as Linux's `preempt_enable` does.
 
 use alloc::sync::Arc;
@@ -48,11 +48,11 @@ pub struct PerCpu {
     pub timer_interrupts: AtomicU64,
     /// The tick split this CPU's periodic timer is programmed for (`apic`).
     pub timer_split: AtomicU64,
-    /// Preemption-disable depth (see the module documentation); changed only by this CPU,
-    /// through `gs`-relative instructions.
+    /// Preemption-disable depth in bits 0..31 and, in bit 31, [`NO_RESCHED`]: set while no
+    /// switch is pending, cleared when the tick wanted to switch threads while preemption was
+    /// disabled (see the module documentation). Changed only by this CPU, through
+    /// `gs`-relative instructions (or, for bit 31, an atomic operation on its own block).
     preempt_count: AtomicU32,
-    /// The tick wanted to switch threads while preemption was disabled.
-    need_resched: AtomicBool,
     /// Interrupt and exception nesting depth (0: not in a handler). Maintained by the
     /// dispatcher; saved and restored with the thread when a handler switches threads.
     pub irq_depth: AtomicU32,
@@ -108,8 +108,7 @@ impl PerCpu {
             irq_depth: AtomicU32::new(0),
             sched_rsp: AtomicUsize::new(0),
             switches: AtomicU64::new(0),
-            preempt_count: AtomicU32::new(0),
-            need_resched: AtomicBool::new(false),
+            preempt_count: AtomicU32::new(NO_RESCHED),
             context: AtomicPtr::new(core::ptr::null_mut()),
             fpu_live: AtomicBool::new(false),
             recovery: UnsafeCell::new(super::recover::RecoveryStack::new()),
@@ -127,31 +126,46 @@ impl PerCpu {
 
     /// This CPU's preemption count.
     pub fn preempt_count(&self) -> u32 {
-        self.preempt_count.load(Ordering::Relaxed)
+        self.preempt_count.load(Ordering::Relaxed) & !NO_RESCHED
     }
 
     /// Asks for a switch at the next preemption point (the tick found preemption disabled).
+    /// Only on this CPU's own block.
     pub fn set_need_resched(&self) {
-        self.need_resched.store(true, Ordering::Relaxed);
+        self.preempt_count.fetch_and(!NO_RESCHED, Ordering::Relaxed);
     }
 
-    /// Takes the pending switch request.
+    /// Takes the pending switch request. Only on this CPU's own block.
     pub fn take_need_resched(&self) -> bool {
-        self.need_resched.swap(false, Ordering::Relaxed)
+        self.preempt_count.fetch_or(NO_RESCHED, Ordering::Relaxed) & NO_RESCHED == 0
     }
 
-    /// Replaces the preemption count (for the scheduler's switch, which carries a thread's count
-    /// with it). Only on this CPU's own block, with interrupts off.
+    /// Whether a switch is pending (the tick asked for one while preemption was disabled).
+    fn need_resched(&self) -> bool {
+        self.preempt_count.load(Ordering::Relaxed) & NO_RESCHED == 0
+    }
+
+    /// Replaces the preemption count with `count` (its bit 31 ignored) and no switch pending, for
+    /// the scheduler's switch, which carries a thread's count with it (a pending switch is
+    /// the one being made, or one the next tick asks for again). Returns the previous word:
+    /// the count in bits 0..31 (bit 31 is stale; passing the word back here ignores it). Only
+    /// on this CPU's own block, with interrupts off.
     pub(super) fn swap_preempt_count(&self, count: u32) -> u32 {
-        self.preempt_count.swap(count, Ordering::Relaxed)
+        self.preempt_count
+            .swap(count | NO_RESCHED, Ordering::Relaxed)
     }
 }
+
+/// Bit 31 of `PerCpu::preempt_count`, set while no switch is pending (inverted, as Linux's
+/// `PREEMPT_NEED_RESCHED`): the whole word is zero exactly when the count is zero and a switch
+/// is pending, so [`preempt_enable`] finds both with the flags of its one decrement.
+const NO_RESCHED: u32 = 1 << 31;
 
 const PREEMPT_OFFSET: usize = core::mem::offset_of!(PerCpu, preempt_count);
 
 /// Disables preemption on this CPU (nests). Interrupts still arrive; the tick only records that
 /// a switch is due.
-#[inline]
+#[inline(always)]
 pub fn preempt_disable() {
     // SAFETY: GS points at this CPU's installed block (see `current`); the instruction
     // increments its `preempt_count` (an `AtomicU32`, only ever changed by this CPU through
@@ -167,26 +181,26 @@ pub fn preempt_disable() {
 
 /// Enables preemption again; when the count reaches zero, interrupts are on, the caller is not
 /// an interrupt handler and the tick asked for a switch meanwhile, switches now (through the
-/// scheduler's registered hook).
-#[inline]
+/// scheduler's registered hook). Two instructions when no switch is pending: the decrement
+/// and a branch on its zero flag (the pending-switch bit is folded into the count, see
+/// [`NO_RESCHED`]).
+#[inline(always)]
 pub fn preempt_enable() {
     core::sync::atomic::compiler_fence(Ordering::Release);
-    let zero: u8;
-    // SAFETY: as in `preempt_disable`; `sete` reads the flags the decrement set.
+    // SAFETY: as in `preempt_disable`; the word reaches zero only when the count does and a
+    // switch is pending, and then the branch goes to the label.
     unsafe {
-        core::arch::asm!("dec dword ptr gs:[{off}]", "sete {z}", off = const PREEMPT_OFFSET,
-            z = out(reg_byte) zero, options(nostack));
-    }
-    if zero != 0 {
-        preempt_point();
+        core::arch::asm!("dec dword ptr gs:[{off}]", "jz {pending}", off = const PREEMPT_OFFSET,
+            pending = label { preempt_point() }, options(nostack));
     }
 }
 
 /// Performs a switch the tick deferred, if the caller may switch now.
 #[cold]
+#[inline(never)]
 fn preempt_point() {
     let Some(cpu) = current() else { return };
-    if cpu.need_resched.load(Ordering::Relaxed)
+    if cpu.need_resched()
         && cpu.irq_depth.load(Ordering::Relaxed) == 0
         && x86_64::instructions::interrupts::are_enabled()
     {
@@ -202,6 +216,7 @@ pub struct PreemptGuard {
 
 impl PreemptGuard {
     /// Disables preemption until the guard is dropped.
+    #[inline(always)]
     pub fn new() -> Self {
         preempt_disable();
         Self {
@@ -217,6 +232,7 @@ impl Default for PreemptGuard {
 }
 
 impl Drop for PreemptGuard {
+    #[inline(always)]
     fn drop(&mut self) {
         preempt_enable();
     }
@@ -290,6 +306,26 @@ pub fn cpu_index() -> usize {
         );
     }
     index as usize
+}
+
+/// Whether the caller runs inside an interrupt or exception handler on this CPU (its
+/// `irq_depth` is non-zero): one `gs`-relative load. The answer stays right if the caller is
+/// interrupted or migrates: a handler that interrupts it returns with the depth as it was, and
+/// a thread takes its depth along when a handler switches it out (`context`).
+#[inline(always)]
+pub fn in_handler() -> bool {
+    let depth: u32;
+    // SAFETY: GS points at this CPU's installed `PerCpu` (as for `current`); the load has no
+    // side effects.
+    unsafe {
+        core::arch::asm!(
+            "mov {:e}, gs:[{offset}]",
+            out(reg) depth,
+            offset = const core::mem::offset_of!(PerCpu, irq_depth),
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    depth != 0
 }
 
 /// Keeps the caller on its CPU by disabling interrupts (there is no preemption without the
