@@ -41,6 +41,8 @@ pub mod cpuset;
 #[cfg(feature = "alloc")]
 pub mod deque;
 pub mod env;
+#[cfg(all(feature = "alloc", not(loom)))]
+mod fifo;
 #[cfg(all(feature = "std", not(loom)))]
 pub mod hosted;
 #[cfg(feature = "alloc")]

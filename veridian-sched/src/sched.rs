@@ -7,7 +7,7 @@
 //!   [`DEFAULT_DEQUE_CAPACITY`]): tasks woken or spawned *on this CPU* whose affinity allows
 //!   every online CPU ("unrestricted"). The owner pops the newest (cache-warm); idle CPUs steal
 //!   the oldest, lock-free.
-//! - a **FIFO** (a `VecDeque` under a ticket lock): tasks that other CPUs enqueue here (remote
+//! - a **FIFO** (a growable ring under a ticket lock): tasks that other CPUs enqueue here (remote
 //!   wake-ups, placements), tasks whose affinity is restricted, and tasks requeued after their
 //!   time slice. Thieves steal from it too, but under the lock and *only tasks whose affinity
 //!   allows the thief*.
@@ -72,7 +72,6 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt;
 use core::marker::PhantomData;
@@ -86,6 +85,7 @@ use veridian_sync::mpmc::ArrayQueue;
 use crate::cpuset::{CpuSet, MAX_CPUS};
 use crate::deque::{ChaseLev, IntoWord, Steal};
 use crate::env::{Clock, CpuGuard};
+use crate::fifo::Fifo;
 use crate::topology::Topology;
 
 /// Number of priority levels.
@@ -289,7 +289,7 @@ fn bump(counter: &AtomicU64, n: u64) {
 /// One CPU's queues and counters.
 struct PerCpu<H: IntoWord> {
     deques: [ChaseLev<H>; LEVELS],
-    fifos: [TicketMutex<VecDeque<H>>; LEVELS],
+    fifos: [TicketMutex<Fifo<H>>; LEVELS],
     /// Length of each FIFO, written under its lock; read without it as a hint.
     fifo_len: [AtomicUsize; LEVELS],
     /// Queued here + running here.
@@ -307,7 +307,7 @@ impl<H: IntoWord> PerCpu<H> {
     fn new(config: &SchedConfig) -> Self {
         Self {
             deques: core::array::from_fn(|_| ChaseLev::new(config.deque_capacity)),
-            fifos: core::array::from_fn(|_| TicketMutex::new(VecDeque::new())),
+            fifos: core::array::from_fn(|_| TicketMutex::new(Fifo::new())),
             fifo_len: Default::default(),
             load: AtomicUsize::new(0),
             picks: AtomicU64::new(0),
@@ -786,7 +786,7 @@ where
             let (mut i, mut scanned) = (0, 0);
             while taken < want && i < fifo.len() && scanned < FIFO_STEAL_SCAN {
                 scanned += 1;
-                if fifo[i].affinity().contains(self.cpu) {
+                if fifo.get(i).is_some_and(|t| t.affinity().contains(self.cpu)) {
                     if let Some(t) = fifo.remove(i) {
                         batch[taken] = t.into_word();
                         taken += 1;
@@ -892,18 +892,8 @@ where
             self.requeue(current)?;
             return Ok(self.pick_next());
         }
-        let next = {
-            let mut fifo = me.fifos[level].lock();
-            let next = match fifo.pop_front() {
-                Some(next) => {
-                    fifo.push_back(current);
-                    next
-                }
-                None => current,
-            };
-            me.fifo_len[level].store(fifo.len(), Ordering::Relaxed);
-            next
-        };
+        // The FIFO's length does not change (one task in, one out), nor does `fifo_len`.
+        let next = me.fifos[level].lock().rotate(current);
         // As `pick_next` (the deque was empty, so the fairness turn picks the same task); the
         // queued count and this CPU's load are unchanged (one task in, one out).
         let n = me.picks.load(Ordering::Relaxed);
