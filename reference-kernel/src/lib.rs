@@ -14,6 +14,9 @@
 //!   BARs sized by the write-ones method, bounded capability walks, BAR checks against the
 //!   memory map ([`pci::check_bar`]).
 //! * [`physmem`]: which physical pages the frame allocator may manage ([`physmem::plan_frames`]).
+//! * [`process_abi`]: the system-call ABI shared with user programs
+//!   (`reference-kernel/user/rt/src/abi.rs`).
+//! * [`syscall_args`]: the system calls' argument checks that need only the registers.
 //! * [`testdisk`]: the known contents of the test disk image xtask attaches.
 
 #![no_std]
@@ -27,6 +30,9 @@ pub mod cmdline;
 pub mod elf;
 pub mod pci;
 pub mod physmem;
+#[path = "../user/rt/src/abi.rs"]
+pub mod process_abi;
+pub mod syscall_args;
 pub mod testdisk;
 
 pub use bootinfo::{

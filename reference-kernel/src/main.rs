@@ -30,12 +30,7 @@ mod mm;
 #[cfg(target_os = "none")]
 mod net;
 #[cfg(target_os = "none")]
-#[path = "../user/rt/src/abi.rs"]
-#[allow(
-    dead_code,
-    reason = "the whole ABI, shared with user programs; the kernel uses most of it"
-)]
-mod process_abi;
+use reference_kernel::process_abi;
 #[cfg(target_os = "none")]
 mod profile;
 #[cfg(target_os = "none")]

@@ -30,7 +30,14 @@ use crate::workspace;
 pub const FUZZ: &[(&str, &[&str])] = &[
     (
         "reference-kernel",
-        &["pvh", "multiboot2", "acpi_tables", "acpi_memory", "elf"],
+        &[
+            "pvh",
+            "multiboot2",
+            "acpi_tables",
+            "acpi_memory",
+            "elf",
+            "syscall_args",
+        ],
     ),
     ("veridian-alloc", &["heap", "buddy"]),
     ("veridian-io", &["ring"]),
@@ -491,6 +498,14 @@ fn libtest_count(line: &str, what: &str) -> Option<usize> {
         .find_map(|part| part.strip_suffix(what)?.trim().parse().ok())
 }
 
+/// ThreadSanitizer's options: report every race and fail the test binary on the first report.
+/// In both, an allocation too large for the sanitizer's allocator fails (null) instead of
+/// aborting the test binary: tests such as veridian-io's `pool` ask for 2^50 bytes to check the
+/// out-of-memory error.
+const TSAN_OPTIONS: &str = "halt_on_error=1:allocator_may_return_null=1";
+/// AddressSanitizer's options: leaks are reported too.
+const ASAN_OPTIONS: &str = "detect_leaks=1:allocator_may_return_null=1";
+
 /// One sanitizer run.
 fn sanitizer(tally: &mut Tally, run: &SanitizerRun, quick: bool) -> Result<()> {
     let host = "x86_64-unknown-linux-gnu";
@@ -502,9 +517,8 @@ fn sanitizer(tally: &mut Tally, run: &SanitizerRun, quick: bool) -> Result<()> {
         .env("CARGO_TARGET_DIR", &target)
         .env("RUSTFLAGS", format!("-Zsanitizer={}", run.sanitizer))
         .env("RUSTDOCFLAGS", format!("-Zsanitizer={}", run.sanitizer))
-        // Report every race, and fail the test binary on the first report.
-        .env("TSAN_OPTIONS", "halt_on_error=1")
-        .env("ASAN_OPTIONS", "detect_leaks=1")
+        .env("TSAN_OPTIONS", TSAN_OPTIONS)
+        .env("ASAN_OPTIONS", ASAN_OPTIONS)
         .env("VERIDIAN_STRESS_DIVISOR", SANITIZER_STRESS_DIVISOR);
     let tests = if quick {
         &run.tests[..SANITIZER_QUICK_TARGETS.min(run.tests.len())]
@@ -524,7 +538,8 @@ fn sanitizer(tally: &mut Tally, run: &SanitizerRun, quick: bool) -> Result<()> {
         run.package
     );
     let shown = format!(
-        "RUSTFLAGS=-Zsanitizer={} VERIDIAN_STRESS_DIVISOR={SANITIZER_STRESS_DIVISOR} {}",
+        "RUSTFLAGS=-Zsanitizer={} VERIDIAN_STRESS_DIVISOR={SANITIZER_STRESS_DIVISOR} \
+         TSAN_OPTIONS={TSAN_OPTIONS} ASAN_OPTIONS={ASAN_OPTIONS} {}",
         run.sanitizer,
         cmd::show(&command)
     );

@@ -1,10 +1,12 @@
 //! The system calls (the ABI is `reference-kernel/user/rt/src/abi.rs`, shared with user
-//! programs): every argument is checked, user memory is only reached through
-//! `arch::x86_64::user`'s copies (a bad pointer is `-EFAULT`, never a kernel fault), and every
-//! failure is a negative error code.
+//! programs): every argument is checked, first by the library's `syscall_args` decoders
+//! (what the registers alone decide, fuzzed on the host), then against kernel state; user
+//! memory is only reached through `arch::x86_64::user`'s copies (a bad pointer is `-EFAULT`,
+//! never a kernel fault), and every failure is a negative error code.
 
 use crate::arch::x86_64::user::{self, SyscallFrame, SyscallHandler};
-use crate::process_abi::{errno, limits, nr, prot};
+use crate::process_abi::{errno, limits, nr};
+use reference_kernel::syscall_args::{self as args, DataDesc, UserRange};
 
 use alloc::sync::Arc;
 
@@ -13,7 +15,7 @@ use crate::ipc::{Endpoint, MSG_WORDS, Message, Notification, Object, notificatio
 use crate::mm::shared::{SharedError, SharedMemory};
 
 /// Entries of the table: one past the highest number.
-const CALLS: usize = nr::KILL as usize + 1;
+const CALLS: usize = args::CALLS as usize;
 
 /// The system calls by number, for `syscall_entry` (a number past the end is `-ENOSYS`).
 pub static TABLE: [SyscallHandler; CALLS] = {
@@ -83,46 +85,52 @@ syscall!(sys_exit, |a| {
     process::exit(a[0] as i64);
     Err(errno::ESRCH)
 });
-syscall!(blocking sys_write, |a| write(a[0], a[1], a[2]));
+syscall!(blocking sys_write, |a| write(args::write(a)?));
 syscall!(blocking sys_yield, |_a| {
     super::yield_now();
     Ok(0)
 });
 syscall!(sys_getpid, |_a| process::current_pid().ok_or(errno::ESRCH));
 syscall!(sys_clock, |_a| Ok(clock_ns()));
-syscall!(blocking sys_sleep, |a| sleep(a[0]));
-syscall!(sys_spawn, |a| spawn(a[0], a[1], a[2], &[]));
+syscall!(blocking sys_sleep, |a| {
+    super::sleep_ms(args::sleep(a)?);
+    Ok(0)
+});
+syscall!(sys_spawn, |a| spawn(args::spawn(a)?, &[]));
 syscall!(sys_spawn_with, |a| {
-    let objects = handles_from_user(a[3], a[4])?;
-    spawn(a[0], a[1], a[2], &objects)
+    let decoded = args::spawn_with(a)?;
+    let objects = handles_from_user(decoded.handles, decoded.count)?;
+    spawn(decoded.spawn?, &objects)
 });
 syscall!(sys_endpoint, |_a| new_object(Object::Endpoint(Arc::new(
     Endpoint::new()
 ))));
 syscall!(blocking sys_send, |a| {
+    let decoded = args::ipc(a);
     let p = process::current().ok_or(errno::ESRCH)?;
-    let ep = p.handles().lock().endpoint(a[0])?;
-    let data = DataDesc::read(a[5])?
-        .map(|d| d.outgoing())
-        .transpose()?
-        .flatten();
-    p.ipc().send(&ep, [a[1], a[2], a[3], a[4]], data).map(|()| 0)
+    let ep = p.handles().lock().endpoint(decoded.handle)?;
+    let data = match decoded.desc()? {
+        Some(desc) => outgoing(&read_desc(desc)?)?,
+        None => None,
+    };
+    p.ipc().send(&ep, decoded.msg, data).map(|()| 0)
 });
 syscall!(sys_notification, |_a| new_object(Object::Notification(
     Arc::new(Notification::new())
 )));
 syscall!(sys_signal, |a| {
-    if a[1] == 0 {
-        return Err(errno::EINVAL);
-    }
-    notification_of(a[0])?.signal(a[1]);
+    let decoded = args::signal(a)?;
+    notification_of(decoded.handle)?.signal(decoded.bits);
     Ok(0)
 });
 syscall!(sys_irq_bind, |a| {
-    notification::bind(a[1], &notification_of(a[0])?, a[2]).map(|()| 0)
+    let decoded = args::irq_bind(a);
+    let target = notification_of(decoded.handle)?;
+    let (line, bits) = decoded.binding?;
+    notification::bind(u64::from(line), &target, bits).map(|()| 0)
 });
 syscall!(sys_shm, |a| {
-    let memory = SharedMemory::new(a[0]).map_err(|e| match e {
+    let memory = SharedMemory::new(args::shm(a)?).map_err(|e| match e {
         SharedError::BadLength => errno::EINVAL,
         SharedError::OutOfMemory => errno::ENOMEM,
     })?;
@@ -173,14 +181,12 @@ fn notification_of(handle: u64) -> Result<Arc<Notification>, i64> {
     p.handles().lock().notification(handle)
 }
 
-/// The objects named by the `count` handles at user address `ptr` (for `spawn_with`).
-fn handles_from_user(ptr: u64, count: u64) -> Result<alloc::vec::Vec<Object>, i64> {
-    if count > limits::MAX_HANDLES {
-        return Err(errno::EINVAL);
-    }
+/// The objects named by the `count` handles (at most [`limits::MAX_HANDLES`]) in `range`
+/// (for `spawn_with`).
+fn handles_from_user(range: UserRange, count: usize) -> Result<alloc::vec::Vec<Object>, i64> {
     let mut words = [0u64; limits::MAX_HANDLES as usize];
-    let words = &mut words[..count as usize];
-    words_from_user(ptr, words)?;
+    let words = words.get_mut(..count).ok_or(errno::EINVAL)?;
+    words_from_user(range.addr(), words)?;
     let p = process::current().ok_or(errno::ESRCH)?;
     let handles = p.handles().lock();
     words.iter().map(|&h| handles.get(h)).collect()
@@ -206,14 +212,14 @@ fn words_from_user(addr: u64, out: &mut [u64]) -> Result<(), i64> {
 macro_rules! ipc_syscall {
     ($name:ident, |$p:ident, $ep:ident, $msg:ident, $data:ident| $fast:expr, $long:expr) => {
         extern "C" fn $name(frame: &mut SyscallFrame) {
-            let a = frame.args;
+            let decoded = args::ipc(frame.args);
             let result = process::current().ok_or(errno::ESRCH).and_then(|$p| {
-                let $ep = $p.handles().lock().endpoint(a[0])?;
-                let $msg: Message = [a[1], a[2], a[3], a[4]];
-                if a[5] == 0 {
-                    return $fast;
+                let $ep = $p.handles().lock().endpoint(decoded.handle)?;
+                let $msg: Message = decoded.msg;
+                match decoded.desc()? {
+                    None => $fast,
+                    Some(desc) => long_ipc(desc, |$data| $long),
                 }
-                long_ipc(a[5], |$data| $long)
             });
             frame.rax = encode(result.map(|reply| {
                 frame.args[1..=MSG_WORDS].copy_from_slice(&reply);
@@ -224,16 +230,16 @@ macro_rules! ipc_syscall {
     };
 }
 
-/// The long-message form of an IPC call with the descriptor at `desc`: reads it, copies the
+/// The long-message form of an IPC call with the descriptor in `desc`: reads it, copies the
 /// bytes to send in, runs `op` with them, copies the bytes received out.
 #[inline(never)]
 fn long_ipc(
-    desc: u64,
+    desc: UserRange,
     op: impl FnOnce(Option<alloc::vec::Vec<u8>>) -> crate::ipc::Received,
 ) -> Result<Message, i64> {
-    let d = DataDesc::read(desc)?.ok_or(errno::EINVAL)?;
-    let (reply, bytes) = op(d.outgoing()?)?;
-    d.deliver(desc, bytes.as_deref())?;
+    let d = read_desc(desc)?;
+    let (reply, bytes) = op(outgoing(&d)?)?;
+    deliver(&d, desc, bytes.as_deref())?;
     Ok(reply)
 }
 
@@ -258,67 +264,47 @@ ipc_syscall!(
     p.ipc().reply_recv_long(&ep, msg, data)
 );
 
-/// A long message's descriptor in user memory (five words, see the ABI): the bytes to send,
-/// the buffer for the bytes received, and where their full length is stored.
-struct DataDesc {
-    send_ptr: u64,
-    send_len: u64,
-    recv_ptr: u64,
-    recv_cap: u64,
+/// Reads the long-message descriptor in `desc` (its first four words; the fifth is written
+/// back by [`deliver`], not read): `-EFAULT` for unreadable memory, `-EINVAL` for a length
+/// above the limit.
+fn read_desc(desc: UserRange) -> Result<DataDesc, i64> {
+    let mut words = [0u64; 4];
+    words_from_user(desc.addr(), &mut words)?;
+    DataDesc::from_words(words)
 }
 
-impl DataDesc {
-    /// Reads the descriptor at `addr` (`None` for 0); `-EFAULT` for unreadable memory,
-    /// `-EINVAL` for a length above the limit.
-    fn read(addr: u64) -> Result<Option<Self>, i64> {
-        if addr == 0 {
-            return Ok(None);
-        }
-        // The fifth word is written back by `deliver`, not read.
-        let mut word = [0u64; 4];
-        words_from_user(addr, &mut word)?;
-        let desc = Self {
-            send_ptr: word[0],
-            send_len: word[1],
-            recv_ptr: word[2],
-            recv_cap: word[3],
-        };
-        if desc.send_len > limits::MAX_IPC_DATA || desc.recv_cap > limits::MAX_IPC_DATA {
-            return Err(errno::EINVAL);
-        }
-        Ok(Some(desc))
+/// The bytes to send, copied in (`None` for none).
+fn outgoing(d: &DataDesc) -> Result<Option<alloc::vec::Vec<u8>>, i64> {
+    if d.send_len == 0 {
+        return Ok(None);
     }
-
-    /// The bytes to send, copied in (`None` for none).
-    fn outgoing(&self) -> Result<Option<alloc::vec::Vec<u8>>, i64> {
-        if self.send_len == 0 {
-            return Ok(None);
-        }
-        let mut bytes = alloc::vec::Vec::new();
-        bytes
-            .try_reserve_exact(self.send_len as usize)
-            .map_err(|_| errno::ENOMEM)?;
-        bytes.resize(self.send_len as usize, 0);
-        user::copy_from_user(&mut bytes, self.send_ptr).map_err(|_| errno::EFAULT)?;
-        Ok(Some(bytes))
-    }
-
-    /// Copies the received bytes (as many as fit) to the receive buffer and stores their full
-    /// length in the descriptor's last word (0 when none came).
-    fn deliver(&self, addr: u64, bytes: Option<&[u8]>) -> Result<(), i64> {
-        let bytes = bytes.unwrap_or(&[]);
-        let n = bytes.len().min(self.recv_cap as usize);
-        if n > 0 {
-            user::copy_to_user(self.recv_ptr, &bytes[..n]).map_err(|_| errno::EFAULT)?;
-        }
-        user::copy_to_user(addr + 32, &(bytes.len() as u64).to_le_bytes())
-            .map_err(|_| errno::EFAULT)
-    }
+    let mut bytes = alloc::vec::Vec::new();
+    bytes
+        .try_reserve_exact(d.send_len as usize)
+        .map_err(|_| errno::ENOMEM)?;
+    bytes.resize(d.send_len as usize, 0);
+    user::copy_from_user(&mut bytes, d.send_ptr).map_err(|_| errno::EFAULT)?;
+    Ok(Some(bytes))
 }
 
-syscall!(blocking sys_wait, |a| wait(a[0], a[1]));
-syscall!(sys_mmap, |a| mmap(a[0], a[1]));
-syscall!(sys_munmap, |a| munmap(a[0], a[1]));
+/// Copies the received bytes (as many as fit) to the receive buffer and stores their full
+/// length in the descriptor's last word (0 when none came).
+fn deliver(d: &DataDesc, desc: UserRange, bytes: Option<&[u8]>) -> Result<(), i64> {
+    let bytes = bytes.unwrap_or(&[]);
+    let n = bytes.len().min(d.recv_cap as usize);
+    if n > 0 {
+        user::copy_to_user(d.recv_ptr, &bytes[..n]).map_err(|_| errno::EFAULT)?;
+    }
+    user::copy_to_user(
+        desc.addr() + DataDesc::RECV_LEN_OFFSET,
+        &(bytes.len() as u64).to_le_bytes(),
+    )
+    .map_err(|_| errno::EFAULT)
+}
+
+syscall!(blocking sys_wait, |a| wait(args::wait(a)?));
+syscall!(sys_mmap, |a| mmap(args::mmap(a)?));
+syscall!(sys_munmap, |a| munmap(args::munmap(a)?));
 syscall!(sys_cpu, |_a| Ok(
     crate::arch::x86_64::percpu::cpu_index() as u64
 ));
@@ -328,17 +314,9 @@ syscall!(sys_free_memory, |_a| Ok(
 
 type SysResult = Result<u64, i64>;
 
-/// `write(fd, buf, len)`: fd 1 (the console) only.
-fn write(fd: u64, buf: u64, len: u64) -> SysResult {
-    if fd != 1 {
-        return Err(errno::EBADF);
-    }
-    if len > limits::MAX_WRITE {
-        return Err(errno::EINVAL);
-    }
-    if !user::user_range(buf, len as usize) {
-        return Err(errno::EFAULT);
-    }
+/// `write` of the bytes in `buf` to the console.
+fn write(buf: UserRange) -> SysResult {
+    let (buf, len) = (buf.addr(), buf.len());
     let mut chunk = [0u8; 256];
     let mut done = 0;
     while done < len {
@@ -357,26 +335,13 @@ fn clock_ns() -> u64 {
     ((u128::from(tsc) * 1_000_000_000) / u128::from(hz)) as u64
 }
 
-/// Longest sleep accepted (ms).
-const MAX_SLEEP_MS: u64 = 60_000;
-
-fn sleep(ms: u64) -> SysResult {
-    if ms > MAX_SLEEP_MS {
-        return Err(errno::EINVAL);
-    }
-    super::sleep_ms(ms);
-    Ok(0)
-}
-
-fn spawn(name: u64, len: u64, arg: u64, handles: &[Object]) -> SysResult {
-    if len == 0 || len > limits::MAX_NAME {
-        return Err(errno::EINVAL);
-    }
+/// `spawn` of the program named in `a.name` with the `handles`.
+fn spawn(a: args::Spawn, handles: &[Object]) -> SysResult {
     let mut buf = [0u8; limits::MAX_NAME as usize];
-    let buf = &mut buf[..len as usize];
-    user::copy_from_user(buf, name).map_err(|_| errno::EFAULT)?;
+    let buf = buf.get_mut(..a.name.len() as usize).ok_or(errno::EINVAL)?;
+    user::copy_from_user(buf, a.name.addr()).map_err(|_| errno::EFAULT)?;
     let name = core::str::from_utf8(buf).map_err(|_| errno::ENOENT)?;
-    match process::spawn_child(name, arg, handles) {
+    match process::spawn_child(name, a.arg, handles) {
         Ok(pid) => Ok(pid),
         Err(ProcessError::NoSuchProgram) => Err(errno::ENOENT),
         Err(ProcessError::OutOfMemory) => Err(errno::ENOMEM),
@@ -389,37 +354,31 @@ fn spawn(name: u64, len: u64, arg: u64, handles: &[Object]) -> SysResult {
 }
 
 /// `wait(pid, status)`: the exit code goes to user memory, so no exit code can be mistaken
-/// for an error.
-fn wait(pid: u64, status: u64) -> SysResult {
-    if !user::user_range(status, 8) {
-        return Err(errno::EFAULT);
-    }
-    let code = process::wait_child(pid).ok_or(errno::ESRCH)?;
-    user::copy_to_user(status, &code.to_le_bytes()).map_err(|_| errno::EFAULT)?;
+/// for an error. The status address was checked by the decoder before the wait.
+fn wait(w: args::Wait) -> SysResult {
+    let code = process::wait_child(w.pid).ok_or(errno::ESRCH)?;
+    user::copy_to_user(w.status.addr(), &code.to_le_bytes()).map_err(|_| errno::EFAULT)?;
     Ok(0)
 }
 
-fn mmap(len: u64, prot_bits: u64) -> SysResult {
-    if prot_bits & !(prot::READ | prot::WRITE) != 0 {
-        return Err(errno::EINVAL);
-    }
+/// `mmap` of `m.len` bytes in the calling process.
+fn mmap(m: args::Mmap) -> SysResult {
     let space = process::current()
         .and_then(|p| p.space())
         .ok_or(errno::ESRCH)?;
-    space
-        .mmap(len, prot_bits & prot::WRITE != 0)
-        .map_err(|e| match e {
-            crate::mm::aspace::AspaceError::OutOfMemory => errno::ENOMEM,
-            _ => errno::EINVAL,
-        })
+    space.mmap(m.len, m.writable).map_err(|e| match e {
+        crate::mm::aspace::AspaceError::OutOfMemory => errno::ENOMEM,
+        _ => errno::EINVAL,
+    })
 }
 
-fn munmap(addr: u64, len: u64) -> SysResult {
+/// `munmap` of the (rounded) `range` in the calling process.
+fn munmap(range: UserRange) -> SysResult {
     let space = process::current()
         .and_then(|p| p.space())
         .ok_or(errno::ESRCH)?;
     space
-        .munmap(addr, len)
+        .munmap(range.addr(), range.len())
         .map(|()| 0)
         .map_err(|_| errno::EINVAL)
 }

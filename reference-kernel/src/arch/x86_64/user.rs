@@ -36,7 +36,7 @@ use super::idt::InterruptFrame;
 use super::percpu::{self, PerCpu};
 
 /// End (exclusive) of user addresses: the lower canonical half.
-pub const USER_END: u64 = 0x0000_8000_0000_0000;
+pub const USER_END: u64 = crate::process_abi::layout::USER_END;
 
 /// The registers of a system call, as `syscall_entry` saves them (lowest address first). The
 /// handler reads the number and arguments and writes the result into `rax`.
@@ -197,8 +197,7 @@ pub struct BadUserPointer;
 /// Whether `[addr, addr + len)` lies in the user half (an empty range at any user address, or
 /// at `USER_END`, is fine).
 pub fn user_range(addr: u64, len: usize) -> bool {
-    addr.checked_add(len as u64)
-        .is_some_and(|end| end <= USER_END)
+    reference_kernel::syscall_args::user_range(addr, len as u64)
 }
 
 unsafe extern "C" {

@@ -27,16 +27,16 @@ pub mod nr {
     pub const GETPID: u64 = 3;
     /// `clock() -> ns`: nanoseconds since boot (TSC-based).
     pub const CLOCK: u64 = 4;
-    /// `sleep(ms: u64) -> 0`.
+    /// `sleep(ms: u64) -> 0`: at most [`super::limits::MAX_SLEEP_MS`] (`-EINVAL`).
     pub const SLEEP: u64 = 5;
     /// `spawn(name: *const u8, name_len: u64, arg: u64) -> pid`: starts the embedded program
     /// `name` as a child process with `arg` in its `rdi`.
     pub const SPAWN: u64 = 6;
     /// `wait(pid: u64, status: *mut i64) -> 0`: waits for the calling process's child `pid` to
     /// end and stores its exit code ([`super::KILLED`] if the kernel ended it) at `status`
-    /// (8 bytes, any alignment). `-ESRCH` if `pid` is not a child of the caller (checked
-    /// first); `-EFAULT` if `status` is not writable user memory (checked before waiting when
-    /// it is outside the user half; a child reaped and then not stored is lost).
+    /// (8 bytes, any alignment). `-EFAULT` if `status` is not writable user memory (checked
+    /// first when it is outside the user half; otherwise after the wait, and a child reaped and
+    /// then not stored is lost); `-ESRCH` if `pid` is not a child of the caller.
     pub const WAIT: u64 = 7;
     /// `mmap(len: u64, prot: u64) -> address`: reserves `len` bytes (rounded up to 4 KiB) of
     /// zeroed anonymous memory, backed on first touch. `prot` is [`super::prot`] bits.
@@ -89,8 +89,9 @@ pub mod nr {
     /// `poll(handle) -> 0`, bits in `rsi`: as [`WAIT_NOTIFY`] without blocking (0 if none).
     pub const POLL: u64 = 21;
     /// `irq_bind(handle, line, bits) -> 0`: every interrupt on user interrupt line `line`
-    /// (below [`super::limits::USER_IRQ_LINES`]) signals `bits` on the notification, for as
-    /// long as the notification exists. `-EBUSY` if a live notification has the line.
+    /// (below [`super::limits::USER_IRQ_LINES`]) signals `bits` (non-zero) on the notification,
+    /// for as long as the notification exists. `-EINVAL` for a line out of range or no bits
+    /// (checked after the handle), `-EBUSY` if a live notification has the line.
     pub const IRQ_BIND: u64 = 22;
     /// `shm(len) -> handle`: creates `len` bytes (rounded up to 4 KiB, at most
     /// [`super::limits::MAX_SHARED`]) of zeroed shared memory.
@@ -160,6 +161,8 @@ pub mod limits {
     pub const MAX_SHARED: u64 = 16 << 20;
     /// User interrupt lines ([`super::nr::IRQ_BIND`]).
     pub const USER_IRQ_LINES: u64 = 8;
+    /// Milliseconds of one `sleep` call.
+    pub const MAX_SLEEP_MS: u64 = 60_000;
 }
 
 /// Exit code of a process the kernel ended (a fault).
