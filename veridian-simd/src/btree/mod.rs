@@ -46,8 +46,9 @@ pub use search::{
 use crate::hint::{Locality, prefetch_read};
 use node::{Arena, Internal, Leaf, MIN_INTERNAL, MIN_LEAF, NIL};
 
-/// Deepest tree the fixed path buffers allow. Every non-root internal node has at least
-/// `MIN_INTERNAL + 1 = 8` children, so 2^32 leaves need at most 12 levels; 24 leaves a margin.
+/// Deepest tree the fixed path buffers allow. Every non-root internal node but the last of its
+/// level (which ascending inserts may leave with 2 children) has at least `MIN_INTERNAL + 1 =
+/// 8` children, so 2^32 leaves need at most 13 levels; 24 leaves a margin.
 const MAX_HEIGHT: usize = 24;
 
 /// One step of a descent: the internal node and the child taken.
@@ -314,9 +315,17 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
             leaf_insert_at(&mut self.arena.leaves[leaf as usize], slot, key, value);
             return Ok((leaf, slot));
         }
-        // Split the full leaf in halves, then insert into the half where the key belongs.
+        // Split the full leaf, then insert into the side where the key belongs. Normally in
+        // halves; a key past the end of the last leaf (ascending inserts) leaves the full leaf
+        // as it is and starts a new one, so ascending inserts fill every leaf but the last
+        // instead of leaving them half full.
         let right = self.arena.alloc_leaf(key);
-        let half = LEAF_CAPACITY / 2;
+        let append = slot == LEAF_CAPACITY && self.arena.leaves[leaf as usize].next == NIL;
+        let half = if append {
+            LEAF_CAPACITY
+        } else {
+            LEAF_CAPACITY / 2
+        };
         let (l, r) = self.arena.two_leaves(leaf, right);
         r.keys[..LEAF_CAPACITY - half].copy_from_slice(&l.keys[half..]);
         for (dst, src) in r.vals.iter_mut().zip(&mut l.vals[half..]) {
@@ -326,7 +335,7 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
         l.len = half as u32;
         r.next = l.next;
         l.next = right;
-        let at = if slot <= half {
+        let at = if slot < half || slot == half && !append {
             leaf_insert_at(l, slot, key, value);
             (leaf, slot)
         } else {
@@ -335,13 +344,23 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
         };
         // Separator: the largest key of the left half.
         let sep = l.keys[l.len as usize - 1];
-        self.insert_separator(&path, path.len, sep, right);
+        self.insert_separator(&path, path.len, sep, right, append);
         Ok(at)
     }
 
     /// After node `path.steps[depth]`'s child (or the root, at depth 0) split, inserts the
     /// separator `sep` and the new right sibling `right` into the parent, splitting upwards.
-    fn insert_separator(&mut self, path: &Path, mut depth: usize, mut sep: K, mut right: u32) {
+    /// `append`: the split was at the end of the last leaf, so every node on the path is the
+    /// last of its level and the separator goes to its end; a full node then keeps 15
+    /// separators and gives the new node 1, instead of halves.
+    fn insert_separator(
+        &mut self,
+        path: &Path,
+        mut depth: usize,
+        mut sep: K,
+        mut right: u32,
+        append: bool,
+    ) {
         loop {
             if depth == 0 {
                 // The root split: a new root above it.
@@ -369,14 +388,20 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
                 n.len += 1;
                 return;
             }
-            // Full: lay out the 17 separators and 18 children, keep 8 | push 1 | move 8.
+            // Full: lay out the 17 separators and 18 children, keep 8 | push 1 | move 8 (when
+            // appending: keep 15 | push 1 | move 1).
             let mut keys = [sep; INTERNAL_CAPACITY + 1];
             let mut children = [right; INTERNAL_CAPACITY + 2];
             keys[..pos].copy_from_slice(&n.keys[..pos]);
             keys[pos + 1..].copy_from_slice(&n.keys[pos..]);
             children[..pos + 1].copy_from_slice(&n.children[..pos + 1]);
             children[pos + 2..].copy_from_slice(&n.children[pos + 1..]);
-            let half = INTERNAL_CAPACITY / 2;
+            debug_assert!(!append || pos == len);
+            let half = if append {
+                INTERNAL_CAPACITY - 1
+            } else {
+                INTERNAL_CAPACITY / 2
+            };
             n.keys[..half].copy_from_slice(&keys[..half]);
             n.children[..half + 1].copy_from_slice(&children[..half + 1]);
             n.len = half as u32;
@@ -417,9 +442,8 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
             return None;
         }
         let k = leaf.keys[slot];
-        let v = leaf.vals[slot].take()?;
+        let v = take_shift_down(&mut leaf.vals[slot..len])?;
         leaf.keys.copy_within(slot + 1..len, slot);
-        leaf.vals[slot..len].rotate_left(1);
         leaf.len -= 1;
         self.len -= 1;
         let remaining = leaf.len as usize;
@@ -472,7 +496,8 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
             n.len += 1;
             let rlen = rn.len as usize;
             rn.keys.copy_within(1..rlen, 0);
-            rn.vals[..rlen].rotate_left(1);
+            let moved = take_shift_down(&mut rn.vals[..rlen]);
+            debug_assert!(moved.is_none());
             rn.len -= 1;
             let new_sep = n.keys[end];
             self.arena.internals[parent as usize].keys[ci] = new_sep;
@@ -697,9 +722,24 @@ fn leaf_insert_slot<K: Copy, V>(leaf: &mut Leaf<K, V>, slot: usize, key: K, valu
     let len = leaf.len as usize;
     leaf.keys.copy_within(slot..len, slot + 1);
     leaf.keys[slot] = key;
-    leaf.vals[len] = value;
-    leaf.vals[slot..=len].rotate_right(1);
+    // Shift the values up by one, `value` into `slot` (a loop of moves: `rotate_right` on
+    // these short slices went through `memcpy` calls, about 90 instructions per insert).
+    let mut carry = value;
+    for v in &mut leaf.vals[slot..=len] {
+        carry = core::mem::replace(v, carry);
+    }
+    debug_assert!(carry.is_none());
     leaf.len += 1;
+}
+
+/// Takes `vals[0]` and moves `vals[1..]` down by one (the last slot left `None`). A loop of
+/// moves rather than `rotate_left`, which went through `memcpy` calls on these short slices.
+fn take_shift_down<V>(vals: &mut [Option<V>]) -> Option<V> {
+    let mut carry = None;
+    for v in vals.iter_mut().rev() {
+        carry = core::mem::replace(v, carry);
+    }
+    carry
 }
 
 /// Removes separator `i` and child `i + 1` of an internal node.

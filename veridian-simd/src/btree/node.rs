@@ -117,7 +117,26 @@ impl<K: Copy, V> Arena<K, V> {
 
     /// Makes sure `leaves` new leaves and `internals` new internal nodes can be taken without
     /// allocating or running out of indices.
+    #[inline]
     pub fn reserve(&mut self, leaves: usize, internals: usize) -> Result<(), CapacityError> {
+        // The common case (room already there) without a call: this runs on every insert.
+        let room = |spare: usize, free: usize, want: usize| spare.saturating_add(free) >= want;
+        if room(
+            self.leaves.capacity() - self.leaves.len(),
+            self.free_leaves,
+            leaves,
+        ) && room(
+            self.internals.capacity() - self.internals.len(),
+            self.free_internals,
+            internals,
+        ) {
+            return Ok(());
+        }
+        self.reserve_slow(leaves, internals)
+    }
+
+    #[cold]
+    fn reserve_slow(&mut self, leaves: usize, internals: usize) -> Result<(), CapacityError> {
         fn grow<T>(v: &mut Vec<T>, free: usize, want: usize) -> Result<(), CapacityError> {
             let extra = want.saturating_sub(free);
             if extra == 0 {

@@ -18,7 +18,7 @@ impl<K: BTreeKey + core::fmt::Debug, V> CacheBTree<K, V> {
             return;
         }
         let mut leaves = Vec::new();
-        self.validate_node(self.root, self.height, None, None, true, &mut leaves);
+        self.validate_node(self.root, self.height, None, None, true, true, &mut leaves);
         // The leaf chain visits exactly the leaves, in order, and then ends.
         let mut chain = Vec::new();
         let mut l = leaves[0];
@@ -41,6 +41,8 @@ impl<K: BTreeKey + core::fmt::Debug, V> CacheBTree<K, V> {
         lower: Option<K>,
         upper: Option<K>,
         is_root: bool,
+        // The last node of its level: ascending inserts may leave it below the minimum.
+        last: bool,
         leaves: &mut Vec<u32>,
     ) {
         let in_bounds = |k: &K| lower.is_none_or(|lo| *k > lo) && upper.is_none_or(|hi| *k <= hi);
@@ -49,7 +51,7 @@ impl<K: BTreeKey + core::fmt::Debug, V> CacheBTree<K, V> {
             let len = leaf.len as usize;
             assert!(len <= LEAF_CAPACITY);
             assert!(
-                is_root && len >= 1 || len >= MIN_LEAF,
+                (is_root || last) && len >= 1 || len >= MIN_LEAF,
                 "leaf underfull: {len}"
             );
             assert!(leaf.keys[..len].windows(2).all(|w| w[0] < w[1]));
@@ -66,7 +68,7 @@ impl<K: BTreeKey + core::fmt::Debug, V> CacheBTree<K, V> {
         let len = n.len as usize;
         assert!(len <= INTERNAL_CAPACITY);
         assert!(
-            is_root && len >= 1 || len >= MIN_INTERNAL,
+            (is_root || last) && len >= 1 || len >= MIN_INTERNAL,
             "internal underfull: {len}"
         );
         assert!(n.keys[..len].windows(2).all(|w| w[0] < w[1]));
@@ -77,7 +79,15 @@ impl<K: BTreeKey + core::fmt::Debug, V> CacheBTree<K, V> {
         for i in 0..=len {
             let lo = if i == 0 { lower } else { Some(n.keys[i - 1]) };
             let hi = if i == len { upper } else { Some(n.keys[i]) };
-            self.validate_node(n.children[i], level - 1, lo, hi, false, leaves);
+            self.validate_node(
+                n.children[i],
+                level - 1,
+                lo,
+                hi,
+                false,
+                last && i == len,
+                leaves,
+            );
         }
     }
 }
@@ -163,5 +173,54 @@ fn grow_then_shrink_every_variant_keeps_invariants() {
         t.validate();
         assert_eq!(t.arena.leaves.len(), leaves);
         assert_eq!(t.arena.internals.len(), internals);
+    }
+}
+
+#[test]
+fn ascending_inserts_fill_the_nodes() {
+    let n = if cfg!(miri) { 600u64 } else { 20_000 };
+    let mut t: CacheBTree<u64, u64> = CacheBTree::new();
+    for k in 0..n {
+        t.insert(k, k);
+    }
+    t.validate();
+    // Every leaf but the last full: ceil(n / 16) leaves (halves would make about n / 8).
+    let leaves = t.arena.leaves.len() as u64;
+    assert_eq!(leaves, n.div_ceil(LEAF_CAPACITY as u64));
+    // Removing from the front and inserting past the end keeps the invariants too.
+    for k in 0..n / 2 {
+        assert_eq!(t.remove(&k), Some(k));
+        t.insert(n + k, k);
+    }
+    t.validate();
+    assert_eq!(t.len() as u64, n);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 64 }))]
+    /// Ascending runs (the append splits) mixed with random operations.
+    #[test]
+    fn ascending_runs_with_random_operations(
+        start in 0u64..1000,
+        run_len in 1u64..if cfg!(miri) { 80 } else { 600 },
+        ops in prop::collection::vec(op(), 0..if cfg!(miri) { 60 } else { 600 }),
+    ) {
+        let mut t: CacheBTree<u64, u64> = CacheBTree::new();
+        let mut model = BTreeMap::new();
+        for k in start..start + run_len {
+            t.insert(k, k);
+            model.insert(k, k);
+        }
+        t.validate();
+        for (i, op) in ops.iter().enumerate() {
+            match *op {
+                Op::Insert(k) => assert_eq!(t.insert(k.into(), i as u64), model.insert(k.into(), i as u64)),
+                Op::Remove(k) => assert_eq!(t.remove(&k.into()), model.remove(&u64::from(k))),
+                Op::PopFirst => assert_eq!(t.pop_first(), model.pop_first()),
+                Op::PopLast => assert_eq!(t.pop_last(), model.pop_last()),
+            }
+        }
+        t.validate();
+        prop_assert!(t.iter().map(|(k, v)| (*k, *v)).eq(model.iter().map(|(k, v)| (*k, *v))));
     }
 }
