@@ -12,7 +12,8 @@
 //! not prefetched: their lines are read right away by the search, so a prefetch there bought
 //! nothing measurable.
 //! Removal refills an underfull node from a sibling or merges it with one, and shrinks the
-//! root; insertion splits full nodes on the way back up.
+//! root; insertion splits full nodes on the way back up (in halves, except a key past the end
+//! of the last leaf, which starts a new leaf and leaves the full ones full).
 //!
 //! **What it relies on.** `alloc` (two `Vec`s of nodes, grown with `try_reserve`); nothing of
 //! the embedder. The SIMD search uses vector registers when the CPU reports them usable (CPUID +
@@ -21,7 +22,8 @@
 //!
 //! **What it guarantees.** The same results as `alloc::collections::BTreeMap` for every
 //! operation sequence (proptested); every value is dropped exactly once (when removed,
-//! replaced, or with the tree); no `unsafe` outside the SIMD blocks of `search`; out of memory
+//! replaced, or with the tree); `unsafe` only in the SIMD blocks of `search` and in the leaf's
+//! value slots (`MaybeUninit`, behind `node::Leaf`'s methods, invariant in `node`); out of memory
 //! is an error from [`CacheBTree::try_insert`] (and [`CacheBTree::insert`] panics with that
 //! error, like `Vec::push`). Ranges with the start after the end yield nothing (no panic).
 

@@ -22,11 +22,13 @@ use core::mem::MaybeUninit;
 use super::search::{INTERNAL_CAPACITY, LEAF_CAPACITY};
 
 /// Below this many keys a non-root leaf is refilled from a sibling or merged with one. A split
-/// leaves at least 8 keys on each side; a merge joins a leaf of `MIN_LEAF - 1` keys with one of
+/// leaves at least 8 keys on each side, except an append split at the end of the last leaf
+/// (16 | 1), so the last leaf of the tree may hold fewer; a merge joins a leaf of `MIN_LEAF - 1` keys with one of
 /// `MIN_LEAF`: `6 + 7 = 13 <= 16`.
 pub(crate) const MIN_LEAF: usize = LEAF_CAPACITY / 2 - 1;
 
-/// The same for internal nodes: a split leaves 8 separators on each side; a merge joins
+/// The same for internal nodes: a split leaves 8 separators on each side (an append split:
+/// 15 | 1, only in the last node of a level); a merge joins
 /// `MIN_INTERNAL - 1` and `MIN_INTERNAL` separators plus the parent's: `6 + 7 + 1 = 14 <= 16`.
 pub(crate) const MIN_INTERNAL: usize = INTERNAL_CAPACITY / 2 - 1;
 

@@ -8,13 +8,15 @@
 //! `i64`, `u32`, `i32`, `usize` and `isize` the SIMD variants compare the *whole* array against
 //! the broadcast probe in 16-key blocks (AVX2: `vpcmpgtq`/`vpcmpgtd` + `vmovmskpd`/`vmovmskps`,
 //! unsigned keys with their sign bits flipped first; AVX-512: `vpcmpuq`/`vpcmpq`/`vpcmpud`/
-//! `vpcmpd` into a mask register), mask the bits past `len` off and count the rest: no branch
-//! depends on the data, so there is no misprediction, unlike a linear or binary search. Every
+//! `vpcmpd` into a mask register) and take the run of set bits from the first key (one `bsf`),
+//! clamped to `len`: no branch depends on the data, so there is no misprediction, unlike a
+//! linear or binary search. The blocks inline into the tree's descent (no call per level). Every
 //! other key type uses [`BTreeKey::rank`]'s default, a binary search with `Ord`.
 //!
 //! **Dispatch.** [`KeySearch::detected`] picks the variant once through the crate's
 //! [`Dispatcher`] (an atomic index in a `static`); a tree reads it once per operation and passes
-//! the token down, so the per-level cost is a perfectly predicted `match`.
+//! the token down; the compiler hoists the `match` on it out of the descent loop (one loop per
+//! variant).
 //!
 //! **What it relies on.** A [`KeySearch`] naming a SIMD variant exists only when the CPU has its
 //! features (CPUID + XCR0, [`crate::cpu::features`]): that is the invariant that makes the

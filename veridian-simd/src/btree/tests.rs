@@ -18,7 +18,7 @@ impl<K: BTreeKey + core::fmt::Debug, V> CacheBTree<K, V> {
             return;
         }
         let mut leaves = Vec::new();
-        self.validate_node(self.root, self.height, None, None, true, true, &mut leaves);
+        self.validate_node(self.root, self.height, None, None, true, &mut leaves);
         // The leaf chain visits exactly the leaves, in order, and then ends.
         let mut chain = Vec::new();
         let mut l = leaves[0];
@@ -40,8 +40,8 @@ impl<K: BTreeKey + core::fmt::Debug, V> CacheBTree<K, V> {
         level: usize,
         lower: Option<K>,
         upper: Option<K>,
-        is_root: bool,
-        // The last node of its level: ascending inserts may leave it below the minimum.
+        // The last node of its level (the root is): the root, and the last nodes that ascending
+        // inserts leave (append splits), may be below the minimum, never empty.
         last: bool,
         leaves: &mut Vec<u32>,
     ) {
@@ -50,10 +50,7 @@ impl<K: BTreeKey + core::fmt::Debug, V> CacheBTree<K, V> {
             let leaf = &self.arena.leaves[node as usize];
             let len = leaf.len();
             assert!(len <= LEAF_CAPACITY);
-            assert!(
-                (is_root || last) && len >= 1 || len >= MIN_LEAF,
-                "leaf underfull: {len}"
-            );
+            assert!(last && len >= 1 || len >= MIN_LEAF, "leaf underfull: {len}");
             assert!(leaf.keys[..len].windows(2).all(|w| w[0] < w[1]));
             assert!(
                 leaf.keys[..len].iter().all(in_bounds),
@@ -66,7 +63,7 @@ impl<K: BTreeKey + core::fmt::Debug, V> CacheBTree<K, V> {
         let len = n.len as usize;
         assert!(len <= INTERNAL_CAPACITY);
         assert!(
-            (is_root || last) && len >= 1 || len >= MIN_INTERNAL,
+            last && len >= 1 || len >= MIN_INTERNAL,
             "internal underfull: {len}"
         );
         assert!(n.keys[..len].windows(2).all(|w| w[0] < w[1]));
@@ -77,15 +74,7 @@ impl<K: BTreeKey + core::fmt::Debug, V> CacheBTree<K, V> {
         for i in 0..=len {
             let lo = if i == 0 { lower } else { Some(n.keys[i - 1]) };
             let hi = if i == len { upper } else { Some(n.keys[i]) };
-            self.validate_node(
-                n.children[i],
-                level - 1,
-                lo,
-                hi,
-                false,
-                last && i == len,
-                leaves,
-            );
+            self.validate_node(n.children[i], level - 1, lo, hi, last && i == len, leaves);
         }
     }
 }
