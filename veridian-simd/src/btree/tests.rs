@@ -97,8 +97,12 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn run(ops: &[Op], search: KeySearch) {
-    let mut t: CacheBTree<u64, u64> = CacheBTree::with_search(search);
-    let mut m = BTreeMap::new();
+    run_from(CacheBTree::with_search(search), BTreeMap::new(), ops);
+}
+
+/// Applies `ops` to `t` and its model `m` (equal on entry), comparing every result and
+/// validating as it goes, then compares the contents.
+fn run_from(mut t: CacheBTree<u64, u64>, mut m: BTreeMap<u64, u64>, ops: &[Op]) {
     for (i, op) in ops.iter().enumerate() {
         match *op {
             Op::Insert(k) => assert_eq!(t.insert(k.into(), i as u64), m.insert(k.into(), i as u64)),
@@ -199,15 +203,6 @@ proptest! {
             model.insert(k, k);
         }
         t.validate();
-        for (i, op) in ops.iter().enumerate() {
-            match *op {
-                Op::Insert(k) => assert_eq!(t.insert(k.into(), i as u64), model.insert(k.into(), i as u64)),
-                Op::Remove(k) => assert_eq!(t.remove(&k.into()), model.remove(&u64::from(k))),
-                Op::PopFirst => assert_eq!(t.pop_first(), model.pop_first()),
-                Op::PopLast => assert_eq!(t.pop_last(), model.pop_last()),
-            }
-        }
-        t.validate();
-        prop_assert!(t.iter().map(|(k, v)| (*k, *v)).eq(model.iter().map(|(k, v)| (*k, *v))));
+        run_from(t, model, &ops);
     }
 }
