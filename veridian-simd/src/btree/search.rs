@@ -235,11 +235,12 @@ mod x86 {
     //! takes whatever features the surrounding function was compiled for; the caller's
     //! [`super::KeySearch`] token is what proves the CPU runs them.
     //!
-    //! **Clobbers.** Compiled with AVX, the blocks declare the `ymm` registers they write.
-    //! Compiled with SSE but without AVX (the hosted default), `ymm` names cannot be declared,
-    //! so the blocks declare the `xmm` registers they write: the compiler then keeps nothing in
-    //! them, and, not using AVX, never holds anything in their upper halves; each AVX2 block
-    //! ends with `vzeroupper`. The AVX-512 blocks use only `zmm16` and `k1`/`k2`, which code
+    //! **Clobbers.** Each AVX2 block ends with `vzeroupper`, which zeroes the upper halves of
+    //! *all* of `ymm0..=15`. Compiled with AVX (where the compiler may keep 256-bit values in
+    //! any of them), the AVX2 blocks therefore declare all sixteen `ymm` registers. Compiled
+    //! with SSE but without AVX (the hosted default), `ymm` names cannot be declared, so the
+    //! blocks declare the `xmm` registers they write: the compiler then keeps nothing in them,
+    //! and, not using AVX, never holds anything in any upper half. The AVX-512 blocks use only `zmm16` and `k1`/`k2`, which code
     //! compiled without AVX-512 never uses; with AVX-512 they are declared. Without SSE
     //! (soft-float kernel targets) nothing can be declared and nothing needs to be: see
     //! `mem::x86::vasm`.
@@ -298,7 +299,9 @@ mod x86 {
                 "shl {t:e}, 12",
                 "or {m:e}, {t:e}",
                 "vzeroupper",
-            ], ["ymm0", "ymm1", "ymm2", "ymm3"], ["xmm0", "xmm1", "xmm2", "xmm3"],
+            ], ["ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8", "ymm9", "ymm10",
+                "ymm11", "ymm12", "ymm13", "ymm14", "ymm15"],
+               ["xmm0", "xmm1", "xmm2", "xmm3"],
                p = in(reg) p, k = in(reg) k, f = in(reg) flip,
                m = out(reg) m, t = out(reg) _,);
         }
@@ -330,7 +333,9 @@ mod x86 {
                 "shl {t:e}, 8",
                 "or {m:e}, {t:e}",
                 "vzeroupper",
-            ], ["ymm0", "ymm1", "ymm2", "ymm3"], ["xmm0", "xmm1", "xmm2", "xmm3"],
+            ], ["ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8", "ymm9", "ymm10",
+                "ymm11", "ymm12", "ymm13", "ymm14", "ymm15"],
+               ["xmm0", "xmm1", "xmm2", "xmm3"],
                p = in(reg) p, k = in(reg) k, f = in(reg) flip,
                m = out(reg) m, t = out(reg) _,);
         }
