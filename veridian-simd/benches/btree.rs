@@ -29,39 +29,9 @@ use veridian_simd::hint::{Locality, prefetch_read, unlikely};
 
 const SIZES: [usize; 3] = [1000, 65536, 1 << 20];
 
-/// xorshift64*: deterministic, fast, good enough to shuffle keys.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-fn random_keys(n: usize, seed: u64) -> Vec<u64> {
-    let mut rng = Rng(seed);
-    let mut set = std::collections::HashSet::with_capacity(n);
-    let mut keys = Vec::with_capacity(n);
-    while keys.len() < n {
-        let k = rng.next();
-        if set.insert(k) {
-            keys.push(k);
-        }
-    }
-    keys
-}
-
-fn shuffled(keys: &[u64], seed: u64) -> Vec<u64> {
-    let mut v = keys.to_vec();
-    let mut rng = Rng(seed);
-    for i in (1..v.len()).rev() {
-        let j = (rng.next() % (i as u64 + 1)) as usize;
-        v.swap(i, j);
-    }
-    v
-}
+#[path = "support/keys.rs"]
+mod keys;
+use keys::{Rng, random_keys, shuffled};
 
 fn tune(g: &mut BenchmarkGroup<'_, WallTime>, n: usize) {
     g.sample_size(if n >= 1 << 20 { 10 } else { 50 });

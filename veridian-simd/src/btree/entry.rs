@@ -91,10 +91,6 @@ impl<'a, K: BTreeKey, V> OccupiedEntry<'a, K, V> {
         OccupiedEntry { tree, leaf, slot }
     }
 
-    fn value_slot(&mut self) -> &mut Option<V> {
-        &mut self.tree.arena.leaves[self.leaf as usize].vals[self.slot]
-    }
-
     /// The key.
     pub fn key(&self) -> &K {
         &self.tree.arena.leaves[self.leaf as usize].keys[self.slot]
@@ -102,26 +98,17 @@ impl<'a, K: BTreeKey, V> OccupiedEntry<'a, K, V> {
 
     /// The value.
     pub fn get(&self) -> &V {
-        match &self.tree.arena.leaves[self.leaf as usize].vals[self.slot] {
-            Some(v) => v,
-            None => unreachable!("occupied slots of a live leaf hold a value"),
-        }
+        self.tree.arena.leaves[self.leaf as usize].val(self.slot)
     }
 
     /// The value, mutably.
     pub fn get_mut(&mut self) -> &mut V {
-        match self.value_slot() {
-            Some(v) => v,
-            None => unreachable!("occupied slots of a live leaf hold a value"),
-        }
+        self.tree.arena.leaves[self.leaf as usize].val_mut(self.slot)
     }
 
     /// The value, mutably, for the tree's whole borrow.
     pub fn into_mut(self) -> &'a mut V {
-        match &mut self.tree.arena.leaves[self.leaf as usize].vals[self.slot] {
-            Some(v) => v,
-            None => unreachable!("occupied slots of a live leaf hold a value"),
-        }
+        self.tree.arena.leaves[self.leaf as usize].val_mut(self.slot)
     }
 
     /// Replaces the value; returns the old one.
@@ -157,11 +144,9 @@ impl<'a, K: BTreeKey, V> VacantEntry<'a, K, V> {
     /// Inserts `value`; returns it in place, or the error when nodes cannot be allocated (the
     /// tree unchanged, `value` dropped).
     pub fn try_insert(self, value: V) -> Result<&'a mut V, CapacityError> {
-        let (leaf, slot) = self.tree.insert_new(self.key, value, self.at)?;
-        match &mut self.tree.arena.leaves[leaf as usize].vals[slot] {
-            Some(v) => Ok(v),
-            None => unreachable!("the slot was just filled"),
-        }
+        let Vacancy { path, leaf, slot } = &self.at;
+        let (leaf, slot) = self.tree.insert_new(self.key, value, path, *leaf, *slot)?;
+        Ok(self.tree.arena.leaves[leaf as usize].val_mut(slot))
     }
 
     /// Inserts `value`; returns it in place.

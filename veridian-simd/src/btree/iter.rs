@@ -34,7 +34,7 @@ impl<'a, K: BTreeKey, V> Iterator for Range<'a, K, V> {
     fn next(&mut self) -> Option<(&'a K, &'a V)> {
         loop {
             let leaf = self.leaves.get(self.leaf as usize)?;
-            if self.slot >= leaf.len as usize {
+            if self.slot >= leaf.len() {
                 self.leaf = leaf.next;
                 self.slot = 0;
                 continue;
@@ -49,7 +49,7 @@ impl<'a, K: BTreeKey, V> Iterator for Range<'a, K, V> {
                 self.leaf = NIL;
                 return None;
             }
-            let v = leaf.vals[self.slot].as_ref()?;
+            let v = leaf.val(self.slot);
             self.slot += 1;
             return Some((k, v));
         }

@@ -12,7 +12,8 @@
 //! not prefetched: their lines are read right away by the search, so a prefetch there bought
 //! nothing measurable.
 //! Removal refills an underfull node from a sibling or merges it with one, and shrinks the
-//! root; insertion splits full nodes on the way back up.
+//! root; insertion splits full nodes on the way back up (in halves, except a key past the end
+//! of the last leaf, which starts a new leaf and leaves the full ones full).
 //!
 //! **What it relies on.** `alloc` (two `Vec`s of nodes, grown with `try_reserve`); nothing of
 //! the embedder. The SIMD search uses vector registers when the CPU reports them usable (CPUID +
@@ -21,7 +22,8 @@
 //!
 //! **What it guarantees.** The same results as `alloc::collections::BTreeMap` for every
 //! operation sequence (proptested); every value is dropped exactly once (when removed,
-//! replaced, or with the tree); no `unsafe` outside the SIMD blocks of `search`; out of memory
+//! replaced, or with the tree); `unsafe` only in the SIMD blocks of `search` and in the leaf's
+//! value slots (`MaybeUninit`, behind `node::Leaf`'s methods, invariant in `node`); out of memory
 //! is an error from [`CacheBTree::try_insert`] (and [`CacheBTree::insert`] panics with that
 //! error, like `Vec::push`). Ranges with the start after the end yield nothing (no panic).
 
@@ -46,8 +48,9 @@ pub use search::{
 use crate::hint::{Locality, prefetch_read};
 use node::{Arena, Internal, Leaf, MIN_INTERNAL, MIN_LEAF, NIL};
 
-/// Deepest tree the fixed path buffers allow. Every non-root internal node has at least
-/// `MIN_INTERNAL + 1 = 8` children, so 2^32 leaves need at most 12 levels; 24 leaves a margin.
+/// Deepest tree the fixed path buffers allow. Every non-root internal node but the last of its
+/// level (which ascending inserts may leave with 2 children) has at least `MIN_INTERNAL + 1 =
+/// 8` children, so 2^32 leaves need at most 13 levels; 24 leaves a margin.
 const MAX_HEIGHT: usize = 24;
 
 /// One step of a descent: the internal node and the child taken.
@@ -58,9 +61,22 @@ struct Step {
 }
 
 /// A path from the root to a leaf's parent.
-struct Path {
+pub(crate) struct Path {
     steps: [Step; MAX_HEIGHT],
     len: usize,
+}
+
+impl Path {
+    #[inline(always)]
+    fn new() -> Self {
+        Path {
+            steps: [Step {
+                node: NIL,
+                child: 0,
+            }; MAX_HEIGHT],
+            len: 0,
+        }
+    }
 }
 
 /// Prefetches the first `bytes` of node `idx` of `base` (the whole leaf: keys, `len` and the
@@ -192,29 +208,29 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
         let s = self.key_search();
         let leaf_idx = self.descend(key, s, None);
         let leaf = &self.arena.leaves[leaf_idx as usize];
-        let slot = K::rank(&leaf.keys, leaf.len as usize, key, s);
-        (slot < leaf.len as usize && leaf.keys[slot] == *key).then_some((leaf_idx, slot))
+        let slot = K::rank(&leaf.keys, leaf.len(), key, s);
+        (slot < leaf.len() && leaf.keys[slot] == *key).then_some((leaf_idx, slot))
     }
 
     /// The value for `key`.
     #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
         let (leaf, slot) = self.locate(key)?;
-        self.arena.leaves[leaf as usize].vals[slot].as_ref()
+        Some(self.arena.leaves[leaf as usize].val(slot))
     }
 
     /// The value for `key`, mutably.
     #[inline]
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let (leaf, slot) = self.locate(key)?;
-        self.arena.leaves[leaf as usize].vals[slot].as_mut()
+        Some(self.arena.leaves[leaf as usize].val_mut(slot))
     }
 
     /// The stored key and value for `key`.
     pub fn get_key_value(&self, key: &K) -> Option<(&K, &V)> {
         let (leaf, slot) = self.locate(key)?;
         let l = &self.arena.leaves[leaf as usize];
-        Some((&l.keys[slot], l.vals[slot].as_ref()?))
+        Some((&l.keys[slot], l.val(slot)))
     }
 
     /// Whether `key` is present.
@@ -238,59 +254,47 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
     /// Inserts `key → value`; returns the previous value for `key`, or an error (with the tree
     /// unchanged and `value` dropped) when nodes cannot be allocated.
     pub fn try_insert(&mut self, key: K, value: V) -> Result<Option<V>, CapacityError> {
-        match self.insert_slot(key) {
+        // The path lives here and is passed by reference: returning it inside the lookup's
+        // result cost two `memcpy` calls per insert.
+        let mut path = Path::new();
+        match self.insert_slot(key, &mut path) {
             Slot::Found(leaf, slot) => {
-                Ok(self.arena.leaves[leaf as usize].vals[slot].replace(value))
+                let old = self.arena.leaves[leaf as usize].val_mut(slot);
+                Ok(Some(core::mem::replace(old, value)))
             }
-            Slot::Vacant(vacant) => {
-                self.insert_new(key, value, vacant)?;
+            Slot::Vacant(leaf, slot) => {
+                self.insert_new(key, value, &path, leaf, slot)?;
                 Ok(None)
             }
         }
     }
 
-    /// Where `key` is, or the path to where it would go.
-    fn insert_slot(&self, key: K) -> Slot {
+    /// Where `key` is, or (with the path to it recorded in `path`) the leaf and slot where it
+    /// would go.
+    #[inline]
+    fn insert_slot(&self, key: K, path: &mut Path) -> Slot {
         if self.root == NIL {
-            return Slot::Vacant(Vacancy {
-                path: Path {
-                    steps: [Step {
-                        node: NIL,
-                        child: 0,
-                    }; MAX_HEIGHT],
-                    len: 0,
-                },
-                leaf: NIL,
-                slot: 0,
-            });
+            return Slot::Vacant(NIL, 0);
         }
         let s = self.key_search();
-        let mut path = Path {
-            steps: [Step {
-                node: NIL,
-                child: 0,
-            }; MAX_HEIGHT],
-            len: 0,
-        };
-        let leaf_idx = self.descend(&key, s, Some(&mut path));
+        let leaf_idx = self.descend(&key, s, Some(path));
         let leaf = &self.arena.leaves[leaf_idx as usize];
-        let slot = K::rank(&leaf.keys, leaf.len as usize, &key, s);
-        if slot < leaf.len as usize && leaf.keys[slot] == key {
+        let slot = K::rank(&leaf.keys, leaf.len(), &key, s);
+        if slot < leaf.len() && leaf.keys[slot] == key {
             return Slot::Found(leaf_idx, slot);
         }
-        Slot::Vacant(Vacancy {
-            path,
-            leaf: leaf_idx,
-            slot,
-        })
+        Slot::Vacant(leaf_idx, slot)
     }
 
-    /// Inserts a key known to be absent at `at`; returns where it went.
+    /// Inserts a key known to be absent at `slot` of `leaf` (`NIL`: the tree is empty), reached
+    /// through `path`; returns where it went.
     pub(crate) fn insert_new(
         &mut self,
         key: K,
         value: V,
-        at: Vacancy,
+        path: &Path,
+        leaf: u32,
+        slot: usize,
     ) -> Result<(u32, usize), CapacityError> {
         if self.height + 1 >= MAX_HEIGHT {
             return Err(CapacityError::TooManyNodes);
@@ -298,50 +302,59 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
         // Enough for a split at every level and a new root: after this nothing allocates.
         self.arena.reserve(1, self.height + 1)?;
         self.len += 1;
-        if at.leaf == NIL {
+        if leaf == NIL {
             let l = self.arena.alloc_leaf(key);
-            let leaf = &mut self.arena.leaves[l as usize];
-            leaf.keys[0] = key;
-            leaf.vals[0] = Some(value);
-            leaf.len = 1;
+            self.arena.leaves[l as usize].insert(0, key, value);
             self.root = l;
             self.height = 0;
             return Ok((l, 0));
         }
-        let Vacancy { path, leaf, slot } = at;
-        let len = self.arena.leaves[leaf as usize].len as usize;
+        let len = self.arena.leaves[leaf as usize].len();
         if len < LEAF_CAPACITY {
-            leaf_insert_at(&mut self.arena.leaves[leaf as usize], slot, key, value);
+            self.arena.leaves[leaf as usize].insert(slot, key, value);
             return Ok((leaf, slot));
         }
-        // Split the full leaf in halves, then insert into the half where the key belongs.
+        // Split the full leaf, then insert into the side where the key belongs. Normally in
+        // halves; a key past the end of the last leaf (ascending inserts) leaves the full leaf
+        // as it is and starts a new one, so ascending inserts fill every leaf but the last
+        // instead of leaving them half full.
         let right = self.arena.alloc_leaf(key);
-        let half = LEAF_CAPACITY / 2;
+        let append = slot == LEAF_CAPACITY && self.arena.leaves[leaf as usize].next == NIL;
+        let half = if append {
+            LEAF_CAPACITY
+        } else {
+            LEAF_CAPACITY / 2
+        };
         let (l, r) = self.arena.two_leaves(leaf, right);
-        r.keys[..LEAF_CAPACITY - half].copy_from_slice(&l.keys[half..]);
-        for (dst, src) in r.vals.iter_mut().zip(&mut l.vals[half..]) {
-            *dst = src.take();
-        }
-        r.len = (LEAF_CAPACITY - half) as u32;
-        l.len = half as u32;
+        l.move_tail(half, r);
         r.next = l.next;
         l.next = right;
-        let at = if slot <= half {
-            leaf_insert_at(l, slot, key, value);
+        let at = if slot < half || slot == half && !append {
+            l.insert(slot, key, value);
             (leaf, slot)
         } else {
-            leaf_insert_at(r, slot - half, key, value);
+            r.insert(slot - half, key, value);
             (right, slot - half)
         };
         // Separator: the largest key of the left half.
-        let sep = l.keys[l.len as usize - 1];
-        self.insert_separator(&path, path.len, sep, right);
+        let sep = l.keys[l.len() - 1];
+        self.insert_separator(path, path.len, sep, right, append);
         Ok(at)
     }
 
     /// After node `path.steps[depth]`'s child (or the root, at depth 0) split, inserts the
     /// separator `sep` and the new right sibling `right` into the parent, splitting upwards.
-    fn insert_separator(&mut self, path: &Path, mut depth: usize, mut sep: K, mut right: u32) {
+    /// `append`: the split was at the end of the last leaf, so every node on the path is the
+    /// last of its level and the separator goes to its end; a full node then keeps 15
+    /// separators and gives the new node 1, instead of halves.
+    fn insert_separator(
+        &mut self,
+        path: &Path,
+        mut depth: usize,
+        mut sep: K,
+        mut right: u32,
+        append: bool,
+    ) {
         loop {
             if depth == 0 {
                 // The root split: a new root above it.
@@ -369,14 +382,20 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
                 n.len += 1;
                 return;
             }
-            // Full: lay out the 17 separators and 18 children, keep 8 | push 1 | move 8.
+            // Full: lay out the 17 separators and 18 children, keep 8 | push 1 | move 8 (when
+            // appending: keep 15 | push 1 | move 1).
             let mut keys = [sep; INTERNAL_CAPACITY + 1];
             let mut children = [right; INTERNAL_CAPACITY + 2];
             keys[..pos].copy_from_slice(&n.keys[..pos]);
             keys[pos + 1..].copy_from_slice(&n.keys[pos..]);
             children[..pos + 1].copy_from_slice(&n.children[..pos + 1]);
             children[pos + 2..].copy_from_slice(&n.children[pos + 1..]);
-            let half = INTERNAL_CAPACITY / 2;
+            debug_assert!(!append || pos == len);
+            let half = if append {
+                INTERNAL_CAPACITY - 1
+            } else {
+                INTERNAL_CAPACITY / 2
+            };
             n.keys[..half].copy_from_slice(&keys[..half]);
             n.children[..half + 1].copy_from_slice(&children[..half + 1]);
             n.len = half as u32;
@@ -402,27 +421,17 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
             return None;
         }
         let s = self.key_search();
-        let mut path = Path {
-            steps: [Step {
-                node: NIL,
-                child: 0,
-            }; MAX_HEIGHT],
-            len: 0,
-        };
+        let mut path = Path::new();
         let leaf_idx = self.descend(key, s, Some(&mut path));
         let leaf = &mut self.arena.leaves[leaf_idx as usize];
-        let len = leaf.len as usize;
+        let len = leaf.len();
         let slot = K::rank(&leaf.keys, len, key, s);
         if slot >= len || leaf.keys[slot] != *key {
             return None;
         }
-        let k = leaf.keys[slot];
-        let v = leaf.vals[slot].take()?;
-        leaf.keys.copy_within(slot + 1..len, slot);
-        leaf.vals[slot..len].rotate_left(1);
-        leaf.len -= 1;
+        let (k, v) = leaf.remove(slot);
         self.len -= 1;
-        let remaining = leaf.len as usize;
+        let remaining = leaf.len();
         if path.len == 0 {
             if remaining == 0 {
                 self.arena.free_leaf(leaf_idx);
@@ -450,30 +459,25 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
         };
         debug_assert!(plen >= 1);
         if let Some(l) = left
-            && self.arena.leaves[l as usize].len as usize > MIN_LEAF
+            && self.arena.leaves[l as usize].len() > MIN_LEAF
         {
             // Move the left sibling's last entry to our front.
             let (ln, n) = self.arena.two_leaves(l, leaf);
-            let last = ln.len as usize - 1;
-            leaf_insert_slot(n, 0, ln.keys[last], ln.vals[last].take());
-            ln.len -= 1;
+            let last = ln.len() - 1;
+            let (k, v) = ln.remove(last);
+            n.insert(0, k, v);
             let new_sep = ln.keys[last - 1];
             self.arena.internals[parent as usize].keys[ci - 1] = new_sep;
             return;
         }
         if let Some(r) = right
-            && self.arena.leaves[r as usize].len as usize > MIN_LEAF
+            && self.arena.leaves[r as usize].len() > MIN_LEAF
         {
             // Move the right sibling's first entry to our end.
             let (n, rn) = self.arena.two_leaves(leaf, r);
-            let end = n.len as usize;
-            n.keys[end] = rn.keys[0];
-            n.vals[end] = rn.vals[0].take();
-            n.len += 1;
-            let rlen = rn.len as usize;
-            rn.keys.copy_within(1..rlen, 0);
-            rn.vals[..rlen].rotate_left(1);
-            rn.len -= 1;
+            let (k, v) = rn.remove(0);
+            let end = n.len();
+            n.insert(end, k, v);
             let new_sep = n.keys[end];
             self.arena.internals[parent as usize].keys[ci] = new_sep;
             return;
@@ -488,13 +492,7 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
             return;
         }
         let (k, g) = self.arena.two_leaves(keep, gone);
-        let (klen, glen) = (k.len as usize, g.len as usize);
-        k.keys[klen..klen + glen].copy_from_slice(&g.keys[..glen]);
-        for (dst, src) in k.vals[klen..].iter_mut().zip(&mut g.vals[..glen]) {
-            *dst = src.take();
-        }
-        k.len += glen as u32;
-        g.len = 0;
+        g.move_tail(0, k);
         k.next = g.next;
         self.arena.free_leaf(gone);
         internal_remove(&mut self.arena.internals[parent as usize], sep_idx);
@@ -587,9 +585,12 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
 
     /// The entry for `key`, for in-place insertion or update.
     pub fn entry(&mut self, key: K) -> Entry<'_, K, V> {
-        match self.insert_slot(key) {
+        let mut path = Path::new();
+        match self.insert_slot(key, &mut path) {
             Slot::Found(leaf, slot) => Entry::Occupied(OccupiedEntry::new(self, leaf, slot)),
-            Slot::Vacant(vacancy) => Entry::Vacant(VacantEntry::new(self, key, vacancy)),
+            Slot::Vacant(leaf, slot) => {
+                Entry::Vacant(VacantEntry::new(self, key, Vacancy { path, leaf, slot }))
+            }
         }
     }
 
@@ -609,14 +610,14 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
     /// The entry with the smallest key.
     pub fn first_key_value(&self) -> Option<(&K, &V)> {
         let l = &self.arena.leaves[self.edge_leaf(false)? as usize];
-        Some((&l.keys[0], l.vals[0].as_ref()?))
+        (l.len() > 0).then(|| (&l.keys[0], l.val(0)))
     }
 
     /// The entry with the largest key.
     pub fn last_key_value(&self) -> Option<(&K, &V)> {
         let l = &self.arena.leaves[self.edge_leaf(true)? as usize];
-        let i = (l.len as usize).checked_sub(1)?;
-        Some((&l.keys[i], l.vals[i].as_ref()?))
+        let i = l.len().checked_sub(1)?;
+        Some((&l.keys[i], l.val(i)))
     }
 
     /// Removes and returns the entry with the smallest key.
@@ -640,9 +641,9 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
                 let s = self.key_search();
                 let leaf = self.descend(a, s, None);
                 let l = &self.arena.leaves[leaf as usize];
-                let mut slot = K::rank(&l.keys, l.len as usize, a, s);
+                let mut slot = K::rank(&l.keys, l.len(), a, s);
                 if matches!(range.start_bound(), Bound::Excluded(_))
-                    && slot < l.len as usize
+                    && slot < l.len()
                     && l.keys[slot] == *a
                 {
                     slot += 1;
@@ -671,35 +672,19 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
 }
 
 /// The outcome of looking a key up for insertion.
-// The path is a fixed stack array for one call; boxing it would allocate on every insert.
-#[allow(clippy::large_enum_variant)]
 enum Slot {
     /// The key is at `(leaf, slot)`.
     Found(u32, usize),
-    /// The key is absent.
-    Vacant(Vacancy),
+    /// The key is absent and would go to `(leaf, slot)` (`NIL`: the tree is empty).
+    Vacant(u32, usize),
 }
 
 /// Where an absent key goes: the path to its leaf, the leaf (`NIL` for an empty tree) and the
 /// slot.
 pub(crate) struct Vacancy {
-    path: Path,
-    leaf: u32,
-    slot: usize,
-}
-
-/// Inserts into a leaf with room.
-fn leaf_insert_at<K: Copy, V>(leaf: &mut Leaf<K, V>, slot: usize, key: K, value: V) {
-    leaf_insert_slot(leaf, slot, key, Some(value));
-}
-
-fn leaf_insert_slot<K: Copy, V>(leaf: &mut Leaf<K, V>, slot: usize, key: K, value: Option<V>) {
-    let len = leaf.len as usize;
-    leaf.keys.copy_within(slot..len, slot + 1);
-    leaf.keys[slot] = key;
-    leaf.vals[len] = value;
-    leaf.vals[slot..=len].rotate_right(1);
-    leaf.len += 1;
+    pub(crate) path: Path,
+    pub(crate) leaf: u32,
+    pub(crate) slot: usize,
 }
 
 /// Removes separator `i` and child `i + 1` of an internal node.

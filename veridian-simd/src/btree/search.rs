@@ -8,13 +8,15 @@
 //! `i64`, `u32`, `i32`, `usize` and `isize` the SIMD variants compare the *whole* array against
 //! the broadcast probe in 16-key blocks (AVX2: `vpcmpgtq`/`vpcmpgtd` + `vmovmskpd`/`vmovmskps`,
 //! unsigned keys with their sign bits flipped first; AVX-512: `vpcmpuq`/`vpcmpq`/`vpcmpud`/
-//! `vpcmpd` into a mask register), mask the bits past `len` off and count the rest: no branch
-//! depends on the data, so there is no misprediction, unlike a linear or binary search. Every
+//! `vpcmpd` into a mask register) and take the run of set bits from the first key (one `bsf`),
+//! clamped to `len`: no branch depends on the data, so there is no misprediction, unlike a
+//! linear or binary search. The blocks inline into the tree's descent (no call per level). Every
 //! other key type uses [`BTreeKey::rank`]'s default, a binary search with `Ord`.
 //!
 //! **Dispatch.** [`KeySearch::detected`] picks the variant once through the crate's
 //! [`Dispatcher`] (an atomic index in a `static`); a tree reads it once per operation and passes
-//! the token down, so the per-level cost is a perfectly predicted `match`.
+//! the token down; the compiler hoists the `match` on it out of the descent loop (one loop per
+//! variant).
 //!
 //! **What it relies on.** A [`KeySearch`] naming a SIMD variant exists only when the CPU has its
 //! features (CPUID + XCR0, [`crate::cpu::features`]): that is the invariant that makes the
@@ -202,23 +204,60 @@ pub fn scalar_rank<K: Ord>(keys: &[K], len: usize, key: &K) -> usize {
     live.partition_point(|k| k < key)
 }
 
-/// Keeps the bits of `mask` for positions below `len` and counts them.
+/// The rank from 16-key block masks (bit `i` set when `keys[i] < key`): the run of set bits
+/// from bit 0 of each block, blocks taken while full, clamped to `len`. The live keys are sorted,
+/// so their set bits are exactly a prefix of the live slots; whatever the stale slots past `len`
+/// hold can only lengthen a run that already covers all `len` live keys, which the clamp undoes.
+/// No population count (not in the x86_64 baseline) and no mask of `len` are needed.
 #[inline(always)]
 #[cfg(target_arch = "x86_64")]
-fn count_below(mask: u32, len: usize) -> usize {
-    let keep = if len >= 32 {
-        u32::MAX
-    } else {
-        (1u32 << len) - 1
-    };
-    (mask & keep).count_ones() as usize
+fn rank_from_blocks<const N: usize>(len: usize, mut mask_of: impl FnMut(usize) -> u32) -> usize {
+    let mut count = 0;
+    for b in 0..N / BLOCK {
+        // Bit 16 set: never zero, so this is one `bsf`.
+        let run = (!mask_of(b) | (1 << BLOCK)).trailing_zeros() as usize;
+        count += run;
+        if run < BLOCK {
+            break;
+        }
+    }
+    if count < len { count } else { len }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! 16-key blocks: each returns a 16-bit mask, bit `i` set when `keys[i] < key`.
+    //!
+    //! The blocks are `#[inline(always)]` functions without `#[target_feature]`, so they inline
+    //! into the tree's descent loop (a `#[target_feature]` function cannot be inlined into code
+    //! compiled without the feature, and the call cost about half of each level's
+    //! instructions). That is possible because they are inline assembly, which the assembler
+    //! takes whatever features the surrounding function was compiled for; the caller's
+    //! [`super::KeySearch`] token is what proves the CPU runs them.
+    //!
+    //! **Clobbers.** Each AVX2 block ends with `vzeroupper`, which zeroes the upper halves of
+    //! *all* of `ymm0..=15`. Compiled with AVX (where the compiler may keep 256-bit values in
+    //! any of them), the AVX2 blocks therefore declare all sixteen `ymm` registers. Compiled
+    //! with SSE but without AVX (the hosted default), `ymm` names cannot be declared, so the
+    //! blocks declare the `xmm` registers they write: the compiler then keeps nothing in them,
+    //! and, not using AVX, never holds anything in any upper half. The AVX-512 blocks use only `zmm16` and `k1`/`k2`, which code
+    //! compiled without AVX-512 never uses; with AVX-512 they are declared. Without SSE
+    //! (soft-float kernel targets) nothing can be declared and nothing needs to be: see
+    //! `mem::x86::vasm`.
 
-    use crate::mem::x86::vasm::vasm;
+    /// `asm!` with vector clobbers as the module docs describe: `[template]`, `[registers
+    /// written when compiled with AVX]`, `[the same registers named for SSE-only code]`,
+    /// operands.
+    macro_rules! rank_asm {
+        ([$($t:expr),* $(,)?], [$($wide:tt),* $(,)?], [$($narrow:tt),* $(,)?], $($op:tt)*) => {{
+            #[cfg(target_feature = "avx")]
+            core::arch::asm!($($t),*, $($op)* $(out($wide) _,)* options(nostack, pure, readonly));
+            #[cfg(all(target_feature = "sse", not(target_feature = "avx")))]
+            core::arch::asm!($($t),*, $($op)* $(out($narrow) _,)* options(nostack, pure, readonly));
+            #[cfg(not(target_feature = "sse"))]
+            core::arch::asm!($($t),*, $($op)* options(nostack, pure, readonly));
+        }};
+    }
 
     /// Sign bit of a 64-bit lane; flipping it maps unsigned order onto signed order.
     pub(super) const SIGN64: u64 = 1 << 63;
@@ -229,64 +268,78 @@ mod x86 {
     ///
     /// # Safety
     /// `p..p + 128` readable; AVX2 usable (CPUID + XCR0).
-    #[target_feature(enable = "avx2")]
+    #[inline(always)]
     pub(super) unsafe fn lt16_q_avx2(p: *const u8, key: u64, flip: u64) -> u32 {
-        let (a, b, c, d): (u32, u32, u32, u32);
+        let m: u32;
         let k = key ^ flip;
-        // SAFETY: reads 4 × 32 bytes inside `p..p + 128`; AVX2 usable per the contract.
+        // SAFETY: reads 4 × 32 bytes inside `p..p + 128`; AVX2 usable per the contract; the
+        // registers written are declared (module docs).
         unsafe {
-            vasm!([
+            rank_asm!([
                 "vmovq xmm0, {k}",
                 "vpbroadcastq ymm0, xmm0",
                 "vmovq xmm1, {f}",
                 "vpbroadcastq ymm1, xmm1",
                 "vpxor ymm2, ymm1, [{p}]",
                 "vpcmpgtq ymm2, ymm0, ymm2",
-                "vmovmskpd {a:e}, ymm2",
                 "vpxor ymm3, ymm1, [{p} + 32]",
                 "vpcmpgtq ymm3, ymm0, ymm3",
-                "vmovmskpd {b:e}, ymm3",
+                "vmovmskpd {m:e}, ymm2",
+                "vmovmskpd {t:e}, ymm3",
+                "shl {t:e}, 4",
+                "or {m:e}, {t:e}",
                 "vpxor ymm2, ymm1, [{p} + 64]",
                 "vpcmpgtq ymm2, ymm0, ymm2",
-                "vmovmskpd {c:e}, ymm2",
                 "vpxor ymm3, ymm1, [{p} + 96]",
                 "vpcmpgtq ymm3, ymm0, ymm3",
-                "vmovmskpd {d:e}, ymm3",
+                "vmovmskpd {t:e}, ymm2",
+                "shl {t:e}, 8",
+                "or {m:e}, {t:e}",
+                "vmovmskpd {t:e}, ymm3",
+                "shl {t:e}, 12",
+                "or {m:e}, {t:e}",
                 "vzeroupper",
-            ], ["ymm0", "ymm1", "ymm2", "ymm3"],
+            ], ["ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8", "ymm9", "ymm10",
+                "ymm11", "ymm12", "ymm13", "ymm14", "ymm15"],
+               ["xmm0", "xmm1", "xmm2", "xmm3"],
                p = in(reg) p, k = in(reg) k, f = in(reg) flip,
-               a = out(reg) a, b = out(reg) b, c = out(reg) c, d = out(reg) d,);
+               m = out(reg) m, t = out(reg) _,);
         }
-        a | (b << 4) | (c << 8) | (d << 12)
+        m
     }
 
     /// AVX2, 16 32-bit keys at `p` (64 bytes): `keys[i] ^ flip < key ^ flip`, signed.
     ///
     /// # Safety
     /// `p..p + 64` readable; AVX2 usable.
-    #[target_feature(enable = "avx2")]
+    #[inline(always)]
     pub(super) unsafe fn lt16_d_avx2(p: *const u8, key: u32, flip: u32) -> u32 {
-        let (a, b): (u32, u32);
+        let m: u32;
         let k = key ^ flip;
-        // SAFETY: reads 2 × 32 bytes inside `p..p + 64`; AVX2 usable per the contract.
+        // SAFETY: reads 2 × 32 bytes inside `p..p + 64`; AVX2 usable per the contract; the
+        // registers written are declared (module docs).
         unsafe {
-            vasm!([
+            rank_asm!([
                 "vmovd xmm0, {k:e}",
                 "vpbroadcastd ymm0, xmm0",
                 "vmovd xmm1, {f:e}",
                 "vpbroadcastd ymm1, xmm1",
                 "vpxor ymm2, ymm1, [{p}]",
                 "vpcmpgtd ymm2, ymm0, ymm2",
-                "vmovmskps {a:e}, ymm2",
                 "vpxor ymm3, ymm1, [{p} + 32]",
                 "vpcmpgtd ymm3, ymm0, ymm3",
-                "vmovmskps {b:e}, ymm3",
+                "vmovmskps {m:e}, ymm2",
+                "vmovmskps {t:e}, ymm3",
+                "shl {t:e}, 8",
+                "or {m:e}, {t:e}",
                 "vzeroupper",
-            ], ["ymm0", "ymm1", "ymm2", "ymm3"],
+            ], ["ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8", "ymm9", "ymm10",
+                "ymm11", "ymm12", "ymm13", "ymm14", "ymm15"],
+               ["xmm0", "xmm1", "xmm2", "xmm3"],
                p = in(reg) p, k = in(reg) k, f = in(reg) flip,
-               a = out(reg) a, b = out(reg) b,);
+               m = out(reg) m, t = out(reg) _,);
         }
-        a | (b << 8)
+        m
     }
 
     /// Stamps out an AVX-512 block for 64-bit keys with the given compare instruction
@@ -297,22 +350,25 @@ mod x86 {
             ///
             /// # Safety
             /// `p..p + 128` readable; AVX-512F usable (CPUID + XCR0 opmask/ZMM state).
-            #[target_feature(enable = "avx512f")]
+            #[inline(always)]
             pub(super) unsafe fn $name(p: *const u8, key: u64) -> u32 {
-                let (a, b): (u32, u32);
+                let m: u32;
                 // SAFETY: reads 2 × 64 bytes inside `p..p + 128`; AVX-512F usable. zmm16 has
-                // no legacy-SSE alias, so no `vzeroupper` is needed.
+                // no legacy-SSE alias, so no `vzeroupper` is needed; registers per the module
+                // docs.
                 unsafe {
-                    vasm!([
+                    rank_asm!([
                         "vpbroadcastq zmm16, {k}",
                         concat!($cmp, " k1, zmm16, [{p}], 6"),
                         concat!($cmp, " k2, zmm16, [{p} + 64], 6"),
-                        "kmovw {a:e}, k1",
-                        "kmovw {b:e}, k2",
-                    ], ["zmm16", "k1", "k2"],
-                       p = in(reg) p, k = in(reg) key, a = out(reg) a, b = out(reg) b,);
+                        "kmovw {m:e}, k1",
+                        "kmovw {t:e}, k2",
+                        "shl {t:e}, 8",
+                        "or {m:e}, {t:e}",
+                    ], ["zmm16", "k1", "k2"], [],
+                       p = in(reg) p, k = in(reg) key, m = out(reg) m, t = out(reg) _,);
                 }
-                (a & 0xff) | ((b & 0xff) << 8)
+                m
             }
         };
     }
@@ -326,19 +382,20 @@ mod x86 {
             ///
             /// # Safety
             /// `p..p + 64` readable; AVX-512F usable.
-            #[target_feature(enable = "avx512f")]
+            #[inline(always)]
             pub(super) unsafe fn $name(p: *const u8, key: u32) -> u32 {
                 let a: u32;
-                // SAFETY: reads 64 bytes at `p`; AVX-512F usable.
+                // SAFETY: reads 64 bytes at `p`; AVX-512F usable; registers per the module
+                // docs.
                 unsafe {
-                    vasm!([
+                    rank_asm!([
                         "vpbroadcastd zmm16, {k:e}",
                         concat!($cmp, " k1, zmm16, [{p}], 6"),
                         "kmovw {a:e}, k1",
-                    ], ["zmm16", "k1"],
+                    ], ["zmm16", "k1"], [],
                        p = in(reg) p, k = in(reg) key, a = out(reg) a,);
                 }
-                a & 0xffff
+                a
             }
         };
     }
@@ -361,19 +418,25 @@ macro_rules! simd_key_64 {
                 if N.is_multiple_of(BLOCK) {
                     // Bit-identical reinterpretation of the probe (same width).
                     let k = *key as u64;
-                    let mut count = 0;
-                    for (b, block) in keys.chunks_exact(BLOCK).enumerate() {
-                        let p = block.as_ptr().cast::<u8>();
-                        let mask = match search.variant() {
-                            // SAFETY: the token proves AVX2; `block` is 16 × 8 = 128 bytes.
-                            SearchVariant::Avx2 => unsafe { x86::lt16_q_avx2(p, k, $flip) },
-                            // SAFETY: the token proves AVX-512F; `block` is 128 bytes.
-                            SearchVariant::Avx512 => unsafe { x86::$avx512(p, k) },
-                            SearchVariant::Scalar => return scalar_rank(keys, len, key),
-                        };
-                        count += count_below(mask, len.saturating_sub(b * BLOCK));
+                    let base = keys.as_ptr().cast::<u8>();
+                    let step = BLOCK * size_of::<$t>();
+                    match search.variant() {
+                        SearchVariant::Avx2 => {
+                            return rank_from_blocks::<N>(len, |b| {
+                                // SAFETY: the token proves AVX2; block `b < N / 16` is the
+                                // 16 × 8 = 128 bytes at `base + b * step`, inside `keys`.
+                                unsafe { x86::lt16_q_avx2(base.add(b * step), k, $flip) }
+                            });
+                        }
+                        SearchVariant::Avx512 => {
+                            return rank_from_blocks::<N>(len, |b| {
+                                // SAFETY: the token proves AVX-512F; block `b` is inside
+                                // `keys` as above.
+                                unsafe { x86::$avx512(base.add(b * step), k) }
+                            });
+                        }
+                        SearchVariant::Scalar => {}
                     }
-                    return count;
                 }
                 let _ = search;
                 scalar_rank(keys, len, key)
@@ -402,19 +465,25 @@ macro_rules! simd_key_32 {
                 if N.is_multiple_of(BLOCK) {
                     // Bit-identical reinterpretation of the probe (same width).
                     let k = *key as u32;
-                    let mut count = 0;
-                    for (b, block) in keys.chunks_exact(BLOCK).enumerate() {
-                        let p = block.as_ptr().cast::<u8>();
-                        let mask = match search.variant() {
-                            // SAFETY: the token proves AVX2; `block` is 16 × 4 = 64 bytes.
-                            SearchVariant::Avx2 => unsafe { x86::lt16_d_avx2(p, k, $flip) },
-                            // SAFETY: the token proves AVX-512F; `block` is 64 bytes.
-                            SearchVariant::Avx512 => unsafe { x86::$avx512(p, k) },
-                            SearchVariant::Scalar => return scalar_rank(keys, len, key),
-                        };
-                        count += count_below(mask, len.saturating_sub(b * BLOCK));
+                    let base = keys.as_ptr().cast::<u8>();
+                    let step = BLOCK * size_of::<$t>();
+                    match search.variant() {
+                        SearchVariant::Avx2 => {
+                            return rank_from_blocks::<N>(len, |b| {
+                                // SAFETY: the token proves AVX2; block `b < N / 16` is the
+                                // 16 × 4 = 64 bytes at `base + b * step`, inside `keys`.
+                                unsafe { x86::lt16_d_avx2(base.add(b * step), k, $flip) }
+                            });
+                        }
+                        SearchVariant::Avx512 => {
+                            return rank_from_blocks::<N>(len, |b| {
+                                // SAFETY: the token proves AVX-512F; block `b` is inside
+                                // `keys` as above.
+                                unsafe { x86::$avx512(base.add(b * step), k) }
+                            });
+                        }
+                        SearchVariant::Scalar => {}
                     }
-                    return count;
                 }
                 let _ = search;
                 scalar_rank(keys, len, key)

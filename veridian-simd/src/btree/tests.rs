@@ -29,7 +29,7 @@ impl<K: BTreeKey + core::fmt::Debug, V> CacheBTree<K, V> {
         assert_eq!(chain, leaves, "leaf chain out of order");
         let total: usize = leaves
             .iter()
-            .map(|&l| self.arena.leaves[l as usize].len as usize)
+            .map(|&l| self.arena.leaves[l as usize].len())
             .sum();
         assert_eq!(total, self.len);
     }
@@ -40,25 +40,22 @@ impl<K: BTreeKey + core::fmt::Debug, V> CacheBTree<K, V> {
         level: usize,
         lower: Option<K>,
         upper: Option<K>,
-        is_root: bool,
+        // The last node of its level (the root is): the root, and the last nodes that ascending
+        // inserts leave (append splits), may be below the minimum, never empty.
+        last: bool,
         leaves: &mut Vec<u32>,
     ) {
         let in_bounds = |k: &K| lower.is_none_or(|lo| *k > lo) && upper.is_none_or(|hi| *k <= hi);
         if level == 0 {
             let leaf = &self.arena.leaves[node as usize];
-            let len = leaf.len as usize;
+            let len = leaf.len();
             assert!(len <= LEAF_CAPACITY);
-            assert!(
-                is_root && len >= 1 || len >= MIN_LEAF,
-                "leaf underfull: {len}"
-            );
+            assert!(last && len >= 1 || len >= MIN_LEAF, "leaf underfull: {len}");
             assert!(leaf.keys[..len].windows(2).all(|w| w[0] < w[1]));
             assert!(
                 leaf.keys[..len].iter().all(in_bounds),
                 "leaf key out of bounds"
             );
-            assert!(leaf.vals[..len].iter().all(Option::is_some));
-            assert!(leaf.vals[len..].iter().all(Option::is_none));
             leaves.push(node);
             return;
         }
@@ -66,7 +63,7 @@ impl<K: BTreeKey + core::fmt::Debug, V> CacheBTree<K, V> {
         let len = n.len as usize;
         assert!(len <= INTERNAL_CAPACITY);
         assert!(
-            is_root && len >= 1 || len >= MIN_INTERNAL,
+            last && len >= 1 || len >= MIN_INTERNAL,
             "internal underfull: {len}"
         );
         assert!(n.keys[..len].windows(2).all(|w| w[0] < w[1]));
@@ -77,7 +74,7 @@ impl<K: BTreeKey + core::fmt::Debug, V> CacheBTree<K, V> {
         for i in 0..=len {
             let lo = if i == 0 { lower } else { Some(n.keys[i - 1]) };
             let hi = if i == len { upper } else { Some(n.keys[i]) };
-            self.validate_node(n.children[i], level - 1, lo, hi, false, leaves);
+            self.validate_node(n.children[i], level - 1, lo, hi, last && i == len, leaves);
         }
     }
 }
@@ -100,8 +97,12 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn run(ops: &[Op], search: KeySearch) {
-    let mut t: CacheBTree<u64, u64> = CacheBTree::with_search(search);
-    let mut m = BTreeMap::new();
+    run_from(CacheBTree::with_search(search), BTreeMap::new(), ops);
+}
+
+/// Applies `ops` to `t` and its model `m` (equal on entry), comparing every result and
+/// validating as it goes, then compares the contents.
+fn run_from(mut t: CacheBTree<u64, u64>, mut m: BTreeMap<u64, u64>, ops: &[Op]) {
     for (i, op) in ops.iter().enumerate() {
         match *op {
             Op::Insert(k) => assert_eq!(t.insert(k.into(), i as u64), m.insert(k.into(), i as u64)),
@@ -163,5 +164,45 @@ fn grow_then_shrink_every_variant_keeps_invariants() {
         t.validate();
         assert_eq!(t.arena.leaves.len(), leaves);
         assert_eq!(t.arena.internals.len(), internals);
+    }
+}
+
+#[test]
+fn ascending_inserts_fill_the_nodes() {
+    let n = if cfg!(miri) { 600u64 } else { 20_000 };
+    let mut t: CacheBTree<u64, u64> = CacheBTree::new();
+    for k in 0..n {
+        t.insert(k, k);
+    }
+    t.validate();
+    // Every leaf but the last full: ceil(n / 16) leaves (halves would make about n / 8).
+    let leaves = t.arena.leaves.len() as u64;
+    assert_eq!(leaves, n.div_ceil(LEAF_CAPACITY as u64));
+    // Removing from the front and inserting past the end keeps the invariants too.
+    for k in 0..n / 2 {
+        assert_eq!(t.remove(&k), Some(k));
+        t.insert(n + k, k);
+    }
+    t.validate();
+    assert_eq!(t.len() as u64, n);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 64 }))]
+    /// Ascending runs (the append splits) mixed with random operations.
+    #[test]
+    fn ascending_runs_with_random_operations(
+        start in 0u64..1000,
+        run_len in 1u64..if cfg!(miri) { 80 } else { 600 },
+        ops in prop::collection::vec(op(), 0..if cfg!(miri) { 60 } else { 600 }),
+    ) {
+        let mut t: CacheBTree<u64, u64> = CacheBTree::new();
+        let mut model = BTreeMap::new();
+        for k in start..start + run_len {
+            t.insert(k, k);
+            model.insert(k, k);
+        }
+        t.validate();
+        run_from(t, model, &ops);
     }
 }
