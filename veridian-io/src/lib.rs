@@ -45,7 +45,6 @@ pub mod error;
 pub mod loopback;
 #[cfg(feature = "alloc")]
 pub mod pool;
-mod primitives;
 pub mod ring;
 #[cfg(feature = "virtio")]
 pub mod virtio;
