@@ -5,7 +5,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`ring`] | SPSC rings: [`ring::Producer`]/[`ring::Consumer`] (back-pressure when full) over heap ([`ring::Ring`]) inline static ([`ring::StaticRing`]) or shared-memory ([`ring::SharedRing`]: `repr(C)`, no pointers, zeroed memory is an empty ring) slots, [`ring::OverflowProducer`] (completions never dropped) |
+//! | [`ring`] | SPSC rings (veridian-sync's ring core, re-exported): [`ring::Producer`]/[`ring::Consumer`] (back-pressure when full) over heap ([`ring::Ring`]) inline static ([`ring::StaticRing`]) or shared-memory ([`ring::SharedRing`]: `repr(C)`, no pointers, zeroed memory is an empty ring) slots, [`ring::OverflowProducer`] (completions never dropped) |
 //! | [`entry`] | [`Sqe`]/[`Cqe`], the entries the rings carry, and their flags |
 //! | [`error`] | [`IoError`]: errno values and this crate's own refusals |
 //! | [`pool`] | [`PageSource`] (the embedder's pages, shared with veridian-alloc through `veridian-embed`) and [`DmaSource`] (their device addresses), [`BufferPool`], [`PoolBuf`] |
@@ -45,7 +45,6 @@ pub mod error;
 pub mod loopback;
 #[cfg(feature = "alloc")]
 pub mod pool;
-mod primitives;
 pub mod ring;
 #[cfg(feature = "virtio")]
 pub mod virtio;

@@ -7,8 +7,10 @@
 //! - [`mpmc::Queue`]: bounded multi-producer multi-consumer queue (Vyukov sequence numbers),
 //!   as `mpmc::ArrayQueue` (heap slots, `alloc` feature) or [`mpmc::StaticArrayQueue`]
 //!   (inline slots, `const fn new`, usable as a `static`).
-//! - `spsc::SpscRing`: single-producer single-consumer ring with batch push/pop. `alloc`
-//!   feature.
+//! - [`spsc`]: the single-producer single-consumer ring core (cached counters, batch push/pop)
+//!   with heap (`spsc::SpscRing`, `alloc` feature), inline static ([`spsc::StaticRing`]) and
+//!   shared-memory ([`spsc::SharedRing`]) storage, and `spsc::OverflowProducer` (`alloc`);
+//!   veridian-io's and veridian-perf's rings are built on it.
 //! - [`seqlock::SeqLock`]: sequence lock for `Copy` data, sound in Rust's memory model.
 //! - [`counter::ShardedCounter`]: one cache-padded slot per CPU, `get()` sums.
 //! - [`lock`]: ticket and MCS locks (`lock_api` compatible), interrupt-safe variants, and the
@@ -41,7 +43,6 @@ pub mod lockdep;
 pub mod mpmc;
 mod primitives;
 pub mod seqlock;
-#[cfg(feature = "alloc")]
 pub mod spsc;
 #[cfg(feature = "alloc")]
 pub mod stack;

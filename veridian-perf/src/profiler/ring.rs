@@ -7,6 +7,16 @@
 //! ([`SampleRing::dropped`]); published records are never overwritten, so a record the consumer
 //! reads is always one the producer wrote whole.
 //!
+//! **What it is built on.** The ring core is veridian-sync's [`SharedRing`] (`spsc`: inline
+//! `repr(C)` slots, cache-padded counters, each end with a cached copy of the other end's
+//! counter); this module adds the
+//! drop count, the one-time [`SampleRing::split`] into ends that borrow the ring, and the
+//! handle-free [`SampleRing::push_unchecked`] / [`SampleRing::pop_unchecked`]. The memory
+//! orderings are the core's: the producer writes a slot, then stores `tail` with `Release`;
+//! the consumer loads `tail` with `Acquire` before copying the slot out, then stores `head`
+//! with `Release`, which the producer loads with `Acquire` before writing the slot again.
+//! `dropped` is a statistic read on its own: `Relaxed`.
+//!
 //! **What it relies on.** Exactly one producer and one consumer at a time. [`SampleRing::split`]
 //! hands out one [`Producer`] and one [`Consumer`] once (the types enforce the rest); the
 //! `unsafe` [`SampleRing::push_unchecked`] / [`SampleRing::pop_unchecked`] put the promise on the
@@ -17,40 +27,23 @@
 //! **No allocation, no lock, no spin.** Push and pop are wait-free: a few loads and stores and
 //! one copy of the record. The storage is an array inside the ring (capacity `N`, a power of
 //! two, checked at compile time), so a ring can be a `static`.
-//!
-//! **Orderings.** `tail` (next slot to write) is stored only by the producer, `head` (next slot
-//! to read) only by the consumer; both count up forever (wrapping) and `index & (N - 1)` is the
-//! slot.
-//! - Producer: loads its own `tail` `Relaxed` (no one else writes it); loads `head` with
-//!   `Acquire`, which synchronises with the consumer's `Release` store of `head` after it
-//!   copied the slot out, so writing the slot again happens after that read; writes the slot;
-//!   stores `tail + 1` with `Release`, publishing the slot's contents.
-//! - Consumer: loads its own `head` `Relaxed`; loads `tail` with `Acquire` (pairs with the
-//!   producer's `Release`, so the slot's contents are visible); copies the slot; stores
-//!   `head + 1` with `Release` (handing the slot back, see above).
-//! - `dropped` is a statistic read on its own: `Relaxed`.
 
-use core::mem::MaybeUninit;
+use core::ptr::NonNull;
 
-use crate::primitives::{AtomicBool, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
+use veridian_sync::spsc::{self, SharedRing};
 
-/// Keeps the producer's and the consumer's index on different cache lines (128 bytes: the
-/// adjacent-line prefetcher of recent Intel CPUs pulls lines in pairs).
-#[repr(align(128))]
-struct Padded<T>(T);
+use crate::primitives::{AtomicBool, AtomicU64, Ordering};
 
 /// A bounded SPSC ring of `N` records of type `T` (module docs).
 pub struct SampleRing<T: Copy, const N: usize> {
-    head: Padded<AtomicUsize>,
-    tail: Padded<AtomicUsize>,
+    ring: SharedRing<T, N>,
     dropped: AtomicU64,
     split: AtomicBool,
-    slots: [UnsafeCell<MaybeUninit<T>>; N],
 }
 
-// SAFETY: records move between threads by copy (`T: Send`); the slot protocol (module docs)
-// gives each slot to exactly one side at a time, and the single-producer/single-consumer
-// promise is enforced by `split` or by the callers of the unsafe methods.
+// SAFETY: records move between threads by copy (`T: Send`); the slot protocol of the core gives
+// each slot to exactly one side at a time, and the single-producer/single-consumer promise is
+// enforced by `split` or by the callers of the unsafe methods.
 unsafe impl<T: Copy + Send, const N: usize> Sync for SampleRing<T, N> {}
 // SAFETY: as above; the ring owns its records.
 unsafe impl<T: Copy + Send, const N: usize> Send for SampleRing<T, N> {}
@@ -66,35 +59,29 @@ impl<T: Copy, const N: usize> core::fmt::Debug for SampleRing<T, N> {
 }
 
 impl<T: Copy, const N: usize> SampleRing<T, N> {
-    const CAPACITY_OK: () = assert!(
-        N.is_power_of_two(),
-        "SampleRing capacity must be a power of two"
-    );
-
-    /// An empty ring.
+    /// An empty ring. `N` must be a power of two (a compile error otherwise).
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        let () = Self::CAPACITY_OK;
         Self {
-            head: Padded(AtomicUsize::new(0)),
-            tail: Padded(AtomicUsize::new(0)),
+            ring: SharedRing::new(),
             dropped: AtomicU64::new(0),
             split: AtomicBool::new(false),
-            slots: [const { UnsafeCell::new(MaybeUninit::uninit()) }; N],
         }
     }
 
     /// An empty ring (loom's atomics cannot be built in a `const fn`).
     #[cfg(loom)]
     pub fn new() -> Self {
-        let () = Self::CAPACITY_OK;
         Self {
-            head: Padded(AtomicUsize::new(0)),
-            tail: Padded(AtomicUsize::new(0)),
+            ring: SharedRing::new(),
             dropped: AtomicU64::new(0),
             split: AtomicBool::new(false),
-            slots: core::array::from_fn(|_| UnsafeCell::new(MaybeUninit::uninit())),
         }
+    }
+
+    /// The address the core's ends are made from.
+    fn core(&self) -> NonNull<SharedRing<T, N>> {
+        NonNull::from(&self.ring)
     }
 
     /// The producer and consumer handles: `Some` the first time, `None` after.
@@ -103,7 +90,24 @@ impl<T: Copy, const N: usize> SampleRing<T, N> {
         if self.split.swap(true, Ordering::Relaxed) {
             return None;
         }
-        Some((Producer { ring: self }, Consumer { ring: self }))
+        // SAFETY: `self.ring` is an initialised ring that outlives both ends (they borrow
+        // `self` for `'_`), and the flag above hands out one producer and one consumer, ever.
+        let (inner_p, inner_c) = unsafe {
+            (
+                SharedRing::producer(self.core()),
+                SharedRing::consumer(self.core()),
+            )
+        };
+        Some((
+            Producer {
+                inner: inner_p,
+                ring: self,
+            },
+            Consumer {
+                inner: inner_c,
+                ring: self,
+            },
+        ))
     }
 
     /// Capacity in records.
@@ -113,11 +117,7 @@ impl<T: Copy, const N: usize> SampleRing<T, N> {
 
     /// Records published and not yet consumed (a snapshot).
     pub fn len(&self) -> usize {
-        // Acquire on both: a consistent-enough snapshot; `head` never passes `tail`, and
-        // reading `head` first keeps the difference from going negative.
-        let head = self.head.0.load(Ordering::Acquire);
-        let tail = self.tail.0.load(Ordering::Acquire);
-        tail.wrapping_sub(head).min(N)
+        self.ring.len()
     }
 
     /// Whether no record is waiting (a snapshot).
@@ -130,6 +130,12 @@ impl<T: Copy, const N: usize> SampleRing<T, N> {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Counts one record dropped because the ring was full.
+    #[cold]
+    fn count_drop(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Appends `record`; returns `false` (and counts a drop) when the ring is full.
     ///
     /// # Safety
@@ -137,19 +143,14 @@ impl<T: Copy, const N: usize> SampleRing<T, N> {
     /// in particular no [`Producer`] of it may exist.
     #[inline]
     pub unsafe fn push_unchecked(&self, record: &T) -> bool {
-        let tail = self.tail.0.load(Ordering::Relaxed);
-        let head = self.head.0.load(Ordering::Acquire);
-        if tail.wrapping_sub(head) >= N {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return false;
+        // SAFETY: `self.ring` is initialised and outlives this call (the end is dropped
+        // below); the caller promises no other producer meanwhile.
+        let mut producer = unsafe { SharedRing::producer(self.core()) };
+        let pushed = producer.push(*record).is_ok();
+        if !pushed {
+            self.count_drop();
         }
-        self.slots[tail & (N - 1)].with_mut(|p| {
-            // SAFETY: the slot is free (the consumer released it, Acquire above) and only the
-            // single producer (caller's promise) writes it until `tail` is published.
-            unsafe { (*p).write(*record) };
-        });
-        self.tail.0.store(tail.wrapping_add(1), Ordering::Release);
-        true
+        pushed
     }
 
     /// Takes the oldest record, if any.
@@ -159,18 +160,8 @@ impl<T: Copy, const N: usize> SampleRing<T, N> {
     /// in particular no [`Consumer`] of it may exist.
     #[inline]
     pub unsafe fn pop_unchecked(&self) -> Option<T> {
-        let head = self.head.0.load(Ordering::Relaxed);
-        let tail = self.tail.0.load(Ordering::Acquire);
-        if head == tail {
-            return None;
-        }
-        let record = self.slots[head & (N - 1)].with(|p| {
-            // SAFETY: `head != tail`, so the producer published this slot (Acquire above made
-            // its write visible) and will not touch it until `head` moves past it.
-            unsafe { (*p).assume_init() }
-        });
-        self.head.0.store(head.wrapping_add(1), Ordering::Release);
-        Some(record)
+        // SAFETY: as in `push_unchecked`, for the one consumer the caller promises.
+        unsafe { SharedRing::consumer(self.core()) }.pop()
     }
 }
 
@@ -184,6 +175,8 @@ impl<T: Copy, const N: usize> Default for SampleRing<T, N> {
 /// The writing end of a [`SampleRing`]; there is one.
 #[derive(Debug)]
 pub struct Producer<'a, T: Copy, const N: usize> {
+    /// The core's producer end (with its cached copy of the consumer's counter).
+    inner: spsc::Producer<T>,
     ring: &'a SampleRing<T, N>,
 }
 
@@ -191,9 +184,11 @@ impl<T: Copy, const N: usize> Producer<'_, T, N> {
     /// Appends `record`; returns `false` (and counts a drop) when the ring is full.
     #[inline]
     pub fn push(&mut self, record: &T) -> bool {
-        // SAFETY: this is the ring's only producer (`split` hands out one), and `&mut self`
-        // keeps its calls from overlapping.
-        unsafe { self.ring.push_unchecked(record) }
+        let pushed = self.inner.push(*record).is_ok();
+        if !pushed {
+            self.ring.count_drop();
+        }
+        pushed
     }
 
     /// The ring.
@@ -205,6 +200,8 @@ impl<T: Copy, const N: usize> Producer<'_, T, N> {
 /// The reading end of a [`SampleRing`]; there is one.
 #[derive(Debug)]
 pub struct Consumer<'a, T: Copy, const N: usize> {
+    /// The core's consumer end (with its cached copy of the producer's counter).
+    inner: spsc::Consumer<T>,
     ring: &'a SampleRing<T, N>,
 }
 
@@ -212,19 +209,12 @@ impl<T: Copy, const N: usize> Consumer<'_, T, N> {
     /// Takes the oldest record, if any.
     #[inline]
     pub fn pop(&mut self) -> Option<T> {
-        // SAFETY: this is the ring's only consumer (`split` hands out one), and `&mut self`
-        // keeps its calls from overlapping.
-        unsafe { self.ring.pop_unchecked() }
+        self.inner.pop()
     }
 
     /// Takes every waiting record, oldest first, passing each to `f`; returns how many.
-    pub fn drain(&mut self, mut f: impl FnMut(T)) -> usize {
-        let mut n = 0;
-        while let Some(r) = self.pop() {
-            f(r);
-            n += 1;
-        }
-        n
+    pub fn drain(&mut self, f: impl FnMut(T)) -> usize {
+        self.inner.pop_batch(usize::MAX, f)
     }
 
     /// The ring.
