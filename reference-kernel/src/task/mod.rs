@@ -151,6 +151,19 @@ impl context::OwnsContext for Thread {
 }
 
 impl Thread {
+    /// Counts that this thread starts running on `cpu` (its `ran_on` bit, `runs`, and the
+    /// switches of that CPU's per-CPU block); the caller records `last_cpu` where it changes.
+    #[inline(always)]
+    fn count_run(&self, cpu: usize, block: Option<&crate::arch::x86_64::percpu::PerCpu>) {
+        if cpu < 64 {
+            self.ran_on.fetch_or(1 << cpu, Ordering::Relaxed);
+        }
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        if let Some(block) = block {
+            block.switches.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The thread's id (unique, from 1).
     pub fn id(&self) -> u64 {
         self.id
@@ -394,13 +407,7 @@ pub fn switch_to(next: Arc<Thread>) -> Result<(), Arc<Thread>> {
         next.context.unclaim();
         return Err(next);
     }
-    if cpu < 64 {
-        next.ran_on.fetch_or(1 << cpu, Ordering::Relaxed);
-    }
-    next.runs.fetch_add(1, Ordering::Relaxed);
-    if let Some(block) = guard.block() {
-        block.switches.fetch_add(1, Ordering::Relaxed);
-    }
+    next.count_run(cpu, guard.block());
     CURRENT.replace(&guard, &next);
     DIRECT_SWITCHES.fetch_add(1, Ordering::Relaxed);
     context::switch_direct(&guard, next);
@@ -532,14 +539,8 @@ fn yield_direct() -> bool {
         return true;
     }
     let cpu = guard.cpu();
-    if cpu < 64 {
-        next.ran_on.fetch_or(1 << cpu, Ordering::Relaxed);
-    }
-    next.runs.fetch_add(1, Ordering::Relaxed);
+    next.count_run(cpu, guard.block());
     next.last_cpu.store(cpu as u64, Ordering::Relaxed);
-    if let Some(block) = guard.block() {
-        block.switches.fetch_add(1, Ordering::Relaxed);
-    }
     CURRENT.replace(&guard, &next);
     context::switch_direct(&guard, next);
     drop(guard);
@@ -610,14 +611,8 @@ fn run_threads(mut done: impl FnMut() -> bool) -> bool {
     let mut ran = false;
     while let Some(t) = local.pick_next() {
         ran = true;
-        if cpu < 64 {
-            t.ran_on.fetch_or(1 << cpu, Ordering::Relaxed);
-        }
-        t.runs.fetch_add(1, Ordering::Relaxed);
+        t.count_run(cpu, block);
         t.last_cpu.store(cpu as u64, Ordering::Relaxed);
-        if let Some(block) = block {
-            block.switches.fetch_add(1, Ordering::Relaxed);
-        }
         let (outcome, direct) = CURRENT.with(&guard, &t, || t.context.run(&guard));
         // The thread that switched back: `t`, or one a direct switch ran after it (`switch_to`).
         let t = match direct {
