@@ -85,6 +85,24 @@ pub fn thresholds() -> Thresholds {
     }
 }
 
+/// The current `rep movsb` threshold alone (a routine that needs one value loads only it).
+#[inline(always)]
+pub(crate) fn rep_movsb() -> usize {
+    REP_MOVSB.load(Ordering::Relaxed)
+}
+
+/// The current `rep stosb` threshold alone.
+#[inline(always)]
+pub(crate) fn rep_stosb() -> usize {
+    REP_STOSB.load(Ordering::Relaxed)
+}
+
+/// The current non-temporal threshold alone.
+#[inline(always)]
+pub(crate) fn non_temporal() -> usize {
+    NON_TEMPORAL.load(Ordering::Relaxed)
+}
+
 /// Replaces the thresholds every routine uses (a tuning knob, like glibc's
 /// `glibc.cpu.x86_*_threshold` tunables). Any values are valid; see the module documentation.
 /// The dispatch sets them once from the CPU on its first call, unless this was called before.

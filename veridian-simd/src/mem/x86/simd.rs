@@ -7,10 +7,10 @@
 //! |---|---|---|
 //! | `<= 16` | overlapping pairs of 8/4/2/1-byte words (general-purpose registers) | same |
 //! | `<= 32`, `<= 64` | one pair of overlapping XMM (YMM) moves | same |
-//! | `<= 2V`, `<= 4V`, `<= 8V` | 2, 4 or 8 vectors from both ends, all loaded before any store | 2 or 4 stores |
+//! | `<= 2V`, `<= 4V`, `<= 8V` | 2, 4 or 8 vectors from both ends, all loaded before any store | 2, 4 or 8 stores |
 //! | larger, no overlap, `>= non_temporal` | head line, 64-byte-aligned `vmovntdq` loop with `prefetcht0`, `sfence`, tail | same |
 //! | larger, `>= rep_movsb` / `rep_stosb` | `rep movsb` (not when `dst` is inside the source or under 64 bytes below it) | `rep stosb` |
-//! | larger otherwise | head and last 4 vectors loaded first, 4-vector loop with *aligned* stores; backwards when `dst` is inside the source | forwards |
+//! | larger otherwise | head and last 4 vectors loaded first, 4-vector loop with *aligned* stores (one pointer, the source addressed at a fixed offset from it, compared with a precomputed limit); backwards when `dst` is inside the source | forwards |
 //!
 //! `memcmp`: whole vectors compared to a bit mask (`vpcmpeqb`+`vpmovmskb`, or `vpcmpb` into a
 //! mask register), 4 per iteration, the last vector overlapping; the first set bit is the
@@ -43,7 +43,7 @@ macro_rules! simd_variant {
         diff: [$($diff:literal),*], diff_inverted: $inv:literal,
     ) => {
         use crate::mem::strings;
-        use crate::mem::thresholds::thresholds;
+        use crate::mem::thresholds;
         use crate::mem::word;
         use $crate::mem::x86::vasm::vasm;
 
@@ -147,7 +147,6 @@ macro_rules! simd_variant {
             if diff == 0 {
                 return; // Same range: nothing to move.
             }
-            let t = thresholds();
             // SAFETY: forwarded caller contract; each callee needs that plus `n > 8V` and the
             // overlap condition checked here.
             unsafe {
@@ -158,10 +157,10 @@ macro_rules! simd_variant {
                 }
                 let back = (src as usize).wrapping_sub(dst as usize);
                 let overlaps = back < n;
-                if !overlaps && n >= t.non_temporal {
+                if !overlaps && n >= thresholds::non_temporal() {
                     return copy_non_temporal(dst, src, n);
                 }
-                if n >= t.rep_movsb && (!overlaps || back >= REP_MOVSB_MIN_DISTANCE) {
+                if n >= thresholds::rep_movsb() && (!overlaps || back >= REP_MOVSB_MIN_DISTANCE) {
                     // Forward byte order, so a destination below the source is correct.
                     return strings::rep_movsb(dst, src, n);
                 }
@@ -181,8 +180,10 @@ macro_rules! simd_variant {
         #[inline]
         unsafe fn copy_forward(dst: *mut u8, src: *const u8, n: usize) {
             // SAFETY: `n > 8V`: the head and the four tail vectors lie inside both ranges; `p`
-            // is `dst` rounded up to `V` (aligned stores), the loop runs while more than `4V`
-            // bytes remain from `p`, and the tail vectors then cover `[p, dst + n)`.
+            // is `dst` rounded up to `V` (aligned stores) and `{t}` is `src - dst`, so `p + t`
+            // is the matching source byte; the loop runs while more than `4V` bytes remain from
+            // `p` (tested at its end: `p <= dst + V` and `n > 8V` leave more than `4V` for the
+            // first block), and the tail vectors then cover `[p, dst + n)`.
             unsafe {
                 vasm!([
                     concat!($ld, " ", $r4, ", [{s}]"),
@@ -195,24 +196,21 @@ macro_rules! simd_variant {
                     "neg {t}",
                     "add {t}, {v}",
                     "lea {p}, [{d} + {t}]",
-                    "lea {q}, [{s} + {t}]",
+                    "mov {t}, {s}",
+                    "sub {t}, {d}",
+                    "lea {l}, [{de} - {v4}]",
                     "2:",
-                    "mov {t}, {de}",
-                    "sub {t}, {p}",
-                    "cmp {t}, {v4}",
-                    "jbe 3f",
-                    concat!($ld, " ", $r0, ", [{q}]"),
-                    concat!($ld, " ", $r1, ", [{q} + {v}]"),
-                    concat!($ld, " ", $r2, ", [{q} + {v2}]"),
-                    concat!($ld, " ", $r3, ", [{q} + {v3}]"),
+                    concat!($ld, " ", $r0, ", [{p} + {t}]"),
+                    concat!($ld, " ", $r1, ", [{p} + {t} + {v}]"),
+                    concat!($ld, " ", $r2, ", [{p} + {t} + {v2}]"),
+                    concat!($ld, " ", $r3, ", [{p} + {t} + {v3}]"),
                     concat!($sta, " [{p}], ", $r0),
                     concat!($sta, " [{p} + {v}], ", $r1),
                     concat!($sta, " [{p} + {v2}], ", $r2),
                     concat!($sta, " [{p} + {v3}], ", $r3),
                     "add {p}, {v4}",
-                    "add {q}, {v4}",
-                    "jmp 2b",
-                    "3:",
+                    "cmp {p}, {l}",
+                    "jb 2b",
                     concat!($ld, " [{de} - {v4}], ", $r5),
                     concat!($ld, " [{de} - {v3}], ", $r6),
                     concat!($ld, " [{de} - {v2}], ", $r7),
@@ -221,7 +219,7 @@ macro_rules! simd_variant {
                     $vz,
                 ], [$($c),*],
                    s = in(reg) src, e = in(reg) src.add(n), d = in(reg) dst, de = in(reg) dst.add(n),
-                   t = out(reg) _, p = out(reg) _, q = out(reg) _,
+                   t = out(reg) _, p = out(reg) _, l = out(reg) _,
                    v = const V, v2 = const 2 * V, v3 = const 3 * V, v4 = const 4 * V, vm = const V - 1,);
             }
         }
@@ -238,9 +236,11 @@ macro_rules! simd_variant {
         #[target_feature(enable = $feat)]
         #[inline]
         unsafe fn copy_backward(dst: *mut u8, src: *const u8, n: usize) {
-            // SAFETY: mirror of `copy_forward`: `p` is `dst + n` rounded down to `V`, the loop
-            // runs while more than `4V` bytes remain below `p`, the first four vectors cover the
-            // rest at the bottom and the last vector the unaligned top.
+            // SAFETY: mirror of `copy_forward`: `p` is `dst + n` rounded down to `V`, `{t}` is
+            // `src - dst` (wrapping: the source lies below), the loop runs while more than `4V`
+            // bytes remain below `p` (tested at its end: `p > dst + n - V` and `n > 8V` leave
+            // more than `4V` for the first block), the first four vectors cover the rest at the
+            // bottom and the last vector the unaligned top.
             unsafe {
                 vasm!([
                     concat!($ld, " ", $r4, ", [{s}]"),
@@ -252,25 +252,21 @@ macro_rules! simd_variant {
                     "and {t}, {vm}",
                     "mov {p}, {de}",
                     "sub {p}, {t}",
-                    "mov {q}, {e}",
-                    "sub {q}, {t}",
-                    "2:",
-                    "mov {t}, {p}",
+                    "mov {t}, {s}",
                     "sub {t}, {d}",
-                    "cmp {t}, {v4}",
-                    "jbe 3f",
+                    "lea {l}, [{d} + {v4}]",
+                    "2:",
                     "sub {p}, {v4}",
-                    "sub {q}, {v4}",
-                    concat!($ld, " ", $r0, ", [{q} + {v3}]"),
-                    concat!($ld, " ", $r1, ", [{q} + {v2}]"),
-                    concat!($ld, " ", $r2, ", [{q} + {v}]"),
-                    concat!($ld, " ", $r3, ", [{q}]"),
+                    concat!($ld, " ", $r0, ", [{p} + {t} + {v3}]"),
+                    concat!($ld, " ", $r1, ", [{p} + {t} + {v2}]"),
+                    concat!($ld, " ", $r2, ", [{p} + {t} + {v}]"),
+                    concat!($ld, " ", $r3, ", [{p} + {t}]"),
                     concat!($sta, " [{p} + {v3}], ", $r0),
                     concat!($sta, " [{p} + {v2}], ", $r1),
                     concat!($sta, " [{p} + {v}], ", $r2),
                     concat!($sta, " [{p}], ", $r3),
-                    "jmp 2b",
-                    "3:",
+                    "cmp {p}, {l}",
+                    "ja 2b",
                     concat!($ld, " [{d}], ", $r4),
                     concat!($ld, " [{d} + {v}], ", $r5),
                     concat!($ld, " [{d} + {v2}], ", $r6),
@@ -279,7 +275,7 @@ macro_rules! simd_variant {
                     $vz,
                 ], [$($c),*],
                    s = in(reg) src, e = in(reg) src.add(n), d = in(reg) dst, de = in(reg) dst.add(n),
-                   t = out(reg) _, p = out(reg) _, q = out(reg) _,
+                   t = out(reg) _, p = out(reg) _, l = out(reg) _,
                    v = const V, v2 = const 2 * V, v3 = const 3 * V, v4 = const 4 * V, vm = const V - 1,);
             }
         }
@@ -353,7 +349,6 @@ macro_rules! simd_variant {
         /// `dst..dst + n` writable, the variant's features usable.
         #[target_feature(enable = $feat)]
         pub(crate) unsafe fn memset(dst: *mut u8, byte: u8, n: usize) -> *mut u8 {
-            let w = word::broadcast(byte);
             let de = dst.wrapping_add(n);
             // SAFETY: every store lies in `[0, n)` given the branch's bound on `n`.
             unsafe {
@@ -364,7 +359,7 @@ macro_rules! simd_variant {
                             concat!($ld, " [{d}], ", $r0),
                             concat!($ld, " [{de} - {v}], ", $r0),
                             $vz,
-                        ], [$($c),*], w = in(reg) w, d = in(reg) dst, de = in(reg) de, v = const V,);
+                        ], [$($c),*], b = in(reg) u32::from(byte), d = in(reg) dst, de = in(reg) de, v = const V,);
                     } else if n <= 4 * V {
                         vasm!([
                             $splat,
@@ -373,48 +368,62 @@ macro_rules! simd_variant {
                             concat!($ld, " [{de} - {v2}], ", $r0),
                             concat!($ld, " [{de} - {v}], ", $r0),
                             $vz,
-                        ], [$($c),*], w = in(reg) w, d = in(reg) dst, de = in(reg) de, v = const V,
+                        ], [$($c),*], b = in(reg) u32::from(byte), d = in(reg) dst, de = in(reg) de, v = const V,
                            v2 = const 2 * V,);
+                    } else if n <= 8 * V {
+                        vasm!([
+                            $splat,
+                            concat!($ld, " [{d}], ", $r0),
+                            concat!($ld, " [{d} + {v}], ", $r0),
+                            concat!($ld, " [{d} + {v2}], ", $r0),
+                            concat!($ld, " [{d} + {v3}], ", $r0),
+                            concat!($ld, " [{de} - {v4}], ", $r0),
+                            concat!($ld, " [{de} - {v3}], ", $r0),
+                            concat!($ld, " [{de} - {v2}], ", $r0),
+                            concat!($ld, " [{de} - {v}], ", $r0),
+                            $vz,
+                        ], [$($c),*], b = in(reg) u32::from(byte), d = in(reg) dst, de = in(reg) de, v = const V,
+                           v2 = const 2 * V, v3 = const 3 * V, v4 = const 4 * V,);
                     } else {
                         set_large(dst, byte, n);
                     }
                 } else if n <= 16 {
-                    word::set_le_16(dst, w, n);
+                    word::set_le_16(dst, word::broadcast(byte), n);
                 } else if n <= 32 {
                     vasm!([
                         $splat,
                         concat!($xld, " [{d}], ", $x0),
                         concat!($xld, " [{de} - 16], ", $x0),
                         $vz,
-                    ], [$($c),*], w = in(reg) w, d = in(reg) dst, de = in(reg) de,);
+                    ], [$($c),*], b = in(reg) u32::from(byte), d = in(reg) dst, de = in(reg) de,);
                 } else {
                     vasm!([
                         $splat,
                         concat!($ld, " [{d}], ", $y0),
                         concat!($ld, " [{de} - 32], ", $y0),
                         $vz,
-                    ], [$($c),*], w = in(reg) w, d = in(reg) dst, de = in(reg) de,);
+                    ], [$($c),*], b = in(reg) u32::from(byte), d = in(reg) dst, de = in(reg) de,);
                 }
             }
             dst
         }
 
-        /// The large part of [`memset`] (`n > 4V`): non-temporal above the threshold, `rep
+        /// The large part of [`memset`] (`n > 8V`): non-temporal above the threshold, `rep
         /// stosb` in the middle, otherwise an aligned 4-vector loop.
         ///
         /// # Safety
-        /// As [`memset`], `n > 4V`.
+        /// As [`memset`], `n > 8V`.
         #[target_feature(enable = $feat)]
         #[inline]
         unsafe fn set_large(dst: *mut u8, byte: u8, n: usize) {
-            let t = thresholds();
-            let w = word::broadcast(byte);
-            // SAFETY: `n > 4V >= 128`. The head store (one vector, or the first 64 bytes for the
+            // SAFETY: `n > 8V >= 256`. The head store (one vector, or the first 64 bytes for the
             // non-temporal path) covers `[dst, p)`; the loops store whole blocks only while a
-            // block (more than one, for the cached loop) remains before `dst + n`; the four tail
-            // stores cover the last `4V` bytes. `p` is aligned to `V` (to 64 when streaming).
+            // block (more than one, for the cached loop) remains before `dst + n` (the cached
+            // loop tests at its end: `p <= dst + V` and `n > 8V` leave more than `4V` bytes for
+            // its first block); the four tail stores cover the last `4V` bytes. `p` is aligned
+            // to `V` (to 64 when streaming).
             unsafe {
-                if n >= t.non_temporal && n >= 64 + 4 * V {
+                if n >= thresholds::non_temporal() && n >= 64 + 4 * V {
                     vasm!([
                         $splat,
                         concat!($ld, " [{d}], ", $r0),
@@ -440,10 +449,10 @@ macro_rules! simd_variant {
                         concat!($ld, " [{de} - {v2}], ", $r0),
                         concat!($ld, " [{de} - {v}], ", $r0),
                         $vz,
-                    ], [$($c),*], w = in(reg) w, d = in(reg) dst, de = in(reg) dst.add(n),
+                    ], [$($c),*], b = in(reg) u32::from(byte), d = in(reg) dst, de = in(reg) dst.add(n),
                        t = out(reg) _, p = out(reg) _, h = const 64 - V,
                        v = const V, v2 = const 2 * V, v3 = const 3 * V, v4 = const 4 * V,);
-                } else if n >= t.rep_stosb {
+                } else if n >= thresholds::rep_stosb() {
                     strings::rep_stosb(dst, byte, n);
                 } else {
                     vasm!([
@@ -452,25 +461,22 @@ macro_rules! simd_variant {
                         "mov {p}, {d}",
                         "and {p}, {nm}",
                         "add {p}, {v}",
+                        "lea {l}, [{de} - {v4}]",
                         "2:",
-                        "mov {t}, {de}",
-                        "sub {t}, {p}",
-                        "cmp {t}, {v4}",
-                        "jbe 3f",
                         concat!($sta, " [{p}], ", $r0),
                         concat!($sta, " [{p} + {v}], ", $r0),
                         concat!($sta, " [{p} + {v2}], ", $r0),
                         concat!($sta, " [{p} + {v3}], ", $r0),
                         "add {p}, {v4}",
-                        "jmp 2b",
-                        "3:",
+                        "cmp {p}, {l}",
+                        "jb 2b",
                         concat!($ld, " [{de} - {v4}], ", $r0),
                         concat!($ld, " [{de} - {v3}], ", $r0),
                         concat!($ld, " [{de} - {v2}], ", $r0),
                         concat!($ld, " [{de} - {v}], ", $r0),
                         $vz,
-                    ], [$($c),*], w = in(reg) w, d = in(reg) dst, de = in(reg) dst.add(n),
-                       t = out(reg) _, p = out(reg) _, nm = const -($V as isize),
+                    ], [$($c),*], b = in(reg) u32::from(byte), d = in(reg) dst, de = in(reg) dst.add(n),
+                       l = out(reg) _, p = out(reg) _, nm = const -($V as isize),
                        v = const V, v2 = const 2 * V, v3 = const 3 * V, v4 = const 4 * V,);
                 }
             }
@@ -599,7 +605,7 @@ pub(crate) mod avx2 {
         regs: ["ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8"],
         x: ["vmovdqu", "xmm0", "xmm1"],
         y: ["ymm0", "ymm1"],
-        splat: "vmovq xmm0, {w}\nvpbroadcastq ymm0, xmm0",
+        splat: "vmovd xmm0, {b:e}\nvpbroadcastb ymm0, xmm0",
         clobbers: ["ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5", "ymm6", "ymm7", "ymm8"],
         cmp_small: cmp_small,
         diff: ["vmovdqu ymm0, [{a}]", "vpcmpeqb ymm0, ymm0, [{b}]", "vpmovmskb {r:e}, ymm0", "vzeroupper"],
@@ -650,7 +656,7 @@ pub(crate) mod avx512 {
         regs: ["zmm16", "zmm17", "zmm18", "zmm19", "zmm20", "zmm21", "zmm22", "zmm23", "zmm24"],
         x: ["vmovdqu64", "xmm16", "xmm17"],
         y: ["ymm16", "ymm17"],
-        splat: "vpbroadcastq zmm16, {w}",
+        splat: "vpbroadcastb zmm16, {b:e}",
         clobbers: ["zmm16", "zmm17", "zmm18", "zmm19", "zmm20", "zmm21", "zmm22", "zmm23", "zmm24", "k1"],
         cmp_small: cmp_small,
         diff: ["vmovdqu64 zmm16, [{a}]", "vpcmpb k1, zmm16, [{b}], 4", "kmovq {r}, k1"],
