@@ -13,16 +13,30 @@
 //!     is not registered (plain `Read` entries); `io_uring_crate` uses plain `Read` entries into
 //!     the same kind of page-aligned buffers.
 //!
-//!   `pread_loop` is `n` `pread` calls. Throughput is per read. `cargo xtask bench-ratios
-//!   file_read_4k` prints ratios against `veridian`; `--ours veridian_read` gives the plain pair.
+//!   `pread_loop` is `n` `pread` calls into one page-aligned buffer. Throughput is per read.
+//!   `cargo xtask bench-ratios file_read_4k` prints ratios against `veridian`; `--ours
+//!   veridian_read` gives the plain pair.
+//! - `file_read_4k_direct/<impl>/<batch>`: the same five sides and reads on the same file opened
+//!   `O_DIRECT`, so that every read goes to the block device: the file lies in
+//!   `VERIDIAN_IO_DIRECT_DIR`, or else the temp dir. When that directory is on tmpfs/ramfs, or
+//!   the file system refuses `O_DIRECT` (the open or an aligned probe read fails), the group
+//!   prints `file_read_4k_direct: skipped: <reason>` and measures nothing (never buffered reads
+//!   instead). Criterion's flat sampling with 20 samples (device reads are slow). After the
+//!   group it prints how many reads it issued and how many the device completed meanwhile
+//!   (from sysfs).
 
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group,
+    criterion_main,
+};
 use veridian_io::hosted::IoUringBackend;
 use veridian_io::{BatchedIo, BufferPool, HeapPages, Op, PoolBuf, Sqe};
 
@@ -66,11 +80,11 @@ fn file_len() -> u64 {
         << 20
 }
 
-/// The benchmark file: created once in the temp dir (kept for later runs), then read through
-/// once so it is in the page cache.
-fn bench_file() -> (PathBuf, File) {
+/// The benchmark file in `dir`: created once (kept for later runs, and shared by both file
+/// groups when they use the same directory) and flushed to the disk when written here.
+fn ensure_bench_file(dir: &Path) -> std::io::Result<PathBuf> {
     let len = file_len();
-    let path = std::env::temp_dir().join(format!("veridian-io-bench-{}m", len >> 20));
+    let path = dir.join(format!("veridian-io-bench-{}m", len >> 20));
     let fresh = std::fs::metadata(&path)
         .map(|m| m.len() != len)
         .unwrap_or(true);
@@ -79,8 +93,7 @@ fn bench_file() -> (PathBuf, File) {
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&path)
-            .expect("create benchmark file");
+            .open(&path)?;
         let mut chunk = vec![0u8; 1 << 20];
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..len >> 20 {
@@ -90,20 +103,140 @@ fn bench_file() -> (PathBuf, File) {
                 x ^= x << 17;
                 *b = x as u8;
             }
-            f.write_all(&chunk).expect("write benchmark file");
+            f.write_all(&chunk)?;
         }
+        f.sync_all()?;
     }
+    Ok(path)
+}
+
+/// The page-cache benchmark file: in the temp dir, read through once so it is in the page
+/// cache.
+fn bench_file() -> File {
+    let path = ensure_bench_file(&std::env::temp_dir()).expect("create benchmark file");
     let mut f = File::open(&path).expect("open benchmark file");
     let mut sink = vec![0u8; 1 << 20];
     while f.read(&mut sink).expect("warm page cache") > 0 {}
-    (path, f)
+    f
+}
+
+/// `ramfs`' `statfs` magic (the libc crate has `TMPFS_MAGIC` only).
+const RAMFS_MAGIC: libc::c_long = 0x8584_58f6;
+
+/// The `O_DIRECT` benchmark file: the same file as [`bench_file`]'s, in
+/// `VERIDIAN_IO_DIRECT_DIR` or else the temp dir, opened `O_DIRECT`, with the path of its block
+/// device's `stat` file in sysfs when there is one. `Err` says why the group cannot run: the
+/// directory is on a memory file system (tmpfs accepts `O_DIRECT` since Linux 6.6 but has no
+/// device), the open or an aligned probe read is refused (`EINVAL` where the file system does
+/// not support `O_DIRECT`), or the file cannot be created.
+fn direct_file() -> Result<(File, Option<PathBuf>), String> {
+    let dir = std::env::var_os("VERIDIAN_IO_DIRECT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{}: NUL in the path", dir.display()))?;
+    // SAFETY: all-zero bytes are a valid `statfs` (plain integers).
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_dir` is a NUL-terminated path and `fs` a writable `statfs`.
+    if unsafe { libc::statfs(c_dir.as_ptr(), &mut fs) } != 0 {
+        return Err(format!(
+            "statfs {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    let magic = fs.f_type;
+    if magic == libc::TMPFS_MAGIC || magic == RAMFS_MAGIC {
+        return Err(format!(
+            "{} is on a memory file system (statfs type {magic:#x}), no device behind it; \
+             set VERIDIAN_IO_DIRECT_DIR to a directory on a disk",
+            dir.display()
+        ));
+    }
+    let path = ensure_bench_file(&dir)
+        .map_err(|e| format!("create {}: {e}", dir.join("veridian-io-bench-*m").display()))?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .map_err(|e| format!("open {} with O_DIRECT: {e}", path.display()))?;
+    let mut probe = Box::new(Page([0; 4096]));
+    // SAFETY: `probe` is 4096 writable bytes; the descriptor is open.
+    let r = unsafe { libc::pread(file.as_raw_fd(), probe.0.as_mut_ptr().cast(), 4096, 0) };
+    if r != 4096 {
+        return Err(format!(
+            "O_DIRECT probe read of {}: {}",
+            path.display(),
+            if r < 0 {
+                std::io::Error::last_os_error().to_string()
+            } else {
+                format!("{r} bytes instead of 4096")
+            }
+        ));
+    }
+    let dev = file.metadata().map_err(|e| e.to_string())?.dev();
+    let stat = PathBuf::from(format!(
+        "/sys/dev/block/{}:{}/stat",
+        libc::major(dev),
+        libc::minor(dev)
+    ));
+    Ok((file, stat.exists().then_some(stat)))
+}
+
+/// Reads completed by a block device: the first field of its sysfs `stat`.
+fn device_reads(stat: &Path) -> Option<u64> {
+    std::fs::read_to_string(stat)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn file_read_4k(c: &mut Criterion) {
+    let file = bench_file();
+    let mut group = c.benchmark_group("file_read_4k");
+    file_reads(&mut group, file.as_raw_fd());
+    group.finish();
+}
+
+fn file_read_4k_direct(c: &mut Criterion) {
+    let (file, stat) = match direct_file() {
+        Ok(f) => f,
+        Err(reason) => {
+            eprintln!("file_read_4k_direct: skipped: {reason}");
+            return;
+        }
+    };
+    let before = stat.as_deref().and_then(device_reads);
+    let mut group = c.benchmark_group("file_read_4k_direct");
+    // A device read takes tens of microseconds: a batch of 128 `pread`s is milliseconds, too
+    // long for criterion's default 100 samples of linearly growing iteration counts.
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(20);
+    let issued = file_reads(&mut group, file.as_raw_fd());
+    group.finish();
+    let after = stat.as_deref().and_then(device_reads);
+    if issued > 0 {
+        match (before, after) {
+            (Some(b), Some(a)) => eprintln!(
+                "file_read_4k_direct: {issued} reads issued, the device ({}) completed {} \
+                 reads meanwhile (other processes' included)",
+                stat.as_deref().unwrap_or(Path::new("?")).display(),
+                a - b
+            ),
+            _ => eprintln!(
+                "file_read_4k_direct: {issued} reads issued (no device read counter found)"
+            ),
+        }
+    }
+}
+
+/// The file groups' benchmarks on `fd` (see the module documentation); returns how many reads
+/// the benchmarks that ran issued, warm-up included.
+fn file_reads(group: &mut BenchmarkGroup<'_, WallTime>, fd: i32) -> u64 {
     const BATCHES: [usize; 4] = [1, 8, 32, 128];
     const BLOCK: usize = 4096;
-    let (_path, file) = bench_file();
-    let fd = file.as_raw_fd();
     let blocks = file_len() / BLOCK as u64;
     let mut x = 0x2545_F491_4F6C_DD1Du64;
     let offsets: Vec<u64> = (0..4096)
@@ -114,7 +247,7 @@ fn file_read_4k(c: &mut Criterion) {
             (x % blocks) * BLOCK as u64
         })
         .collect();
-    let mut group = c.benchmark_group("file_read_4k");
+    let mut issued = 0u64;
 
     // Ours: BatchedIo over io_uring, registered pool, buffers recycled through completions.
     let pool = BufferPool::new(HeapPages, BLOCK, 128).unwrap();
@@ -125,6 +258,13 @@ fn file_read_4k(c: &mut Criterion) {
     let plain_pool = BufferPool::new(HeapPages, BLOCK, 128).unwrap();
     let mut plain_io = BatchedIo::new(IoUringBackend::new(128).unwrap(), 128).unwrap();
     let mut plain_free: Vec<PoolBuf> = (0..128).map(|_| plain_pool.alloc().unwrap()).collect();
+    // Every side reads into page-aligned buffers (O_DIRECT needs at least the device's
+    // logical block size).
+    assert!(
+        free.iter()
+            .chain(&plain_free)
+            .all(|b| b.as_ptr().addr() % BLOCK == 0)
+    );
     // The raw io-uring crate, plain `Read`.
     let mut ring = io_uring::IoUring::new(128).unwrap();
     let mut raw_bufs: Vec<Page> = (0..128).map(|_| Page([0; BLOCK])).collect();
@@ -141,7 +281,7 @@ fn file_read_4k(c: &mut Criterion) {
     // while `fixed_ring` (declared after it, so dropped before it) is alive, as
     // `register_buffers` requires.
     unsafe { fixed_ring.submitter().register_buffers(&[region]).unwrap() };
-    let mut pread_buf = vec![0u8; BLOCK];
+    let mut pread_buf = Box::new(Page([0; BLOCK]));
 
     for n in BATCHES {
         group.throughput(Throughput::Elements(n as u64));
@@ -161,6 +301,7 @@ fn file_read_4k(c: &mut Criterion) {
                 }
             })
         });
+        issued += k as u64;
 
         let mut k = 0usize;
         group.bench_function(BenchmarkId::new("veridian_read", n), |b| {
@@ -180,6 +321,7 @@ fn file_read_4k(c: &mut Criterion) {
                 }
             })
         });
+        issued += k as u64;
 
         let mut k = 0usize;
         group.bench_function(BenchmarkId::new("pread_loop", n), |b| {
@@ -188,7 +330,7 @@ fn file_read_4k(c: &mut Criterion) {
                     let off = offsets[(k + i) % offsets.len()];
                     // SAFETY: `pread_buf` is BLOCK writable bytes; `fd` is open.
                     let r = unsafe {
-                        libc::pread(fd, pread_buf.as_mut_ptr().cast(), BLOCK, off as i64)
+                        libc::pread(fd, pread_buf.0.as_mut_ptr().cast(), BLOCK, off as i64)
                     };
                     assert_eq!(r, BLOCK as isize);
                 }
@@ -196,6 +338,7 @@ fn file_read_4k(c: &mut Criterion) {
                 black_box(&pread_buf);
             })
         });
+        issued += k as u64;
 
         let mut k = 0usize;
         group.bench_function(BenchmarkId::new("io_uring_crate", n), |b| {
@@ -207,6 +350,7 @@ fn file_read_4k(c: &mut Criterion) {
                 })
             })
         });
+        issued += k as u64;
 
         let mut k = 0usize;
         group.bench_function(BenchmarkId::new("io_uring_crate_fixed", n), |b| {
@@ -231,8 +375,9 @@ fn file_read_4k(c: &mut Criterion) {
                 )
             })
         });
+        issued += k as u64;
     }
-    group.finish();
+    issued
 }
 
 /// One batch of the raw `io-uring` crate: `n` reads built by `entry(buffer, offset)` into the
@@ -271,5 +416,5 @@ fn raw_uring_batch(
 #[repr(C, align(4096))]
 struct Page([u8; 4096]);
 
-criterion_group!(benches, ring_nop, file_read_4k);
+criterion_group!(benches, ring_nop, file_read_4k, file_read_4k_direct);
 criterion_main!(benches);
