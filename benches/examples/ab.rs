@@ -17,7 +17,10 @@
 //! #                  against corosensei;
 //! #        push_pop  one push + one pop at the owner end over a backlog of 64 (as
 //! #                  `deque_push_pop/*/1`) against st3 and crossbeam-deque;
-//! #        steal     one push + one steal of one element (as `deque_steal/*/1`).
+//! #        steal     one push + one steal of one element (as `deque_steal/*/1`);
+//! #        clock     one clock read (as veridian-perf's `clock_read/*/1`): our serialised
+//! #                  `Tsc.start()` (`lfence; rdtsc`) against `Instant::now()`, and a bare
+//! #                  `rdtsc` (the floor of any TSC read) against `Instant::now()`.
 //! ```
 
 use std::hint::black_box;
@@ -26,6 +29,7 @@ use std::time::Instant;
 
 use corosensei::{Coroutine, CoroutineResult};
 use crossbeam_queue::SegQueue;
+use veridian_perf::clock::{CycleCounter, Tsc};
 use veridian_sched::deque;
 use veridian_sched::hosted::green::{GreenThread, Resumed};
 use veridian_sync::CachePadded;
@@ -94,7 +98,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let parse = |i: usize| -> u64 {
         args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            eprintln!("usage: ab stack|seqlock|switch|push_pop|steal ITERS ROUNDS");
+            eprintln!("usage: ab stack|seqlock|switch|push_pop|steal|clock ITERS ROUNDS");
             std::process::exit(2)
         })
     };
@@ -263,8 +267,34 @@ fn main() {
                 "st3: the thief kept a stolen element"
             );
         }
+        "clock" => {
+            for (name, ours) in [
+                ("veridian_tsc", (|| Tsc.start()) as fn() -> u64),
+                ("veridian_rdtsc_unordered", veridian_perf::arch::rdtsc),
+            ] {
+                run(
+                    "clock_read",
+                    iters,
+                    rounds,
+                    &mut [
+                        (name, &mut |n| {
+                            for _ in 0..n {
+                                black_box(ours());
+                            }
+                        }),
+                        ("std_instant", &mut |n| {
+                            for _ in 0..n {
+                                black_box(Instant::now());
+                            }
+                        }),
+                    ],
+                );
+            }
+        }
         other => {
-            eprintln!("ab: unknown group {other} (stack | seqlock | switch | push_pop | steal)");
+            eprintln!(
+                "ab: unknown group {other} (stack | seqlock | switch | push_pop | steal | clock)"
+            );
             std::process::exit(2);
         }
     }
