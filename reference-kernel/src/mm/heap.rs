@@ -143,7 +143,9 @@ fn enter_slow() -> usize {
     }
     let cpu = percpu::cpu_index();
     if let Some(slot) = HEAP.slot_ptr(cpu) {
-        percpu::init_heap_slot(slot.as_raw());
+        // SAFETY: `slot` is `HEAP`'s slot of this CPU's index, and `enter_slot`'s guard keeps
+        // preemption disabled until after this returns.
+        unsafe { percpu::init_heap_slot(slot.as_raw()) };
     }
     cpu
 }

@@ -249,7 +249,12 @@ pub fn heap_slot() -> *mut u8 {
 /// Records `slot` as this CPU's thread heap slot (the heap calls it once per CPU, from thread
 /// context with preemption disabled, on its slow path) and, as the depth is zero, makes it the
 /// current one. Returns false, changing nothing, when called inside a handler.
-pub fn init_heap_slot(slot: *mut u8) -> bool {
+///
+/// # Safety
+/// `slot` is the kernel heap's slot pointer (`Heap::slot_ptr`) of this CPU's thread slot, and
+/// the caller has preemption disabled (so "this CPU" stays the same): the heap's fast paths use
+/// whatever this stores as the calling thread's exclusive slot.
+pub unsafe fn init_heap_slot(slot: *mut u8) -> bool {
     let Some(cpu) = current() else { return false };
     if cpu.irq_depth.load(Ordering::Relaxed) != 0 {
         return false;
