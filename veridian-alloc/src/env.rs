@@ -115,6 +115,8 @@
 /// they run with interrupts off.
 pub use veridian_embed::PageSource;
 
+use core::ptr::NonNull;
+
 /// The current CPU, and a guard that keeps the caller on it.
 ///
 /// # Locks
@@ -139,6 +141,11 @@ pub use veridian_embed::PageSource;
 /// be `< max_slots()`, and `max_slots()` must never change.
 /// The heap relies on this to touch its per-CPU caches without atomic read-modify-write
 /// instructions.
+///
+/// An implementation that overrides [`CpuLocal::enter_slot`] must return in `Ok` only a
+/// [`SlotPtr`] that [`Heap::slot_ptr`](crate::Heap::slot_ptr)`(i)` of the heap calling it
+/// returned (so a value of such a type serves one heap), and the rule above holds for that
+/// slot `i` while the guard returned with it lives.
 pub unsafe trait CpuLocal {
     /// Held for the duration of one allocator operation; dropping it releases the slot.
     type Guard;
@@ -164,6 +171,54 @@ pub unsafe trait CpuLocal {
     /// lock forever (see "Locks" above).
     #[inline(always)]
     fn lock_section(&self) -> impl Sized {}
+
+    /// What the heap's small-object fast paths call instead of [`CpuLocal::enter`]: `Ok` with
+    /// the pinned slot as a pointer the embedder keeps (a kernel: in its per-CPU block,
+    /// switched by its interrupt entry and exit, so that the thread path tests nothing else),
+    /// or `Err` with what `enter` returns. The default is `Err(self.enter())`, which the
+    /// compiler folds away: the heap then works exactly as through `enter`. See the trait's
+    /// safety section for what `Ok` must hold.
+    #[inline(always)]
+    #[allow(clippy::type_complexity)]
+    fn enter_slot(&self) -> Result<(SlotPtr, Self::Guard), Option<(usize, Self::Guard)>> {
+        Err(self.enter())
+    }
+}
+
+/// One of a [`Heap`](crate::Heap)'s per-CPU slots, as [`Heap::slot_ptr`](crate::Heap::slot_ptr)
+/// gives it: an address an embedder keeps in its per-CPU data and hands back from
+/// [`CpuLocal::enter_slot`], so that the heap's fast path finds the slot with one load instead
+/// of an index, a bounds check and a multiplication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotPtr(NonNull<u8>);
+
+impl SlotPtr {
+    /// A pointer from the heap (`crate::Heap::slot_ptr`).
+    pub(crate) const fn new(ptr: NonNull<u8>) -> Self {
+        Self(ptr)
+    }
+
+    /// The address, to keep (in per-CPU data, say) and turn back with [`SlotPtr::from_raw`].
+    pub const fn as_raw(self) -> *mut u8 {
+        self.0.as_ptr()
+    }
+
+    /// The slot pointer whose [`SlotPtr::as_raw`] was `ptr`; `None` for null. (Any other
+    /// address is no slot: the `unsafe impl` of [`CpuLocal`] answers for what `enter_slot`
+    /// returns.)
+    #[inline(always)]
+    pub const fn from_raw(ptr: *mut u8) -> Option<Self> {
+        match NonNull::new(ptr) {
+            Some(p) => Some(Self(p)),
+            None => None,
+        }
+    }
+
+    /// The pointer.
+    #[inline(always)]
+    pub(crate) const fn get(self) -> NonNull<u8> {
+        self.0
+    }
 }
 
 /// A [`CpuLocal`] for single-CPU environments with no preemption and no allocation from

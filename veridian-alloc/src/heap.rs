@@ -73,7 +73,7 @@ use crossbeam_utils::CachePadded;
 use lock_api::RawMutex;
 
 use crate::buddy::{BuddyAllocator, BuddyStats, PAGE_SIZE};
-use crate::env::{CpuLocal, PageSource};
+use crate::env::{CpuLocal, PageSource, SlotPtr};
 use crate::pinned::{Pinned, PinnedMutex, SpinLock};
 use crate::size_class::{
     CLASS_SIZES, NUM_CLASSES, class_for, class_for_common, objects_per_slab, slab_bytes,
@@ -412,7 +412,6 @@ unsafe impl<P: PageSource + Send, C: CpuLocal + Send, const CPUS: usize, L: RawM
 /// lets it take the heap's other locks.
 #[derive(Clone, Copy)]
 struct Entered<'h> {
-    index: usize,
     slot: &'h Slot,
     pinned: Pinned<'h>,
 }
@@ -453,13 +452,24 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
     /// while still holding the guard `enter` returned, if it returned one).
     #[inline(always)]
     fn with_slot<R>(&self, f: impl FnOnce(Entered<'_>) -> R) -> R {
-        let entered = self.cpu.enter();
+        let entered = match self.cpu.enter_slot() {
+            Ok((ptr, guard)) => {
+                // SAFETY: the `CpuLocal` contract: `ptr` is what `self.slot_ptr(i)` returned,
+                // the address of `self.slots[i]` (the heap is not moved while it is shared),
+                // and the caller holds slot `i` while `guard` lives.
+                let slot = unsafe { ptr.get().cast::<CachePadded<Slot>>().as_ref() };
+                return f(Entered {
+                    slot,
+                    pinned: Pinned::held(&guard),
+                });
+            }
+            Err(entered) => entered,
+        };
         let pinned = Pinned::new(&entered);
         if let Some((index, _)) = entered
             && index < CPUS
         {
             return f(Entered {
-                index,
                 slot: &self.slots[index],
                 pinned,
             });
@@ -467,10 +477,26 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
         // Declared after `entered`, so dropped (unlocked) before the guard.
         let _lock = self.shared_lock.lock(pinned, self.cpu.lock_section());
         f(Entered {
-            index: CPUS,
             slot: &self.shared,
             pinned,
         })
+    }
+
+    /// Slot `index`'s address, for an embedder that keeps it in its per-CPU data and returns
+    /// it from [`CpuLocal::enter_slot`]; `None` for `index >= CPUS` (the shared slot is never
+    /// handed out this way: it needs its lock). Valid while the heap is not moved (a `static`).
+    pub fn slot_ptr(&self, index: usize) -> Option<SlotPtr> {
+        let slot: &CachePadded<Slot> = self.slots.get(index)?;
+        Some(SlotPtr::new(NonNull::from(slot).cast()))
+    }
+
+    /// The index of `slot` (one of `self.slots`, or `CPUS` for the shared slot), for the slow
+    /// paths that record a slab's owner.
+    fn slot_index(&self, slot: &Slot) -> usize {
+        let addr = ptr::from_ref(slot) as usize;
+        let base = self.slots.as_ptr() as usize;
+        let index = addr.wrapping_sub(base) / SLOT_BYTES;
+        if index < CPUS { index } else { CPUS }
     }
 
     fn slot(&self, index: usize) -> &Slot {
@@ -724,7 +750,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
             return false;
         };
         // SAFETY: a fresh buddy block of the slab's size, naturally aligned, ours alone.
-        let slab = unsafe { SlabHeader::init(block, class, entered.index as u32) };
+        let slab = unsafe { SlabHeader::init(block, class, self.slot_index(entered.slot) as u32) };
         link_partial(cache, slab);
         cache.empty_slabs += 1;
         bump(&entered.slot.classes[class].counters.slabs, 1);
@@ -760,7 +786,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
         let mut chains: [(u32, *mut FreeObject, *mut FreeObject); FLUSH_OWNERS] =
             [(0, ptr::null_mut(), ptr::null_mut()); FLUSH_OWNERS];
         let mut nchains = 0;
-        let me = entered.index as u32;
+        let me = self.slot_index(entered.slot) as u32;
         // Objects of one of our slabs met one after another (a magazine often holds runs of
         // neighbours), given back to it together: (slab, head, tail, count).
         let mut run: (*mut SlabHeader, *mut FreeObject, *mut FreeObject, u32) =
@@ -1109,11 +1135,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex> Heap<P, C, CPUS
         for _pass in 0..2 {
             for index in 0..=CPUS {
                 let slot = self.slot(index);
-                let entered = Entered {
-                    index,
-                    slot,
-                    pinned,
-                };
+                let entered = Entered { slot, pinned };
                 for class in 0..NUM_CLASSES {
                     // SAFETY: `&mut self` means no guard holder or lock holder exists: we may
                     // act as every slot in turn.
@@ -1493,6 +1515,79 @@ mod tests {
             HeapConfig::HOSTED.chunks_held_kept(usize::MAX),
             usize::MAX / 100
         );
+    }
+
+    /// A `CpuLocal` whose `enter_slot` returns the slot pointer in `PTR_SLOT` (null: `enter`,
+    /// slot 1), as a kernel keeps one in its per-CPU data.
+    struct PtrCpu;
+
+    static PTR_SLOT: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
+    static PTR_HEAP: Heap<SystemPages, PtrCpu, 2> = Heap::new(SystemPages, PtrCpu);
+
+    // SAFETY: only `slot_pointers_from_enter_slot_serve_the_fast_paths` uses `PTR_HEAP` (the
+    // only heap with this `CpuLocal`), from one thread; `PTR_SLOT` holds null or
+    // `PTR_HEAP.slot_ptr(1)`, the slot `enter` names too.
+    unsafe impl CpuLocal for PtrCpu {
+        type Guard = ();
+
+        fn max_slots(&self) -> usize {
+            2
+        }
+
+        fn enter(&self) -> Option<(usize, ())> {
+            Some((1, ()))
+        }
+
+        fn enter_slot(&self) -> Result<(SlotPtr, ()), Option<(usize, ())>> {
+            match SlotPtr::from_raw(PTR_SLOT.load(Ordering::Relaxed)) {
+                Some(slot) => Ok((slot, ())),
+                None => Err(self.enter()),
+            }
+        }
+    }
+
+    #[test]
+    fn slot_pointers_from_enter_slot_serve_the_fast_paths() {
+        let heap = &PTR_HEAP;
+        for i in 0..2 {
+            let slot = heap.slot_ptr(i).unwrap();
+            // SAFETY: a pointer to `heap.slots[i]`.
+            let slot = unsafe { slot.get().cast::<CachePadded<Slot>>().as_ref() };
+            assert_eq!(heap.slot_index(slot), i);
+        }
+        assert!(heap.slot_ptr(2).is_none());
+        assert_eq!(heap.slot_index(&heap.shared), 2);
+
+        let l = layout(64, 8);
+        let class = class_for(64, 8).unwrap();
+        let n = 3 * magazine_capacity(class) as usize;
+        PTR_SLOT.store(heap.slot_ptr(1).unwrap().as_raw(), Ordering::Relaxed);
+        let ptrs: Vec<_> = (0..n).map(|_| heap.allocate(l)).collect();
+        for (i, &p) in ptrs.iter().enumerate() {
+            assert!(!p.is_null());
+            // SAFETY: a fresh block of 64 bytes.
+            unsafe { ptr::write_bytes(p, i as u8, 64) };
+            // SAFETY: a handed-out object of `class`.
+            let owner = unsafe { SlabHeader::owner(slab_of(p, class), class) };
+            assert_eq!(owner, 1, "slabs made through the pointer belong to slot 1");
+        }
+        assert_eq!(heap.stats().classes[class].live_objects, n as u64);
+        // Half back through the pointer, half through `enter`'s index: the same slot.
+        for (i, &p) in ptrs.iter().enumerate() {
+            // SAFETY: nothing else wrote the block.
+            assert!(
+                unsafe { core::slice::from_raw_parts(p, 64) }
+                    .iter()
+                    .all(|&b| b == i as u8)
+            );
+            if i == n / 2 {
+                PTR_SLOT.store(ptr::null_mut(), Ordering::Relaxed);
+            }
+            // SAFETY: live blocks of this layout.
+            unsafe { heap.deallocate(p, l) };
+        }
+        assert_eq!(heap.stats().classes[class].live_objects, 0);
+        heap.trim();
     }
 
     #[test]

@@ -43,6 +43,13 @@ impl<'g> Pinned<'g> {
         let _ = entered;
         Self(PhantomData)
     }
+
+    /// A token that lives no longer than `guard`, the guard `CpuLocal::enter_slot` returned.
+    #[inline(always)]
+    pub(crate) fn held<G>(guard: &'g G) -> Self {
+        let _ = guard;
+        Self(PhantomData)
+    }
 }
 
 /// A lock that can only be locked with a [`Pinned`] token (or through `&mut`).

@@ -125,15 +125,21 @@ pub fn class_for(size: usize, align: usize) -> Option<usize> {
     class_for_slow(size, align)
 }
 
-/// [`class_for`]'s answer for the common requests (at most [`MAX_SLAB_SIZE`] bytes, aligned to
+/// [`class_for`]'s answer for the common requests (under [`MAX_SLAB_SIZE`] bytes, aligned to
 /// at most 8) by one table lookup; `None` for every other request, which [`class_for`] then
 /// decides. The heap's fast paths call it first, so the table lookup and the rarer cases do
 /// not meet in one `Option` (which cost three instructions per call).
 #[inline(always)]
 pub(crate) fn class_for_common(size: usize, align: usize) -> Option<usize> {
     // Every class is a multiple of 8, so alignments up to 8 (nearly all requests) need no check.
-    if size <= SMALL_LOOKUP_MAX && align <= 8 {
-        return Some(SMALL_LOOKUP[size.div_ceil(8)] as usize);
+    // Both bounds in one comparison: `size >> 9 < 16` (`size < 8192`; an exact 8192 bytes is
+    // left to `class_for`) and `align < 16` (`align <= 8`, a power of two) hold exactly when
+    // the bitwise or of the two is below 16.
+    if ((size >> 9) | align) < 16 {
+        // SAFETY: `size < 8192`, so `(size + 7) / 8 <= 1024 < SMALL_LOOKUP.len()` (the
+        // compiler cannot see this through the `or`, and a bounds check would cost two
+        // instructions per call).
+        return Some(unsafe { *SMALL_LOOKUP.get_unchecked((size + 7) >> 3) } as usize);
     }
     None
 }

@@ -14,13 +14,16 @@
 //! a preemption nor a handler that allocates while the interrupted thread is inside the heap
 //! enters the slot in use, and the fast path needs no atomic instruction. The heap's internal
 //! locks are taken with interrupts off ([`CpuLocal::lock_section`]), so a handler never spins
-//! on a lock its own CPU's thread holds.
+//! on a lock its own CPU's thread holds. The heap's fast paths find the thread slot through
+//! [`CpuLocal::enter_slot`]: a pointer to it in the per-CPU block (`percpu::IrqDepth`), which
+//! the interrupt entry nulls and the exit to depth zero restores, so a thread tests one pointer
+//! and no interrupt depth, index or bounds.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
 use veridian_alloc::buddy::{BuddyAllocator, PAGE_SIZE};
-use veridian_alloc::env::{CpuLocal, PageSource};
+use veridian_alloc::env::{CpuLocal, PageSource, SlotPtr};
 use veridian_alloc::{Heap, HeapStats};
 
 use super::frames;
@@ -86,7 +89,11 @@ pub const HEAP_SLOTS: usize = 2 * MAX_CPUS;
 // handler does not allocate); with interrupts on they get slot `HEAP_SLOTS`, which the heap
 // (`HEAP_SLOTS` per-CPU slots) serves from its shared slot, behind its lock. A thread that a
 // handler interrupted sees `irq_depth` back at zero once the handler returned. Every slot is
-// `<= HEAP_SLOTS < max_slots()`. The lock
+// `<= HEAP_SLOTS < max_slots()`. `enter_slot` returns in `Ok` only the per-CPU block's heap slot
+// pointer, which is null unless `enter_slow` set it to `HEAP.slot_ptr(i)` of this CPU `i`, and
+// which the interrupt entry stub nulls while the depth is non-zero and the thread switch sets
+// from the depth it restores (`percpu::IrqDepth`): so `Ok` is slot `i` in thread context on CPU
+// `i` with preemption disabled, the same rule as `enter`'s. The lock
 // section disables interrupts, so the heap's internal locks (and the frame allocator behind
 // `FramePages`) are never held with interrupts on.
 unsafe impl CpuLocal for KernelCpus {
@@ -109,6 +116,38 @@ unsafe impl CpuLocal for KernelCpus {
     fn lock_section(&self) -> impl Sized {
         CpuGuard::enter().1
     }
+
+    /// The heap's fast paths: with preemption disabled, the per-CPU block's heap slot pointer
+    /// (one `gs`-relative load), which is this CPU's thread slot in thread context and null in
+    /// a handler (the interrupt entry and exit keep it so, `percpu::IrqDepth`), so the thread
+    /// path tests nothing about the interrupt depth. Null (a handler, or a CPU whose pointer
+    /// is not set yet): [`enter_slow`].
+    #[inline(always)]
+    fn enter_slot(&self) -> Result<(SlotPtr, PreemptGuard), Option<(usize, PreemptGuard)>> {
+        let pin = PreemptGuard::new();
+        match SlotPtr::from_raw(percpu::heap_slot()) {
+            Some(slot) => Ok((slot, pin)),
+            None => Err(Some((enter_slow(), pin))),
+        }
+    }
+}
+
+/// [`KernelCpus::enter_slot`] when the per-CPU block has no heap slot pointer: in a handler,
+/// [`enter_handler`]; in thread context (the first heap operation on this CPU), records this
+/// CPU's thread slot in its block for the next operations and returns its index.
+#[cold]
+#[inline(never)]
+fn enter_slow() -> usize {
+    if percpu::in_handler() {
+        return enter_handler();
+    }
+    let cpu = percpu::cpu_index();
+    if let Some(slot) = HEAP.slot_ptr(cpu) {
+        // SAFETY: `slot` is `HEAP`'s slot of this CPU's index, and `enter_slot`'s guard keeps
+        // preemption disabled until after this returns.
+        unsafe { percpu::init_heap_slot(slot.as_raw()) };
+    }
+    cpu
 }
 
 /// [`KernelCpus::enter`]'s slot in handler context: the CPU's interrupt slot while interrupts

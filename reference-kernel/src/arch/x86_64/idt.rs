@@ -525,9 +525,16 @@ isr_common:
        whatever CPU the thread resumes on: GS is read again there. Only this CPU changes its
        count, with single instructions, so no lock prefix is needed. */
     inc dword ptr gs:[{depth}]
+    /* The kernel heap's slot pointer follows the depth (`percpu::IrqDepth`): null in a
+       handler, the CPU's thread slot back at depth zero. */
+    mov qword ptr gs:[{heap_slot}], 0
     mov rdi, rbx
     call interrupt_dispatch
     dec dword ptr gs:[{depth}]
+    jnz 10f
+    mov rax, qword ptr gs:[{heap_thread_slot}]
+    mov qword ptr gs:[{heap_slot}], rax
+10:
     test r12d, 1
     jz 5f
     clts
@@ -578,5 +585,7 @@ isr_common:
     mode = sym super::fpu::VERIDIAN_FPU_SAVE_MODE,
     mask = sym super::fpu::VERIDIAN_FPU_SAVE_MASK,
     live = const core::mem::offset_of!(super::percpu::PerCpu, fpu_live),
-    depth = const core::mem::offset_of!(super::percpu::PerCpu, irq_depth),
+    depth = const super::percpu::IRQ_DEPTH_OFFSET,
+    heap_slot = const super::percpu::HEAP_SLOT_OFFSET,
+    heap_thread_slot = const super::percpu::HEAP_THREAD_SLOT_OFFSET,
 );

@@ -53,9 +53,10 @@ pub struct PerCpu {
     /// disabled (see the module documentation). Changed only by this CPU, through
     /// `gs`-relative instructions (or, for bit 31, an atomic operation on its own block).
     preempt_count: AtomicU32,
-    /// Interrupt and exception nesting depth (0: not in a handler). Maintained by the
-    /// dispatcher; saved and restored with the thread when a handler switches threads.
-    pub irq_depth: AtomicU32,
+    /// Interrupt and exception nesting depth (0: not in a handler), with the kernel heap's
+    /// slot pointer that follows it. Maintained by the dispatcher; saved and restored with the
+    /// thread when a handler switches threads.
+    pub irq_depth: IrqDepth,
     /// Saved stack pointer of this CPU's scheduler context (`task`), while a thread runs.
     pub sched_rsp: AtomicUsize,
     /// Threads this CPU ran (picks), for the report.
@@ -105,7 +106,7 @@ impl PerCpu {
             ticks: AtomicU64::new(0),
             timer_interrupts: AtomicU64::new(0),
             timer_split: AtomicU64::new(1),
-            irq_depth: AtomicU32::new(0),
+            irq_depth: IrqDepth::new(),
             sched_rsp: AtomicUsize::new(0),
             switches: AtomicU64::new(0),
             preempt_count: AtomicU32::new(NO_RESCHED),
@@ -154,6 +155,117 @@ impl PerCpu {
         self.preempt_count
             .swap(count | NO_RESCHED, Ordering::Relaxed)
     }
+}
+
+/// A CPU's interrupt nesting depth and the kernel heap's slot pointer for the context running
+/// on it, kept together so that one cannot change without the other. The rule: `heap_slot` is
+/// null or the CPU's thread slot (`heap_thread_slot`, set by the heap through
+/// [`init_heap_slot`]), and null whenever the depth is not zero (then the heap finds the
+/// handler's slot on its slow path; a null pointer at depth zero only sends one thread
+/// operation there, which sets it again). The interrupt entry stub (`idt`) nulls it on entry
+/// and puts the thread slot back when the depth returns to zero; the methods below, with
+/// which the thread switch (`context`) and `recover` carry a depth between threads and CPUs,
+/// null it when they set a non-zero depth. Only this CPU changes its own fields.
+#[repr(C)]
+#[derive(Debug)]
+pub struct IrqDepth {
+    depth: AtomicU32,
+    heap_slot: AtomicPtr<u8>,
+    heap_thread_slot: AtomicPtr<u8>,
+}
+
+impl IrqDepth {
+    const fn new() -> Self {
+        Self {
+            depth: AtomicU32::new(0),
+            heap_slot: AtomicPtr::new(core::ptr::null_mut()),
+            heap_thread_slot: AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+
+    /// The depth.
+    #[inline(always)]
+    pub fn load(&self, order: Ordering) -> u32 {
+        self.depth.load(order)
+    }
+
+    /// Sets the depth (and keeps the heap slot pointer's rule). Only on this CPU's own block.
+    #[inline(always)]
+    pub fn store(&self, depth: u32, order: Ordering) {
+        self.depth.store(depth, order);
+        self.follow(depth);
+    }
+
+    /// Sets the depth (and keeps the heap slot pointer's rule); returns the previous depth.
+    /// Only on this CPU's own block.
+    #[inline(always)]
+    pub fn swap(&self, depth: u32, order: Ordering) -> u32 {
+        let old = self.depth.swap(depth, order);
+        self.follow(depth);
+        old
+    }
+
+    /// Nulls `heap_slot` after a non-zero depth was set. (A depth of zero keeps the pointer:
+    /// null and the thread slot are both right there. An interrupt between the two stores
+    /// returns to the non-zero depth with the pointer null.)
+    #[inline(always)]
+    fn follow(&self, depth: u32) {
+        if depth != 0 {
+            self.heap_slot
+                .store(core::ptr::null_mut(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// `gs`-relative offset of the interrupt depth (for the entry stub).
+pub(super) const IRQ_DEPTH_OFFSET: usize =
+    core::mem::offset_of!(PerCpu, irq_depth) + core::mem::offset_of!(IrqDepth, depth);
+/// `gs`-relative offset of the heap slot pointer (for the entry stub).
+pub(super) const HEAP_SLOT_OFFSET: usize =
+    core::mem::offset_of!(PerCpu, irq_depth) + core::mem::offset_of!(IrqDepth, heap_slot);
+/// `gs`-relative offset of the thread's heap slot (for the entry stub).
+pub(super) const HEAP_THREAD_SLOT_OFFSET: usize =
+    core::mem::offset_of!(PerCpu, irq_depth) + core::mem::offset_of!(IrqDepth, heap_thread_slot);
+
+/// The kernel heap's slot pointer for the running context: this CPU's thread slot in thread
+/// context once [`init_heap_slot`] set it, null in a handler (and before). One `gs`-relative
+/// load. Read it with preemption disabled: it names this CPU's slot.
+#[inline(always)]
+pub fn heap_slot() -> *mut u8 {
+    let ptr: *mut u8;
+    // SAFETY: GS points at this CPU's installed `PerCpu` (as for `current`); the load has no
+    // side effects.
+    unsafe {
+        core::arch::asm!(
+            "mov {}, gs:[{offset}]",
+            out(reg) ptr,
+            offset = const HEAP_SLOT_OFFSET,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    ptr
+}
+
+/// Records `slot` as this CPU's thread heap slot (the heap calls it once per CPU, from thread
+/// context with preemption disabled, on its slow path) and, as the depth is zero, makes it the
+/// current one. Returns false, changing nothing, when called inside a handler.
+///
+/// # Safety
+/// `slot` is the kernel heap's slot pointer (`Heap::slot_ptr`) of this CPU's thread slot, and
+/// the caller has preemption disabled (so "this CPU" stays the same): the heap's fast paths use
+/// whatever this stores as the calling thread's exclusive slot.
+pub unsafe fn init_heap_slot(slot: *mut u8) -> bool {
+    let Some(cpu) = current() else { return false };
+    if cpu.irq_depth.load(Ordering::Relaxed) != 0 {
+        return false;
+    }
+    cpu.irq_depth
+        .heap_thread_slot
+        .store(slot, Ordering::Relaxed);
+    // An interrupt from here on finds the thread slot set and puts it back when it returns;
+    // the depth is zero again when this runs.
+    cpu.irq_depth.heap_slot.store(slot, Ordering::Relaxed);
+    true
 }
 
 /// Bit 31 of `PerCpu::preempt_count`, set while no switch is pending (inverted, as Linux's
@@ -321,7 +433,7 @@ pub fn in_handler() -> bool {
         core::arch::asm!(
             "mov {:e}, gs:[{offset}]",
             out(reg) depth,
-            offset = const core::mem::offset_of!(PerCpu, irq_depth),
+            offset = const IRQ_DEPTH_OFFSET,
             options(nostack, readonly, preserves_flags),
         );
     }
