@@ -238,7 +238,7 @@ impl Clock for TickClock {
         // A plain multiply: `cargo xtask bench` counted sched_yield_round_trip at 807
         // instructions with it, as with the tick clock before, and at 823 with
         // `saturating_mul`. It overflows only after 2^64 ns (584 years of ticks).
-        percpu::current().map_or(0, |c| c.ticks.load(Ordering::Relaxed)) * TICK_NS
+        crate::arch::x86_64::apic::local_ticks() * TICK_NS
     }
 }
 

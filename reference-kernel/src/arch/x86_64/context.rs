@@ -395,9 +395,13 @@ pub fn switch_direct(guard: &SchedGuard, owner: Arc<dyn OwnsContext>) -> bool {
     // SAFETY: only this CPU touches its `direct` and `retiring` slots, with interrupts off.
     // The owner the slot held before (a thread switched to directly earlier, now `me`) is
     // kept until `me`'s switch away is complete (`finish_switch_in` on the other side).
+    // `retiring` is empty here: only this function fills it, and the thread it switches to
+    // empties it when it resumes (`finish_direct`), before it can run this again; so it is
+    // written without dropping what it held (nothing).
     unsafe {
         let previous = (*cpu.direct.get()).replace(owner);
-        *cpu.retiring.get() = previous;
+        debug_assert!((*cpu.retiring.get()).is_none());
+        cpu.retiring.get().write(previous);
     }
     // SAFETY: we hold `next.on_cpu` (the claim), so its saved stack pointer is final: a frame
     // of its last switch out or its first entry; `me.rsp` is the running thread's save slot. Both
