@@ -218,6 +218,9 @@ impl Context {
             self.on_cpu.store(false, Ordering::Release);
             return (RunOutcome::NotRunnable, None);
         }
+        // The scheduler context's own vector registers are not the thread's (an interrupt
+        // taken here with TS clear set the flag on its way out).
+        cpu.fpu_live.store(false, Ordering::Relaxed);
         self.switch_in(cpu);
         // SAFETY: we hold `on_cpu`, so the saved stack pointer is final and ours to use.
         let next = unsafe { *self.rsp.get() };
@@ -272,7 +275,9 @@ impl Context {
     fn switch_in(&self, cpu: &PerCpu) {
         cpu.context
             .store(core::ptr::from_ref(self).cast_mut(), Ordering::Relaxed);
-        cpu.fpu_live.store(false, Ordering::Relaxed);
+        // `fpu_live` is false here: the callers clear it (`run`; `switch_direct` through
+        // `save_out`, with interrupts off since).
+        debug_assert!(!cpu.fpu_live.load(Ordering::Relaxed));
         fpu::switch_in();
         let space = self.user_tlb.load(Ordering::Acquire);
         cpu.current_tag
