@@ -889,8 +889,7 @@ where
                 .any(|q| q.load(Ordering::Relaxed) != 0)
             || !me.deques[level].is_empty()
         {
-            self.requeue(current)?;
-            return Ok(self.pick_next());
+            return Self::switch_next_slow(s, self.cpu, me, current);
         }
         // The FIFO's length does not change (one task in, one out), nor does `fifo_len`.
         let next = me.fifos[level].lock().rotate(current);
@@ -902,6 +901,27 @@ where
         me.running_level.store(level, Ordering::Relaxed);
         bump(&me.stats.picks, 1);
         Ok(Some(next))
+    }
+
+    /// `switch_next` off its one-lock path: `requeue`, then `pick_next`. Out of line, and
+    /// given the handle's parts (in registers) rather than a reference to it, so that the
+    /// common path need not keep the handle in memory for this call.
+    #[cold]
+    #[inline(never)]
+    fn switch_next_slow(
+        sched: &NumaScheduler<H, C>,
+        cpu: usize,
+        me: &PerCpu<H>,
+        current: H,
+    ) -> Result<Option<H>, EnqueueError<H>> {
+        let local = LocalCpu {
+            sched,
+            cpu,
+            me,
+            _not_send: PhantomData,
+        };
+        local.requeue(current)?;
+        Ok(local.pick_next())
     }
 
     /// Direct hand-off (IPC fast paths): the running task blocks and `next`, a blocked task

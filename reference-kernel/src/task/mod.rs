@@ -238,7 +238,7 @@ impl Clock for TickClock {
         // A plain multiply: `cargo xtask bench` counted sched_yield_round_trip at 807
         // instructions with it, as with the tick clock before, and at 823 with
         // `saturating_mul`. It overflows only after 2^64 ns (584 years of ticks).
-        percpu::current().map_or(0, |c| c.ticks.load(Ordering::Relaxed)) * TICK_NS
+        crate::arch::x86_64::apic::local_ticks() * TICK_NS
     }
 }
 
@@ -535,7 +535,7 @@ fn yield_direct() -> bool {
         return true;
     }
     if !next.context.try_claim() {
-        yield_claim_failed(&local, next);
+        yield_claim_failed(sched, &guard, next);
         return true;
     }
     let cpu = guard.cpu();
@@ -555,11 +555,14 @@ fn yield_direct() -> bool {
 /// (`block` finds nothing running after this `requeue` and changes nothing).
 #[cold]
 #[inline(never)]
-fn yield_claim_failed(
-    local: &veridian_sched::LocalCpu<'_, Arc<Thread>, TickClock>,
-    next: Arc<Thread>,
-) {
-    if let Err(e) = local.requeue(next) {
+fn yield_claim_failed(sched: &Sched, guard: &SchedGuard, next: Arc<Thread>) {
+    // The handle is made again here (the caller made it already): the caller need not keep
+    // its handle in memory for this call.
+    let requeued = match sched.local(guard) {
+        Ok(local) => local.requeue(next).map_err(|e| e.error),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = requeued {
         log::error!("task: requeue failed: {e}; thread lost");
     }
     context::switch_to_scheduler(SwitchReason::Block);

@@ -271,6 +271,25 @@ pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
 
+/// This CPU's timer ticks (its per-CPU `ticks`): one `gs`-relative load, for the scheduler's
+/// clock on every pick.
+#[inline(always)]
+pub fn local_ticks() -> u64 {
+    let ticks: u64;
+    // SAFETY: GS points at this CPU's installed per-CPU block from the first instruction that
+    // can ask (`percpu::current`); `ticks` is an aligned `AtomicU64`, so the one load reads a
+    // whole value (a relaxed read), and it has no side effects.
+    unsafe {
+        core::arch::asm!(
+            "mov {}, gs:[{off}]",
+            out(reg) ticks,
+            off = const core::mem::offset_of!(super::percpu::PerCpu, ticks),
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    ticks
+}
+
 /// Spurious interrupts seen.
 pub fn spurious_count() -> u64 {
     SPURIOUS.load(Ordering::Relaxed)

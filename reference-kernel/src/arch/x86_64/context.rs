@@ -218,6 +218,9 @@ impl Context {
             self.on_cpu.store(false, Ordering::Release);
             return (RunOutcome::NotRunnable, None);
         }
+        // The scheduler context's own vector registers are not the thread's (an interrupt
+        // taken here with TS clear set the flag on its way out).
+        cpu.fpu_live.store(false, Ordering::Relaxed);
         self.switch_in(cpu);
         // SAFETY: we hold `on_cpu`, so the saved stack pointer is final and ours to use.
         let next = unsafe { *self.rsp.get() };
@@ -272,7 +275,9 @@ impl Context {
     fn switch_in(&self, cpu: &PerCpu) {
         cpu.context
             .store(core::ptr::from_ref(self).cast_mut(), Ordering::Relaxed);
-        cpu.fpu_live.store(false, Ordering::Relaxed);
+        // `fpu_live` is false here: the callers clear it (`run`; `switch_direct` through
+        // `save_out`, with interrupts off since).
+        debug_assert!(!cpu.fpu_live.load(Ordering::Relaxed));
         fpu::switch_in();
         let space = self.user_tlb.load(Ordering::Acquire);
         cpu.current_tag
@@ -395,9 +400,13 @@ pub fn switch_direct(guard: &SchedGuard, owner: Arc<dyn OwnsContext>) -> bool {
     // SAFETY: only this CPU touches its `direct` and `retiring` slots, with interrupts off.
     // The owner the slot held before (a thread switched to directly earlier, now `me`) is
     // kept until `me`'s switch away is complete (`finish_switch_in` on the other side).
+    // `retiring` is empty here: only this function fills it, and the thread it switches to
+    // empties it when it resumes (`finish_direct`), before it can run this again; so it is
+    // written without dropping what it held (nothing).
     unsafe {
         let previous = (*cpu.direct.get()).replace(owner);
-        *cpu.retiring.get() = previous;
+        debug_assert!((*cpu.retiring.get()).is_none());
+        cpu.retiring.get().write(previous);
     }
     // SAFETY: we hold `next.on_cpu` (the claim), so its saved stack pointer is final: a frame
     // of its last switch out or its first entry; `me.rsp` is the running thread's save slot. Both
