@@ -1,5 +1,9 @@
 //! Criterion benchmarks: veridian-alloc's [`Heap`] against peer allocators.
 //!
+//! `veridian` is `Heap<MmapPages, ThreadSlots>` (remote frees kept by the freeing slot, as in
+//! the kernel); `veridian_owner` is the same with remote frees returned to their owner slot
+//! (`Heap`'s `OWNER_RETURN` parameter `true`, as the `benches/` programs use).
+//!
 //! Every allocator is called through `GlobalAlloc` on a static or leaked instance (none of them
 //! is this process's `#[global_allocator]`; the harness itself allocates from the system
 //! allocator), through the same generic code, so the comparison is of the allocators alone.
@@ -48,10 +52,12 @@ use criterion::{
     criterion_main,
 };
 use crossbeam_utils::CachePadded;
-use veridian_alloc::Heap;
 use veridian_alloc::hosted::{MmapPages, ThreadSlots};
+use veridian_alloc::{DEFAULT_CPUS, Heap, SpinLock};
 
 static VERIDIAN: Heap<MmapPages, ThreadSlots> = Heap::new(MmapPages, ThreadSlots);
+static VERIDIAN_OWNER: Heap<MmapPages, ThreadSlots, DEFAULT_CPUS, SpinLock, true> =
+    Heap::new(MmapPages, ThreadSlots);
 static SYSTEM: System = System;
 static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -213,6 +219,7 @@ fn buddy_system() -> &'static BuddySystem {
 macro_rules! each_allocator {
     ($f:ident, $group:expr) => {{
         $f($group, "veridian", &VERIDIAN);
+        $f($group, "veridian_owner", &VERIDIAN_OWNER);
         $f($group, "system", &SYSTEM);
         $f($group, "mimalloc", &MIMALLOC);
         $f($group, "jemalloc", &JEMALLOC);

@@ -8,8 +8,8 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::sync::mpsc;
 
 use common::RecordingPages;
-use veridian_alloc::Heap;
 use veridian_alloc::hosted::ThreadSlots;
+use veridian_alloc::{Heap, SpinLock};
 
 const PER_PRODUCER: usize = 40_000;
 
@@ -47,8 +47,19 @@ fn check(p: *mut u8, layout: Layout, id: u64) {
 
 #[test]
 fn producers_allocate_consumers_free() {
+    producers_allocate_consumers_free_with::<false>();
+}
+
+/// The same with remote frees returned to their owner (every consumer free is one).
+#[test]
+fn producers_allocate_consumers_free_owner_return() {
+    producers_allocate_consumers_free_with::<true>();
+}
+
+fn producers_allocate_consumers_free_with<const OWNER_RETURN: bool>() {
     let pages = RecordingPages::new(2 << 30);
-    let mut heap: Heap<&RecordingPages, ThreadSlots> = Heap::new(&pages, ThreadSlots);
+    let mut heap: Heap<&RecordingPages, ThreadSlots, 64, SpinLock, OWNER_RETURN> =
+        Heap::new(&pages, ThreadSlots);
     std::thread::scope(|s| {
         let heap = &heap;
         for producer in 0..2u64 {
@@ -95,9 +106,20 @@ fn producers_allocate_consumers_free() {
 
 #[test]
 fn many_threads_share_and_exchange_objects() {
+    many_threads_share_and_exchange_objects_with::<false>();
+}
+
+/// The same with remote frees returned to their owner (the shared slot's included).
+#[test]
+fn many_threads_share_and_exchange_objects_owner_return() {
+    many_threads_share_and_exchange_objects_with::<true>();
+}
+
+fn many_threads_share_and_exchange_objects_with<const OWNER_RETURN: bool>() {
     // More threads than heap slots (8): the extra ones use the shared, locked slot.
     let pages = RecordingPages::new(2 << 30);
-    let mut heap: Heap<&RecordingPages, ThreadSlots, 8> = Heap::new(&pages, ThreadSlots);
+    let mut heap: Heap<&RecordingPages, ThreadSlots, 8, SpinLock, OWNER_RETURN> =
+        Heap::new(&pages, ThreadSlots);
     let (tx, rx) = std::sync::mpsc::channel::<(usize, u64)>();
     let rx = std::sync::Mutex::new(rx);
     std::thread::scope(|s| {
