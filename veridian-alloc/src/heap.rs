@@ -721,7 +721,9 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex, const OWNER_RET
         let slab = slab_of(obj.cast(), class);
         // SAFETY: `obj` is handed out, so `slab` is its live slab.
         let owner = unsafe { SlabHeader::owner(slab, class) };
-        if owner == entered.index as u32 {
+        // The entered slot is named by its address (`CpuLocal::enter_slot`), so compare the
+        // owner's slot address with it (a multiply, not the division of `slot_index`).
+        if ptr::eq(self.slot(owner as usize), entered.slot) {
             return false;
         }
         // SAFETY: forwarded contract; `owner` owns `obj`'s slab.
@@ -1643,12 +1645,9 @@ mod tests {
         assert_eq!(heap.stats().classes[class].live_objects, n as u64);
         // Half back through the pointer, half through `enter`'s index: the same slot.
         for (i, &p) in ptrs.iter().enumerate() {
-            // SAFETY: nothing else wrote the block.
-            assert!(
-                unsafe { core::slice::from_raw_parts(p, 64) }
-                    .iter()
-                    .all(|&b| b == i as u8)
-            );
+            // SAFETY: a live block of 64 bytes that nothing else wrote.
+            let bytes = unsafe { core::slice::from_raw_parts(p, 64) };
+            assert!(bytes.iter().all(|&b| b == i as u8));
             if i == n / 2 {
                 PTR_SLOT.store(ptr::null_mut(), Ordering::Relaxed);
             }
