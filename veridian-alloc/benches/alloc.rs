@@ -38,11 +38,11 @@
 //! thread before the workers start (untimed), so the workers' first frees are frees from
 //! another thread, as in the original larson where threads inherit their predecessors' blocks.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::cell::UnsafeCell;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, OnceLock, mpsc};
+use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -52,22 +52,13 @@ use criterion::{
     criterion_main,
 };
 use crossbeam_utils::CachePadded;
-use veridian_alloc::hosted::{MmapPages, ThreadSlots};
-use veridian_alloc::{DEFAULT_CPUS, Heap, SpinLock};
 
-static VERIDIAN: Heap<MmapPages, ThreadSlots> = Heap::new(MmapPages, ThreadSlots);
-static VERIDIAN_OWNER: Heap<MmapPages, ThreadSlots, DEFAULT_CPUS, SpinLock, true> =
-    Heap::new(MmapPages, ThreadSlots);
-static SYSTEM: System = System;
-static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-type Talc = talc::TalcLock<spinning_top::RawSpinlock, talc::source::Claim>;
-type LinkedList = linked_list_allocator::LockedHeap;
-type BuddySystem = buddy_system_allocator::LockedHeap<33>;
-
-/// Size of each arena handed to the arena-based peers.
-const ARENA_BYTES: usize = 512 << 20;
+#[path = "support/peers.rs"]
+mod peers;
+use peers::{
+    JEMALLOC, MIMALLOC, SYSTEM, VERIDIAN, VERIDIAN_OWNER, buddy_system, each_allocator,
+    linked_list, talc,
+};
 
 /// Blocks in one `batch_then_free` iteration.
 const BATCH: usize = 1000;
@@ -165,68 +156,6 @@ fn alloc_touch<A: GlobalAlloc>(a: &A, name: &str, size: usize, tag: u8) -> *mut 
     // SAFETY: `p` points to at least `size >= 1` writable bytes we own.
     unsafe { p.write(tag) };
     p
-}
-
-/// A fresh, untouched anonymous mapping of [`ARENA_BYTES`] (leaked).
-fn arena() -> *mut u8 {
-    // SAFETY: an anonymous private mapping at an address of the kernel's choosing has no
-    // preconditions; the result is checked for MAP_FAILED.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            ARENA_BYTES,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    assert!(p != libc::MAP_FAILED, "mmap of the arena failed");
-    p.cast()
-}
-
-fn talc() -> &'static Talc {
-    static T: OnceLock<&'static Talc> = OnceLock::new();
-    T.get_or_init(|| {
-        // SAFETY: the arena is a fresh mapping of ARENA_BYTES that nothing else uses, leaked for
-        // the life of the process, as `Talc::claim` requires.
-        let source = unsafe { talc::source::Claim::new(arena(), ARENA_BYTES) };
-        Box::leak(Box::new(Talc::new(source)))
-    })
-}
-
-fn linked_list() -> &'static LinkedList {
-    static L: OnceLock<&'static LinkedList> = OnceLock::new();
-    L.get_or_init(|| {
-        let heap: &'static LinkedList = Box::leak(Box::new(LinkedList::empty()));
-        // SAFETY: the arena is a fresh, leaked mapping used by nothing else; init runs once.
-        unsafe { heap.lock().init(arena(), ARENA_BYTES) };
-        heap
-    })
-}
-
-fn buddy_system() -> &'static BuddySystem {
-    static B: OnceLock<&'static BuddySystem> = OnceLock::new();
-    B.get_or_init(|| {
-        let heap: &'static BuddySystem = Box::leak(Box::new(BuddySystem::new()));
-        // SAFETY: the arena is a fresh, leaked mapping used by nothing else; init runs once.
-        unsafe { heap.lock().init(arena() as usize, ARENA_BYTES) };
-        heap
-    })
-}
-
-/// Runs `$f(group, name, allocator)` for every allocator, in the same order everywhere.
-macro_rules! each_allocator {
-    ($f:ident, $group:expr) => {{
-        $f($group, "veridian", &VERIDIAN);
-        $f($group, "veridian_owner", &VERIDIAN_OWNER);
-        $f($group, "system", &SYSTEM);
-        $f($group, "mimalloc", &MIMALLOC);
-        $f($group, "jemalloc", &JEMALLOC);
-        $f($group, "talc", talc());
-        $f($group, "linked_list", linked_list());
-        $f($group, "buddy_system", buddy_system());
-    }};
 }
 
 // ---------------------------------------------------------------------------------------------
