@@ -180,15 +180,12 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
     fn descend(&self, key: &K, s: KeySearch, mut path: Option<&mut Path>) -> u32 {
         let mut node = self.root;
         let leaves = self.arena.leaves.as_ptr();
-        let internals = self.arena.internals.as_ptr();
         for level in (0..self.height).rev() {
             let n = &self.arena.internals[node as usize];
-            let child = n.rank(key, s);
+            let child = K::rank(&n.keys, n.len as usize, key, s);
             let next = n.children[child];
             if level == 0 {
                 prefetch_node(leaves, next, size_of::<Leaf<K, V>>());
-            } else {
-                prefetch_node(internals, next, size_of::<Internal<K>>());
             }
             if let Some(p) = path.as_deref_mut() {
                 p.steps[p.len] = Step {
@@ -368,7 +365,6 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
                 n.children[0] = old_root;
                 n.children[1] = right;
                 n.len = 1;
-                n.sync();
                 self.root = r;
                 self.height += 1;
                 return;
@@ -384,7 +380,6 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
                 n.children.copy_within(pos + 1..len + 1, pos + 2);
                 n.children[pos + 1] = right;
                 n.len += 1;
-                n.sync();
                 return;
             }
             // Full: lay out the 17 separators and 18 children, keep 8 | push 1 | move 8 (when
@@ -404,14 +399,12 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
             n.keys[..half].copy_from_slice(&keys[..half]);
             n.children[..half + 1].copy_from_slice(&children[..half + 1]);
             n.len = half as u32;
-            n.sync();
             let new = self.arena.alloc_internal(sep);
             let m = &mut self.arena.internals[new as usize];
             let rest = INTERNAL_CAPACITY - half;
             m.keys[..rest].copy_from_slice(&keys[half + 1..]);
             m.children[..rest + 1].copy_from_slice(&children[half + 1..]);
             m.len = rest as u32;
-            m.sync();
             sep = keys[half];
             right = new;
         }
@@ -474,9 +467,7 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
             let (k, v) = ln.remove(last);
             n.insert(0, k, v);
             let new_sep = ln.keys[last - 1];
-            let p = &mut self.arena.internals[parent as usize];
-            p.keys[ci - 1] = new_sep;
-            p.sync();
+            self.arena.internals[parent as usize].keys[ci - 1] = new_sep;
             return;
         }
         if let Some(r) = right
@@ -488,9 +479,7 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
             let end = n.len();
             n.insert(end, k, v);
             let new_sep = n.keys[end];
-            let p = &mut self.arena.internals[parent as usize];
-            p.keys[ci] = new_sep;
-            p.sync();
+            self.arena.internals[parent as usize].keys[ci] = new_sep;
             return;
         }
         // Merge with a sibling (the left one if there is one); the right node of the pair goes.
@@ -554,12 +543,8 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
                 n.children[0] = ln.children[llen];
                 n.len += 1;
                 ln.len -= 1;
-                n.sync();
-                ln.sync();
                 let up = ln.keys[llen - 1];
-                let p = &mut self.arena.internals[parent as usize];
-                p.keys[ci - 1] = up;
-                p.sync();
+                self.arena.internals[parent as usize].keys[ci - 1] = up;
                 return;
             }
             if let Some(r) = right
@@ -577,11 +562,7 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
                 rn.keys.copy_within(1..rlen, 0);
                 rn.children.copy_within(1..rlen + 1, 0);
                 rn.len -= 1;
-                n.sync();
-                rn.sync();
-                let p = &mut self.arena.internals[parent as usize];
-                p.keys[ci] = up;
-                p.sync();
+                self.arena.internals[parent as usize].keys[ci] = up;
                 return;
             }
             let (keep, gone, sep_idx) = match (left, right) {
@@ -596,7 +577,6 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
             k.keys[klen + 1..klen + 1 + glen].copy_from_slice(&g.keys[..glen]);
             k.children[klen + 1..klen + 2 + glen].copy_from_slice(&g.children[..glen + 1]);
             k.len += 1 + glen as u32;
-            k.sync();
             self.arena.free_internal(gone);
             internal_remove(&mut self.arena.internals[parent as usize], sep_idx);
             depth -= 1;
@@ -708,12 +688,11 @@ pub(crate) struct Vacancy {
 }
 
 /// Removes separator `i` and child `i + 1` of an internal node.
-fn internal_remove<K: BTreeKey>(n: &mut Internal<K>, i: usize) {
+fn internal_remove<K: Copy>(n: &mut Internal<K>, i: usize) {
     let len = n.len as usize;
     n.keys.copy_within(i + 1..len, i);
     n.children.copy_within(i + 2..len + 1, i + 1);
     n.len -= 1;
-    n.sync();
 }
 
 impl<K: BTreeKey + fmt::Debug, V: fmt::Debug> fmt::Debug for CacheBTree<K, V> {

@@ -19,7 +19,7 @@
 use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 
-use super::search::{BTreeKey, INTERNAL_CAPACITY, KEY_BLOCK, KeySearch, LEAF_CAPACITY};
+use super::search::{INTERNAL_CAPACITY, LEAF_CAPACITY};
 
 /// Below this many keys a non-root leaf is refilled from a sibling or merged with one. A split
 /// leaves at least 8 keys on each side, except an append split at the end of the last leaf
@@ -46,76 +46,14 @@ pub(crate) struct Leaf<K, V> {
     vals: [MaybeUninit<V>; LEAF_CAPACITY],
 }
 
-/// Separator blocks per internal node: the search compares the probe with the last key of
-/// every block but the last (the summary), then searches one block.
-pub(crate) const INTERNAL_BLOCKS: usize = INTERNAL_CAPACITY / KEY_BLOCK;
-
 /// `len` separators and `len + 1` children; every key under `children[i]` is `<= keys[i]`
-/// and `> keys[i - 1]`. `summary[j]` is a copy of `keys[KEY_BLOCK * j + KEY_BLOCK - 1]`,
-/// meaningful where that slot is live; every change to `keys` or `len` ends with
-/// [`Internal::sync`], which restores it.
-///
-/// Layout (`#[repr(C)]`): line 0 holds the summary and `len` (the first step of the search),
-/// the keys start on line 1, and the children follow the keys, so the 16 children a block
-/// search can pick (all but the very last child) lie on one line: a level reads line 0, then
-/// two key lines and one child line.
+/// and `> keys[i - 1]`.
 #[derive(Clone)]
 #[repr(C, align(64))]
 pub(crate) struct Internal<K> {
-    pub summary: [K; INTERNAL_BLOCKS - 1],
+    pub keys: [K; INTERNAL_CAPACITY],
     pub len: u32,
-    pub keys: Lines<[K; INTERNAL_CAPACITY]>,
     pub children: [u32; INTERNAL_CAPACITY + 1],
-}
-
-/// A value that starts on a cache line.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-pub(crate) struct Lines<T>(pub T);
-
-impl<T> core::ops::Deref for Lines<T> {
-    type Target = T;
-    #[inline(always)]
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T> core::ops::DerefMut for Lines<T> {
-    #[inline(always)]
-    fn deref_mut(&mut self) -> &mut T {
-        &mut self.0
-    }
-}
-
-impl<K: BTreeKey> Internal<K> {
-    /// Copies the last key of each block into the summary; call after changing `keys` or
-    /// `len`.
-    #[inline]
-    pub fn sync(&mut self) {
-        for j in 0..INTERNAL_BLOCKS - 1 {
-            self.summary[j] = self.keys[KEY_BLOCK * j + KEY_BLOCK - 1];
-        }
-    }
-
-    /// The child to descend into for `key`: how many of `keys[..len]` are smaller. Two steps:
-    /// the blocks whose last key is live and smaller (from the summary, no branch), then one
-    /// 16-key block.
-    #[inline(always)]
-    pub fn rank(&self, key: &K, s: KeySearch) -> usize {
-        let len = self.len as usize;
-        let mut b = 0;
-        for j in 0..INTERNAL_BLOCKS - 1 {
-            b += usize::from((KEY_BLOCK * j + KEY_BLOCK <= len) & (self.summary[j] < *key));
-        }
-        // `b > 0` only when block `b - 1` is all live, so `len >= KEY_BLOCK * b`.
-        let base = KEY_BLOCK * b;
-        let block: &[K; KEY_BLOCK] = match self.keys[base..base + KEY_BLOCK].try_into() {
-            Ok(block) => block,
-            Err(_) => unreachable!("a block is KEY_BLOCK keys"),
-        };
-        base + K::rank(block, len - base, key, s)
-    }
 }
 
 impl<K: Copy, V> Leaf<K, V> {
@@ -252,9 +190,8 @@ impl<K, V> Drop for Leaf<K, V> {
 impl<K: Copy> Internal<K> {
     fn new(fill: K) -> Self {
         Internal {
-            summary: [fill; INTERNAL_BLOCKS - 1],
+            keys: [fill; INTERNAL_CAPACITY],
             len: 0,
-            keys: Lines([fill; INTERNAL_CAPACITY]),
             children: [NIL; INTERNAL_CAPACITY + 1],
         }
     }

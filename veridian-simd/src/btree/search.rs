@@ -40,13 +40,10 @@ pub const LEAF_CAPACITY: usize = 16;
 /// Separators per internal node (17 children). The search code takes any multiple of 16, but
 /// 64 measured slower than 16 on `btree_get` (278 ns vs 141 ns at 1M keys: the SIMD search
 /// then reads 8 key lines per level, half of them unused slots), so 16 it is.
-pub const INTERNAL_CAPACITY: usize = 32;
+pub const INTERNAL_CAPACITY: usize = 16;
 
 /// Keys per SIMD block.
 const BLOCK: usize = 16;
-
-/// Keys per SIMD block, for the node layout.
-pub(crate) const KEY_BLOCK: usize = BLOCK;
 
 /// An in-node search implementation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
