@@ -227,6 +227,26 @@ fn check_ranks<K: BTreeKey + Debug, const N: usize>(
     }
 }
 
+/// `BTreeKey::rank_leaf` (the leaf search: `LEAF_CAPACITY` keys and one more slot of whatever
+/// follows them, here garbage) against the binary search.
+fn check_leaf_ranks<K: BTreeKey + Debug>(live: &[K], garbage: &[K], probes: &[K], s: KeySearch) {
+    let live = &live[..live.len().min(LEAF_CAPACITY)];
+    let (keys, len) = node::<K, { LEAF_CAPACITY + 1 }>(live, garbage);
+    let mut all = probes.to_vec();
+    all.extend_from_slice(&keys[..len]);
+    for p in all {
+        // SAFETY: `keys` holds `LEAF_CAPACITY + 1` initialised keys.
+        let leaf = unsafe { K::rank_leaf(keys.as_ptr(), len, &p, s) };
+        assert_eq!(
+            leaf,
+            scalar_rank(&keys, len, &p),
+            "{:?}: leaf keys {:?} len {len} probe {p:?}",
+            s.variant(),
+            keys
+        );
+    }
+}
+
 macro_rules! rank_test {
     ($name:ident, $t:ty) => {
         proptest! {
@@ -245,6 +265,7 @@ macro_rules! rank_test {
                     match KeySearch::new(v) {
                         Ok(s) => {
                             check_ranks::<$t, LEAF_CAPACITY>(&live, &garbage, &probes, s);
+                            check_leaf_ranks::<$t>(&live, &garbage, &probes, s);
                             check_ranks::<$t, INTERNAL_CAPACITY>(&live, &garbage, &probes, s);
                         }
                         Err(e) => println!("SKIP {}: {e}", v.name()),

@@ -2,8 +2,9 @@
 //!
 //! **What it does.** A B+ tree: values live only in the leaves, internal nodes hold separator
 //! copies of keys, leaves are chained for range iteration. A leaf holds up to
-//! [`LEAF_CAPACITY`] (16) keys, an internal node [`INTERNAL_CAPACITY`] (16), packed in their
-//! own cache-line-aligned array (`node`); the search
+//! [`LEAF_CAPACITY`] (15) keys, an internal node [`INTERNAL_CAPACITY`] (16), packed in their
+//! own cache-line-aligned array (`node`; a leaf's `len` and `next` fill the 16th key slot, so
+//! a `<u64, u64>` leaf is 4 lines); the search
 //! inside a node is a branch-free SIMD compare for integer keys and a binary search for any
 //! other [`BTreeKey`] (`search`). The variant is resolved once through the crate's
 //! [`crate::Dispatcher`] and read once per operation; while descending, the leaf's lines (keys,
@@ -208,7 +209,7 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
         let s = self.key_search();
         let leaf_idx = self.descend(key, s, None);
         let leaf = &self.arena.leaves[leaf_idx as usize];
-        let slot = K::rank(&leaf.keys, leaf.len(), key, s);
+        let slot = leaf.rank(key, s);
         (slot < leaf.len() && leaf.keys[slot] == *key).then_some((leaf_idx, slot))
     }
 
@@ -279,7 +280,7 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
         let s = self.key_search();
         let leaf_idx = self.descend(&key, s, Some(path));
         let leaf = &self.arena.leaves[leaf_idx as usize];
-        let slot = K::rank(&leaf.keys, leaf.len(), &key, s);
+        let slot = leaf.rank(&key, s);
         if slot < leaf.len() && leaf.keys[slot] == key {
             return Slot::Found(leaf_idx, slot);
         }
@@ -425,7 +426,7 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
         let leaf_idx = self.descend(key, s, Some(&mut path));
         let leaf = &mut self.arena.leaves[leaf_idx as usize];
         let len = leaf.len();
-        let slot = K::rank(&leaf.keys, len, key, s);
+        let slot = leaf.rank(key, s);
         if slot >= len || leaf.keys[slot] != *key {
             return None;
         }
@@ -641,7 +642,7 @@ impl<K: BTreeKey, V> CacheBTree<K, V> {
                 let s = self.key_search();
                 let leaf = self.descend(a, s, None);
                 let l = &self.arena.leaves[leaf as usize];
-                let mut slot = K::rank(&l.keys, l.len(), a, s);
+                let mut slot = l.rank(a, s);
                 if matches!(range.start_bound(), Bound::Excluded(_))
                     && slot < l.len()
                     && l.keys[slot] == *a

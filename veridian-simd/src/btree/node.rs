@@ -2,14 +2,15 @@
 //!
 //! **What it does.** Leaves and internal nodes live in two `Vec`s and refer to each other by
 //! `u32` index (half the size of a pointer: an internal node's 17 child links take 68 bytes). Each node is `#[repr(C, align(64))]` with its keys first: the keys start on a cache
-//! line and are packed together (16 `u64` keys are exactly 2 lines), so the in-node search touches
-//! only the key lines plus the one holding `len`; values sit after them in the leaf and are
+//! line and are packed together (16 `u64` keys are exactly 2 lines; a leaf's 15 keys with its `len`
+//! and `next` are too), so the in-node search touches only the key lines (in an internal node
+//! plus the one holding `len`); values sit after them in the leaf and are
 //! read only at the slot that matched. Leaves are chained through `next` for range iteration.
 //! Freed nodes are chained into a free list through that same link (leaves: `next`, internal
 //! nodes: `children[0]`), so freeing never allocates.
 //!
 //! **What it guarantees.** Values are `MaybeUninit<V>` (an `Option<V>` doubled the value
-//! array for `u64` values: 7 lines per leaf instead of 5). The invariant that makes the few
+//! array for `u64` values: 7 lines per 16-key leaf instead of 5; a 15-key leaf is 4). The invariant that makes the few
 //! `unsafe` reads sound: in every leaf of the arena, live or free, exactly `vals[..len]` are
 //! initialised (free leaves have `len == 0`). Only the [`Leaf`] methods below change `len` or
 //! the values, each keeping the invariant; the arena's `Drop` drops exactly `vals[..len]` of
@@ -19,12 +20,13 @@
 use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 
-use super::search::{INTERNAL_CAPACITY, LEAF_CAPACITY};
+use super::search::{BTreeKey, INTERNAL_CAPACITY, KeySearch, LEAF_CAPACITY};
 
 /// Below this many keys a non-root leaf is refilled from a sibling or merged with one. A split
-/// leaves at least 8 keys on each side, except an append split at the end of the last leaf
-/// (16 | 1), so the last leaf of the tree may hold fewer; a merge joins a leaf of `MIN_LEAF - 1` keys with one of
-/// `MIN_LEAF`: `6 + 7 = 13 <= 16`.
+/// of a full leaf (15 keys and the new one) leaves at least 7 keys on each side, except an
+/// append split at the end of the last leaf (15 | 1), so the last leaf of the tree may hold
+/// fewer; a merge joins a leaf of `MIN_LEAF - 1` keys with one of `MIN_LEAF`:
+/// `5 + 6 = 11 <= 15`.
 pub(crate) const MIN_LEAF: usize = LEAF_CAPACITY / 2 - 1;
 
 /// The same for internal nodes: a split leaves 8 separators on each side (an append split:
@@ -133,6 +135,26 @@ impl<V> CopyWithinUninit for [MaybeUninit<V>] {
         // SAFETY: both ranges are inside the slice (checked above); `ptr::copy` allows them to
         // overlap; `MaybeUninit<V>` has no validity requirement, so any bits may be copied.
         unsafe { core::ptr::copy(p.add(start), p.add(dest), end - start) };
+    }
+}
+
+// The 8 bytes after a leaf's keys are `len` and `next` when the keys are 4 or 8 bytes (the
+// SIMD keys): what `Leaf::rank` promises `BTreeKey::rank_leaf`.
+const _: () = assert!(
+    core::mem::offset_of!(Leaf<u64, u64>, len) == LEAF_CAPACITY * 8
+        && core::mem::offset_of!(Leaf<u64, u64>, next) == LEAF_CAPACITY * 8 + 4
+        && core::mem::offset_of!(Leaf<u32, u64>, len) == LEAF_CAPACITY * 4
+);
+
+impl<K: BTreeKey, V> Leaf<K, V> {
+    /// How many of `keys[..len]` are smaller than `key` (where it is or would go).
+    #[inline(always)]
+    pub fn rank(&self, key: &K, s: KeySearch) -> usize {
+        // SAFETY: `keys` is the first field (`repr(C)`), all initialised; for 4- and 8-byte
+        // keys the next 8 bytes are `len` and `next` (asserted above for `u64` and `u32`;
+        // the same offsets for any key of that size and alignment), initialised; the pointer
+        // is derived from the whole leaf, so reading them through it is in bounds.
+        unsafe { K::rank_leaf(core::ptr::from_ref(self).cast::<K>(), self.len(), key, s) }
     }
 }
 

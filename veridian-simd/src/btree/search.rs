@@ -2,7 +2,8 @@
 //! integer keys.
 //!
 //! **What it does.** A node holds its keys sorted in a fixed array ([`LEAF_CAPACITY`] or
-//! [`INTERNAL_CAPACITY`] keys); only the first `len` are meaningful. [`BTreeKey::rank`] returns how many of those are smaller than
+//! [`INTERNAL_CAPACITY`] keys; a leaf's search also compares the slot after its keys, see
+//! [`BTreeKey::rank_leaf`]); only the first `len` are meaningful. [`BTreeKey::rank`] returns how many of those are smaller than
 //! the probe: in a leaf that is where the probe is or would be inserted, in an internal node it
 //! is the child to descend into (separator `i` is `>=` every key of child `i`). For `u64`,
 //! `i64`, `u32`, `i32`, `usize` and `isize` the SIMD variants compare the *whole* array against
@@ -33,13 +34,19 @@ use core::fmt;
 use crate::cpu::{self, Features};
 use crate::optimizer::{Candidate, CpuOptimizer, Dispatcher};
 
-/// Keys per leaf: 16 `u64` keys are two cache lines (16 `u32` keys one), compared in one SIMD
-/// block. A leaf splits when a 17th key arrives.
-pub const LEAF_CAPACITY: usize = 16;
+/// Keys per leaf: one less than a SIMD block, so that the leaf's `len` and `next` (8 bytes)
+/// take the 16th key slot: 15 `u64` keys and those two fields are exactly two cache lines,
+/// the 15 `u64` values two more (a `<u64, u64>` leaf is 256 bytes, 4 lines). The search
+/// compares all 16 slots and clamps the rank to `len` ([`BTreeKey::rank_leaf`]). A leaf
+/// splits when a 16th key arrives.
+pub const LEAF_CAPACITY: usize = 15;
 
 /// Separators per internal node (17 children). The search code takes any multiple of 16, but
 /// 64 measured slower than 16 on `btree_get` (278 ns vs 141 ns at 1M keys: the SIMD search
-/// then reads 8 key lines per level, half of them unused slots), so 16 it is.
+/// then reads 8 key lines per level, half of them unused slots), so 16 it is. A two-step
+/// search (the last key of each 16-key block first, then one block) with 32 or 64 keys per
+/// node did not pay either (docs/benchmarks/simd.md, 2026-12-07 second update): about as many
+/// cache misses per lookup, more instructions.
 pub const INTERNAL_CAPACITY: usize = 16;
 
 /// Keys per SIMD block.
@@ -194,6 +201,22 @@ pub trait BTreeKey: Ord + Copy {
     #[inline]
     fn preferred_search() -> KeySearch {
         KeySearch::scalar()
+    }
+
+    /// [`BTreeKey::rank`] over a leaf's `len` keys (`len <= LEAF_CAPACITY`). The SIMD keys
+    /// compare [`LEAF_CAPACITY`]` + 1` slots in one block: the slot past the keys holds the
+    /// leaf's other fields, which, past `len`, cannot change the rank. Called by the tree only.
+    ///
+    /// # Safety
+    /// `keys` points to [`LEAF_CAPACITY`] initialised keys; when `Self` is 4 or 8 bytes, the
+    /// next `size_of::<Self>()` bytes are initialised and readable through `keys` too.
+    #[doc(hidden)]
+    #[inline]
+    unsafe fn rank_leaf(keys: *const Self, len: usize, key: &Self, search: KeySearch) -> usize {
+        let _ = search;
+        // SAFETY: `keys` points to `LEAF_CAPACITY` initialised keys (the contract).
+        let keys = unsafe { &*keys.cast::<[Self; LEAF_CAPACITY]>() };
+        scalar_rank(keys, len, key)
     }
 }
 
@@ -403,6 +426,62 @@ mod x86 {
     lt16_d_avx512!(lt16_sd_avx512, "vpcmpd");
 }
 
+/// `BTreeKey::rank_leaf` for a SIMD key type: one 16-slot block (the 15 keys and the slot
+/// after them), `$wide` being the key's width (`u64` or `u32`).
+macro_rules! simd_rank_leaf {
+    ($t:ty, $wide:ty, $flip:expr, $avx512:ident) => {
+        #[inline]
+        unsafe fn rank_leaf(keys: *const $t, len: usize, key: &$t, search: KeySearch) -> usize {
+            #[cfg(target_arch = "x86_64")]
+            {
+                // Bit-identical reinterpretation of the probe (same width).
+                let k = *key as $wide;
+                let p = keys.cast::<u8>();
+                let mask = match search.variant() {
+                    // SAFETY: the token proves AVX2; 16 keys' bytes at `p` are readable (the
+                    // contract: `Self` is 4 or 8 bytes).
+                    SearchVariant::Avx2 => Some(unsafe { <$wide as Avx2Block>::lt16(p, k, $flip) }),
+                    // SAFETY: the token proves AVX-512F; readable as above.
+                    SearchVariant::Avx512 => Some(unsafe { x86::$avx512(p, k) }),
+                    SearchVariant::Scalar => None,
+                };
+                if let Some(m) = mask {
+                    return rank_from_blocks::<BLOCK>(len, |_| m);
+                }
+            }
+            let _ = search;
+            // SAFETY: `LEAF_CAPACITY` initialised keys at `keys` (the contract).
+            scalar_rank(unsafe { &*keys.cast::<[$t; LEAF_CAPACITY]>() }, len, key)
+        }
+    };
+}
+
+/// The AVX2 16-key block for a key width.
+#[cfg(target_arch = "x86_64")]
+trait Avx2Block: Sized {
+    /// # Safety
+    /// As `x86::lt16_q_avx2` / `x86::lt16_d_avx2`.
+    unsafe fn lt16(p: *const u8, key: Self, flip: Self) -> u32;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Avx2Block for u64 {
+    #[inline(always)]
+    unsafe fn lt16(p: *const u8, key: u64, flip: u64) -> u32 {
+        // SAFETY: forwarded contract.
+        unsafe { x86::lt16_q_avx2(p, key, flip) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Avx2Block for u32 {
+    #[inline(always)]
+    unsafe fn lt16(p: *const u8, key: u32, flip: u32) -> u32 {
+        // SAFETY: forwarded contract.
+        unsafe { x86::lt16_d_avx2(p, key, flip) }
+    }
+}
+
 /// Implements [`BTreeKey`] with SIMD search for a 64-bit integer type.
 macro_rules! simd_key_64 {
     ($t:ty, $flip:expr, $avx512:ident) => {
@@ -446,6 +525,8 @@ macro_rules! simd_key_64 {
             fn preferred_search() -> KeySearch {
                 KeySearch::detected()
             }
+
+            simd_rank_leaf!($t, u64, $flip, $avx512);
         }
     };
 }
@@ -493,13 +574,14 @@ macro_rules! simd_key_32 {
             fn preferred_search() -> KeySearch {
                 KeySearch::detected()
             }
+
+            simd_rank_leaf!($t, u32, $flip, $avx512);
         }
     };
 }
 
-// Both node sizes are whole SIMD blocks.
-const _: () =
-    assert!(LEAF_CAPACITY.is_multiple_of(BLOCK) && INTERNAL_CAPACITY.is_multiple_of(BLOCK));
+// An internal node is whole SIMD blocks; a leaf's keys and the 8 bytes after them one block.
+const _: () = assert!(LEAF_CAPACITY + 1 == BLOCK && INTERNAL_CAPACITY.is_multiple_of(BLOCK));
 
 simd_key_64!(u64, x86::SIGN64, lt16_uq_avx512);
 simd_key_64!(i64, 0, lt16_sq_avx512);

@@ -175,7 +175,8 @@ fn ascending_inserts_fill_the_nodes() {
         t.insert(k, k);
     }
     t.validate();
-    // Every leaf but the last full: ceil(n / 16) leaves (halves would make about n / 8).
+    // Every leaf but the last full: ceil(n / LEAF_CAPACITY) leaves (halves would make about twice
+    // as many).
     let leaves = t.arena.leaves.len() as u64;
     assert_eq!(leaves, n.div_ceil(LEAF_CAPACITY as u64));
     // Removing from the front and inserting past the end keeps the invariants too.
