@@ -8,9 +8,15 @@
 //!   no lock, no slab header touched.
 //! - **Free fast path**: push onto the current slot's magazine. Also no atomic RMW. With owner
 //!   return on (`Heap`'s `OWNER_RETURN` parameter, `true`), only an object of a slab the
-//!   current slot owns goes there; an object of another slot's slab (a *remote free*) is pushed
-//!   onto that owner's remote queue for its class with one compare-and-swap, so the freeing slot
-//!   never hands it out (as mimalloc's `xthread_free`): no cache line of the owner's objects
+//!   current slot owns goes there; an object of another slot's slab (a *remote free*) is linked
+//!   onto the freeing slot's batch for its class and owner (no atomic RMW either), and the batch
+//!   goes onto the owner's remote queue for that class with one compare-and-swap when a free
+//!   finds it full (32 objects, fewer in classes over 256 B: `REMOTE_BATCH_LIMIT`), when a
+//!   remote free of that class for another owner comes, on the freeing slot's next refill or
+//!   magazine flush (any class), in [`Heap::trim`] and [`Heap::reclaim_all`], and when the
+//!   embedder calls [`Heap::flush_remote_frees`] (at a thread's exit with
+//!   `hosted::flush_at_thread_exit`). The freeing slot never hands a batched object out
+//!   (as mimalloc's `xthread_free`): no cache line of the owner's objects
 //!   moves into another CPU's allocations (passive false sharing), and a producer/consumer pair
 //!   recycles the producer's memory instead of growing the consumer's caches. The check reads
 //!   the owner in the object's slab header (a mask and one load of a line the owner writes on
@@ -19,9 +25,11 @@
 //!   off, 85 -> 96 and 89; a const parameter costs nothing off), every free goes to the current
 //!   slot's magazine, whichever slot owns the object, and objects of other slots travel back
 //!   in batches when a magazine overflows (below).
-//! - **Refill** (magazine empty): first take back objects other CPUs returned to this slot
-//!   (one atomic swap per class: this is where the owner collects its remote frees), then take a batch from the slot's partial slabs, then create a
-//!   slab from the buddy allocator (under the buddy lock).
+//! - **Refill** (magazine empty): with owner return, first send the slot's batches of remote
+//!   frees to their owners; then take back objects other CPUs returned to this slot (one atomic
+//!   swap per class: this is where the owner collects its remote frees; it walks the chain to
+//!   count it), then take a batch from the slot's partial slabs, then create a slab from the
+//!   buddy allocator (under the buddy lock).
 //! - **Flush** (magazine over capacity): keep the most recently freed half, and return the older
 //!   half to its slabs: objects of slabs this slot owns go back to the slab directly; objects
 //!   owned by other slots are chained per owner and pushed onto the owner's remote queue for that
@@ -344,11 +352,61 @@ struct PerClass {
     counters: ClassCounters,
 }
 
+/// Remote frees of one class waiting in the freeing slot to go to their owner together (owner
+/// return only): a null-terminated chain `head ..= tail` of `count` objects, all of slabs slot
+/// `owner` owns; empty when `count` is 0 (then `owner` is [`NO_OWNER`]).
+struct RemoteBatch {
+    head: *mut FreeObject,
+    tail: *mut FreeObject,
+    count: u32,
+    owner: u32,
+}
+
+/// The owner of an empty [`RemoteBatch`]: no slot index (at most `CPUS`) is this.
+const NO_OWNER: u32 = u32::MAX;
+
+impl RemoteBatch {
+    const EMPTY: Self = Self {
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+        count: 0,
+        owner: NO_OWNER,
+    };
+}
+
+/// Objects a [`RemoteBatch`] of a class collects before it is sent to the owner with one
+/// compare-and-swap: [`REMOTE_BATCH`], but no more than half the class's magazine (so a batch
+/// holds at most 8 KiB of objects in classes up to 1 KiB, 8 objects in the larger ones, and the
+/// owner takes at most half a magazine per batch).
+const REMOTE_BATCH_LIMIT: [u32; NUM_CLASSES] = {
+    let mut limits = [0; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        let half = MAGAZINE_CAPACITY[c] / 2;
+        limits[c] = if half < REMOTE_BATCH {
+            half
+        } else {
+            REMOTE_BATCH
+        };
+        c += 1;
+    }
+    limits
+};
+
+/// The most remote frees of one class a slot batches for one owner (see
+/// [`REMOTE_BATCH_LIMIT`] for the per-class bound).
+const REMOTE_BATCH: u32 = 32;
+
 /// One CPU's state.
 struct Slot {
     classes: [PerClass; NUM_CLASSES],
     /// Objects of slabs this slot owns, given back by other slots, per class.
     remote: [AtomicPtr<FreeObject>; NUM_CLASSES],
+    /// Owner return: remote frees made on this slot, per class, not yet sent to their owner.
+    /// Touched only by the slot's guard holder.
+    batches: [UnsafeCell<RemoteBatch>; NUM_CLASSES],
+    /// Bit `c` set: `batches[c]` is not empty. Touched only by the slot's guard holder.
+    pending: UnsafeCell<u64>,
 }
 
 impl Slot {
@@ -361,9 +419,14 @@ impl Slot {
                 }
             }; NUM_CLASSES],
             remote: [const { AtomicPtr::new(ptr::null_mut()) }; NUM_CLASSES],
+            batches: [const { UnsafeCell::new(RemoteBatch::EMPTY) }; NUM_CLASSES],
+            pending: UnsafeCell::new(0),
         }
     }
 }
+
+// `pending` has a bit per class.
+const _: () = assert!(NUM_CLASSES <= 64);
 
 /// The buddy allocator and how many chunks it holds.
 struct Backing {
@@ -688,7 +751,8 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex, const OWNER_RET
             let cache = unsafe { &mut *per_class.local.get() };
             bump(&per_class.counters.frees, 1);
             let obj = ptr.cast::<FreeObject>();
-            // SAFETY: forwarded contract: `obj` is a handed-out object of `class`.
+            // SAFETY: we hold the slot; forwarded contract: `obj` is a handed-out object of
+            // `class`.
             if OWNER_RETURN && unsafe { self.free_to_owner(entered, obj, class) } {
                 return;
             }
@@ -704,13 +768,14 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex, const OWNER_RET
         })
     }
 
-    /// Owner return: when another slot owns `obj`'s slab, pushes `obj` onto that slot's remote
-    /// queue for `class` and returns true; returns false (and does nothing) when the entered
-    /// slot owns it.
+    /// Owner return: when another slot owns `obj`'s slab, adds `obj` to the entered slot's
+    /// batch of remote frees for `class` (sent to the owner with one compare-and-swap when it is
+    /// full, when a free for another owner comes, or on the slot's next slow path) and returns
+    /// true; returns false (and does nothing) when the entered slot owns it.
     ///
     /// # Safety
-    /// `obj` is a handed-out object of `class` of this heap, given up by the caller if this
-    /// returns true.
+    /// We hold the slot `entered`; `obj` is a handed-out object of `class` of this heap (so
+    /// `class < NUM_CLASSES`), given up by the caller if this returns true.
     #[inline(always)]
     unsafe fn free_to_owner(
         &self,
@@ -726,21 +791,88 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex, const OWNER_RET
         if ptr::eq(self.slot(owner as usize), entered.slot) {
             return false;
         }
-        // SAFETY: forwarded contract; `owner` owns `obj`'s slab.
-        unsafe { self.send_remote_one(owner, class, obj) };
+        // SAFETY: `class < NUM_CLASSES` (the caller's contract); we hold the slot, so its
+        // batches are ours.
+        let batch = unsafe { &mut *entered.slot.batches.get_unchecked(class).get() };
+        // SAFETY: as above.
+        if batch.owner == owner && batch.count < unsafe { *REMOTE_BATCH_LIMIT.get_unchecked(class) }
+        {
+            // SAFETY: the caller gives `obj` up; its first word becomes the batch's link.
+            unsafe { (*obj).next = batch.head };
+            batch.head = obj;
+            batch.count += 1;
+            return true;
+        }
+        // SAFETY: forwarded contract; `owner` owns `obj`'s slab; `batch` is the slot's batch
+        // of `class`.
+        unsafe { self.start_batch(entered, batch, owner, class, obj) };
         true
     }
 
-    /// A one-object [`Heap::send_remote`], out of line (the free fast path's remote branch).
+    /// The remote-free fast path's other branch: sends `batch` (full, or for another owner) to
+    /// its owner and starts a new one with `obj`.
     ///
     /// # Safety
-    /// `obj` is a handed-out object of `class` in a slab owned by slot `owner`, given up by the
+    /// We hold the slot `entered` and `batch` is its batch of `class`; `obj` is a handed-out
+    /// object of `class` in a slab owned by slot `owner` (not the entered slot), given up by the
     /// caller.
     #[cold]
     #[inline(never)]
-    unsafe fn send_remote_one(&self, owner: u32, class: usize, obj: *mut FreeObject) {
-        // SAFETY: forwarded contract: a one-object chain (`send_remote` writes its link).
-        unsafe { self.send_remote(owner, class, obj, obj) };
+    unsafe fn start_batch(
+        &self,
+        entered: Entered<'_>,
+        batch: &mut RemoteBatch,
+        owner: u32,
+        class: usize,
+        obj: *mut FreeObject,
+    ) {
+        if batch.count > 0 {
+            // SAFETY: a batch holds a chain of objects of `class` its owner owns, given up.
+            unsafe { self.send_remote(batch.owner, class, batch.head, batch.tail) };
+        }
+        // SAFETY: the caller gives `obj` up.
+        unsafe { (*obj).next = ptr::null_mut() };
+        *batch = RemoteBatch {
+            head: obj,
+            tail: obj,
+            count: 1,
+            owner,
+        };
+        // SAFETY: we hold the slot.
+        unsafe { *entered.slot.pending.get() |= 1 << class };
+    }
+
+    /// Sends every non-empty batch of remote frees of the entered slot to its owner.
+    ///
+    /// # Safety
+    /// We hold the slot `entered`.
+    unsafe fn send_batches(&self, entered: Entered<'_>) {
+        // SAFETY: we hold the slot.
+        let pending = unsafe { &mut *entered.slot.pending.get() };
+        while *pending != 0 {
+            let class = pending.trailing_zeros() as usize;
+            *pending &= *pending - 1;
+            // SAFETY: we hold the slot; a bit is set only for a class below `NUM_CLASSES`.
+            let batch = unsafe { &mut *entered.slot.batches[class].get() };
+            if batch.count > 0 {
+                // SAFETY: a batch holds a chain of objects of `class` its owner owns, given up.
+                unsafe { self.send_remote(batch.owner, class, batch.head, batch.tail) };
+            }
+            *batch = RemoteBatch::EMPTY;
+        }
+    }
+
+    /// Sends the remote frees the caller's slot holds in batches (owner return, `Heap`'s
+    /// `OWNER_RETURN` parameter) to the slots that own them; nothing without owner return. A
+    /// slot's batches also go on its own slow paths (refill, magazine overflow, [`Heap::trim`])
+    /// and in [`Heap::reclaim_all`]; an embedder calls this where a slot stops being used
+    /// for a while (a thread's exit: `hosted::flush_at_thread_exit` does it for `ThreadSlots`;
+    /// a CPU going offline), so the owners are not kept waiting for those objects.
+    pub fn flush_remote_frees(&self) {
+        if OWNER_RETURN {
+            // SAFETY: `with_slot` holds the slot.
+            self.with_slot(|entered| unsafe { self.send_batches(entered) });
+        }
     }
 
     /// # Safety
@@ -748,6 +880,12 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex, const OWNER_RET
     #[cold]
     #[inline(never)]
     unsafe fn flush_cold(&self, entered: Entered<'_>, cache: &mut ClassCache, class: usize) {
+        if OWNER_RETURN {
+            // A slow path: the slot's remote frees go to their owners (bounds how long a batch
+            // waits in a slot that frees its own objects too).
+            // SAFETY: forwarded contract.
+            unsafe { self.send_batches(entered) };
+        }
         // SAFETY: forwarded contract.
         unsafe { self.flush(entered, cache, class, MAGAZINE_CAPACITY[class] / 2) };
     }
@@ -757,6 +895,12 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex, const OWNER_RET
     /// # Safety
     /// `entered` is held and `cache` is its slot's cache of `class`.
     unsafe fn refill(&self, entered: Entered<'_>, cache: &mut ClassCache, class: usize) -> bool {
+        if OWNER_RETURN {
+            // 0. A slow path: the slot's remote frees go to their owners (bounds how long a
+            //    batch waits in a slot that also allocates).
+            // SAFETY: we hold the slot.
+            unsafe { self.send_batches(entered) };
+        }
         // 1. Objects other slots returned to us: they are already counted as in use in our slabs,
         //    so they go straight into the magazine.
         let returned = entered.slot.remote[class].swap(ptr::null_mut(), Ordering::Acquire);
@@ -1156,9 +1300,12 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex, const OWNER_RET
     /// # Safety
     /// We hold the slot; `cache` is its cache of `class`.
     unsafe fn trim_class(&self, entered: Entered<'_>, cache: &mut ClassCache, class: usize) {
-        // Everything in the magazine goes back (ours to slabs, others' to their owners) ...
+        // Everything in the magazine goes back (ours to slabs, others' to their owners), and
+        // so do the slot's batches of remote frees ...
         // SAFETY: we hold the slot.
         unsafe { self.flush(entered, cache, class, 0) };
+        // SAFETY: we hold the slot.
+        unsafe { self.send_batches(entered) };
         // ... and so does everything returned to us ...
         let mut returned = entered.slot.remote[class].swap(ptr::null_mut(), Ordering::Acquire);
         while !returned.is_null() {
@@ -1714,12 +1861,13 @@ mod tests {
     struct TestSlots;
 
     // SAFETY: the tests below run one thread at a time (each `on_slot` thread is joined before
-    // the next starts), so no two guards of a slot coexist; slots are 0 or 1, below `max_slots`.
+    // the next starts), so no two guards of a slot coexist; slots are 0, 1 or 2, below
+    // `max_slots`.
     unsafe impl CpuLocal for TestSlots {
         type Guard = ();
 
         fn max_slots(&self) -> usize {
-            2
+            3
         }
 
         fn enter(&self) -> Option<(usize, ())> {
@@ -1728,13 +1876,16 @@ mod tests {
     }
 
     type SlotHeap<const OWNER_RETURN: bool> =
-        Heap<SystemPages, TestSlots, 2, SpinLock, OWNER_RETURN>;
+        Heap<SystemPages, TestSlots, 3, SpinLock, OWNER_RETURN>;
 
     /// A block pointer handed from one test thread to another.
     #[derive(Clone, Copy)]
     struct Block(*mut u8);
     // SAFETY: the block is only used by one thread at a time (threads are joined in turn).
     unsafe impl Send for Block {}
+    // SAFETY: a shared `&Block` only gives its address; freeing through it is `unsafe` and the
+    // tests free each block once, from one thread.
+    unsafe impl Sync for Block {}
 
     /// Runs `f` on a new thread that uses slot `slot`, and waits for it.
     fn on_slot<R: Send>(slot: usize, f: impl FnOnce() -> R + Send) -> R {
@@ -1845,6 +1996,9 @@ mod tests {
                 // SAFETY: live blocks of this layout from slot 0's (exited) thread.
                 unsafe { heap.deallocate(b.0, l) };
             }
+            // What a thread's exit does (`hosted::flush_at_thread_exit`): the last batch goes.
+            assert!(remote_len(&heap, 0, class) < n);
+            heap.flush_remote_frees();
         });
         assert_eq!(remote_len(&heap, 0, class), n);
         assert_eq!(heap.stats().classes[class].live_objects, 0);
@@ -1868,7 +2022,9 @@ mod tests {
                 unsafe { heap.deallocate(b.0, l) };
             }
         });
-        assert_eq!(remote_len(&heap, 1, class), n);
+        // This time the last batch stays in slot 0 (no flush at exit): `reclaim_all` sends it.
+        let batched = n - remote_len(&heap, 1, class);
+        assert!(batched > 0 && batched <= REMOTE_BATCH_LIMIT[class] as usize);
         heap.reclaim_all();
         let stats = heap.stats();
         assert_eq!(remote_len(&heap, 1, class), 0);
@@ -1877,6 +2033,171 @@ mod tests {
             (0, 0),
             "{stats:?}"
         );
+    }
+
+    /// Slot `slot` allocates `n` blocks of `l`.
+    fn allocate_on<const O: bool>(
+        heap: &SlotHeap<O>,
+        slot: usize,
+        l: Layout,
+        n: usize,
+    ) -> Vec<Block> {
+        let blocks: Vec<Block> =
+            on_slot(slot, || (0..n).map(|_| Block(heap.allocate(l))).collect());
+        assert!(blocks.iter().all(|b| !b.0.is_null()));
+        blocks
+    }
+
+    #[test]
+    fn remote_frees_are_batched_per_owner_and_sent_when_full() {
+        let l = layout(48, 8);
+        let class = class_for(48, 8).unwrap();
+        let limit = REMOTE_BATCH_LIMIT[class] as usize;
+        assert!(limit > 1);
+        let mut heap = SlotHeap::<true>::new(SystemPages, TestSlots);
+        let mut blocks = allocate_on(&heap, 0, l, 2 * limit + 1);
+        let last = blocks.pop().unwrap();
+        // No object may be lost or sent twice: the owner's queue must hold exactly these.
+        let mut freed: Vec<usize> = blocks.iter().chain([&last]).map(|b| b.0.addr()).collect();
+        let heap_ref = &heap;
+        on_slot(1, move || {
+            let heap = heap_ref;
+            for (i, b) in blocks.iter().enumerate() {
+                // SAFETY: live blocks of this layout from slot 0.
+                unsafe { heap.deallocate(b.0, l) };
+                // The batch is only sent when the next free finds it full.
+                let expected = if i < limit { 0 } else { limit };
+                assert_eq!(
+                    remote_len(heap, 0, class),
+                    expected,
+                    "after {} frees",
+                    i + 1
+                );
+            }
+            // A third full batch waits in slot 1 until a free finds it full ...
+            // SAFETY: as above.
+            // (`{ last }`: the closure takes the `Block`, which is `Send`, not its pointer.)
+            unsafe { heap.deallocate({ last }.0, l) };
+            assert_eq!(remote_len(heap, 0, class), 2 * limit);
+            // ... or the slot's next slow path (a refill, here of another class).
+            let other = layout(500, 8);
+            let p = heap.allocate(other);
+            assert_eq!(remote_len(heap, 0, class), 2 * limit + 1);
+            // SAFETY: just allocated with this layout.
+            unsafe { heap.deallocate(p, other) };
+        });
+        let mut queued = Vec::new();
+        let mut obj = heap.slots[0].remote[class].load(Ordering::Acquire);
+        while !obj.is_null() {
+            queued.push(obj.addr());
+            // SAFETY: a chain of free objects; nobody uses the heap meanwhile.
+            obj = unsafe { (*obj).next };
+        }
+        queued.sort_unstable();
+        freed.sort_unstable();
+        assert_eq!(queued, freed);
+        heap.reclaim_all();
+        let stats = heap.stats();
+        assert_eq!(
+            (stats.chunks_held, stats.classes[class].live_objects),
+            (0, 0)
+        );
+    }
+
+    #[test]
+    fn a_remote_free_for_another_owner_sends_the_batch() {
+        let l = layout(64, 8);
+        let class = class_for(64, 8).unwrap();
+        let mut heap = SlotHeap::<true>::new(SystemPages, TestSlots);
+        let of_0 = allocate_on(&heap, 0, l, 4);
+        let of_2 = allocate_on(&heap, 2, l, 2);
+        on_slot(1, || {
+            let free = |b: &Block| {
+                // SAFETY: live blocks of this layout, each freed once.
+                unsafe { heap.deallocate(b.0, l) }
+            };
+            of_0[..3].iter().for_each(free);
+            assert_eq!(
+                (remote_len(&heap, 0, class), remote_len(&heap, 2, class)),
+                (0, 0)
+            );
+            free(&of_2[0]);
+            assert_eq!(
+                (remote_len(&heap, 0, class), remote_len(&heap, 2, class)),
+                (3, 0)
+            );
+            free(&of_0[3]);
+            assert_eq!(
+                (remote_len(&heap, 0, class), remote_len(&heap, 2, class)),
+                (3, 1)
+            );
+            free(&of_2[1]);
+            assert_eq!(
+                (remote_len(&heap, 0, class), remote_len(&heap, 2, class)),
+                (4, 1)
+            );
+            heap.flush_remote_frees();
+            assert_eq!(
+                (remote_len(&heap, 0, class), remote_len(&heap, 2, class)),
+                (4, 2)
+            );
+            // Flushing again sends nothing twice.
+            heap.flush_remote_frees();
+            assert_eq!(
+                (remote_len(&heap, 0, class), remote_len(&heap, 2, class)),
+                (4, 2)
+            );
+        });
+        heap.reclaim_all();
+        let stats = heap.stats();
+        assert_eq!(
+            (stats.chunks_held, stats.classes[class].live_objects),
+            (0, 0)
+        );
+    }
+
+    /// A `'static` heap on `ThreadSlots` registered with `hosted::flush_at_thread_exit`.
+    static EXIT_HEAP: Heap<SystemPages, ThreadSlots, 8, SpinLock, true> =
+        Heap::new(SystemPages, ThreadSlots);
+
+    #[test]
+    fn an_exiting_thread_sends_its_batches_when_registered() {
+        assert!(crate::hosted::flush_at_thread_exit(&EXIT_HEAP));
+        let l = layout(80, 8);
+        let class = class_for(80, 8).unwrap();
+        // An owner thread allocates and stays alive; another frees 5 of its blocks and exits.
+        let (to_owner, owner_waits) = std::sync::mpsc::channel::<()>();
+        let (blocks_tx, blocks_rx) = std::sync::mpsc::channel::<Vec<Block>>();
+        let owner_thread = std::thread::spawn(move || {
+            let blocks: Vec<Block> = (0..5).map(|_| Block(EXIT_HEAP.allocate(l))).collect();
+            blocks_tx.send(blocks).unwrap();
+            owner_waits.recv().unwrap();
+        });
+        let blocks = blocks_rx.recv().unwrap();
+        // SAFETY: a handed-out object of `class`.
+        let owner = unsafe { SlabHeader::owner(slab_of(blocks[0].0, class), class) } as usize;
+        let queued = move |heap: &Heap<SystemPages, ThreadSlots, 8, SpinLock, true>| {
+            let mut n = 0;
+            let mut obj = heap.slot(owner).remote[class].load(Ordering::Acquire);
+            while !obj.is_null() {
+                n += 1;
+                // SAFETY: a chain of free objects; the owner thread does not allocate now.
+                obj = unsafe { (*obj).next };
+            }
+            n
+        };
+        let exiting = std::thread::spawn(move || {
+            for b in blocks {
+                // SAFETY: live blocks of this layout, handed over by the owner thread.
+                unsafe { EXIT_HEAP.deallocate(b.0, l) };
+            }
+            // Still batched here: fewer than a full batch.
+            queued(&EXIT_HEAP)
+        });
+        let before_exit = exiting.join().unwrap();
+        assert_eq!((before_exit, queued(&EXIT_HEAP)), (0, 5));
+        to_owner.send(()).unwrap();
+        owner_thread.join().unwrap();
     }
 
     /// Every operation that takes an internal lock, one at a time, on a heap whose `CpuLocal`

@@ -8,6 +8,8 @@
 //! - [`ThreadSlots`]: each thread claims a distinct slot (a stand-in for "the current CPU") the
 //!   first time it allocates, keeps it until it exits, and frees it then. Claiming is one atomic
 //!   operation per thread lifetime; after that, entering a slot is a thread-local read.
+//!   [`flush_at_thread_exit`] registers a `'static` heap whose per-slot remote-free batches a
+//!   thread sends to their owners as it exits, before it gives its slot up.
 
 use core::alloc::GlobalAlloc;
 use core::cell::Cell;
@@ -202,6 +204,13 @@ struct SlotOwner;
 
 impl Drop for SlotOwner {
     fn drop(&mut self) {
+        // While the thread still holds its slot: the registered heaps send what it batched.
+        let hooks = *EXIT_HOOKS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for hook in hooks.into_iter().flatten() {
+            hook.flush_slot();
+        }
         let _ = SLOT.try_with(|s| {
             let index = s.replace(GONE);
             if index < MAX_THREAD_SLOTS {
@@ -214,6 +223,55 @@ impl Drop for SlotOwner {
 std::thread_local! {
     static SLOT: Cell<usize> = const { Cell::new(UNCLAIMED) };
     static OWNER: SlotOwner = const { SlotOwner };
+}
+
+/// Something a thread does with its [`ThreadSlots`] slot as it exits, before giving the slot
+/// up (the slot is still the thread's: [`CpuLocal::enter`] returns it).
+pub trait FlushAtThreadExit: Sync {
+    /// Called on the exiting thread.
+    fn flush_slot(&self);
+}
+
+impl<
+    P: PageSource + Sync,
+    C: CpuLocal + Sync,
+    const CPUS: usize,
+    L: lock_api::RawMutex + Sync,
+    const OWNER_RETURN: bool,
+> FlushAtThreadExit for crate::Heap<P, C, CPUS, L, OWNER_RETURN>
+{
+    /// Sends the remote frees the thread's slot batched to their owners
+    /// ([`Heap::flush_remote_frees`](crate::Heap::flush_remote_frees)).
+    fn flush_slot(&self) {
+        self.flush_remote_frees();
+    }
+}
+
+/// Most registrations [`flush_at_thread_exit`] takes.
+pub const MAX_EXIT_HOOKS: usize = 8;
+
+/// What every thread that claimed a slot does as it exits (a `std` mutex: no allocation).
+static EXIT_HOOKS: std::sync::Mutex<[Option<&'static dyn FlushAtThreadExit>; MAX_EXIT_HOOKS]> =
+    std::sync::Mutex::new([None; MAX_EXIT_HOOKS]);
+
+/// Makes every thread that claims a [`ThreadSlots`] slot call `hook.flush_slot()` when it
+/// exits, while it still holds the slot: for a heap with owner return (`Heap<.., true>`) on
+/// `ThreadSlots`, so that an exiting thread's batched remote frees reach their owners at once
+/// instead of waiting for the next thread to take the slot (`'static`: a thread may outlive
+/// any shorter-lived heap). A program registers its global allocator once, from `main`.
+/// Returns false when [`MAX_EXIT_HOOKS`] are registered already (then nothing changes);
+/// registering the same heap twice makes it flush twice, which is harmless.
+pub fn flush_at_thread_exit(hook: &'static dyn FlushAtThreadExit) -> bool {
+    let mut hooks = EXIT_HOOKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match hooks.iter_mut().find(|h| h.is_none()) {
+        Some(free) => {
+            *free = Some(hook);
+            true
+        }
+        None => false,
+    }
 }
 
 fn claim() -> usize {
