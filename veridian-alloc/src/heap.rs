@@ -36,7 +36,12 @@
 //!   class with one compare-and-swap per chain (the snmalloc/mimalloc idea: cross-CPU frees are
 //!   batched messages to the owner, never a global lock).
 //! - **Large** requests (> 8192 B or aligned to more than a page) go to the buddy allocator
-//!   under its lock, and fully free chunks are given back to the page source.
+//!   under its lock, and fully free chunks are given back to the page source. A freed block of
+//!   4 KiB to 64 KiB (a large block or a slab) is kept whole on a short list per size (8
+//!   blocks, at most 992 KiB in all), so the next request of that size takes it without
+//!   splitting a larger block, and the free does not merge it; the lists are merged back into
+//!   the buddy allocator when a request finds no free block, before free chunks go back to the
+//!   page source, and in [`Heap::reclaim_all`] (`HeapStats::quick_bytes`).
 //! - **Direct** requests: a large request whose buddy block would be more than half a chunk
 //!   (over 2 MiB with the default 4 MiB chunks) is not served from the buddy allocator at all:
 //!   the heap asks the page source for exactly its size rounded up to the page size (and to its
@@ -428,12 +433,91 @@ impl Slot {
 // `pending` has a bit per class.
 const _: () = assert!(NUM_CLASSES <= 64);
 
+/// Orders whose freed blocks may be kept whole in [`Backing`]'s quick lists (4 KiB to 64 KiB).
+const QUICK_ORDERS: usize = 5;
+/// Blocks kept per quick list: at most 8 x (4 + 8 + 16 + 32 + 64) KiB = 992 KiB held in all.
+const QUICK_MAX: usize = 8;
+
 /// The buddy allocator and how many chunks it holds.
 struct Backing {
     buddy: BuddyAllocator,
     chunks: usize,
     /// The most chunks held at once since the heap was made or last trimmed.
     peak_chunks: usize,
+    /// Per order below [`QUICK_ORDERS`], freed blocks kept whole instead of merged back into
+    /// the buddy allocator, linked through their first word (null ends a list): a free and
+    /// allocation of one size then reuse a block without splitting a chunk down and merging it
+    /// up again each time. To the buddy allocator these blocks are still allocated.
+    quick: [*mut u8; QUICK_ORDERS],
+    /// Blocks on each quick list.
+    quick_len: [usize; QUICK_ORDERS],
+}
+
+// SAFETY: the quick lists' pointers are blocks this heap owns; `Backing` is only reached through
+// the heap's `PinnedMutex`, so they are touched by one thread at a time, like the buddy
+// allocator's own lists (which is `Send` for the same reason).
+unsafe impl Send for Backing {}
+
+impl Backing {
+    /// Pops a kept block of `order`, if any.
+    fn quick_pop(&mut self, order: usize) -> Option<NonNull<u8>> {
+        let head = NonNull::new(*self.quick.get(order)?)?;
+        // SAFETY: a block on a quick list is ours, at least 4 KiB, and its first word holds the
+        // next link (written by `quick_push`, not touched since: nobody else holds the block).
+        self.quick[order] = unsafe { head.as_ptr().cast::<*mut u8>().read() };
+        self.quick_len[order] -= 1;
+        Some(head)
+    }
+
+    /// Keeps `block` of `order` whole if its list has room; false (and nothing kept) otherwise,
+    /// or when the block is already on the list (a double free, refused as the buddy allocator
+    /// refuses one).
+    ///
+    /// # Safety
+    /// `block` is an allocated buddy block of `order`, no longer used by anyone.
+    unsafe fn quick_push(&mut self, order: usize, block: NonNull<u8>) -> bool {
+        if order >= QUICK_ORDERS || self.quick_len[order] >= QUICK_MAX {
+            return false;
+        }
+        let mut p = self.quick[order];
+        while !p.is_null() {
+            if p == block.as_ptr() {
+                debug_assert!(false, "heap: double free of {block:p} (order {order})");
+                return true;
+            }
+            // SAFETY: as in `quick_pop`: every block on the list holds its next link.
+            p = unsafe { p.cast::<*mut u8>().read() };
+        }
+        // SAFETY: the caller gives the block up; its first word (a block is at least 4 KiB)
+        // becomes the link.
+        unsafe { block.as_ptr().cast::<*mut u8>().write(self.quick[order]) };
+        self.quick[order] = block.as_ptr();
+        self.quick_len[order] += 1;
+        true
+    }
+
+    /// Gives every kept block back to the buddy allocator (merging as it goes), so that free
+    /// chunks can be found whole.
+    fn quick_drain(&mut self) {
+        for order in 0..QUICK_ORDERS {
+            while let Some(block) = self.quick_pop(order) {
+                // SAFETY: the block was allocated from `buddy` at `order` and is unused (it was
+                // on the quick list); a failure would mean a foreign block, never pushed here.
+                let freed = unsafe { self.buddy.deallocate(block, order) };
+                debug_assert!(
+                    freed.is_ok(),
+                    "heap: quick list held a bad block: {freed:?}"
+                );
+            }
+        }
+    }
+
+    /// Bytes in the quick lists.
+    fn quick_bytes(&self) -> usize {
+        (0..QUICK_ORDERS)
+            .map(|o| self.quick_len[o] * (PAGE_SIZE << o))
+            .sum()
+    }
 }
 
 /// A size-class heap with per-CPU caches; see the module documentation.
@@ -527,6 +611,8 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex, const OWNER_RET
                 buddy: BuddyAllocator::new(),
                 chunks: 0,
                 peak_chunks: 0,
+                quick: [ptr::null_mut(); QUICK_ORDERS],
+                quick_len: [0; QUICK_ORDERS],
             }),
             large_allocs: AtomicU64::new(0),
             large_frees: AtomicU64::new(0),
@@ -1220,6 +1306,14 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex, const OWNER_RET
     /// A block from the buddy allocator, growing it from the page source when needed.
     fn buddy_allocate(&self, pinned: Pinned<'_>, order: usize) -> Option<NonNull<u8>> {
         let mut backing = self.backing.lock(pinned, self.cpu.lock_section());
+        if let Some(block) = backing.quick_pop(order) {
+            return Some(block);
+        }
+        if let Ok(block) = backing.buddy.allocate(order) {
+            return Some(block);
+        }
+        // Blocks kept whole may be what stops a larger allocation: merge them back first.
+        backing.quick_drain();
         if let Ok(block) = backing.buddy.allocate(order) {
             return Some(block);
         }
@@ -1250,6 +1344,15 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex, const OWNER_RET
     /// `block` came from `buddy_allocate(order)` and is no longer used.
     unsafe fn buddy_free(&self, pinned: Pinned<'_>, block: NonNull<u8>, order: usize) {
         let mut backing = self.backing.lock(pinned, self.cpu.lock_section());
+        // Kept whole if its order's quick list has room (no merge now, no split at the next
+        // allocation of this order). A block that is already free in the buddy allocator is a
+        // double free: it goes to `deallocate`, which refuses it.
+        if !backing.buddy.is_free(block.as_ptr(), order) {
+            // SAFETY: forwarded contract: an allocated block of `order`, no longer used.
+            if unsafe { backing.quick_push(order, block) } {
+                return;
+            }
+        }
         // SAFETY: forwarded contract. A failure here means the caller broke it (double free or
         // foreign pointer); the buddy allocator detects that without corrupting itself, and the
         // block is then simply not freed.
@@ -1265,6 +1368,10 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex, const OWNER_RET
     /// Gives entirely free chunks back to the page source while more than `keep` chunks are
     /// held.
     fn release_free_chunks(&self, backing: &mut Backing, keep: usize) {
+        if backing.chunks > keep {
+            // Kept blocks would pin their chunks: merge them back before looking for free ones.
+            backing.quick_drain();
+        }
         while backing.chunks > keep {
             let Some((start, len)) = backing.buddy.take_free_region() else {
                 break;
@@ -1365,6 +1472,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex, const OWNER_RET
         }
         let _section = self.cpu.lock_section();
         let backing = self.backing.get_mut();
+        backing.quick_drain();
         while let Some((start, len)) = backing.buddy.take_free_region() {
             backing.chunks -= 1;
             // SAFETY: the range is entirely free and no longer managed: a whole chunk of ours
@@ -1416,6 +1524,7 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex, const OWNER_RET
             chunks_released: self.chunks_released.load(Ordering::Relaxed),
             failed_allocations: self.failed.load(Ordering::Relaxed),
             buddy: backing.buddy.stats(),
+            quick_bytes: backing.quick_bytes(),
         }
     }
 }
@@ -1504,8 +1613,13 @@ pub struct HeapStats {
     pub chunks_released: u64,
     /// Allocations that returned null.
     pub failed_allocations: u64,
-    /// The buddy allocator's own statistics.
+    /// The buddy allocator's own statistics. Freed blocks kept whole for reuse
+    /// ([`HeapStats::quick_bytes`]) count as allocated there.
     pub buddy: BuddyStats,
+    /// Bytes of freed buddy blocks (4 KiB to 64 KiB) kept whole for the next allocation of
+    /// their size instead of being merged back; at most 992 KiB. They go back to the buddy
+    /// allocator before free chunks are returned to the page source, and on `reclaim_all`.
+    pub quick_bytes: usize,
 }
 
 impl HeapStats {
@@ -1682,6 +1796,105 @@ mod tests {
         assert_eq!(heap.stats().chunks_held, 2);
         heap.reclaim_all();
         assert_eq!(heap.stats().chunks_held, 0);
+    }
+
+    #[test]
+    fn freed_mid_size_blocks_are_kept_whole_and_reused() {
+        let mut heap = SmallHeap::new(SystemPages, ThreadSlots);
+        let l = layout(16 << 10, 8);
+        let n = QUICK_MAX + 2;
+        let blocks: Vec<*mut u8> = (0..n).map(|_| heap.allocate(l)).collect();
+        assert!(blocks.iter().all(|p| !p.is_null()));
+        let free_before = heap.stats().buddy.free_bytes;
+        for &p in &blocks {
+            // SAFETY: live blocks of this layout.
+            unsafe { heap.deallocate(p, l) };
+        }
+        // The first `QUICK_MAX` freed wait whole (the buddy allocator still counts them); the
+        // last two found the list full and went back to the buddy allocator.
+        let stats = heap.stats();
+        assert_eq!(stats.quick_bytes, QUICK_MAX * (16 << 10), "{stats:?}");
+        assert_eq!(
+            stats.buddy.free_bytes,
+            free_before + 2 * (16 << 10),
+            "{stats:?}"
+        );
+        // The next allocations of that size get exactly those blocks, newest first.
+        let again: Vec<*mut u8> = (0..QUICK_MAX).map(|_| heap.allocate(l)).collect();
+        let mut kept: Vec<*mut u8> = blocks[..QUICK_MAX].to_vec();
+        kept.reverse();
+        assert_eq!(again, kept);
+        assert_eq!(heap.stats().quick_bytes, 0);
+        // A block of another order does not come from them (the two 16 KiB blocks the buddy
+        // allocator merged may serve it).
+        let other = heap.allocate(layout(32 << 10, 8));
+        assert!(!other.is_null() && !again.contains(&other));
+        for p in again {
+            // SAFETY: live blocks of this layout.
+            unsafe { heap.deallocate(p, l) };
+        }
+        // SAFETY: a live block of this layout.
+        unsafe { heap.deallocate(other, layout(32 << 10, 8)) };
+        assert_eq!(
+            heap.stats().quick_bytes,
+            QUICK_MAX * (16 << 10) + (32 << 10)
+        );
+        // `reclaim_all` merges the kept blocks back and gives every chunk up.
+        heap.reclaim_all();
+        let stats = heap.stats();
+        assert_eq!((stats.chunks_held, stats.quick_bytes), (0, 0), "{stats:?}");
+    }
+
+    #[test]
+    fn kept_blocks_do_not_stop_free_chunks_from_going_back() {
+        let heap = SmallHeap::with_config(SystemPages, ThreadSlots, HeapConfig::HOSTED);
+        let l = layout(16 << 10, 8);
+        let small: Vec<*mut u8> = (0..4).map(|_| heap.allocate(l)).collect();
+        let big = two_mib_blocks(&heap, 3);
+        for &p in &small {
+            // SAFETY: live blocks of this layout.
+            unsafe { heap.deallocate(p, l) };
+        }
+        free_all(&heap, big);
+        let stats = heap.stats();
+        assert_eq!(stats.quick_bytes, 4 * (16 << 10), "{stats:?}");
+        let held = stats.chunks_held;
+        assert!(held > CHUNKS_KEPT, "{stats:?}");
+        // Every chunk is free once the kept blocks are merged back: `trim` does that first.
+        heap.trim();
+        let stats = heap.stats();
+        assert_eq!(
+            (stats.chunks_held, stats.quick_bytes, stats.chunks_released),
+            (CHUNKS_KEPT, 0, (held - CHUNKS_KEPT) as u64),
+            "{stats:?}"
+        );
+        // An allocation that no free buddy block can serve merges the kept blocks back first.
+        // The one chunk left: a 2 MiB block and 2 MiB less the metadata page in smaller free
+        // blocks (1 MiB down to 4 KiB). `hold` takes the 2 MiB block; 127 blocks of 16 KiB take
+        // the rest, smallest free block first, so the last 64 come from the 1 MiB block.
+        let hold = heap.allocate(layout(2 << 20, 8));
+        let fill: Vec<*mut u8> = (0..127).map(|_| heap.allocate(l)).collect();
+        assert!(!hold.is_null() && fill.iter().all(|p| !p.is_null()));
+        let from_source = heap.stats().chunks_from_source;
+        // Freed newest first: the 8 kept whole lie in the 1 MiB block, which cannot merge.
+        for &p in fill.iter().rev() {
+            // SAFETY: live blocks of this layout.
+            unsafe { heap.deallocate(p, l) };
+        }
+        assert_eq!(heap.stats().quick_bytes, QUICK_MAX * (16 << 10));
+        let mib = heap.allocate(layout(1 << 20, 8));
+        assert!(!mib.is_null());
+        let stats = heap.stats();
+        assert_eq!(
+            (stats.chunks_from_source, stats.quick_bytes),
+            (from_source, 0),
+            "{stats:?}"
+        );
+        // SAFETY: live blocks of these layouts.
+        unsafe {
+            heap.deallocate(mib, layout(1 << 20, 8));
+            heap.deallocate(hold, layout(2 << 20, 8));
+        }
     }
 
     #[test]
