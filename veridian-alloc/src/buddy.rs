@@ -391,6 +391,18 @@ impl Region {
         Some((word, (index % WORD_BITS) as u32))
     }
 
+    /// Whether any part of the block of `order` at `addr` (aligned, inside the region) is
+    /// free: the block itself or a free block containing it, or a free block inside it.
+    fn any_free(&self, order: usize, addr: usize) -> bool {
+        // A free block lies inside the region, so none is larger than the region: the orders
+        // above the largest that fits need no test (a 4 MiB region: 10 of 19). The region
+        // holds the block at `addr`, so `pages >= 1`.
+        let pages = (self.end - self.base) / PAGE_SIZE;
+        let top = ((usize::BITS - 1 - pages.leading_zeros()) as usize).min(MAX_ORDER);
+        (order..=top).any(|k| self.test(Map::Free, k, addr & !(block_size(k) - 1)))
+            || self.test(Map::FreeInside, order, addr)
+    }
+
     /// Reads a bit; slots outside the region read as clear.
     fn test(&self, map: Map, order: usize, addr: usize) -> bool {
         let Some((word, bit)) = self.bit_position(map, order, addr) else {
@@ -711,11 +723,7 @@ impl BuddyAllocator {
         if addr.checked_add(size).is_none_or(|e| e > region.end) {
             return Err(BuddyError::NotOwned { addr });
         }
-        // Already free: the block itself or a free block containing it ...
-        let contained =
-            (order..=MAX_ORDER).any(|k| region.test(Map::Free, k, addr & !(block_size(k) - 1)));
-        // ... or a free block inside it.
-        if contained || region.test(Map::FreeInside, order, addr) {
+        if region.any_free(order, addr) {
             return Err(BuddyError::DoubleFree { addr, order });
         }
 
@@ -796,8 +804,7 @@ impl BuddyAllocator {
         if addr & (size - 1) != 0 || addr.checked_add(size).is_none_or(|e| e > region.end) {
             return false;
         }
-        (order..=MAX_ORDER).any(|k| region.test(Map::Free, k, addr & !(block_size(k) - 1)))
-            || region.test(Map::FreeInside, order, addr)
+        region.any_free(order, addr)
     }
 
     /// Whether `ptr` lies in the allocatable part of a region (not its metadata or trimmed
