@@ -1847,7 +1847,7 @@ mod tests {
 
     #[test]
     fn kept_blocks_do_not_stop_free_chunks_from_going_back() {
-        let heap = SmallHeap::with_config(SystemPages, ThreadSlots, HeapConfig::HOSTED);
+        let mut heap = SmallHeap::with_config(SystemPages, ThreadSlots, HeapConfig::HOSTED);
         let l = layout(16 << 10, 8);
         let small: Vec<*mut u8> = (0..4).map(|_| heap.allocate(l)).collect();
         let big = two_mib_blocks(&heap, 3);
@@ -1895,6 +1895,8 @@ mod tests {
             heap.deallocate(mib, layout(1 << 20, 8));
             heap.deallocate(hold, layout(2 << 20, 8));
         }
+        heap.reclaim_all();
+        assert_eq!(heap.stats().chunks_held, 0);
     }
 
     #[test]
