@@ -37,9 +37,11 @@ static SYSTEM: System = System;
 static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-type Talc = talc::TalcLock<spinning_top::RawSpinlock, talc::source::Claim>;
-type LinkedList = linked_list_allocator::LockedHeap;
-type BuddySystem = buddy_system_allocator::LockedHeap<33>;
+#[path = "../benches/support/peers.rs"]
+#[allow(dead_code, unused_macros, unused_imports)]
+// The arena and the peers' types; the rest serves the bench and `alloc_ab`.
+mod peers;
+use peers::{BuddySystem, LinkedList, Talc};
 
 const ALLOCATORS: [&str; 7] = [
     "veridian",
@@ -90,24 +92,6 @@ fn status_bytes(field: &str) -> usize {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
         .map(|kb| kb * 1024)
         .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
-}
-
-/// An untouched anonymous mapping of [`ARENA_BYTES`] (leaked).
-fn arena() -> *mut u8 {
-    // SAFETY: an anonymous private mapping at an address of the kernel's choosing has no
-    // preconditions; the result is checked for MAP_FAILED.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            ARENA_BYTES,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    assert!(p != libc::MAP_FAILED, "mmap of the arena failed");
-    p.cast()
 }
 
 /// Live-byte accounting of the workload.
@@ -270,20 +254,24 @@ fn child(allocator: &str, workload: &str) {
         "jemalloc" => run(&JEMALLOC, workload, &mut prepared),
         "talc" => {
             // SAFETY: a fresh, leaked mapping that nothing else uses, as `Talc::claim` requires.
-            let source = unsafe { talc::source::Claim::new(arena(), ARENA_BYTES) };
+            let source =
+                unsafe { talc::source::Claim::new(peers::arena(ARENA_BYTES), ARENA_BYTES) };
             let talc = Talc::new(source);
             run(&talc, workload, &mut prepared)
         }
         "linked_list" => {
             let heap = LinkedList::empty();
             // SAFETY: a fresh, leaked mapping that nothing else uses; init runs once.
-            unsafe { heap.lock().init(arena(), ARENA_BYTES) };
+            unsafe { heap.lock().init(peers::arena(ARENA_BYTES), ARENA_BYTES) };
             run(&heap, workload, &mut prepared)
         }
         "buddy_system" => {
             let heap = BuddySystem::new();
             // SAFETY: a fresh, leaked mapping that nothing else uses; init runs once.
-            unsafe { heap.lock().init(arena() as usize, ARENA_BYTES) };
+            unsafe {
+                heap.lock()
+                    .init(peers::arena(ARENA_BYTES) as usize, ARENA_BYTES)
+            };
             run(&heap, workload, &mut prepared)
         }
         other => panic!("unknown allocator {other}"),

@@ -470,13 +470,19 @@ impl Backing {
     }
 
     /// Keeps `block` of `order` whole if its list has room; false (and nothing kept) otherwise,
-    /// or when the block is already on the list (a double free, refused as the buddy allocator
-    /// refuses one).
+    /// and when the buddy allocator already holds part of it (a double free: the caller's
+    /// `deallocate` then refuses it). True without keeping it when it is already on the list
+    /// (a double free, refused here).
     ///
     /// # Safety
     /// `block` is an allocated buddy block of `order`, no longer used by anyone.
     unsafe fn quick_push(&mut self, order: usize, block: NonNull<u8>) -> bool {
-        if order >= QUICK_ORDERS || self.quick_len[order] >= QUICK_MAX {
+        // The room check first: a block that cannot be kept pays no double-free test here
+        // (`deallocate` makes its own).
+        if order >= QUICK_ORDERS
+            || self.quick_len[order] >= QUICK_MAX
+            || self.buddy.is_free(block.as_ptr(), order)
+        {
             return false;
         }
         let mut p = self.quick[order];
@@ -1346,12 +1352,10 @@ impl<P: PageSource, C: CpuLocal, const CPUS: usize, L: RawMutex, const OWNER_RET
         let mut backing = self.backing.lock(pinned, self.cpu.lock_section());
         // Kept whole if its order's quick list has room (no merge now, no split at the next
         // allocation of this order). A block that is already free in the buddy allocator is a
-        // double free: it goes to `deallocate`, which refuses it.
-        if !backing.buddy.is_free(block.as_ptr(), order) {
-            // SAFETY: forwarded contract: an allocated block of `order`, no longer used.
-            if unsafe { backing.quick_push(order, block) } {
-                return;
-            }
+        // double free: `quick_push` declines it and `deallocate` refuses it.
+        // SAFETY: forwarded contract: an allocated block of `order`, no longer used.
+        if unsafe { backing.quick_push(order, block) } {
+            return;
         }
         // SAFETY: forwarded contract. A failure here means the caller broke it (double free or
         // foreign pointer); the buddy allocator detects that without corrupting itself, and the

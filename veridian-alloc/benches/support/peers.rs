@@ -24,14 +24,15 @@ pub type BuddySystem = buddy_system_allocator::LockedHeap<33>;
 /// Size of each arena handed to the arena-based peers.
 const ARENA_BYTES: usize = 512 << 20;
 
-/// A fresh, untouched anonymous mapping of [`ARENA_BYTES`] (leaked).
-fn arena() -> *mut u8 {
+/// A fresh, untouched anonymous `MAP_NORESERVE` mapping of `bytes` (leaked); also the
+/// footprint example's arenas.
+pub fn arena(bytes: usize) -> *mut u8 {
     // SAFETY: an anonymous private mapping at an address of the kernel's choosing has no
     // preconditions; the result is checked for MAP_FAILED.
     let p = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            ARENA_BYTES,
+            bytes,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
@@ -47,7 +48,7 @@ pub fn talc() -> &'static Talc {
     T.get_or_init(|| {
         // SAFETY: the arena is a fresh mapping of ARENA_BYTES that nothing else uses, leaked for
         // the life of the process, as `Talc::claim` requires.
-        let source = unsafe { talc::source::Claim::new(arena(), ARENA_BYTES) };
+        let source = unsafe { talc::source::Claim::new(arena(ARENA_BYTES), ARENA_BYTES) };
         Box::leak(Box::new(Talc::new(source)))
     })
 }
@@ -57,7 +58,7 @@ pub fn linked_list() -> &'static LinkedList {
     L.get_or_init(|| {
         let heap: &'static LinkedList = Box::leak(Box::new(LinkedList::empty()));
         // SAFETY: the arena is a fresh, leaked mapping used by nothing else; init runs once.
-        unsafe { heap.lock().init(arena(), ARENA_BYTES) };
+        unsafe { heap.lock().init(arena(ARENA_BYTES), ARENA_BYTES) };
         heap
     })
 }
@@ -67,7 +68,7 @@ pub fn buddy_system() -> &'static BuddySystem {
     B.get_or_init(|| {
         let heap: &'static BuddySystem = Box::leak(Box::new(BuddySystem::new()));
         // SAFETY: the arena is a fresh, leaked mapping used by nothing else; init runs once.
-        unsafe { heap.lock().init(arena() as usize, ARENA_BYTES) };
+        unsafe { heap.lock().init(arena(ARENA_BYTES) as usize, ARENA_BYTES) };
         heap
     })
 }
